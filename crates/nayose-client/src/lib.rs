@@ -1,0 +1,1 @@
+//! The accredited entity's client node: link run over QUIC.

@@ -1,0 +1,1 @@
+//! Streaming CSV readers and writers for registry and held-number files.

@@ -1,0 +1,1 @@
+//! Japanese insured-person numbers: parsing, normalization, validation, canonical encoding (I/O-free).

@@ -1,0 +1,1 @@
+//! The management body's server node: epoch build and QUIC service.

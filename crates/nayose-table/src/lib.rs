@@ -1,0 +1,1 @@
+//! Epoch table derivation, labels and matching (I/O-free).

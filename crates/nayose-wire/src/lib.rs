@@ -1,0 +1,1 @@
+//! The nayose/1 wire codec: every byte of protocol-spec/.

@@ -1,0 +1,3 @@
+//! The `nayose` command-line node.
+
+fn main() {}
