@@ -15,6 +15,8 @@ pub const LABEL_KEY_LEN: usize = 32;
 pub const LABEL_MASTER_KEY_LEN: usize = 32;
 /// Length of the public identifier of a label master key.
 pub const LABEL_MASTER_KEY_ID_LEN: usize = 8;
+/// Length of an epoch id: `I2OSP(number, 8) || key check (8)`.
+pub const EPOCH_ID_LEN: usize = 16;
 /// Maximum length of a client id in bytes (minimum is 1).
 pub const CLIENT_ID_MAX_LEN: usize = 64;
 /// Length of one server-local table record: `tag || label_key || I2OSP_LE(person, 4)`.
@@ -32,3 +34,5 @@ pub const DST_LABEL: &[u8] = b"nayose/1 label";
 pub const DST_LABEL_PAD: &[u8] = b"nayose/1 label pad";
 /// DST of the public identifier of a label master key.
 pub const DST_LABEL_MASTER_KEY_ID: &[u8] = b"nayose/1 label master key id";
+/// DST of the key check in an epoch id: `SHA-512(I2OSP(17,2) || DST_EPOCH_ID || pkS)[0..8]`.
+pub const DST_EPOCH_ID: &[u8] = b"nayose/1 epoch id";

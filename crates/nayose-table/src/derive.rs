@@ -77,7 +77,7 @@ pub fn label_for(master: &LabelMasterKey, client: &ClientId, person_id: &[u8]) -
 ///
 /// ```text
 /// pad = SHA-512(I2OSP(18,2) || "nayose/1 label pad" || label_key
-///               || I2OSP(len(client),2) || client || I2OSP(epoch,8) || tag)[0..16]
+///               || I2OSP(len(client),2) || client || epoch_id (16) || tag)[0..16]
 /// ```
 ///
 /// Exposed for test vectors; callers normally use [`encrypt_label`] / [`decrypt_label`].
@@ -91,7 +91,7 @@ pub fn label_pad(
     h.update(key.as_bytes());
     h.update((client.as_bytes().len() as u16).to_be_bytes());
     h.update(client.as_bytes());
-    h.update(epoch.to_be_bytes());
+    h.update(epoch.as_bytes());
     h.update(tag.as_bytes());
     let d = finish(h);
     let mut pad = Zeroizing::new([0u8; LABEL_LEN]);
@@ -148,16 +148,38 @@ mod tests {
         let b = ClientId::new("client-b").unwrap();
         let (tag, key) = derive_entry_secrets(&o(1));
         let la = label_for(&master, &a, b"person-1");
-        let e = encrypt_label(&key, &a, EpochId(5), &tag, &la);
-        assert_eq!(decrypt_label(&key, &a, EpochId(5), &tag, &e), la);
+        let e = encrypt_label(&key, &a, EpochId::new(5, &[1; 32]), &tag, &la);
+        assert_eq!(
+            decrypt_label(&key, &a, EpochId::new(5, &[1; 32]), &tag, &e),
+            la
+        );
         // A different client, epoch, tag or key opens a different label.
-        assert_ne!(decrypt_label(&key, &b, EpochId(5), &tag, &e), la);
-        assert_ne!(decrypt_label(&key, &a, EpochId(6), &tag, &e), la);
+        assert_ne!(
+            decrypt_label(&key, &b, EpochId::new(5, &[1; 32]), &tag, &e),
+            la
+        );
+        assert_ne!(
+            decrypt_label(&key, &a, EpochId::new(6, &[1; 32]), &tag, &e),
+            la
+        );
+        assert_ne!(
+            decrypt_label(&key, &a, EpochId::new(5, &[2; 32]), &tag, &e),
+            la
+        );
         let (tag2, key2) = derive_entry_secrets(&o(2));
-        assert_ne!(decrypt_label(&key, &a, EpochId(5), &tag2, &e), la);
-        assert_ne!(decrypt_label(&key2, &a, EpochId(5), &tag, &e), la);
+        assert_ne!(
+            decrypt_label(&key, &a, EpochId::new(5, &[1; 32]), &tag2, &e),
+            la
+        );
+        assert_ne!(
+            decrypt_label(&key2, &a, EpochId::new(5, &[1; 32]), &tag, &e),
+            la
+        );
         // The same label encrypted for two epochs gives unrelated ciphertexts.
-        assert_ne!(encrypt_label(&key, &a, EpochId(6), &tag, &la), e);
+        assert_ne!(
+            encrypt_label(&key, &a, EpochId::new(6, &[1; 32]), &tag, &la),
+            e
+        );
     }
 
     #[test]

@@ -18,7 +18,7 @@ fn full_download_matches_held_numbers_only() {
     held.push(o(1_000_000 + 1000));
     held.push(o(1_000_000 + 2000));
     held.extend((0..5).map(|i| o(9_000_000 + i)));
-    let mut matcher = Matcher::new(c.clone(), EpochId(7), &held);
+    let mut matcher = Matcher::new(c.clone(), ep(7), &held);
     // Full download in chunks of 700 entries.
     let mut got = 0;
     for start in (0..t.len()).step_by(700) {
@@ -62,14 +62,14 @@ fn k_anon_download_gives_same_result_as_full() {
         .chain([o(123)])
         .collect();
 
-    let mut full = Matcher::new(c.clone(), EpochId(3), &held);
+    let mut full = Matcher::new(c.clone(), ep(3), &held);
     let all = t.entries_for_client_par(0..t.len(), &c, &m, &ids).unwrap();
     full.absorb(&all).unwrap();
     let full = full.finish();
 
     let bits = t.k_anonymous_prefix_bits(8).unwrap().unwrap();
     assert!(t.min_prefix_range_len(bits) >= 8);
-    let mut kanon = Matcher::new(c.clone(), EpochId(3), &held);
+    let mut kanon = Matcher::new(c.clone(), ep(3), &held);
     for p in kanon.prefixes(bits).unwrap() {
         let r = t.range_for_prefix(&p);
         assert!(r.len() >= 8);
@@ -130,9 +130,9 @@ fn rotated_master_key_changes_labels() {
         .unwrap();
     let e2 = t.entries_for_client_par(0..t.len(), &c, &m2, &ids).unwrap();
     let held = [o(10_000_000)];
-    let mut a = Matcher::new(c.clone(), EpochId(1), &held);
+    let mut a = Matcher::new(c.clone(), ep(1), &held);
     a.absorb(&e1).unwrap();
-    let mut b = Matcher::new(c.clone(), EpochId(1), &held);
+    let mut b = Matcher::new(c.clone(), ep(1), &held);
     b.absorb(&e2).unwrap();
     assert_ne!(a.finish().label(0), b.finish().label(0));
 }
@@ -145,7 +145,7 @@ fn wrong_epoch_or_client_in_matcher_decrypts_to_garbage() {
     let e = t.entries_for_client_par(0..t.len(), &c, &m, &ids).unwrap();
     let held = [o(1_000_000)];
     let want = label_for(&m, &c, b"person-000000");
-    for (cl, ep) in [(c.clone(), EpochId(6)), (client("client-b"), EpochId(5))] {
+    for (cl, ep) in [(c.clone(), ep(6)), (client("client-b"), ep(5))] {
         let mut mt = Matcher::new(cl, ep, &held);
         assert_eq!(mt.absorb(&e).unwrap(), 1);
         assert_ne!(mt.finish().label(0), Some(want));
@@ -154,7 +154,7 @@ fn wrong_epoch_or_client_in_matcher_decrypts_to_garbage() {
 
 #[test]
 fn duplicate_numbers_in_registry_are_reported() {
-    let mut b = EpochTableBuilder::new(EpochId(1), 3);
+    let mut b = EpochTableBuilder::new(ep(1), 3);
     b.push(&o(1), 0).unwrap();
     b.push(&o(2), 1).unwrap();
     b.push(&o(1), 2).unwrap();
@@ -166,7 +166,7 @@ fn duplicate_numbers_in_registry_are_reported() {
 
 #[test]
 fn builder_rejects_bad_input() {
-    let mut b = EpochTableBuilder::new(EpochId(1), 3);
+    let mut b = EpochTableBuilder::new(ep(1), 3);
     assert_eq!(
         b.push(&o(1), 3).unwrap_err(),
         TableError::PersonIndexOutOfRange {
@@ -212,7 +212,7 @@ fn records_roundtrip_and_validation() {
     let (t, ids) = table(9, 4, 500, 300);
     let bytes = record_bytes(&t);
     assert_eq!(bytes.len(), 500 * RECORD_LEN);
-    let r = RecordTable::new(EpochId(9), 300, &bytes).unwrap();
+    let r = RecordTable::new(ep(9), 300, &bytes).unwrap();
     assert_eq!(r.len(), t.len());
     let c = client("c");
     let m = master();
@@ -235,25 +235,25 @@ fn records_roundtrip_and_validation() {
     assert_eq!(e.label_key.as_bytes(), t.entries()[7].label_key.as_bytes());
 
     assert_eq!(
-        RecordTable::new(EpochId(9), 300, &bytes[..bytes.len() - 1]).unwrap_err(),
+        RecordTable::new(ep(9), 300, &bytes[..bytes.len() - 1]).unwrap_err(),
         TableError::RecordsLength {
             len: bytes.len() - 1
         }
     );
     assert!(matches!(
-        RecordTable::new(EpochId(9), 299, &bytes),
+        RecordTable::new(ep(9), 299, &bytes),
         Err(TableError::PersonIndexOutOfRange { .. })
     ));
     let mut swapped = bytes.clone();
     swapped[..2 * RECORD_LEN].rotate_left(RECORD_LEN);
     assert_eq!(
-        RecordTable::new(EpochId(9), 300, &swapped).unwrap_err(),
+        RecordTable::new(ep(9), 300, &swapped).unwrap_err(),
         TableError::RecordsNotSorted { index: 1 }
     );
     let mut dup = bytes.clone();
     dup.copy_within(10 * RECORD_LEN..11 * RECORD_LEN, 11 * RECORD_LEN);
     assert_eq!(
-        RecordTable::new(EpochId(9), 300, &dup).unwrap_err(),
+        RecordTable::new(ep(9), 300, &dup).unwrap_err(),
         TableError::RecordsNotSorted { index: 11 }
     );
 }
@@ -268,7 +268,7 @@ fn matcher_rejects_malformed_responses() {
 
     let mut unsorted = all.clone();
     unsorted.swap(3, 4);
-    let mut mt = Matcher::new(c.clone(), EpochId(1), &held);
+    let mut mt = Matcher::new(c.clone(), ep(1), &held);
     assert_eq!(
         mt.absorb(&unsorted).unwrap_err(),
         TableError::FetchedNotSorted { index: 4 }
@@ -287,7 +287,7 @@ fn matcher_rejects_malformed_responses() {
     );
 
     // The same held entry delivered twice in two responses.
-    let mut mt = Matcher::new(c.clone(), EpochId(1), &held);
+    let mut mt = Matcher::new(c.clone(), ep(1), &held);
     assert_eq!(mt.absorb(&all).unwrap(), 10);
     let held_entry = all
         .iter()
@@ -307,7 +307,7 @@ fn matcher_rejects_malformed_responses() {
     assert_eq!(mt.absorb(&[not_held]).unwrap(), 0);
 
     // Entries outside the requested prefix.
-    let mut mt = Matcher::new(c.clone(), EpochId(1), &held);
+    let mut mt = Matcher::new(c.clone(), ep(1), &held);
     let p = TagPrefix::of_tag(&all[0].0, 8).unwrap();
     let outside = all.iter().position(|e| !p.contains(&e.0)).unwrap();
     assert!(matches!(
@@ -321,9 +321,9 @@ fn matcher_rejects_malformed_responses() {
     for e in &mut tampered {
         e.1.0[0] ^= 1;
     }
-    let mut a = Matcher::new(c.clone(), EpochId(1), &held);
+    let mut a = Matcher::new(c.clone(), ep(1), &held);
     a.absorb(&all).unwrap();
-    let mut b = Matcher::new(c, EpochId(1), &held);
+    let mut b = Matcher::new(c, ep(1), &held);
     b.absorb(&tampered).unwrap();
     let (a, b) = (a.finish(), b.finish());
     assert_ne!(a.label(0), b.label(0));
@@ -336,7 +336,7 @@ fn client_holding_the_same_number_twice_gets_one_group() {
     let c = client("c");
     let m = master();
     let held = [o(1_000_003), o(1_000_003)];
-    let mut mt = Matcher::new(c.clone(), EpochId(1), &held);
+    let mut mt = Matcher::new(c.clone(), ep(1), &held);
     assert_eq!(
         mt.absorb(&t.entries_for_client_par(0..10, &c, &m, &ids).unwrap())
             .unwrap(),
@@ -351,7 +351,7 @@ fn client_holding_the_same_number_twice_gets_one_group() {
 }
 
 fn mt_prefix_count(held: &[[u8; 64]], bits: u8) -> usize {
-    Matcher::new(client("c"), EpochId(1), held)
+    Matcher::new(client("c"), ep(1), held)
         .prefixes(bits)
         .unwrap()
         .len()
@@ -369,7 +369,7 @@ fn k_anon_on_hand_made_tags() {
         bytes.extend_from_slice(&[1u8; 32]);
         bytes.extend_from_slice(&0u32.to_le_bytes());
     }
-    let r = RecordTable::new(EpochId(1), 1, &bytes).unwrap();
+    let r = RecordTable::new(ep(1), 1, &bytes).unwrap();
     assert_eq!(r.min_prefix_range_len(0), 8);
     assert_eq!(r.min_prefix_range_len(1), 4);
     assert_eq!(r.min_prefix_range_len(2), 2);

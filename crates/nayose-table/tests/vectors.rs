@@ -36,7 +36,18 @@ const O_Y: [(&str, &str); 3] = [
 const MASTER: &str = "6e61796f73652f31207465737420766563746f72206c6162656c206d6173746b";
 const CLIENTS: [&str; 2] = ["hospital-a.example", "regional-net_02"];
 const PERSONS: [&str; 2] = ["P000000001", "P000000002"];
-const EPOCHS: [u64; 2] = [1, 20261123];
+/// (epoch number, pkS): the RFC 9497 A.1.2 VOPRF public key (the key of the o_y above) and a
+/// second epoch under a different (synthetic, 32 x 0x11) key.
+const EPOCHS: [(u64, &str); 2] = [
+    (
+        1,
+        "c803e2cc6b05fc15064549b5920659ca4a77b2cca6f04f6b357009335476ad4e",
+    ),
+    (
+        20261123,
+        "1111111111111111111111111111111111111111111111111111111111111111",
+    ),
+];
 
 fn h(b: &[u8]) -> String {
     hex::encode(b)
@@ -69,14 +80,15 @@ fn generate() -> Value {
     let mut enc = Vec::new();
     for (i, (_, o)) in O_Y.iter().take(2).enumerate() {
         for c in CLIENTS {
-            for e in EPOCHS {
+            for (n, pk) in EPOCHS {
+                let e = EpochId::new(n, &arr::<32>(pk));
                 let client = ClientId::new(c).unwrap();
                 let (tag, key) = derive_entry_secrets(&arr::<64>(o));
                 let label = label_for(&master, &client, PERSONS[i].as_bytes());
-                let pad = label_pad(&key, &client, EpochId(e), &tag);
-                let el = encrypt_label(&key, &client, EpochId(e), &tag, &label);
+                let pad = label_pad(&key, &client, e, &tag);
+                let el = encrypt_label(&key, &client, e, &tag, &label);
                 enc.push(json!({
-                    "o_y": o, "client_id": c, "epoch": e, "label_master_key": MASTER,
+                    "o_y": o, "client_id": c, "epoch_id": h(e.as_bytes()), "label_master_key": MASTER,
                     "person_id": h(PERSONS[i].as_bytes()),
                     "tag": tag.to_string(), "label_key": h(key.as_bytes()), "label": h(&label.0),
                     "pad": h(&pad[..]), "encrypted_label": h(&el.0)
@@ -102,13 +114,19 @@ fn generate() -> Value {
         "description": "Table derivation test vectors (protocol-spec/table.md). All byte strings are lowercase hex without 0x. Produced by crates/nayose-table (tests/vectors.rs print_vectors) and re-checked by tests/vectors.rs check_published_vectors.",
         "constants": {
             "TAG_LEN": TAG_LEN, "LABEL_LEN": LABEL_LEN, "LABEL_KEY_LEN": LABEL_KEY_LEN,
-            "LABEL_MASTER_KEY_LEN": LABEL_MASTER_KEY_LEN, "RECORD_LEN": RECORD_LEN,
+            "LABEL_MASTER_KEY_LEN": LABEL_MASTER_KEY_LEN, "EPOCH_ID_LEN": EPOCH_ID_LEN,
+            "RECORD_LEN": RECORD_LEN,
             "dsts": [
                 dst("DST_TAG", DST_TAG), dst("DST_LABEL_KEY", DST_LABEL_KEY),
                 dst("DST_LABEL", DST_LABEL), dst("DST_LABEL_PAD", DST_LABEL_PAD),
-                dst("DST_LABEL_MASTER_KEY_ID", DST_LABEL_MASTER_KEY_ID)
+                dst("DST_LABEL_MASTER_KEY_ID", DST_LABEL_MASTER_KEY_ID),
+                dst("DST_EPOCH_ID", DST_EPOCH_ID)
             ]
         },
+        "epoch_ids": EPOCHS.iter().map(|(n, pk)| json!({
+            "number": n, "public_key": pk,
+            "epoch_id": h(EpochId::new(*n, &arr::<32>(pk)).as_bytes())
+        })).collect::<Vec<_>>(),
         "entry_secrets": entry_secrets,
         "labels": labels,
         "label_master_key_id": [{"label_master_key": MASTER, "key_id": master.key_id().to_string()}],
@@ -150,11 +168,18 @@ fn check_published_vectors() {
         DST_LABEL,
         DST_LABEL_PAD,
         DST_LABEL_MASTER_KEY_ID,
+        DST_EPOCH_ID,
     ]) {
         assert_eq!(hex::decode(s(d, "hex")).unwrap(), want);
         assert_eq!(s(d, "ascii").as_bytes(), want);
     }
-    assert_eq!(dsts.len(), 5);
+    assert_eq!(dsts.len(), 6);
+    for e in v["epoch_ids"].as_array().unwrap() {
+        let pk = arr::<32>(s(e, "public_key"));
+        let id = EpochId::new(e["number"].as_u64().unwrap(), &pk);
+        assert_eq!(h(id.as_bytes()), s(e, "epoch_id"));
+        assert!(EpochId::from_bytes(arr::<16>(s(e, "epoch_id"))).matches_public_key(&pk));
+    }
 
     let es = v["entry_secrets"].as_array().unwrap();
     assert!(es.len() >= 3);
@@ -184,7 +209,7 @@ fn check_published_vectors() {
     for e in encs {
         let m = LabelMasterKey::from_bytes(&arr::<32>(s(e, "label_master_key"))).unwrap();
         let c = ClientId::new(s(e, "client_id")).unwrap();
-        let epoch = EpochId(e["epoch"].as_u64().unwrap());
+        let epoch = EpochId::from_bytes(arr::<16>(s(e, "epoch_id")));
         let (tag, key) = derive_entry_secrets(&arr::<64>(s(e, "o_y")));
         assert_eq!(tag.to_string(), s(e, "tag"));
         assert_eq!(h(key.as_bytes()), s(e, "label_key"));
