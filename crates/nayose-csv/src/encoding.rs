@@ -1,0 +1,348 @@
+//! Text encodings of input and output files: detection, streaming decoding to UTF-8, and
+//! encoding back without silent replacement.
+//!
+//! Invariants:
+//! * detection ([`detect_encoding`]) reads the input once, in fixed-size chunks (memory does not
+//!   grow with the file): a UTF-8 BOM means UTF-8; otherwise input that is valid UTF-8 throughout
+//!   is UTF-8; anything else is CP932 (WHATWG `Shift_JIS`, which is Microsoft's CP932);
+//! * [`DecodingReader`] decodes chunk by chunk and fails on a malformed byte sequence, reporting
+//!   the 1-based line and byte offset, instead of substituting U+FFFD;
+//! * output ([`encode_row`]) fails on a character the encoding cannot represent.
+
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::path::Path;
+use std::str::FromStr;
+
+use encoding_rs::{DecoderResult, EncoderResult, SHIFT_JIS, UTF_8};
+
+use crate::error::CsvError;
+
+const CHUNK: usize = 64 * 1024;
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// The encoding the user asked for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum EncodingChoice {
+    /// Detect (the default): BOM → UTF-8, valid UTF-8 → UTF-8, else CP932.
+    #[default]
+    Auto,
+    /// UTF-8, with or without BOM.
+    Utf8,
+    /// CP932 / Shift_JIS.
+    Cp932,
+}
+
+impl FromStr for EncodingChoice {
+    type Err = CsvError;
+
+    /// Accepts `auto`, `utf-8`/`utf8`, `cp932`/`shift_jis`/`shift-jis`/`sjis`/`windows-31j`
+    /// (ASCII case-insensitive).
+    fn from_str(s: &str) -> Result<Self, CsvError> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(EncodingChoice::Auto),
+            "utf-8" | "utf8" => Ok(EncodingChoice::Utf8),
+            "cp932" | "shift_jis" | "shift-jis" | "sjis" | "windows-31j" => {
+                Ok(EncodingChoice::Cp932)
+            }
+            _ => Err(CsvError::UnknownEncoding(s.to_owned())),
+        }
+    }
+}
+
+/// A resolved encoding of one file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextEncoding {
+    /// UTF-8; `bom` tells whether the file starts with a byte-order mark (kept on output).
+    Utf8 {
+        /// Whether the file starts with a UTF-8 BOM.
+        bom: bool,
+    },
+    /// CP932 (Shift_JIS with Microsoft's extensions).
+    Cp932,
+}
+
+impl TextEncoding {
+    /// A short name for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            TextEncoding::Utf8 { .. } => "UTF-8",
+            TextEncoding::Cp932 => "CP932",
+        }
+    }
+
+    /// Resolves `choice` for the file at `path` (reading it once if `choice` is `Auto`, and its
+    /// first bytes if it is `Utf8`, to see whether it has a BOM).
+    pub fn resolve(path: &Path, choice: EncodingChoice) -> Result<Self, CsvError> {
+        let io = |source| CsvError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        match choice {
+            EncodingChoice::Cp932 => Ok(TextEncoding::Cp932),
+            EncodingChoice::Auto => {
+                let f = File::open(path).map_err(io)?;
+                detect_encoding(BufReader::new(f)).map_err(io)
+            }
+            EncodingChoice::Utf8 => {
+                let mut f = File::open(path).map_err(io)?;
+                let mut head = [0u8; 3];
+                let n = read_up_to(&mut f, &mut head).map_err(io)?;
+                Ok(TextEncoding::Utf8 {
+                    bom: &head[..n] == UTF8_BOM,
+                })
+            }
+        }
+    }
+}
+
+fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Detects the encoding of a whole stream in constant memory (see the module invariants).
+pub fn detect_encoding<R: Read>(mut reader: R) -> io::Result<TextEncoding> {
+    let mut buf = vec![0u8; CHUNK];
+    let mut head = [0u8; 3];
+    let n = read_up_to(&mut reader, &mut head)?;
+    if &head[..n] == UTF8_BOM {
+        return Ok(TextEncoding::Utf8 { bom: true });
+    }
+    // `carry` holds an incomplete UTF-8 sequence at the end of the previous chunk.
+    buf[..n].copy_from_slice(&head[..n]);
+    let mut len = n;
+    loop {
+        let k = read_up_to(&mut reader, &mut buf[len..])?;
+        len += k;
+        let eof = k == 0 || len < buf.len();
+        match std::str::from_utf8(&buf[..len]) {
+            Ok(_) => len = 0,
+            Err(e) if e.error_len().is_none() && !eof => {
+                let start = e.valid_up_to();
+                buf.copy_within(start..len, 0);
+                len -= start;
+            }
+            Err(_) => return Ok(TextEncoding::Cp932),
+        }
+        if eof {
+            return Ok(TextEncoding::Utf8 { bom: false });
+        }
+    }
+}
+
+/// The payload of the `io::Error` a [`DecodingReader`] returns on malformed input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Malformed {
+    pub(crate) line: u64,
+    pub(crate) offset: u64,
+    pub(crate) encoding: &'static str,
+}
+
+impl std::fmt::Display for Malformed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "line {}: byte offset {}: invalid {} bytes",
+            self.line, self.offset, self.encoding
+        )
+    }
+}
+
+impl std::error::Error for Malformed {}
+
+/// A `Read` adaptor decoding a byte stream in `encoding` to UTF-8, chunk by chunk; a UTF-8 BOM
+/// is removed. Malformed input is an `io::Error` of kind `InvalidData` (mapped to
+/// [`CsvError::Decode`] by the readers of this crate).
+pub struct DecodingReader<R> {
+    inner: R,
+    decoder: encoding_rs::Decoder,
+    encoding: &'static str,
+    input: Vec<u8>,
+    in_pos: usize,
+    in_len: usize,
+    consumed: u64,
+    output: Vec<u8>,
+    out_pos: usize,
+    newlines: u64,
+    eof: bool,
+    done: bool,
+}
+
+impl<R: Read> DecodingReader<R> {
+    /// Wraps `inner`, decoding from `encoding`.
+    pub fn new(inner: R, encoding: TextEncoding) -> Self {
+        let decoder = match encoding {
+            TextEncoding::Utf8 { .. } => UTF_8.new_decoder_with_bom_removal(),
+            TextEncoding::Cp932 => SHIFT_JIS.new_decoder_without_bom_handling(),
+        };
+        DecodingReader {
+            inner,
+            decoder,
+            encoding: encoding.name(),
+            input: vec![0; CHUNK],
+            in_pos: 0,
+            in_len: 0,
+            consumed: 0,
+            output: Vec::with_capacity(CHUNK * 2),
+            out_pos: 0,
+            newlines: 0,
+            eof: false,
+            done: false,
+        }
+    }
+
+    fn fill(&mut self) -> io::Result<()> {
+        if self.in_pos == self.in_len && !self.eof {
+            loop {
+                match self.inner.read(&mut self.input) {
+                    Ok(0) => {
+                        self.eof = true;
+                        break;
+                    }
+                    Ok(n) => {
+                        self.in_pos = 0;
+                        self.in_len = n;
+                        break;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        // Decode what there is into `output`.
+        self.output.clear();
+        self.output.resize(CHUNK * 2, 0);
+        self.out_pos = 0;
+        let src = &self.input[self.in_pos..self.in_len];
+        let (result, read, written) =
+            self.decoder
+                .decode_to_utf8_without_replacement(src, &mut self.output, self.eof);
+        self.in_pos += read;
+        self.consumed += read as u64;
+        self.output.truncate(written);
+        self.newlines += self.output.iter().filter(|&&b| b == b'\n').count() as u64;
+        match result {
+            DecoderResult::InputEmpty => {
+                if self.eof {
+                    self.done = true;
+                }
+                Ok(())
+            }
+            DecoderResult::OutputFull => Ok(()),
+            DecoderResult::Malformed(bad, after) => {
+                let offset = self.consumed - u64::from(bad) - u64::from(after);
+                Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    Malformed {
+                        line: self.newlines + 1,
+                        offset,
+                        encoding: self.encoding,
+                    },
+                ))
+            }
+        }
+    }
+}
+
+impl<R: Read> Read for DecodingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if self.out_pos < self.output.len() {
+                let n = buf.len().min(self.output.len() - self.out_pos);
+                buf[..n].copy_from_slice(&self.output[self.out_pos..self.out_pos + n]);
+                self.out_pos += n;
+                return Ok(n);
+            }
+            if self.done || buf.is_empty() {
+                return Ok(0);
+            }
+            self.fill()?;
+        }
+    }
+}
+
+/// Maps an error from the CSV parser over a [`DecodingReader`] to a [`CsvError`].
+pub(crate) fn map_csv_error(e: csv::Error, line_hint: u64) -> CsvError {
+    let line = e.position().map_or(line_hint, |p| p.line());
+    match e.into_kind() {
+        csv::ErrorKind::Io(io) => {
+            if let Some(m) = io.get_ref().and_then(|x| x.downcast_ref::<Malformed>()) {
+                CsvError::Decode {
+                    line: m.line,
+                    offset: m.offset,
+                    encoding: m.encoding,
+                }
+            } else {
+                CsvError::Stream(io)
+            }
+        }
+        kind => CsvError::Syntax {
+            line,
+            message: format!("{kind:?}"),
+        },
+    }
+}
+
+/// Encodes one complete output row (UTF-8 text) in `encoding`, appending to `out`. On a character
+/// CP932 cannot represent, returns it (the caller names line and column).
+pub(crate) fn encode_row(
+    text: &str,
+    encoding: TextEncoding,
+    out: &mut Vec<u8>,
+) -> Result<(), char> {
+    match encoding {
+        TextEncoding::Utf8 { .. } => {
+            out.extend_from_slice(text.as_bytes());
+            Ok(())
+        }
+        TextEncoding::Cp932 => {
+            let mut encoder = SHIFT_JIS.new_encoder();
+            let mut src = text;
+            let start = out.len();
+            let max = encoder
+                .max_buffer_length_from_utf8_without_replacement(src.len())
+                .unwrap_or(src.len() * 2 + 16);
+            out.resize(start + max, 0);
+            let mut written = 0;
+            loop {
+                let (res, read, w) = encoder.encode_from_utf8_without_replacement(
+                    src,
+                    &mut out[start + written..],
+                    true,
+                );
+                written += w;
+                src = &src[read..];
+                match res {
+                    EncoderResult::InputEmpty => break,
+                    EncoderResult::Unmappable(c) => {
+                        out.truncate(start);
+                        return Err(c);
+                    }
+                    EncoderResult::OutputFull => {
+                        let more = out.len() + src.len() * 2 + 16;
+                        out.resize(more, 0);
+                    }
+                }
+            }
+            out.truncate(start + written);
+            Ok(())
+        }
+    }
+}
+
+/// The byte-order mark to start an output file with, if any.
+pub(crate) fn bom(encoding: TextEncoding) -> &'static [u8] {
+    match encoding {
+        TextEncoding::Utf8 { bom: true } => UTF8_BOM,
+        _ => b"",
+    }
+}
