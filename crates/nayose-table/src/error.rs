@@ -107,17 +107,17 @@ pub enum TableError {
     /// The minimum range size k of the k-anonymity helper must be at least 1.
     #[error("minimum range size k must be at least 1")]
     ZeroMinimumRange,
-    /// Fetched entries are not in strictly ascending tag order.
+    /// Fetched entries are not in strictly ascending tag order (within a response, or the
+    /// first entry of a response is below the last entry of the previous one: index 0).
     #[error(
-        "fetched entry {index} has a tag not greater than the entry before it; the server's \
-         response is malformed"
+        "fetched entry {index} has a tag below the entry before it (index 0: below the previous \
+         response); the server's response is malformed or responses were processed out of order"
     )]
     FetchedNotSorted {
         /// Index (in the fetched slice) of the first entry out of order.
         index: usize,
     },
-    /// A fetched entry repeats a tag: within one response, or across two responses for a tag
-    /// the client holds.
+    /// A fetched entry repeats a tag: within one response or across two responses.
     #[error("fetched tag {tag} appears twice; the server's responses overlap or are malformed")]
     FetchedDuplicate {
         /// The repeated tag, lowercase hex.

@@ -1,9 +1,13 @@
 //! The client side: match fetched entries against the client's own tags, decrypt, group.
 //!
-//! Invariants: the matcher's held entries are sorted by tag (ties by number index); each held
-//! entry is matched at most once (a second fetched entry for a held tag is an error, never a
-//! silent overwrite); fetched entries are accepted only in strictly ascending tag order. A
-//! fetched entry whose tag the client does not hold is ignored: the client cannot open it.
+//! Invariants: the matcher's held entries are sorted by tag (ties by number index); fetched
+//! entries are accepted only in strictly ascending tag order *across all responses of a run*
+//! (FetchAll chunks in stream order; FetchRange responses in ascending prefix order, as
+//! [`Matcher::prefixes`] lists them). Every check that can reject a response is therefore
+//! independent of which tags the client holds, so a malicious server cannot learn whether the
+//! client holds a number from whether the client rejects a response. Each held entry is matched
+//! at most once. A fetched entry whose tag the client does not hold is ignored: the client
+//! cannot open it.
 
 use std::borrow::Borrow;
 use std::collections::BTreeMap;
@@ -31,6 +35,8 @@ pub struct Matcher {
     epoch: EpochId,
     held: Vec<Held>,
     labels: Vec<Option<Label>>,
+    /// The greatest tag absorbed so far (every later entry must be greater).
+    last: Option<Tag>,
 }
 
 impl std::fmt::Debug for Matcher {
@@ -71,6 +77,7 @@ impl Matcher {
             epoch,
             held,
             labels: vec![None; outputs.len()],
+            last: None,
         }
     }
 
@@ -97,10 +104,21 @@ impl Matcher {
         Ok(out)
     }
 
-    /// Matches a batch of fetched entries (one chunk of the full table, or one prefix range),
-    /// which must be in strictly ascending tag order. Returns how many of the client's numbers
-    /// got a label from this batch. On error nothing is recorded.
+    /// Matches a batch of fetched entries (one chunk of the full table, or one prefix range).
+    /// Entries must be in strictly ascending tag order, and the first must be greater than every
+    /// entry absorbed before (responses are absorbed in table order). Returns how many of the
+    /// client's numbers got a label from this batch. On error nothing is recorded.
     pub fn absorb(&mut self, entries: &[(Tag, EncryptedLabel)]) -> Result<usize, TableError> {
+        if let (Some(last), Some(first)) = (self.last, entries.first()) {
+            if first.0 == last {
+                return Err(TableError::FetchedDuplicate {
+                    tag: first.0.to_string(),
+                });
+            }
+            if first.0 < last {
+                return Err(TableError::FetchedNotSorted { index: 0 });
+            }
+        }
         for i in 1..entries.len() {
             if entries[i - 1].0 == entries[i].0 {
                 return Err(TableError::FetchedDuplicate {
@@ -120,6 +138,7 @@ impl Matcher {
         let mut found = Vec::new();
         for (pos, h) in self.held[lo..hi].iter().enumerate() {
             if let Ok(j) = entries.binary_search_by(|e| e.0.cmp(&h.tag)) {
+                // Unreachable while the global order above holds; kept as a second line.
                 if h.matched {
                     return Err(TableError::FetchedDuplicate {
                         tag: h.tag.to_string(),
@@ -129,6 +148,7 @@ impl Matcher {
             }
         }
         // Phase 2: decrypt and record.
+        self.last = Some(last.0);
         for &(pos, j) in &found {
             let h = &mut self.held[pos];
             let label = decrypt_label(&h.key, &self.client, self.epoch, &h.tag, &entries[j].1);
