@@ -1,0 +1,294 @@
+//! One link run: read and deduplicate the held file, talk to the server, write the output.
+//!
+//! Invariants:
+//! * invalid rows are all reported before any network work, unless `skip_invalid`;
+//! * each distinct number is evaluated once; every row maps back to its number's result;
+//! * results come from one epoch only: an epoch change restarts the networked part from
+//!   scratch, discarding every output, tag and label of the old epoch;
+//! * the output file appears (atomically, by rename) only after every step succeeded; any error
+//!   leaves no output file (and an existing file at the output path untouched).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use nayose_csv::{
+    CsvError, HeldColumns, HeldReader, HeldSet, InvalidRows, OutputWriter, ReadOptions,
+    TextEncoding,
+};
+use nayose_table::Matches;
+use zeroize::Zeroizing;
+
+use crate::config::{ClientConfig, Privacy, Resolved};
+use crate::error::ClientError;
+use crate::progress::{Phase, Progress};
+use crate::session::{Interrupt, Session, fresh_matcher};
+use crate::summary::LinkSummary;
+use crate::tls;
+
+/// Status of a row whose number was found.
+pub const STATUS_LINKED: &str = "linked";
+/// Status of a row whose valid number the server does not know.
+pub const STATUS_NOT_FOUND: &str = "not_found";
+/// Status of an invalid row (only with `skip_invalid`).
+pub const STATUS_INVALID: &str = "invalid";
+
+/// Most invalid rows quoted in the summary when they are skipped.
+const INVALID_EXAMPLES: usize = 20;
+
+/// Runs a link on a runtime of its own. Do not call from inside a tokio runtime; use
+/// [`link_async`] there.
+pub fn link(config: &ClientConfig, progress: &dyn Progress) -> Result<LinkSummary, ClientError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| ClientError::Runtime(e.to_string()))?;
+    rt.block_on(link_async(config, progress))
+}
+
+/// Runs a link: see the crate documentation. Needs a multi-threaded tokio runtime with I/O and
+/// time enabled.
+pub async fn link_async(
+    config: &ClientConfig,
+    progress: &dyn Progress,
+) -> Result<LinkSummary, ClientError> {
+    let started = Instant::now();
+    let cfg = config.resolve()?;
+    let creds = tls::load(&cfg)?;
+    let mut summary = LinkSummary {
+        mode: cfg.privacy,
+        client_id: creds.client_id.as_str().to_owned(),
+        ..Default::default()
+    };
+
+    // Read: first pass over the input.
+    let t = Instant::now();
+    progress.start(Phase::Read, None);
+    let read_cfg = cfg.clone();
+    let (held, encoding, columns) = tokio::task::spawn_blocking(move || read_held(&read_cfg))
+        .await
+        .map_err(|e| ClientError::Runtime(format!("reading task: {e}")))??;
+    progress.finish(Phase::Read);
+    summary.add_phase(Phase::Read, t.elapsed());
+    summary.rows = held.row_count() as u64;
+    summary.distinct_numbers = held.len() as u64;
+    summary.invalid_rows = held.invalid_rows().len() as u64;
+    summary.repaired = held.repairs().len() as u64;
+    summary.invalid_examples = held
+        .invalid_rows()
+        .iter()
+        .take(INVALID_EXAMPLES)
+        .map(|e| e.to_string())
+        .collect();
+
+    // Network: Info, Evaluate, fetch and match, all in one epoch.
+    let matches = if held.is_empty() {
+        progress.note("no valid number in the input: nothing sent to the server");
+        None
+    } else {
+        let inputs: Arc<Vec<Zeroizing<Vec<u8>>>> = Arc::new(
+            held.canonical_inputs()
+                .into_iter()
+                .map(Zeroizing::new)
+                .collect(),
+        );
+        let mut session = Session::new(&cfg, creds.quic, creds.client_id, progress);
+        let result = run_network(&cfg, &mut session, inputs, &mut summary).await;
+        session.shutdown().await;
+        summary.bytes_sent = session
+            .counters
+            .sent
+            .load(std::sync::atomic::Ordering::Relaxed);
+        summary.bytes_received = session
+            .counters
+            .received
+            .load(std::sync::atomic::Ordering::Relaxed);
+        summary.connections = session.stats.connections;
+        summary.evaluate_requests = session.stats.evaluate_requests;
+        summary.entries_received = session.stats.entries_received;
+        summary.ranges_fetched = session.stats.ranges_fetched;
+        Some(result?)
+    };
+    if let Some(m) = &matches {
+        summary.linked_numbers = m.matched() as u64;
+        summary.not_found_numbers = m.unmatched() as u64;
+        let hist = m.group_size_histogram();
+        summary.groups = hist.values().sum::<usize>() as u64;
+        summary.group_size_histogram = hist
+            .into_iter()
+            .map(|(k, v)| (k as u64, v as u64))
+            .collect();
+    }
+
+    // Write: second pass over the input.
+    let t = Instant::now();
+    progress.start(Phase::Write, Some(summary.rows));
+    let write_cfg = cfg.clone();
+    let (linked, not_found) = tokio::task::spawn_blocking(move || {
+        write_output(&write_cfg, encoding, &columns, &held, matches.as_ref())
+    })
+    .await
+    .map_err(|e| ClientError::Runtime(format!("writing task: {e}")))??;
+    progress.finish(Phase::Write);
+    summary.add_phase(Phase::Write, t.elapsed());
+    summary.linked_rows = linked;
+    summary.not_found_rows = not_found;
+    summary.total_ms = started.elapsed().as_millis() as u64;
+    Ok(summary)
+}
+
+async fn run_network(
+    cfg: &Resolved,
+    session: &mut Session<'_>,
+    inputs: Arc<Vec<Zeroizing<Vec<u8>>>>,
+    summary: &mut LinkSummary,
+) -> Result<Matches, ClientError> {
+    let mut restarts = 0u32;
+    loop {
+        let t = Instant::now();
+        let info = session.info().await?;
+        summary.add_phase(Phase::Connect, t.elapsed());
+        let epoch = nayose_table::EpochId::from_bytes(info.epoch.0);
+        summary.epoch = epoch.to_string();
+        summary.table_entries = info.table_entries;
+        if info.quota_left < inputs.len() as u64 {
+            return Err(ClientError::Quota {
+                needed: inputs.len() as u64,
+                left: info.quota_left,
+                reset_secs: u64::from(info.quota_reset_secs),
+            });
+        }
+        if cfg.privacy == Privacy::KAnon && info.max_prefix_bits.is_none() {
+            return Err(ClientError::KAnonUnavailable {
+                epoch: epoch.to_string(),
+            });
+        }
+        let attempt: Result<Matches, Interrupt> = async {
+            let t = Instant::now();
+            let outputs = session.evaluate(&info, inputs.clone()).await?;
+            summary.add_phase(Phase::Evaluate, t.elapsed());
+            let t = Instant::now();
+            let mut matcher = fresh_matcher(session.client_id(), info.epoch, &outputs);
+            match cfg.privacy {
+                Privacy::Full => {
+                    summary.cache_used = session.fetch_full(&info, &mut matcher, &outputs).await?;
+                }
+                Privacy::KAnon => {
+                    summary.prefix_bits = Some(session.fetch_ranges(&info, &mut matcher).await?);
+                }
+            }
+            summary.add_phase(Phase::Fetch, t.elapsed());
+            Ok(matcher.finish())
+        }
+        .await;
+        match attempt {
+            Ok(m) => {
+                summary.epoch_restarts = u64::from(restarts);
+                return Ok(m);
+            }
+            Err(Interrupt::Fatal(e)) => return Err(e),
+            Err(Interrupt::Restart) => {
+                restarts += 1;
+                if restarts > cfg.retry.max_epoch_restarts {
+                    return Err(ClientError::EpochUnstable { restarts });
+                }
+                session
+                    .progress()
+                    .note("the server moved to a new epoch; starting over with it");
+            }
+        }
+    }
+}
+
+fn read_options(cfg: &Resolved) -> ReadOptions {
+    ReadOptions {
+        encoding: cfg.encoding.choice(),
+        repair: cfg.repair,
+    }
+}
+
+/// Opens the held file with the configured columns, or detects them: the four default columns
+/// if present, else the default combined column.
+fn open_held(
+    cfg: &Resolved,
+    encoding: Option<TextEncoding>,
+) -> Result<(HeldReader<std::io::BufReader<std::fs::File>>, HeldColumns), ClientError> {
+    let opts = read_options(cfg);
+    let open = |cols: &HeldColumns| match encoding {
+        Some(enc) => HeldReader::open_with_encoding(&cfg.input, enc, cols, &opts),
+        None => HeldReader::open(&cfg.input, cols, &opts),
+    };
+    if let Some(cols) = &cfg.columns {
+        return Ok((open(cols)?, cols.clone()));
+    }
+    let four = HeldColumns::default();
+    match open(&four) {
+        Ok(r) => Ok((r, four)),
+        Err(CsvError::MissingColumn { found, .. }) => {
+            let one = HeldColumns::combined();
+            match open(&one) {
+                Ok(r) => Ok((r, one)),
+                Err(CsvError::MissingColumn { .. }) => Err(ClientError::Config {
+                    setting: "columns",
+                    reason: format!(
+                        "{}: the header {found:?} has neither the columns \
+                         insurer_number,symbol,number,branch nor a column insured_number; name \
+                         the columns to read in [columns] of client.toml or on the command line",
+                        cfg.input.display()
+                    ),
+                }),
+                Err(e) => Err(e.into()),
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn read_held(cfg: &Resolved) -> Result<(HeldSet, TextEncoding, HeldColumns), ClientError> {
+    let (reader, columns) = open_held(cfg, None)?;
+    let encoding = reader.encoding();
+    let policy = if cfg.skip_invalid {
+        InvalidRows::Skip
+    } else {
+        InvalidRows::Report
+    };
+    let set = HeldSet::build(reader, policy)?;
+    Ok((set, encoding, columns))
+}
+
+/// Second pass: every input row with its group and status. Returns (linked, not found) rows.
+fn write_output(
+    cfg: &Resolved,
+    encoding: TextEncoding,
+    columns: &HeldColumns,
+    held: &HeldSet,
+    matches: Option<&Matches>,
+) -> Result<(u64, u64), ClientError> {
+    let opts = read_options(cfg);
+    let reader = HeldReader::open_with_encoding(&cfg.input, encoding, columns, &opts)?;
+    let mut out = OutputWriter::create(&cfg.output, encoding, reader.headers())?;
+    let (mut linked, mut not_found, mut rows) = (0u64, 0u64, 0u64);
+    for row in reader {
+        let row = row?;
+        rows += 1;
+        let label = match held.check_row(&row)? {
+            None => None,
+            Some(i) => Some(matches.and_then(|m| m.label(i as usize))),
+        };
+        match label {
+            None => out.write_row(row.line, &row.record, "", STATUS_INVALID)?,
+            Some(Some(l)) => {
+                linked += 1;
+                out.write_row(row.line, &row.record, &l.to_string(), STATUS_LINKED)?;
+            }
+            Some(None) => {
+                not_found += 1;
+                out.write_row(row.line, &row.record, "", STATUS_NOT_FOUND)?;
+            }
+        }
+    }
+    if rows != held.row_count() as u64 {
+        return Err(CsvError::ChangedBetweenPasses { line: rows + 1 }.into());
+    }
+    out.finish()?;
+    Ok((linked, not_found))
+}

@@ -1,0 +1,292 @@
+//! One QUIC connection to the server: one request per bidirectional stream, framed responses,
+//! byte counters, and the classification of every failure into "reconnect and retry", "retry
+//! later", "the epoch changed" or "give up".
+//!
+//! Invariants: every response is checked against its request ([`Request::accepts`]) before it
+//! is used; a response frame is never larger than [`MAX_FRAME_LEN`]; every wait on the peer is
+//! bounded by the request timeout; nothing here retries — the caller decides.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use nayose_wire::{
+    CloseCode, EpochId, ErrorCode, ErrorResponse, FRAME_HEADER_LEN, MAX_FRAME_LEN, Request,
+    Response, decode_response, encode_request_frame, frame_len,
+};
+
+use crate::error::ClientError;
+
+/// Application bytes (frames) sent and received over all connections of a run.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) sent: AtomicU64,
+    pub(crate) received: AtomicU64,
+}
+
+/// Why a request did not produce a usable response.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// The connection or the stream broke (or timed out): reconnect and send again.
+    Transport(String),
+    /// The server asked to retry later (Busy, Internal, ShuttingDown).
+    RetryLater {
+        /// The server's retry hint.
+        after: Duration,
+        /// For messages.
+        reason: String,
+    },
+    /// The server is in another epoch now.
+    EpochChanged(Option<EpochId>),
+    /// Retrying cannot help.
+    Fatal(ClientError),
+}
+
+impl From<ClientError> for Failure {
+    fn from(e: ClientError) -> Self {
+        Failure::Fatal(e)
+    }
+}
+
+pub(crate) fn protocol(msg: impl Into<String>) -> Failure {
+    Failure::Fatal(ClientError::Protocol(msg.into()))
+}
+
+/// What a connection-level error means for the run.
+pub(crate) fn classify_connection(e: &quinn::ConnectionError, client_id: &str) -> Failure {
+    use quinn::ConnectionError as C;
+    match e {
+        C::ApplicationClosed(close) => {
+            let code = CloseCode::from_u64(close.error_code.into_inner());
+            let reason = String::from_utf8_lossy(&close.reason).into_owned();
+            match code {
+                Some(CloseCode::NotAccredited) => Failure::Fatal(ClientError::NotAccredited {
+                    client_id: client_id.to_owned(),
+                    message: reason,
+                }),
+                Some(CloseCode::ProtocolViolation) => protocol(format!(
+                    "the server closed the connection for a protocol violation: {reason}"
+                )),
+                Some(CloseCode::TooManyConnections) => Failure::RetryLater {
+                    after: Duration::from_secs(1),
+                    reason: format!("server: {reason}"),
+                },
+                _ => Failure::Transport(format!("the server closed the connection: {reason}")),
+            }
+        }
+        C::TransportError(t) if is_tls_code(u64::from(t.code)) => {
+            Failure::Fatal(ClientError::Handshake {
+                server: String::new(),
+                reason: t.to_string(),
+            })
+        }
+        C::ConnectionClosed(c) if is_tls_code(u64::from(c.error_code)) => {
+            Failure::Fatal(ClientError::Handshake {
+                server: String::new(),
+                reason: c.to_string(),
+            })
+        }
+        C::VersionMismatch => protocol("the server speaks no QUIC version this client knows"),
+        other => Failure::Transport(other.to_string()),
+    }
+}
+
+/// QUIC carries TLS alerts as transport error codes 0x100..=0x1ff (RFC 9001 §4.8).
+fn is_tls_code(code: u64) -> bool {
+    (0x100..=0x1ff).contains(&code)
+}
+
+/// The failure an Error response stands for.
+pub(crate) fn classify_error(request: &'static str, e: ErrorResponse, client_id: &str) -> Failure {
+    let message = e.message.as_str().to_owned();
+    match e.code {
+        ErrorCode::EpochChanged => Failure::EpochChanged(e.current_epoch),
+        c if c.is_retryable() => Failure::RetryLater {
+            after: Duration::from_secs(u64::from(e.retry_after_secs)),
+            reason: format!("server answered {request} with {c}: {message}"),
+        },
+        ErrorCode::NotAccredited => Failure::Fatal(ClientError::NotAccredited {
+            client_id: client_id.to_owned(),
+            message,
+        }),
+        code => Failure::Fatal(ClientError::Server {
+            request,
+            code,
+            code_value: code.to_u16(),
+            message,
+        }),
+    }
+}
+
+fn read_failure(what: &str, e: impl std::fmt::Display) -> Failure {
+    Failure::Transport(format!("{what}: {e}"))
+}
+
+/// A live connection. Cheap to clone (one QUIC connection underneath).
+#[derive(Clone)]
+pub(crate) struct Conn {
+    conn: quinn::Connection,
+    counters: Arc<Counters>,
+    timeout: Duration,
+    client_id: Arc<str>,
+}
+
+/// The response side of a request stream: reads frames one by one.
+pub(crate) struct ResponseStream {
+    recv: quinn::RecvStream,
+    counters: Arc<Counters>,
+    timeout: Duration,
+    conn: quinn::Connection,
+    client_id: Arc<str>,
+}
+
+impl Conn {
+    pub(crate) fn new(
+        conn: quinn::Connection,
+        counters: Arc<Counters>,
+        timeout: Duration,
+        client_id: &str,
+    ) -> Self {
+        Conn {
+            conn,
+            counters,
+            timeout,
+            client_id: client_id.into(),
+        }
+    }
+
+    /// Why the connection is closed, if it is.
+    pub(crate) fn close_reason(&self) -> Option<Failure> {
+        self.conn
+            .close_reason()
+            .map(|e| classify_connection(&e, &self.client_id))
+    }
+
+    /// Closes the connection politely.
+    pub(crate) fn close(&self) {
+        self.conn.close(
+            CloseCode::NoError.to_u32().into(),
+            CloseCode::NoError.reason(),
+        );
+    }
+
+    fn lost(&self, what: &str, e: impl std::fmt::Display) -> Failure {
+        // A stream error caused by the connection ending is classified by the connection's
+        // close reason (e.g. NotAccredited is fatal).
+        match self.close_reason() {
+            Some(f @ Failure::Fatal(_)) | Some(f @ Failure::RetryLater { .. }) => f,
+            _ => read_failure(what, e),
+        }
+    }
+
+    /// Opens a stream, sends `request` and finishes the sending side.
+    pub(crate) async fn send(&self, request: &Request) -> Result<ResponseStream, Failure> {
+        let frame = encode_request_frame(request)
+            .map_err(|e| Failure::Fatal(ClientError::Protocol(format!("encoding: {e}"))))?;
+        let open = tokio::time::timeout(self.timeout, self.conn.open_bi()).await;
+        let (mut send, recv) = match open {
+            Err(_) => return Err(Failure::Transport("opening a stream timed out".into())),
+            Ok(Err(e)) => return Err(classify_connection(&e, &self.client_id)),
+            Ok(Ok(s)) => s,
+        };
+        send.write_all(&frame)
+            .await
+            .map_err(|e| self.lost("sending a request", e))?;
+        send.finish()
+            .map_err(|e| self.lost("finishing a request", e))?;
+        self.counters
+            .sent
+            .fetch_add(frame.len() as u64, Ordering::Relaxed);
+        Ok(ResponseStream {
+            recv,
+            counters: self.counters.clone(),
+            timeout: self.timeout,
+            conn: self.conn.clone(),
+            client_id: self.client_id.clone(),
+        })
+    }
+
+    /// Sends `request` and returns its one response (an Error response becomes a [`Failure`]).
+    pub(crate) async fn call(&self, request: &Request) -> Result<Response, Failure> {
+        let mut stream = self.send(request).await?;
+        let response = stream.next(request).await?.ok_or_else(|| {
+            protocol(format!(
+                "{} stream ended without a response",
+                request.name()
+            ))
+        })?;
+        stream.expect_end(request).await?;
+        Ok(response)
+    }
+}
+
+impl ResponseStream {
+    fn lost(&self, what: &str, e: impl std::fmt::Display) -> Failure {
+        match self.conn.close_reason() {
+            Some(c) => match classify_connection(&c, &self.client_id) {
+                f @ (Failure::Fatal(_) | Failure::RetryLater { .. }) => f,
+                _ => read_failure(what, e),
+            },
+            None => read_failure(what, e),
+        }
+    }
+
+    /// Reads exactly `buf.len()` bytes; `Ok(false)` if the stream ended cleanly before the first
+    /// byte (only allowed when `at_boundary`).
+    async fn read_exact(&mut self, buf: &mut [u8], at_boundary: bool) -> Result<bool, Failure> {
+        let mut filled = 0;
+        while filled < buf.len() {
+            let read = tokio::time::timeout(self.timeout, self.recv.read(&mut buf[filled..]))
+                .await
+                .map_err(|_| Failure::Transport("the server did not answer in time".into()))?;
+            match read {
+                Ok(Some(n)) => filled += n,
+                Ok(None) if filled == 0 && at_boundary => return Ok(false),
+                Ok(None) => return Err(protocol("a response stream ended inside a frame")),
+                Err(e) => return Err(self.lost("reading a response", e)),
+            }
+        }
+        Ok(true)
+    }
+
+    /// The next response on the stream, or `None` at its clean end. An Error response is
+    /// turned into its [`Failure`].
+    pub(crate) async fn next(&mut self, request: &Request) -> Result<Option<Response>, Failure> {
+        let mut header = [0u8; FRAME_HEADER_LEN];
+        if !self.read_exact(&mut header, true).await? {
+            return Ok(None);
+        }
+        let len = frame_len(header).map_err(|e| protocol(format!("response frame: {e}")))?;
+        debug_assert!(len <= MAX_FRAME_LEN);
+        let mut payload = vec![0u8; len];
+        self.read_exact(&mut payload, false).await?;
+        self.counters
+            .received
+            .fetch_add((FRAME_HEADER_LEN + len) as u64, Ordering::Relaxed);
+        let response = decode_response(&payload)
+            .map_err(|e| protocol(format!("response to {}: {e}", request.name())))?;
+        if !request.accepts(&response) {
+            return Err(protocol(format!(
+                "{} answered with {}",
+                request.name(),
+                response.name()
+            )));
+        }
+        match response {
+            Response::Error(e) => Err(classify_error(request.name(), e, &self.client_id)),
+            r => Ok(Some(r)),
+        }
+    }
+
+    /// Checks that nothing follows the last expected response.
+    pub(crate) async fn expect_end(&mut self, request: &Request) -> Result<(), Failure> {
+        let mut byte = [0u8; 1];
+        if self.read_exact(&mut byte, true).await? {
+            return Err(protocol(format!(
+                "data after the last response to {}",
+                request.name()
+            )));
+        }
+        Ok(())
+    }
+}
