@@ -1,0 +1,315 @@
+//! `server.toml` and `clients.toml`.
+//!
+//! Every `server.toml` key is optional; a missing limit takes the default of
+//! [`ServerConfig::default`] (the protocol's recommended values), a missing path must be given
+//! as a command-line flag instead (the CLI overrides fields after [`ServerConfig::load`]).
+//! Relative paths in a file are relative to the file's directory. Unknown keys are errors, so a
+//! typo never silently falls back to a default.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use nayose_table::ClientId;
+use nayose_wire::{
+    DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
+    DEFAULT_REQUEST_TIMEOUT_MS, MAX_BATCH_ELEMENTS, MAX_ENTRIES_PER_CHUNK,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ServerError;
+
+/// Default listen address.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:4433";
+
+/// The server node's settings (`server.toml`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// The data directory (epochs, keys, quota state, audit log). Required.
+    pub data_dir: Option<PathBuf>,
+    /// UDP address to listen on (default `0.0.0.0:4433`).
+    pub listen: Option<SocketAddr>,
+    /// The server's certificate chain, PEM. Required.
+    pub cert: Option<PathBuf>,
+    /// The server's private key, PEM (PKCS#8, SEC1 or PKCS#1). Required; must be owner-only.
+    pub key: Option<PathBuf>,
+    /// The CA certificate(s) client certificates must chain to, PEM. Required.
+    pub client_ca: Option<PathBuf>,
+    /// The accredited clients file (`clients.toml`). Required.
+    pub clients: Option<PathBuf>,
+    /// Most simultaneous QUIC connections one client id may hold.
+    pub max_connections_per_client: u32,
+    /// Most concurrently open request streams per connection (QUIC `initial_max_streams_bidi`).
+    pub max_concurrent_streams: u32,
+    /// Most requests the whole server works on at once; more are answered `Busy`.
+    pub max_concurrent_requests: u32,
+    /// QUIC idle timeout in milliseconds.
+    pub idle_timeout_ms: u64,
+    /// Time a client has to send a complete request frame on a new stream, in milliseconds.
+    pub request_timeout_ms: u64,
+    /// Most elements in one Evaluate (1 to 4096); announced in Info as `max_batch`.
+    pub max_batch: u32,
+    /// Whether k-anon mode (FetchRange) is offered.
+    pub k_anon: bool,
+    /// k of k-anon mode: the least number of entries every served range holds.
+    pub min_range_entries: u32,
+    /// Entries per TableChunk of a FetchAll download (1 to 65536).
+    pub fetch_chunk_entries: u32,
+    /// Seconds between status lines in the log (0: no status lines).
+    pub status_interval_secs: u64,
+    /// How often, in milliseconds, the server checks the `current` file for a new epoch.
+    pub epoch_poll_ms: u64,
+    /// How long, in milliseconds, a graceful shutdown waits for in-flight requests.
+    pub shutdown_grace_ms: u64,
+    /// Offset of the quota day from UTC, in minutes (default 540: quota days start at 00:00
+    /// Japan Standard Time).
+    pub quota_utc_offset_minutes: i32,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            data_dir: None,
+            listen: None,
+            cert: None,
+            key: None,
+            client_ca: None,
+            clients: None,
+            max_connections_per_client: DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
+            max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
+            max_concurrent_requests: 64,
+            idle_timeout_ms: DEFAULT_IDLE_TIMEOUT_MS,
+            request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
+            max_batch: MAX_BATCH_ELEMENTS as u32,
+            k_anon: true,
+            min_range_entries: 64,
+            fetch_chunk_entries: 16_384,
+            status_interval_secs: 60,
+            epoch_poll_ms: 1000,
+            shutdown_grace_ms: 10_000,
+            quota_utc_offset_minutes: 540,
+        }
+    }
+}
+
+fn resolve(base: &Path, p: &mut Option<PathBuf>) {
+    if let Some(path) = p.as_mut() {
+        if path.is_relative() {
+            *path = base.join(&*path);
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Reads `server.toml`; relative paths in it are made relative to its directory.
+    pub fn load(path: &Path) -> Result<Self, ServerError> {
+        let text = std::fs::read_to_string(path).map_err(ServerError::io("cannot read", path))?;
+        let mut cfg = Self::from_toml_str(&text).map_err(|reason| ServerError::Config {
+            path: path.to_path_buf(),
+            reason,
+        })?;
+        let base = crate::fsutil::parent_of(path);
+        for p in [
+            &mut cfg.data_dir,
+            &mut cfg.cert,
+            &mut cfg.key,
+            &mut cfg.client_ca,
+            &mut cfg.clients,
+        ] {
+            resolve(&base, p);
+        }
+        Ok(cfg)
+    }
+
+    /// Parses `server.toml` text (paths are taken as written).
+    pub fn from_toml_str(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Checks every limit's range; the error names the key and the allowed range.
+    pub fn validate(&self) -> Result<(), ServerError> {
+        let bad = |reason: String| ServerError::Config {
+            path: PathBuf::from("server.toml"),
+            reason,
+        };
+        let check = |name: &str, v: u64, lo: u64, hi: u64| {
+            if v < lo || v > hi {
+                Err(bad(format!("{name} = {v} is outside {lo}..={hi}")))
+            } else {
+                Ok(())
+            }
+        };
+        check(
+            "max_connections_per_client",
+            self.max_connections_per_client.into(),
+            1,
+            1024,
+        )?;
+        check(
+            "max_concurrent_streams",
+            self.max_concurrent_streams.into(),
+            1,
+            1024,
+        )?;
+        check(
+            "max_concurrent_requests",
+            self.max_concurrent_requests.into(),
+            1,
+            1 << 16,
+        )?;
+        check("idle_timeout_ms", self.idle_timeout_ms, 1000, 3_600_000)?;
+        check("request_timeout_ms", self.request_timeout_ms, 100, 600_000)?;
+        check(
+            "max_batch",
+            self.max_batch.into(),
+            1,
+            MAX_BATCH_ELEMENTS as u64,
+        )?;
+        check(
+            "min_range_entries",
+            self.min_range_entries.into(),
+            1,
+            u64::from(u32::MAX),
+        )?;
+        check(
+            "fetch_chunk_entries",
+            self.fetch_chunk_entries.into(),
+            1,
+            MAX_ENTRIES_PER_CHUNK as u64,
+        )?;
+        check("epoch_poll_ms", self.epoch_poll_ms, 50, 3_600_000)?;
+        check("shutdown_grace_ms", self.shutdown_grace_ms, 0, 600_000)?;
+        if self.quota_utc_offset_minutes.abs() > 14 * 60 {
+            return Err(bad(format!(
+                "quota_utc_offset_minutes = {} is outside -840..=840",
+                self.quota_utc_offset_minutes
+            )));
+        }
+        Ok(())
+    }
+
+    /// The listen address (the configured one or [`DEFAULT_LISTEN`]).
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen.unwrap_or_else(|| {
+            DEFAULT_LISTEN
+                .parse()
+                .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 4433)))
+        })
+    }
+}
+
+/// One accredited client (`[[client]]` in `clients.toml`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientEntry {
+    /// The client id: the subject CommonName of the client's certificate.
+    pub id: String,
+    /// Blinded elements the client may have evaluated per quota day.
+    pub evaluations_per_day: u64,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClientsFile {
+    #[serde(default)]
+    client: Vec<ClientEntry>,
+}
+
+/// The accredited clients (`clients.toml`), by id.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccreditedClients {
+    clients: BTreeMap<ClientId, u64>,
+}
+
+impl AccreditedClients {
+    /// Reads `clients.toml`.
+    pub fn load(path: &Path) -> Result<Self, ServerError> {
+        let text = std::fs::read_to_string(path).map_err(ServerError::io("cannot read", path))?;
+        Self::from_toml_str(&text).map_err(|reason| ServerError::Config {
+            path: path.to_path_buf(),
+            reason,
+        })
+    }
+
+    /// Parses `clients.toml` text: ids must be valid client ids and unique.
+    pub fn from_toml_str(text: &str) -> Result<Self, String> {
+        let file: ClientsFile = toml::from_str(text).map_err(|e| e.to_string())?;
+        let mut clients = BTreeMap::new();
+        for (i, c) in file.client.into_iter().enumerate() {
+            let id = ClientId::new(&c.id).map_err(|e| format!("[[client]] #{}: {e}", i + 1))?;
+            if clients.insert(id, c.evaluations_per_day).is_some() {
+                return Err(format!(
+                    "[[client]] #{}: id {:?} is listed twice",
+                    i + 1,
+                    c.id
+                ));
+            }
+        }
+        Ok(AccreditedClients { clients })
+    }
+
+    /// The list from entries (for embedding and tests).
+    pub fn from_entries(entries: &[ClientEntry]) -> Result<Self, String> {
+        let mut clients = BTreeMap::new();
+        for c in entries {
+            let id = ClientId::new(&c.id).map_err(|e| e.to_string())?;
+            if clients.insert(id, c.evaluations_per_day).is_some() {
+                return Err(format!("id {:?} is listed twice", c.id));
+            }
+        }
+        Ok(AccreditedClients { clients })
+    }
+
+    /// The daily evaluation quota of `id`, or `None` if `id` is not accredited.
+    pub fn quota_of(&self, id: &ClientId) -> Option<u64> {
+        self.clients.get(id).copied()
+    }
+
+    /// Number of accredited clients.
+    pub fn len(&self) -> usize {
+        self.clients.len()
+    }
+
+    /// Whether no client is accredited.
+    pub fn is_empty(&self) -> bool {
+        self.clients.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_unknown_keys() {
+        let c = ServerConfig::from_toml_str("").unwrap();
+        assert_eq!(c, ServerConfig::default());
+        c.validate().unwrap();
+        let c = ServerConfig::from_toml_str("max_batch = 10\nlisten = \"127.0.0.1:9\"").unwrap();
+        assert_eq!(c.max_batch, 10);
+        assert!(ServerConfig::from_toml_str("max_btach = 10").is_err());
+        let c = ServerConfig::from_toml_str("max_batch = 5000").unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains("max_batch"));
+    }
+
+    #[test]
+    fn clients_file() {
+        let a = AccreditedClients::from_toml_str(
+            "[[client]]\nid = \"hosp-a\"\nevaluations_per_day = 10\n\
+             [[client]]\nid = \"hosp-b\"\nevaluations_per_day = 0\n",
+        )
+        .unwrap();
+        assert_eq!(a.quota_of(&ClientId::new("hosp-a").unwrap()), Some(10));
+        assert_eq!(a.quota_of(&ClientId::new("hosp-c").unwrap()), None);
+        assert!(AccreditedClients::from_toml_str(
+            "[[client]]\nid = \"a\"\nevaluations_per_day = 1\n[[client]]\nid = \"a\"\nevaluations_per_day = 1\n"
+        )
+        .unwrap_err()
+        .contains("twice"));
+        assert!(
+            AccreditedClients::from_toml_str("[[client]]\nid = \"a b\"\nevaluations_per_day = 1\n")
+                .is_err()
+        );
+    }
+}

@@ -1,0 +1,165 @@
+//! The one error type of the server node.
+//!
+//! Invariant: every message names the file, setting or input that was wrong and, where there is
+//! one, the command that fixes it; no message contains a key, an OPRF output, a number, a person
+//! id or a label.
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+/// Everything that can stop the server node or one of its commands.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// A file or directory could not be read, written, created, renamed or synced.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done (e.g. "cannot read", "cannot fsync").
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// A secret file (key or table) can be read by the group or by others.
+    #[error(
+        "{path} has mode {mode:04o}, readable by group or others; it holds secret key material. \
+         Fix it with: chmod 600 {path}"
+    )]
+    InsecurePermissions {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// A key file does not hold a valid key.
+    #[error("{path} is not a valid key file: {reason}")]
+    BadKeyFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A configuration file could not be parsed or holds an invalid value.
+    #[error("{path}: {reason}")]
+    Config {
+        /// The configuration file (server.toml or clients.toml).
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A required setting was given neither in server.toml nor as a command-line flag.
+    #[error("the setting `{setting}` is required: set it in server.toml or pass {flag}")]
+    MissingSetting {
+        /// The server.toml key.
+        setting: &'static str,
+        /// The command-line flag.
+        flag: &'static str,
+    },
+    /// A certificate or private key PEM file could not be used.
+    #[error("{path}: {reason}")]
+    Tls {
+        /// The PEM file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The QUIC endpoint could not be created or bound.
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen {
+        /// The listen address.
+        addr: std::net::SocketAddr,
+        /// The cause.
+        reason: String,
+    },
+    /// The data directory has no published epoch.
+    #[error(
+        "{data_dir} has no published epoch (no `current` file); build one with \
+         `nayose server build --data-dir {data_dir} --registry FILE`"
+    )]
+    NoEpoch {
+        /// The data directory.
+        data_dir: PathBuf,
+    },
+    /// A stored epoch is damaged: a checksum, size or header does not match its manifest.
+    #[error("epoch {epoch} in {path} is damaged: {reason}")]
+    CorruptEpoch {
+        /// The epoch directory name.
+        epoch: String,
+        /// The file that failed the check.
+        path: PathBuf,
+        /// Which check failed.
+        reason: String,
+    },
+    /// The registry file could not be read (a whole-file problem, not one bad row).
+    #[error("registry {path}: {reason}")]
+    Registry {
+        /// The registry file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A registry row is invalid and `--skip-invalid` was not given.
+    #[error(
+        "registry {path}, line {line}: {reason} (fix the row, or pass --skip-invalid to reject \
+         such rows and report them)"
+    )]
+    InvalidRow {
+        /// The registry file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: u64,
+        /// What is wrong with the row.
+        reason: String,
+    },
+    /// The registry holds no valid number.
+    #[error("registry {path} holds no valid number; refusing to publish an empty epoch")]
+    EmptyRegistry {
+        /// The registry file.
+        path: PathBuf,
+    },
+    /// The registry holds more persons or numbers than the table format can index.
+    #[error("registry {path}: {reason}")]
+    TooLarge {
+        /// The registry file.
+        path: PathBuf,
+        /// Which limit was exceeded.
+        reason: String,
+    },
+    /// An error of the OPRF core (a key or an input it rejected).
+    #[error("OPRF: {0}")]
+    Oprf(#[from] nayose_oprf::OprfError),
+    /// An error of the table core.
+    #[error("table: {0}")]
+    Table(#[from] nayose_table::TableError),
+    /// The audit log failed verification.
+    #[error("audit log {path}: {reason}")]
+    AuditBroken {
+        /// The audit log file (or its head file).
+        path: PathBuf,
+        /// The first inconsistency found: which record and what is wrong.
+        reason: String,
+    },
+    /// A build was stopped at an injected failure point (tests of crash safety only).
+    #[error("build stopped at injected failure point {0:?}")]
+    InjectedFailure(crate::build::FailPoint),
+    /// A background task failed unexpectedly.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ServerError {
+    /// An [`ServerError::Io`] for `path`.
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> ServerError {
+        let path = path.into();
+        move |source| ServerError::Io {
+            action,
+            path,
+            source,
+        }
+    }
+}

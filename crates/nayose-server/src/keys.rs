@@ -1,0 +1,160 @@
+//! Key files: the label master key K_L and each epoch's VOPRF key skS.
+//!
+//! Both are 32 raw bytes in an owner-only (0600) file, generated from the OS RNG. They are read
+//! only after [`crate::fsutil::check_owner_only`] passes, held in zeroizing types, and never
+//! formatted: `Debug` of the key types prints nothing secret and no function here logs bytes.
+//!
+//! K_L lives in `DATA_DIR/label-master.key` and persists across epochs; every build copies it
+//! into the epoch directory it publishes, so a published epoch is self-contained and a rotation
+//! ([`rotate_label_master_key`]) takes effect with the next published epoch.
+
+use std::path::{Path, PathBuf};
+
+use nayose_oprf::ServerKey;
+use nayose_table::{LABEL_MASTER_KEY_LEN, LabelMasterKey, LabelMasterKeyId};
+use rand::TryRngCore;
+use rand::rngs::OsRng;
+use zeroize::Zeroizing;
+
+use crate::error::ServerError;
+use crate::fsutil::{atomic_write, read_secret};
+use crate::layout::DataDir;
+
+const KEY_LEN: usize = 32;
+
+fn os_random_32() -> Result<Zeroizing<[u8; KEY_LEN]>, ServerError> {
+    let mut k = Zeroizing::new([0u8; KEY_LEN]);
+    OsRng.try_fill_bytes(k.as_mut()).map_err(|e| {
+        ServerError::Internal(format!("the OS random number generator failed: {e}"))
+    })?;
+    Ok(k)
+}
+
+fn read_key_bytes(path: &Path) -> Result<Zeroizing<[u8; KEY_LEN]>, ServerError> {
+    let bytes = read_secret(path)?;
+    let arr: [u8; KEY_LEN] = bytes
+        .as_slice()
+        .try_into()
+        .map_err(|_| ServerError::BadKeyFile {
+            path: path.to_path_buf(),
+            reason: format!(
+                "it holds {} bytes, a key file holds exactly {KEY_LEN}",
+                bytes.len()
+            ),
+        })?;
+    Ok(Zeroizing::new(arr))
+}
+
+/// A fresh label master key from the OS RNG.
+pub(crate) fn generate_label_master_key() -> Result<LabelMasterKey, ServerError> {
+    loop {
+        let bytes = os_random_32()?;
+        // from_bytes only rejects 32 zero bytes (probability 2^-256).
+        if let Ok(k) = LabelMasterKey::from_bytes(&bytes) {
+            return Ok(k);
+        }
+    }
+}
+
+/// A fresh VOPRF key from the OS RNG.
+pub(crate) fn generate_oprf_key() -> Result<ServerKey, ServerError> {
+    let mut rng = OsRng.unwrap_err();
+    Ok(ServerKey::generate(&mut rng))
+}
+
+/// Reads a label master key file (must be owner-only).
+pub(crate) fn read_label_master_key(path: &Path) -> Result<LabelMasterKey, ServerError> {
+    let bytes = read_key_bytes(path)?;
+    LabelMasterKey::from_bytes(&bytes).map_err(|e| ServerError::BadKeyFile {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
+/// Writes a label master key file atomically (0600).
+pub(crate) fn write_label_master_key(path: &Path, key: &LabelMasterKey) -> Result<(), ServerError> {
+    let bytes: Zeroizing<[u8; LABEL_MASTER_KEY_LEN]> = key.to_bytes();
+    atomic_write(path, bytes.as_ref())
+}
+
+/// Reads an epoch's VOPRF key file (must be owner-only).
+pub(crate) fn read_oprf_key(path: &Path) -> Result<ServerKey, ServerError> {
+    let bytes = read_key_bytes(path)?;
+    ServerKey::from_bytes(&bytes).map_err(|e| ServerError::BadKeyFile {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
+/// The data directory's label master key, created from the OS RNG if it does not exist yet.
+pub(crate) fn load_or_create_label_master_key(
+    data: &DataDir,
+) -> Result<(LabelMasterKey, bool), ServerError> {
+    let path = data.label_master_key();
+    match std::fs::symlink_metadata(&path) {
+        Ok(_) => Ok((read_label_master_key(&path)?, false)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = generate_label_master_key()?;
+            write_label_master_key(&path, &key)?;
+            Ok((key, true))
+        }
+        Err(e) => Err(ServerError::Io {
+            action: "cannot stat",
+            path,
+            source: e,
+        }),
+    }
+}
+
+/// What [`rotate_label_master_key`] did.
+#[derive(Debug, Clone)]
+pub struct RotationReport {
+    /// The key file that was replaced or created.
+    pub path: PathBuf,
+    /// Public id of the previous key (`None` if there was none).
+    pub old_key_id: Option<LabelMasterKeyId>,
+    /// Public id of the new key.
+    pub new_key_id: LabelMasterKeyId,
+}
+
+impl std::fmt::Display for RotationReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.old_key_id {
+            Some(old) => writeln!(f, "label master key rotated: {old} -> {}", self.new_key_id)?,
+            None => writeln!(f, "label master key created: {}", self.new_key_id)?,
+        }
+        writeln!(f, "key file: {}", self.path.display())?;
+        write!(
+            f,
+            "the new key takes effect with the next `nayose server build`; every client's labels \
+             change then (labels from before and after cannot be compared)"
+        )
+    }
+}
+
+/// Replaces the label master key of `data_dir` with a fresh one from the OS RNG (the explicit
+/// operator command; K_L otherwise persists across epochs). The published epochs keep their
+/// own copy: the new key is used from the next build on.
+pub fn rotate_label_master_key(data_dir: &Path) -> Result<RotationReport, ServerError> {
+    let data = DataDir::create(data_dir)?;
+    let path = data.label_master_key();
+    let old_key_id = match std::fs::symlink_metadata(&path) {
+        Ok(_) => Some(read_label_master_key(&path)?.key_id()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            return Err(ServerError::Io {
+                action: "cannot stat",
+                path,
+                source: e,
+            });
+        }
+    };
+    let key = generate_label_master_key()?;
+    write_label_master_key(&path, &key)?;
+    tracing::info!(old = ?old_key_id.map(|k| k.to_string()), new = %key.key_id(), "label master key rotated");
+    Ok(RotationReport {
+        path,
+        old_key_id,
+        new_key_id: key.key_id(),
+    })
+}
