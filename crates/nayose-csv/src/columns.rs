@@ -60,7 +60,13 @@ pub(crate) fn next_record<R: Read>(
     last_line: u64,
 ) -> Result<Option<u64>, CsvError> {
     match csv.read_record(record) {
-        Ok(true) => Ok(Some(record.position().map_or(last_line + 1, |p| p.line()))),
+        Ok(true) => {
+            let line = match record.position() {
+                Some(p) => csv.get_mut().line_of_record(p.byte()),
+                None => last_line + 1,
+            };
+            Ok(Some(line))
+        }
         Ok(false) => Ok(None),
         Err(e) => Err(map_csv_error(e, last_line + 1)),
     }

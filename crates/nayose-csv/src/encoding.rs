@@ -9,6 +9,7 @@
 //!   the 1-based line and byte offset, instead of substituting U+FFFD;
 //! * output ([`encode_row`]) fails on a character the encoding cannot represent.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::Path;
@@ -172,7 +173,13 @@ pub struct DecodingReader<R> {
     consumed: u64,
     output: Vec<u8>,
     out_pos: usize,
+    out_len: usize,
     newlines: u64,
+    /// Offset (in the decoded stream) of every CR and LF emitted and not yet retired, so that a
+    /// record's first line can be computed exactly (see [`DecodingReader::line_of_record`]).
+    marks: VecDeque<(u64, u8)>,
+    emitted: u64,
+    retired_newlines: u64,
     eof: bool,
     done: bool,
 }
@@ -192,9 +199,13 @@ impl<R: Read> DecodingReader<R> {
             in_pos: 0,
             in_len: 0,
             consumed: 0,
-            output: Vec::with_capacity(CHUNK * 2),
+            output: vec![0; CHUNK * 2],
             out_pos: 0,
+            out_len: 0,
             newlines: 0,
+            marks: VecDeque::new(),
+            emitted: 0,
+            retired_newlines: 0,
             eof: false,
             done: false,
         }
@@ -219,8 +230,6 @@ impl<R: Read> DecodingReader<R> {
             }
         }
         // Decode what there is into `output`.
-        self.output.clear();
-        self.output.resize(CHUNK * 2, 0);
         self.out_pos = 0;
         let src = &self.input[self.in_pos..self.in_len];
         let (result, read, written) =
@@ -228,8 +237,14 @@ impl<R: Read> DecodingReader<R> {
                 .decode_to_utf8_without_replacement(src, &mut self.output, self.eof);
         self.in_pos += read;
         self.consumed += read as u64;
-        self.output.truncate(written);
-        self.newlines += self.output.iter().filter(|&&b| b == b'\n').count() as u64;
+        self.out_len = written;
+        for (i, &b) in self.output[..written].iter().enumerate() {
+            if b == b'\n' || b == b'\r' {
+                self.marks.push_back((self.emitted + i as u64, b));
+                self.newlines += u64::from(b == b'\n');
+            }
+        }
+        self.emitted += written as u64;
         match result {
             DecoderResult::InputEmpty => {
                 if self.eof {
@@ -253,11 +268,33 @@ impl<R: Read> DecodingReader<R> {
     }
 }
 
+impl<R> DecodingReader<R> {
+    /// The 1-based line on which the record whose parse began at decoded-stream offset `start`
+    /// (the CSV parser's record position) has its first character: line terminators and blank
+    /// lines between `start` and the record's first character are skipped. Must be called once
+    /// per record, in order; it forgets the line ends before the record.
+    pub(crate) fn line_of_record(&mut self, start: u64) -> u64 {
+        let mut at = start;
+        while let Some(&(offset, byte)) = self.marks.front() {
+            if offset <= at {
+                if offset == at {
+                    at += 1;
+                }
+                self.retired_newlines += u64::from(byte == b'\n');
+                self.marks.pop_front();
+            } else {
+                break;
+            }
+        }
+        self.retired_newlines + 1
+    }
+}
+
 impl<R: Read> Read for DecodingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
-            if self.out_pos < self.output.len() {
-                let n = buf.len().min(self.output.len() - self.out_pos);
+            if self.out_pos < self.out_len {
+                let n = buf.len().min(self.out_len - self.out_pos);
                 buf[..n].copy_from_slice(&self.output[self.out_pos..self.out_pos + n]);
                 self.out_pos += n;
                 return Ok(n);
