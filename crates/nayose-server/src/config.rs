@@ -94,10 +94,10 @@ impl Default for ServerConfig {
 }
 
 fn resolve(base: &Path, p: &mut Option<PathBuf>) {
-    if let Some(path) = p.as_mut() {
-        if path.is_relative() {
-            *path = base.join(&*path);
-        }
+    if let Some(path) = p.as_mut()
+        && path.is_relative()
+    {
+        *path = base.join(&*path);
     }
 }
 

@@ -795,10 +795,8 @@ async fn send_answer(
             break;
         }
     }
-    if ok {
-        if let Some((epoch, offset, total)) = ans.stream.take() {
-            ok = stream_table(shared, ctx, &mut send, epoch, offset, total, &mut bytes_out).await;
-        }
+    if ok && let Some((epoch, offset, total)) = ans.stream.take() {
+        ok = stream_table(shared, ctx, &mut send, epoch, offset, total, &mut bytes_out).await;
     }
     if ok {
         let _ = send.finish();
@@ -873,11 +871,11 @@ async fn answer(
         counters,
         stream: None,
     };
-    if let Some(named) = req.epoch() {
-        if named.0 != epoch.id().to_bytes() {
-            a.outcome = "EpochChanged".into();
-            return simple(epoch_changed(&epoch), a, counters);
-        }
+    if let Some(named) = req.epoch()
+        && named.0 != epoch.id().to_bytes()
+    {
+        a.outcome = "EpochChanged".into();
+        return simple(epoch_changed(&epoch), a, counters);
     }
     match req {
         Request::Info => {
