@@ -432,3 +432,42 @@ fn partition_point(n: usize, pred: impl Fn(usize) -> bool) -> usize {
     }
     lo
 }
+
+/// A published epoch as [`check_current_epoch`] found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EpochSummary {
+    /// The epoch's sequence number.
+    pub number: u64,
+    /// The epoch id, `<number>-<key check>`.
+    pub epoch_id: String,
+    /// The VOPRF public key, hex.
+    pub public_key: String,
+    /// Table entries.
+    pub entries: u64,
+    /// Persons in the person list.
+    pub persons: u64,
+}
+
+impl std::fmt::Display for EpochSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "current epoch {} ({} entries, {} persons), public key {}",
+            self.epoch_id, self.entries, self.persons, self.public_key
+        )
+    }
+}
+
+/// Loads and fully checks the epoch `current` names (checksums, key files and permissions, tag
+/// order): what a server start would do, without serving.
+pub fn check_current_epoch(data_dir: &Path) -> Result<EpochSummary, ServerError> {
+    let data = DataDir::new(data_dir);
+    let e = Epoch::load_current(&data, None)?;
+    Ok(EpochSummary {
+        number: e.id().number(),
+        epoch_id: e.id().to_string(),
+        public_key: hex::encode(e.public_key()),
+        entries: e.len() as u64,
+        persons: e.persons.len() as u64,
+    })
+}

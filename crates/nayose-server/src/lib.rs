@@ -34,7 +34,7 @@ pub use build::{
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{AccreditedClients, ClientEntry, DEFAULT_LISTEN, ServerConfig};
-pub use epoch::Manifest;
+pub use epoch::{EpochSummary, Manifest, check_current_epoch};
 pub use error::ServerError;
 pub use keys::{RotationReport, rotate_label_master_key};
 pub use service::{RunningServer, Server};

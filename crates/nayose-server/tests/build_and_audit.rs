@@ -1,0 +1,364 @@
+//! Epoch build (duplicates, conflicts, invalid rows, crash safety), key-file permissions and
+//! the audit chain.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use nayose_server::{
+    BuildOptions, FailPoint, Server, ServerError, build_epoch, check_current_epoch, verify_audit,
+};
+use nayose_wire::Request;
+
+#[test]
+fn duplicates_conflicts_and_invalid_rows_are_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let mut rows = registry_rows(10, 0);
+    let n = rows.len();
+    // Row repeated under the same person: a duplicate, kept once.
+    rows.push(rows[0].clone());
+    // A number under two persons: a conflict, left out entirely.
+    let mut stolen = rows[3].clone();
+    stolen.person = "P999999".into();
+    rows.push(stolen);
+    let reg = tmp.path().join("registry.csv");
+    write_registry(&reg, &rows);
+    let r = build(&data, &reg);
+    assert_eq!(r.rows, n as u64 + 2);
+    assert_eq!(r.duplicate_rows, 1);
+    assert_eq!(r.conflicts.len(), 1);
+    assert_eq!(r.conflicts[0].persons, 2);
+    // Line numbers: header is line 1, rows[i] is line i + 2.
+    assert_eq!(r.conflicts[0].lines, vec![3 + 2, n as u64 + 1 + 2]);
+    assert_eq!(r.numbers, n as u64 - 1);
+    let text = r.to_string();
+    assert!(
+        text.contains("conflicts        1") && text.contains("lines 5, "),
+        "{text}"
+    );
+
+    // An invalid row fails the build unless skip_invalid is set.
+    let mut s = fs::read_to_string(&reg).unwrap();
+    s.push_str("P1,12345678,1,1,01\n");
+    fs::write(&reg, &s).unwrap();
+    let err = build_epoch(&BuildOptions::new(&data, &reg))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("--skip-invalid") && err.contains("line"),
+        "{err}"
+    );
+    let mut opts = BuildOptions::new(&data, &reg);
+    opts.skip_invalid = true;
+    let r = build_epoch(&opts).unwrap();
+    assert_eq!(r.rejected.len(), 1);
+    assert_eq!(r.rejected[0].line, rows.len() as u64 + 2);
+    assert_eq!(r.epoch_number, 2);
+}
+
+#[test]
+fn every_injected_failure_leaves_the_previous_epoch_current() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let reg = tmp.path().join("registry.csv");
+    write_registry(&reg, &registry_rows(30, 0));
+    let first = build(&data, &reg);
+    write_registry(&reg, &registry_rows(40, 7));
+    for fp in [
+        FailPoint::AfterTableWritten,
+        FailPoint::BeforeEpochRename,
+        FailPoint::BeforeCurrentSwitch,
+    ] {
+        let mut opts = BuildOptions::new(&data, &reg);
+        opts.fail_at = Some(fp);
+        let e = build_epoch(&opts).unwrap_err();
+        assert!(
+            matches!(e, ServerError::InjectedFailure(p) if p == fp),
+            "{e}"
+        );
+        let cur = check_current_epoch(&data).unwrap();
+        assert_eq!(cur.epoch_id, first.epoch_id, "after {fp:?}");
+        assert_eq!(cur.entries, first.numbers);
+        let names: Vec<String> = fs::read_dir(data.join("epochs"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        let unfinished = names.iter().filter(|n| n.starts_with(".build-")).count();
+        match fp {
+            // An unfinished build directory is left (and ignored by every reader).
+            FailPoint::AfterTableWritten | FailPoint::BeforeEpochRename => {
+                assert_eq!(unfinished, 1, "{names:?}")
+            }
+            // A complete epoch directory exists but `current` does not name it.
+            FailPoint::BeforeCurrentSwitch => {
+                assert_eq!(unfinished, 0, "{names:?}");
+                assert_eq!(names.len(), 2, "{names:?}");
+            }
+        }
+    }
+    // The next build cleans up and publishes a higher number.
+    let next = build(&data, &reg);
+    assert!(next.epoch_number > first.epoch_number + 1);
+    assert_eq!(check_current_epoch(&data).unwrap().epoch_id, next.epoch_id);
+    assert!(!fs::read_dir(data.join("epochs")).unwrap().any(|e| {
+        e.unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with(".build-")
+    }));
+}
+
+/// Runs only as the child of `a_build_killed_at_any_moment_leaves_a_servable_epoch`.
+#[test]
+fn child_build_process() {
+    let (Ok(data), Ok(reg)) = (
+        std::env::var("NAYOSE_TEST_CHILD_DATA"),
+        std::env::var("NAYOSE_TEST_CHILD_REGISTRY"),
+    ) else {
+        return;
+    };
+    build_epoch(&BuildOptions::new(&data, &reg)).unwrap();
+}
+
+#[test]
+fn a_build_killed_at_any_moment_leaves_a_servable_epoch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let small = tmp.path().join("small.csv");
+    write_registry(&small, &registry_rows(30, 0));
+    let first = build(&data, &small);
+    let big = tmp.path().join("big.csv");
+    write_registry(&big, &registry_rows(6_000, 3));
+    let exe = std::env::current_exe().unwrap();
+    let mut current = first.epoch_id.clone();
+    let mut published = 0;
+    for delay_ms in [
+        0u64, 10, 30, 60, 100, 150, 200, 300, 400, 600, 900, 1300, 2000, 4000,
+    ] {
+        let mut child = std::process::Command::new(&exe)
+            .args(["--exact", "child_build_process", "--test-threads=1"])
+            .env("NAYOSE_TEST_CHILD_DATA", &data)
+            .env("NAYOSE_TEST_CHILD_REGISTRY", &big)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = child.kill(); // SIGKILL
+        let status = child.wait().unwrap();
+        // Whatever the moment, `current` names a complete epoch that passes every check: the
+        // previous one, or (if the child finished) the new one.
+        let now = check_current_epoch(&data).unwrap();
+        if now.epoch_id != current {
+            assert!(
+                status.success(),
+                "a new epoch became current only after a full build"
+            );
+            assert_eq!(now.entries, 12_000);
+            published += 1;
+            current = now.epoch_id;
+        }
+    }
+    eprintln!("{published} of 14 killed builds had finished");
+    // A normal build afterwards still works.
+    let last = build(&data, &small);
+    assert_eq!(check_current_epoch(&data).unwrap().epoch_id, last.epoch_id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_files_readable_by_others_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&tmp.path().join("pki"), "CA");
+    let data = tmp.path().join("data");
+    let reg = tmp.path().join("registry.csv");
+    write_registry(&reg, &registry_rows(10, 0));
+    let r = build(&data, &reg);
+    let key = data
+        .join("epochs")
+        .join(format!("{:020}", r.epoch_number))
+        .join("oprf.key");
+    assert_eq!(
+        fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o640)).unwrap();
+    let clients = "[[client]]\nid = \"a\"\nevaluations_per_day = 1\n";
+    let err = Server::start(config(&pki, &data, clients))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("oprf.key") && err.contains("chmod 600"),
+        "{err}"
+    );
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+    fs::set_permissions(
+        pki.dir.join("server.key"),
+        fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let err = Server::start(config(&pki, &data, clients))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("server.key") && err.contains("chmod 600"),
+        "{err}"
+    );
+}
+
+fn copy_audit(from: &Path, to: &Path) {
+    fs::create_dir_all(to.join("audit")).unwrap();
+    for f in ["audit.log", "audit.head"] {
+        fs::copy(from.join("audit").join(f), to.join("audit").join(f)).unwrap();
+    }
+}
+
+fn lines(p: &Path) -> Vec<String> {
+    fs::read_to_string(p.join("audit/audit.log"))
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn write_lines(p: &Path, l: &[String]) {
+    let mut s = l.join("\n");
+    s.push('\n');
+    fs::write(p.join("audit/audit.log"), s).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_chain_detects_modified_removed_and_truncated_records() {
+    init_tracing();
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&tmp.path().join("pki"), "CA");
+    let data = tmp.path().join("data");
+    let reg = tmp.path().join("registry.csv");
+    write_registry(&reg, &registry_rows(10, 0));
+    build(&data, &reg);
+    let clients = "[[client]]\nid = \"hosp-a\"\nevaluations_per_day = 10\n";
+    let server = Server::start(config(&pki, &data, clients)).await.unwrap();
+    let (cert, key) = pki.client("hosp-a");
+    let ep = client_endpoint(&pki.ca_pem(), Some((&cert, &key)));
+    let conn = connect(&ep, server.local_addr()).await.unwrap();
+    for _ in 0..5 {
+        info(&conn).await;
+    }
+    conn.close(0u32.into(), b"");
+    server.shutdown().await;
+
+    let ok = verify_audit(&data).unwrap();
+    assert_eq!(ok.records, 5);
+    assert_eq!(ok.anchored, 5);
+    assert!(ok.to_string().contains("5 records"));
+    let original = lines(&data);
+    assert_eq!(original.len(), 5);
+
+    // Modified record in the middle: the next record's prev no longer matches.
+    let d = tmp.path().join("modified");
+    copy_audit(&data, &d);
+    let mut l = original.clone();
+    l[1] = l[1].replace("\"op\":\"Info\"", "\"op\":\"FetchAll\"");
+    write_lines(&d, &l);
+    let e = verify_audit(&d).unwrap_err().to_string();
+    assert!(
+        e.contains("record 3") && e.contains("record 2 was modified"),
+        "{e}"
+    );
+
+    // Modified last record: the head's hash no longer matches.
+    let d = tmp.path().join("modified-last");
+    copy_audit(&data, &d);
+    let mut l = original.clone();
+    l[4] = l[4].replace("hosp-a", "hosp-b");
+    write_lines(&d, &l);
+    let e = verify_audit(&d).unwrap_err().to_string();
+    assert!(e.contains("record 5") && e.contains("head"), "{e}");
+
+    // Removed record.
+    let d = tmp.path().join("removed");
+    copy_audit(&data, &d);
+    let mut l = original.clone();
+    l.remove(2);
+    write_lines(&d, &l);
+    let e = verify_audit(&d).unwrap_err().to_string();
+    assert!(e.contains("line 3 has seq 4"), "{e}");
+
+    // Truncated: the last two records gone.
+    let d = tmp.path().join("truncated");
+    copy_audit(&data, &d);
+    write_lines(&d, &original[..3]);
+    let e = verify_audit(&d).unwrap_err().to_string();
+    assert!(
+        e.contains("truncated") && e.contains("2 record(s) missing"),
+        "{e}"
+    );
+
+    // Head file deleted while records exist.
+    let d = tmp.path().join("headless");
+    copy_audit(&data, &d);
+    fs::remove_file(d.join("audit/audit.head")).unwrap();
+    assert!(
+        verify_audit(&d)
+            .unwrap_err()
+            .to_string()
+            .contains("head file is missing")
+    );
+
+    // A torn final line (crash mid-append) is reported, not an error; the server repairs it.
+    let mut s = fs::read(data.join("audit/audit.log")).unwrap();
+    s.extend_from_slice(b"{\"seq\":6,\"ti");
+    fs::write(data.join("audit/audit.log"), &s).unwrap();
+    let torn = verify_audit(&data).unwrap();
+    assert!(torn.torn_tail && torn.records == 5);
+
+    // The server refuses to append to a broken chain, and repairs a torn one.
+    let broken = tmp.path().join("modified");
+    let mut cfg = config(&pki, &data, clients);
+    cfg.data_dir = Some(data.clone());
+    let server = Server::start(cfg).await.unwrap();
+    let conn = connect(&ep, server.local_addr()).await.unwrap();
+    let _ = request(&conn, &Request::Info).await.unwrap();
+    conn.close(0u32.into(), b"");
+    server.shutdown().await;
+    let after = verify_audit(&data).unwrap();
+    assert!(!after.torn_tail);
+    assert_eq!(after.records, 6);
+
+    let bad_data = tmp.path().join("bad-data");
+    fs::create_dir_all(&bad_data).unwrap();
+    // A data dir whose audit log is broken: copy the epoch and the broken audit.
+    for e in ["current", "label-master.key"] {
+        fs::copy(data.join(e), bad_data.join(e)).unwrap();
+    }
+    copy_dir(&data.join("epochs"), &bad_data.join("epochs"));
+    copy_audit(&broken, &bad_data);
+    let err = Server::start(config(&pki, &bad_data, clients))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("broken chain") || err.contains("modified"),
+        "{err}"
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}
