@@ -18,6 +18,8 @@ use crate::error::ClientError;
 
 /// Default Evaluate batch size (elements per request; capped by the server's `max_batch`).
 pub const DEFAULT_BATCH_SIZE: u32 = 1024;
+/// Default cap on the k-anon prefix length, in bits.
+pub const DEFAULT_MAX_PREFIX_BITS: u8 = 20;
 /// Default number of requests in flight on the one connection.
 pub const DEFAULT_PIPELINE_DEPTH: u32 = 8;
 
@@ -162,11 +164,11 @@ impl ColumnNames {
 #[serde(deny_unknown_fields)]
 pub struct RetrySettings {
     /// Consecutive failed attempts (connection lost, server busy) tolerated before giving up;
-    /// the count resets whenever a request succeeds. Default 6.
+    /// the count resets whenever a request makes progress. Default 8.
     pub max_attempts: Option<u32>,
-    /// First backoff delay in milliseconds; doubled after each failure. Default 250.
+    /// First backoff delay in milliseconds; doubled after each failure. Default 1000.
     pub initial_backoff_ms: Option<u64>,
-    /// Largest backoff delay in milliseconds. Default 8000.
+    /// Largest backoff delay in milliseconds. Default 60000.
     pub max_backoff_ms: Option<u64>,
     /// Time limit for one QUIC handshake in milliseconds. Default 10000.
     pub connect_timeout_ms: Option<u64>,
@@ -198,6 +200,9 @@ pub struct ClientConfig {
     pub output: Option<PathBuf>,
     /// `full` (default) or `k-anon`.
     pub privacy: Option<Privacy>,
+    /// k-anon mode: the longest tag prefix, in bits, this client reveals, whatever the server
+    /// announces (a malicious server could announce a long one). Default 20.
+    pub max_prefix_bits: Option<u8>,
     /// Directory for the per-epoch table cache (full mode). Default: `$XDG_CACHE_HOME/nayose`
     /// or `$HOME/.cache/nayose`.
     pub cache_dir: Option<PathBuf>,
@@ -273,6 +278,7 @@ impl ClientConfig {
             input,
             output,
             privacy,
+            max_prefix_bits,
             cache_dir,
             no_cache,
             encoding,
@@ -347,14 +353,21 @@ impl ClientConfig {
         }
         let r = self.retry.clone().unwrap_or_default();
         let retry = RetryPolicy {
-            max_attempts: r.max_attempts.unwrap_or(6).max(1),
-            initial_backoff: Duration::from_millis(r.initial_backoff_ms.unwrap_or(250)),
-            max_backoff: Duration::from_millis(r.max_backoff_ms.unwrap_or(8000)),
+            max_attempts: r.max_attempts.unwrap_or(8).max(1),
+            initial_backoff: Duration::from_millis(r.initial_backoff_ms.unwrap_or(1000)),
+            max_backoff: Duration::from_millis(r.max_backoff_ms.unwrap_or(60_000)),
             connect_timeout: Duration::from_millis(r.connect_timeout_ms.unwrap_or(10_000).max(1)),
             request_timeout: Duration::from_millis(r.request_timeout_ms.unwrap_or(60_000).max(1)),
             max_epoch_restarts: r.max_epoch_restarts.unwrap_or(3),
         };
         let privacy = self.privacy.unwrap_or_default();
+        let max_prefix_bits = self.max_prefix_bits.unwrap_or(DEFAULT_MAX_PREFIX_BITS);
+        if max_prefix_bits > nayose_wire::MAX_PREFIX_BITS {
+            return Err(ClientError::Config {
+                setting: "max_prefix_bits",
+                reason: format!("{max_prefix_bits} is more than 64"),
+            });
+        }
         let cache_dir = if self.no_cache.unwrap_or(false) {
             None
         } else {
@@ -369,6 +382,7 @@ impl ClientConfig {
             input,
             output,
             privacy,
+            max_prefix_bits,
             cache_dir,
             columns: self.columns.clone().unwrap_or_default().resolve()?,
             encoding: self.encoding.unwrap_or_default(),
@@ -461,8 +475,10 @@ pub struct Resolved {
     pub input: PathBuf,
     /// Output CSV.
     pub output: PathBuf,
-    /// Retrieval mode.
+    /// Retrieval mode asked for.
     pub privacy: Privacy,
+    /// k-anon mode: the client's cap on the prefix length.
+    pub max_prefix_bits: u8,
     /// Table cache directory (`None`: no cache).
     pub cache_dir: Option<PathBuf>,
     /// Number columns (`None`: detect, see [`ColumnNames`]).
@@ -580,7 +596,7 @@ max_attempts = 3
         assert_eq!(r.server_name, "srv");
         assert_eq!(r.server, "127.0.0.1:4433");
         assert_eq!(r.retry.max_attempts, 9);
-        assert_eq!(r.retry.initial_backoff, Duration::from_millis(250));
+        assert_eq!(r.retry.initial_backoff, Duration::from_millis(1000));
         assert!(matches!(r.columns, Some(HeldColumns::Fields { .. })));
         assert_eq!(base().resolve().unwrap().columns, None);
     }
@@ -616,9 +632,9 @@ max_attempts = 3
     #[test]
     fn backoff_doubles_and_caps() {
         let p = base().resolve().unwrap().retry;
-        assert_eq!(p.backoff(1), Duration::from_millis(250));
-        assert_eq!(p.backoff(2), Duration::from_millis(500));
-        assert_eq!(p.backoff(3), Duration::from_millis(1000));
-        assert_eq!(p.backoff(40), Duration::from_millis(8000));
+        assert_eq!(p.backoff(1), Duration::from_millis(1000));
+        assert_eq!(p.backoff(2), Duration::from_millis(2000));
+        assert_eq!(p.backoff(3), Duration::from_millis(4000));
+        assert_eq!(p.backoff(40), Duration::from_millis(60_000));
     }
 }

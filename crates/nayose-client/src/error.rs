@@ -130,15 +130,6 @@ pub enum ClientError {
     /// order, an epoch id that does not match its public key).
     #[error("protocol violation by the server: {0}")]
     Protocol(String),
-    /// The server does not offer k-anon mode for this epoch.
-    #[error(
-        "the server does not offer k-anon retrieval for epoch {epoch} (its table is smaller than \
-         the minimum range size, or the mode is disabled); use --privacy full"
-    )]
-    KAnonUnavailable {
-        /// The epoch.
-        epoch: String,
-    },
     /// The server changed epochs more often than the run could restart.
     #[error("the server changed epochs {restarts} times during the run; try again later")]
     EpochUnstable {

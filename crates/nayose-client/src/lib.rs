@@ -8,10 +8,10 @@
 //! them, and writes every input row with `nayose_group` and `nayose_status`.
 //!
 //! Modules:
-//! - [`config`]: [`ClientConfig`] (`client.toml` + overrides) and its resolution;
-//! - [`progress`]: the [`Progress`] callback trait (the CLI draws bars; the library never
+//! - [`config`]: the settings, [`ClientConfig`] (`client.toml` + overrides), and their resolution;
+//! - [`progress`]: the callback trait [`Progress`] (the CLI draws bars; the library never
 //!   touches the terminal);
-//! - [`summary`]: [`LinkSummary`];
+//! - [`summary`]: the run's [`LinkSummary`];
 //! - `link`: the run; `session`: connection, retries, Evaluate, retrieval; `net`: one
 //!   connection and failure classification; `plan`: resume bookkeeping; `cache`: the per-epoch
 //!   table cache; `tls`: credentials.

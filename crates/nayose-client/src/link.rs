@@ -21,7 +21,7 @@ use zeroize::Zeroizing;
 use crate::config::{ClientConfig, Privacy, Resolved};
 use crate::error::ClientError;
 use crate::progress::{Phase, Progress};
-use crate::session::{Interrupt, Session, fresh_matcher};
+use crate::session::{Interrupt, RangeOutcome, Session, fresh_matcher};
 use crate::summary::LinkSummary;
 use crate::tls;
 
@@ -56,6 +56,7 @@ pub async fn link_async(
     let creds = tls::load(&cfg)?;
     let mut summary = LinkSummary {
         mode: cfg.privacy,
+        requested_mode: cfg.privacy,
         client_id: creds.client_id.as_str().to_owned(),
         ..Default::default()
     };
@@ -143,6 +144,7 @@ async fn run_network(
     summary: &mut LinkSummary,
 ) -> Result<Matches, ClientError> {
     let mut restarts = 0u32;
+    let mut mode = cfg.privacy;
     loop {
         let t = Instant::now();
         let info = session.info().await?;
@@ -157,24 +159,27 @@ async fn run_network(
                 reset_secs: u64::from(info.quota_reset_secs),
             });
         }
-        if cfg.privacy == Privacy::KAnon && info.max_prefix_bits.is_none() {
-            return Err(ClientError::KAnonUnavailable {
-                epoch: epoch.to_string(),
-            });
-        }
         let attempt: Result<Matches, Interrupt> = async {
             let t = Instant::now();
             let outputs = session.evaluate(&info, inputs.clone()).await?;
             summary.add_phase(Phase::Evaluate, t.elapsed());
             let t = Instant::now();
             let mut matcher = fresh_matcher(session.client_id(), info.epoch, &outputs);
-            match cfg.privacy {
-                Privacy::Full => {
-                    summary.cache_used = session.fetch_full(&info, &mut matcher, &outputs).await?;
+            if mode == Privacy::KAnon {
+                match session.fetch_ranges(&info, &mut matcher).await? {
+                    RangeOutcome::Done(bits) => summary.prefix_bits = Some(bits),
+                    RangeOutcome::UseFull(why) => {
+                        session
+                            .progress()
+                            .note(&format!("k-anon mode not used: {why}; using full mode"));
+                        summary.mode_note = Some(why);
+                        mode = Privacy::Full;
+                        matcher = fresh_matcher(session.client_id(), info.epoch, &outputs);
+                    }
                 }
-                Privacy::KAnon => {
-                    summary.prefix_bits = Some(session.fetch_ranges(&info, &mut matcher).await?);
-                }
+            }
+            if mode == Privacy::Full {
+                summary.cache_used = session.fetch_full(&info, &mut matcher, &outputs).await?;
             }
             summary.add_phase(Phase::Fetch, t.elapsed());
             Ok(matcher.finish())
@@ -182,6 +187,7 @@ async fn run_network(
         .await;
         match attempt {
             Ok(m) => {
+                summary.mode = mode;
                 summary.epoch_restarts = u64::from(restarts);
                 return Ok(m);
             }
@@ -190,6 +196,18 @@ async fn run_network(
                 restarts += 1;
                 if restarts > cfg.retry.max_epoch_restarts {
                     return Err(ClientError::EpochUnstable { restarts });
+                }
+                // flows.md §3.4: the old epoch's cache is useless now.
+                session.discard_cache(&info);
+                if mode == Privacy::KAnon && session.stats.ranges_requested > 0 {
+                    // security.md §3.4: ranges of the same numbers in two epochs can be
+                    // intersected by the server.
+                    let why = "the epoch changed after ranges were fetched, and fetching the \
+                               same numbers' ranges in a second epoch would let the server \
+                               intersect them"
+                        .to_owned();
+                    summary.mode_note = Some(why);
+                    mode = Privacy::Full;
                 }
                 session
                     .progress()
@@ -270,10 +288,9 @@ fn write_output(
     for row in reader {
         let row = row?;
         rows += 1;
-        let label = match held.check_row(&row)? {
-            None => None,
-            Some(i) => Some(matches.and_then(|m| m.label(i as usize))),
-        };
+        let label = held
+            .check_row(&row)?
+            .map(|i| matches.and_then(|m| m.label(i as usize)));
         match label {
             None => out.write_row(row.line, &row.record, "", STATUS_INVALID)?,
             Some(Some(l)) => {

@@ -12,6 +12,7 @@
 //! * the count of consecutive failures resets only when a job makes progress, so a server that
 //!   fails the same request forever exhausts the retries instead of looping.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::sync::Arc;
@@ -20,8 +21,8 @@ use std::time::Duration;
 use nayose_oprf::{ClientBatch, Mode, OprfError, PublicKey};
 use nayose_table::{ClientId, Matcher};
 use nayose_wire::{
-    ElementBatch, EpochId, EvaluateRequest, FetchAllRequest, FetchRangeRequest, InfoResponse,
-    Request, Response, TagPrefix,
+    ElementBatch, EpochId, ErrorCode, EvaluateRequest, FetchAllRequest, FetchRangeRequest,
+    InfoResponse, Request, Response, TagPrefix,
 };
 use tokio::task::JoinSet;
 use zeroize::Zeroizing;
@@ -58,6 +59,19 @@ pub(crate) struct NetStats {
     pub(crate) evaluate_requests: u64,
     pub(crate) entries_received: u64,
     pub(crate) ranges_fetched: u64,
+    /// FetchRange requests sent in the current run (any epoch): after one, a new epoch must
+    /// not be looked up in k-anon mode (security.md §3.4).
+    pub(crate) ranges_requested: u64,
+}
+
+/// How a k-anon retrieval ended.
+#[derive(Debug)]
+pub(crate) enum RangeOutcome {
+    /// Every range fetched and matched, at this prefix length.
+    Done(u8),
+    /// k-anon is not possible or not sensible here; retrieve the full table instead (with a
+    /// fresh matcher: ranges already matched would be matched twice).
+    UseFull(String),
 }
 
 /// The server connection manager of one run.
@@ -422,7 +436,6 @@ impl<'a> Session<'a> {
             None => None,
         };
         let mut offset: u64 = 0;
-        let mut last_tag: Option<nayose_wire::Tag> = None;
         loop {
             let conn = self.connection().await?;
             let request = Request::FetchAll(FetchAllRequest { epoch, offset });
@@ -442,13 +455,6 @@ impl<'a> Session<'a> {
                                 )));
                             }
                             let entries = chunk.entries.into_vec();
-                            if let (Some(prev), Some(first)) = (last_tag, entries.first()) {
-                                if first.tag <= prev {
-                                    return Err(protocol(format!(
-                                        "table entries out of order at entry {offset}"
-                                    )));
-                                }
-                            }
                             let converted: Vec<_> = entries
                                 .iter()
                                 .map(|e| {
@@ -461,14 +467,11 @@ impl<'a> Session<'a> {
                             matcher.absorb(&converted).map_err(|e| {
                                 protocol(format!("table chunk at entry {offset}: {e}"))
                             })?;
-                            if let Some(w) = writer.as_mut() {
-                                if let Err(e) = w.append(&entries) {
-                                    self.progress
-                                        .note(&format!("table cache disabled for this run: {e}"));
-                                    writer = None;
-                                }
+                            if let Some(Err(e)) = writer.as_mut().map(|w| w.append(&entries)) {
+                                self.progress
+                                    .note(&format!("table cache disabled for this run: {e}"));
+                                writer = None;
                             }
-                            last_tag = entries.last().map(|e| e.tag).or(last_tag);
                             offset += entries.len() as u64;
                             self.stats.entries_received += entries.len() as u64;
                             self.progressed();
@@ -501,35 +504,64 @@ impl<'a> Session<'a> {
             .await;
             match result {
                 Ok(()) => break,
+                Err(Failure::Fatal(ClientError::Server {
+                    code: ErrorCode::OffsetOutOfRange,
+                    message,
+                    ..
+                })) => {
+                    // flows.md §3.5: discard what was downloaded and start again from 0.
+                    self.fail(
+                        &format!("the server refused the download offset {offset}: {message}"),
+                        None,
+                    )
+                    .await?;
+                    *matcher = fresh_matcher(&self.client_id, epoch, outputs);
+                    offset = 0;
+                    let had_writer = writer.take().is_some(); // removes the partial file
+                    writer = match (had_writer, &self.cfg.cache_dir) {
+                        (true, Some(root)) => CacheWriter::create(root, &key, total).ok(),
+                        _ => None,
+                    };
+                    self.progress.start(Phase::Fetch, Some(total));
+                }
                 Err(f) => self.recover(f, epoch).await?,
             }
         }
-        if let Some(w) = writer {
-            if let Err(e) = w.finish() {
-                self.progress
-                    .note(&format!("the table cache could not be saved: {e}"));
-            }
+        if let Some(Err(e)) = writer.map(CacheWriter::finish) {
+            self.progress
+                .note(&format!("the table cache could not be saved: {e}"));
         }
         self.progress.finish(Phase::Fetch);
         Ok(false)
     }
 
-    /// k-anon mode: the prefix ranges of the client's tags at the server's prefix length,
-    /// pipelined, each checked to lie in its prefix and matched. Returns the prefix length.
+    /// k-anon mode: the prefix ranges of the client's tags at `L = min(max_prefix_bits of
+    /// Info, the client's cap)`, pipelined, each checked (epoch, prefix, size, order) and
+    /// matched.
     pub(crate) async fn fetch_ranges(
         &mut self,
         info: &InfoResponse,
         matcher: &mut Matcher,
-    ) -> Result<u8, Interrupt> {
+    ) -> Result<RangeOutcome, Interrupt> {
         let epoch = info.epoch;
-        let bits = info
-            .max_prefix_bits
-            .ok_or_else(|| ClientError::KAnonUnavailable {
-                epoch: nayose_table::EpochId::from_bytes(epoch.0).to_string(),
-            })?;
+        let Some(offered) = info.max_prefix_bits else {
+            return Ok(RangeOutcome::UseFull(
+                "the server does not offer k-anon mode for this epoch".into(),
+            ));
+        };
+        let bits = offered.min(self.cfg.max_prefix_bits);
         let prefixes = matcher
             .prefixes(bits)
             .map_err(|e| ClientError::Protocol(format!("prefix length {bits}: {e}")))?;
+        // flows.md §3.3: with more than half of all ranges needed, k-anon costs about as much
+        // as the full table and reveals D prefixes besides.
+        if bits < 63 && prefixes.len() as u128 > (1u128 << bits) / 2 {
+            return Ok(RangeOutcome::UseFull(format!(
+                "{} distinct {bits}-bit prefixes are more than half of all {} ranges",
+                prefixes.len(),
+                1u128 << bits
+            )));
+        }
         let wire: Arc<Vec<TagPrefix>> = Arc::new(
             prefixes
                 .iter()
@@ -541,6 +573,9 @@ impl<'a> Session<'a> {
                 .collect::<Result<_, _>>()
                 .map_err(|e| ClientError::Protocol(format!("prefix length {bits}: {e}")))?,
         );
+        let min_entries = info.min_range_entries as usize;
+        let mut waiting: BTreeMap<usize, Vec<nayose_wire::Entry>> = BTreeMap::new();
+        let mut next = 0usize;
         let mut plan = Plan::new(prefixes.len());
         let depth = self.cfg.pipeline_depth as usize;
         self.progress
@@ -553,6 +588,7 @@ impl<'a> Session<'a> {
                 while tasks.len() < depth {
                     let Some(job) = plan.take() else { break };
                     let (conn, wire) = (conn.clone(), wire.clone());
+                    self.stats.ranges_requested += 1;
                     tasks.spawn(async move { (job, fetch_range(conn, epoch, wire[job]).await) });
                 }
                 match tasks.join_next().await {
@@ -561,22 +597,23 @@ impl<'a> Session<'a> {
                         if !plan.complete(job) {
                             continue;
                         }
-                        let converted: Vec<_> = entries
-                            .iter()
-                            .map(|e| {
-                                (
-                                    nayose_table::Tag(e.tag.0),
-                                    nayose_table::EncryptedLabel(e.label.0),
-                                )
-                            })
-                            .collect();
-                        if let Err(e) = matcher.absorb_range(&prefixes[job], &converted) {
-                            break Some(protocol(format!("range {}: {e}", prefixes[job])));
+                        if entries.len() < min_entries {
+                            break Some(protocol(format!(
+                                "range {} holds {} entries, fewer than the minimum {min_entries}",
+                                prefixes[job],
+                                entries.len()
+                            )));
                         }
                         self.stats.entries_received += entries.len() as u64;
                         self.stats.ranges_fetched += 1;
                         self.progressed();
                         self.progress.advance(Phase::Fetch, 1);
+                        // The matcher takes ranges in ascending prefix order (table order);
+                        // responses arrive in any order, so later ones wait here.
+                        waiting.insert(job, entries);
+                        if let Err(f) = absorb_ready(matcher, &prefixes, &mut waiting, &mut next) {
+                            break Some(f);
+                        }
                     }
                     Some(Ok((_, Err(f)))) => break Some(f),
                     Some(Err(e)) => {
@@ -588,12 +625,36 @@ impl<'a> Session<'a> {
             };
             tasks.abort_all();
             plan.requeue_in_flight();
-            if let Some(f) = failure {
-                self.recover(f, epoch).await?;
+            match failure {
+                None => {}
+                Some(Failure::Fatal(ClientError::Server {
+                    code: c @ (ErrorCode::RangeTooLarge | ErrorCode::ModeNotOffered),
+                    message,
+                    ..
+                })) => {
+                    self.progress.finish(Phase::Fetch);
+                    return Ok(RangeOutcome::UseFull(format!(
+                        "the server answered FetchRange with {c}: {message}"
+                    )));
+                }
+                Some(f) => self.recover(f, epoch).await?,
             }
         }
         self.progress.finish(Phase::Fetch);
-        Ok(bits)
+        Ok(RangeOutcome::Done(bits))
+    }
+
+    /// Deletes the full-mode cache of `info`'s epoch (after the server left that epoch).
+    pub(crate) fn discard_cache(&self, info: &InfoResponse) {
+        if let Some(root) = &self.cfg.cache_dir {
+            let key = CacheKey {
+                server_name: self.cfg.server_name.clone(),
+                client_id: self.client_id.as_str().to_owned(),
+                epoch: info.epoch,
+                public_key: info.public_key,
+            };
+            let _ = std::fs::remove_file(key.path(root));
+        }
     }
 
     /// Closes the connection and lets the endpoint send the close (bounded wait).
@@ -676,6 +737,31 @@ async fn evaluate_batch(
     })
     .await
     .map_err(|e| protocol(format!("verification task failed: {e}")))?
+}
+
+/// Absorbs the waiting ranges that continue the ascending prefix order.
+fn absorb_ready(
+    matcher: &mut Matcher,
+    prefixes: &[nayose_table::TagPrefix],
+    waiting: &mut BTreeMap<usize, Vec<nayose_wire::Entry>>,
+    next: &mut usize,
+) -> Result<(), Failure> {
+    while let Some(entries) = waiting.remove(next) {
+        let converted: Vec<_> = entries
+            .iter()
+            .map(|e| {
+                (
+                    nayose_table::Tag(e.tag.0),
+                    nayose_table::EncryptedLabel(e.label.0),
+                )
+            })
+            .collect();
+        matcher
+            .absorb_range(&prefixes[*next], &converted)
+            .map_err(|e| protocol(format!("range {}: {e}", prefixes[*next])))?;
+        *next += 1;
+    }
+    Ok(())
 }
 
 /// One FetchRange round trip.

@@ -57,8 +57,12 @@ pub struct LinkSummary {
     pub epoch_restarts: u64,
     /// The epoch the results belong to, `<number>-<key check>`.
     pub epoch: String,
-    /// The retrieval mode.
+    /// The retrieval mode used.
     pub mode: Privacy,
+    /// The retrieval mode asked for.
+    pub requested_mode: Privacy,
+    /// Why the mode used differs from the one asked for (k-anon falls back to full).
+    pub mode_note: Option<String>,
     /// Whether the table came from the on-disk cache.
     pub cache_used: bool,
     /// The client id (certificate CommonName) the labels are for.
@@ -145,6 +149,13 @@ impl fmt::Display for LinkSummary {
             "epoch {} as client {}; {retrieval}",
             self.epoch, self.client_id
         )?;
+        if let Some(note) = &self.mode_note {
+            writeln!(
+                f,
+                "{} mode was asked for, {} used: {note}",
+                self.requested_mode, self.mode
+            )?;
+        }
         writeln!(
             f,
             "network: sent {}, received {}, {} Evaluate request(s), {} connection(s){}",
