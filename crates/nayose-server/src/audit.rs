@@ -24,8 +24,10 @@
 //! without newline ("torn"). Verification reports both without failing; the server, when it
 //! opens the log, removes a torn final line and advances the head over unanchored records.
 //!
-//! Records carry no number, point, tag, label or key: only time, client id, peer address,
-//! operation, counts, epoch, prefix range and outcome.
+//! Records carry what protocol-spec/security.md §5.2 requires (time, client id, certificate
+//! fingerprint, peer, connection and stream, request type, epochs, counts, prefix *length*,
+//! bytes, duration, quota before and after, outcome) and never a number, element, proof, OPRF
+//! output, tag, prefix value, label key, label, person id or key.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -43,33 +45,72 @@ use crate::layout::DataDir;
 /// The `prev` of the first record.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// One audit record (one line of `audit.log`). Field order is the line's key order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One audit record (one line of `audit.log`). Field order is the line's key order; absent
+/// optional fields are omitted from the line.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditRecord {
     /// Position in the log, from 1.
     pub seq: u64,
-    /// When the request was answered, RFC 3339 UTC.
+    /// When the record was written, RFC 3339 UTC.
     pub time: String,
-    /// Client id from the certificate (empty if the peer presented none that parsed).
+    /// `connected`, `refused`, `closed` (connection events), `request` (one per request, written
+    /// before its answer is sent) or `fetch_end` (the end of a FetchAll stream).
+    pub event: String,
+    /// Client id from the certificate (empty if none could be read).
     pub client: String,
+    /// SHA-256 (hex) of the client's end-entity certificate (DER).
+    pub cert_sha256: String,
     /// The peer's IP address and port.
     pub peer: String,
-    /// `Info`, `Evaluate`, `FetchRange`, `FetchAll`, `Connect` (a refused connection) or
-    /// `Invalid` (a request that could not be decoded).
+    /// The server's id of the QUIC connection.
+    pub conn: u64,
+    /// The QUIC stream id of a request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<u64>,
+    /// `Info`, `Evaluate`, `FetchRange`, `FetchAll`, or `Invalid` (undecodable request).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub op: String,
-    /// The epoch the answer used, `<number>-<key check>` (empty when none).
-    pub epoch: String,
-    /// Blinded elements evaluated (Evaluate).
-    pub elements: u64,
-    /// Table entries sent (FetchRange, FetchAll).
-    pub entries: u64,
-    /// FetchRange prefix, `<bits>/<hex>` (empty otherwise).
-    pub prefix: String,
+    /// The epoch the request named (`<number>-<key check>`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub epoch_requested: String,
+    /// The server's current epoch for the request.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub epoch_current: String,
+    /// Blinded elements in an Evaluate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elements: Option<u64>,
+    /// FetchRange prefix length in bits (never the prefix value: security.md §5.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix_bits: Option<u8>,
+    /// Entries returned (FetchRange), to be sent (FetchAll `request`) or sent (`fetch_end`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entries: Option<u64>,
     /// FetchAll start offset.
-    pub offset: u64,
-    /// `ok`, or the error code name the client received.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+    /// Request bytes received on the stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_in: Option<u64>,
+    /// Response bytes sent (single-frame answers: the frame about to be sent; `fetch_end`: the
+    /// whole stream).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_out: Option<u64>,
+    /// Milliseconds from the start of the request (or connection) to this record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    /// Evaluations left today before the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota_before: Option<u64>,
+    /// Evaluations left today after the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota_after: Option<u64>,
+    /// `ok`, or the error / close code.
     pub outcome: String,
+    /// Free text: the refusal reason, the decoder's error for a malformed request, the close
+    /// reason, the certificate's serial and issuer on `connected`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
     /// SHA-256 hex of the previous line.
     pub prev: String,
 }
@@ -298,20 +339,8 @@ pub fn verify_audit(data_dir: &Path) -> Result<AuditSummary, ServerError> {
     })
 }
 
-/// Fields of a record, before `seq` and `prev` are assigned.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct AuditEntry {
-    pub(crate) time: String,
-    pub(crate) client: String,
-    pub(crate) peer: String,
-    pub(crate) op: &'static str,
-    pub(crate) epoch: String,
-    pub(crate) elements: u64,
-    pub(crate) entries: u64,
-    pub(crate) prefix: String,
-    pub(crate) offset: u64,
-    pub(crate) outcome: String,
-}
+/// A record before `append` assigns `seq` and `prev` (their values here are ignored).
+pub(crate) type AuditEntry = AuditRecord;
 
 struct Writer {
     file: File,
@@ -395,17 +424,8 @@ impl AuditLog {
         let mut w = self.w.lock().unwrap_or_else(|p| p.into_inner());
         let rec = AuditRecord {
             seq: w.count + 1,
-            time: e.time,
-            client: e.client,
-            peer: e.peer,
-            op: e.op.to_string(),
-            epoch: e.epoch,
-            elements: e.elements,
-            entries: e.entries,
-            prefix: e.prefix,
-            offset: e.offset,
-            outcome: e.outcome,
             prev: w.last_hash.clone(),
+            ..e
         };
         let mut line = serde_json::to_vec(&rec)
             .map_err(|err| ServerError::Internal(format!("audit record encoding: {err}")))?;

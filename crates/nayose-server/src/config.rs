@@ -56,6 +56,9 @@ pub struct ServerConfig {
     pub min_range_entries: u32,
     /// Entries per TableChunk of a FetchAll download (1 to 65536).
     pub fetch_chunk_entries: u32,
+    /// Whole-table downloads a client may make per epoch: FetchAll streams may send it at most
+    /// this many times the table's entries per epoch (resumed downloads count what they resend).
+    pub full_downloads_per_epoch: u32,
     /// Seconds between status lines in the log (0: no status lines).
     pub status_interval_secs: u64,
     /// How often, in milliseconds, the server checks the `current` file for a new epoch.
@@ -85,6 +88,7 @@ impl Default for ServerConfig {
             k_anon: true,
             min_range_entries: 64,
             fetch_chunk_entries: 16_384,
+            full_downloads_per_epoch: 3,
             status_interval_secs: 60,
             epoch_poll_ms: 1000,
             shutdown_grace_ms: 10_000,
@@ -177,6 +181,12 @@ impl ServerConfig {
             self.fetch_chunk_entries.into(),
             1,
             MAX_ENTRIES_PER_CHUNK as u64,
+        )?;
+        check(
+            "full_downloads_per_epoch",
+            self.full_downloads_per_epoch.into(),
+            1,
+            1000,
         )?;
         check("epoch_poll_ms", self.epoch_poll_ms, 50, 3_600_000)?;
         check("shutdown_grace_ms", self.shutdown_grace_ms, 0, 600_000)?;

@@ -20,12 +20,28 @@ use crate::clock::unix_secs;
 use crate::error::ServerError;
 use crate::fsutil::atomic_write;
 
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 struct Usage {
     /// Quota day number (days since 1970-01-01 at the configured offset).
     day: i64,
     /// Evaluations used that day.
     used: u64,
+    /// Counters of the epoch the client last used (security.md §5.1).
+    #[serde(default)]
+    epoch: EpochUsage,
+}
+
+/// Per-epoch counters of one client.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+struct EpochUsage {
+    /// The epoch id (`<number>-<key check>`); other epochs count from zero.
+    id: String,
+    /// Elements evaluated in the epoch.
+    evaluations: u64,
+    /// FetchRange requests accepted in the epoch.
+    range_fetches: u64,
+    /// FetchAll entries granted in the epoch.
+    full_entries: u64,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -101,6 +117,7 @@ impl QuotaBook {
             .get(client)
             .filter(|u| u.day == day)
             .map_or(0, |u| u.used);
+        drop(st);
         QuotaStatus {
             left: limit.saturating_sub(used),
             reset_secs,
@@ -122,45 +139,131 @@ impl QuotaBook {
         limit: u64,
         n: u64,
         now: SystemTime,
+        epoch: &str,
     ) -> Result<Result<QuotaStatus, QuotaStatus>, ServerError> {
         let (day, reset_secs) = self.day(now);
         let mut st = self.lock();
-        let prev = st.clients.get(client).copied();
-        let used = prev.filter(|u| u.day == day).map_or(0, |u| u.used);
-        let left = limit.saturating_sub(used);
+        let prev = st.clients.get(client).cloned();
+        let mut u = prev.clone().unwrap_or_default();
+        if u.day != day {
+            u.day = day;
+            u.used = 0;
+        }
+        let left = limit.saturating_sub(u.used);
         if n > left {
             return Ok(Err(QuotaStatus { left, reset_secs }));
         }
-        st.clients.insert(
-            client.to_string(),
-            Usage {
-                day,
-                used: used + n,
-            },
-        );
-        if let Err(e) = self.persist(&st) {
-            match prev {
-                Some(p) => st.clients.insert(client.to_string(), p),
-                None => st.clients.remove(client),
-            };
-            return Err(e);
-        }
+        u.used += n;
+        epoch_of(&mut u, epoch).evaluations += n;
+        self.commit(&mut st, client, u, prev)?;
         Ok(Ok(QuotaStatus {
             left: left - n,
             reset_secs,
         }))
     }
 
-    /// Gives back `n` evaluations admitted today that were not performed.
-    pub(crate) fn refund(&self, client: &str, n: u64, now: SystemTime) -> Result<(), ServerError> {
-        let (day, _) = self.day(now);
+    /// Stores `u` for `client` and persists; restores `prev` if persisting fails.
+    fn commit(
+        &self,
+        st: &mut QuotaFile,
+        client: &str,
+        u: Usage,
+        prev: Option<Usage>,
+    ) -> Result<(), ServerError> {
+        st.clients.insert(client.to_string(), u);
+        if let Err(e) = self.persist(st) {
+            match prev {
+                Some(p) => st.clients.insert(client.to_string(), p),
+                None => st.clients.remove(client),
+            };
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Admits one FetchRange in `epoch` if the client has made fewer range fetches in it than
+    /// it has had elements evaluated in it (security.md §5.1). `Ok(false)`: allowance spent.
+    pub(crate) fn try_range_fetch(&self, client: &str, epoch: &str) -> Result<bool, ServerError> {
         let mut st = self.lock();
-        if let Some(u) = st.clients.get_mut(client).filter(|u| u.day == day) {
-            u.used = u.used.saturating_sub(n);
+        let prev = st.clients.get(client).cloned();
+        let mut u = prev.clone().unwrap_or_default();
+        let e = epoch_of(&mut u, epoch);
+        if e.range_fetches >= e.evaluations {
+            return Ok(false);
+        }
+        e.range_fetches += 1;
+        self.commit(&mut st, client, u, prev)?;
+        Ok(true)
+    }
+
+    /// Admits a FetchAll of `entries` entries in `epoch` if the client's full-download entries
+    /// in the epoch stay within `allowance`. `Ok(false)`: allowance spent.
+    pub(crate) fn try_full_download(
+        &self,
+        client: &str,
+        epoch: &str,
+        entries: u64,
+        allowance: u64,
+    ) -> Result<bool, ServerError> {
+        let mut st = self.lock();
+        let prev = st.clients.get(client).cloned();
+        let mut u = prev.clone().unwrap_or_default();
+        let e = epoch_of(&mut u, epoch);
+        if e.full_entries.saturating_add(entries) > allowance {
+            return Ok(false);
+        }
+        e.full_entries += entries;
+        self.commit(&mut st, client, u, prev)?;
+        Ok(true)
+    }
+
+    /// Gives back full-download entries granted but not sent (a cancelled stream).
+    pub(crate) fn refund_full_download(
+        &self,
+        client: &str,
+        epoch: &str,
+        entries: u64,
+    ) -> Result<(), ServerError> {
+        let mut st = self.lock();
+        if let Some(u) = st.clients.get_mut(client)
+            && u.epoch.id == epoch
+        {
+            u.epoch.full_entries = u.epoch.full_entries.saturating_sub(entries);
             self.persist(&st)?;
         }
         Ok(())
     }
+
+    /// Gives back `n` evaluations admitted today that were not performed.
+    pub(crate) fn refund(
+        &self,
+        client: &str,
+        n: u64,
+        now: SystemTime,
+        epoch: &str,
+    ) -> Result<(), ServerError> {
+        let (day, _) = self.day(now);
+        let mut st = self.lock();
+        if let Some(u) = st.clients.get_mut(client).filter(|u| u.day == day) {
+            u.used = u.used.saturating_sub(n);
+            if u.epoch.id == epoch {
+                u.epoch.evaluations = u.epoch.evaluations.saturating_sub(n);
+            }
+            self.persist(&st)?;
+        }
+        Ok(())
+    }
+}
+
+/// The client's counters for `epoch`, reset if they belonged to another epoch.
+fn epoch_of<'a>(u: &'a mut Usage, epoch: &str) -> &'a mut EpochUsage {
+    if u.epoch.id != epoch {
+        u.epoch = EpochUsage {
+            id: epoch.to_string(),
+            ..EpochUsage::default()
+        };
+    }
+    &mut u.epoch
 }
 
 #[cfg(test)]
@@ -177,20 +280,33 @@ mod tests {
         let book = QuotaBook::open(p.clone(), 540).unwrap();
         assert_eq!(book.status("a", 10, t0).reset_secs, 15 * 3600);
         assert_eq!(
-            book.try_consume("a", 10, 7, t0).unwrap(),
+            book.try_consume("a", 10, 7, t0, "e1").unwrap(),
             Ok(QuotaStatus {
                 left: 3,
                 reset_secs: 15 * 3600
             })
         );
         assert_eq!(
-            book.try_consume("a", 10, 4, t0).unwrap().unwrap_err().left,
+            book.try_consume("a", 10, 4, t0, "e1")
+                .unwrap()
+                .unwrap_err()
+                .left,
             3
         );
         drop(book);
         let book = QuotaBook::open(p, 540).unwrap();
         assert_eq!(book.status("a", 10, t0).left, 3);
-        book.refund("a", 2, t0).unwrap();
+        book.refund("a", 2, t0, "e1").unwrap();
+        // 5 evaluations in e1 allow 5 range fetches there, none in e2.
+        for _ in 0..5 {
+            assert!(book.try_range_fetch("a", "e1").unwrap());
+        }
+        assert!(!book.try_range_fetch("a", "e1").unwrap());
+        assert!(book.try_full_download("a", "e1", 30, 30).unwrap());
+        assert!(!book.try_full_download("a", "e1", 1, 30).unwrap());
+        book.refund_full_download("a", "e1", 10).unwrap();
+        assert!(book.try_full_download("a", "e1", 10, 30).unwrap());
+        assert!(!book.try_range_fetch("a", "e2").unwrap());
         assert_eq!(book.status("a", 10, t0).left, 5);
         // 15 hours later a new JST day starts.
         let t1 = t0 + Duration::from_secs(15 * 3600);

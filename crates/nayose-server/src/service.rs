@@ -20,9 +20,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use nayose_table::{ClientId, TagPrefix};
 use nayose_wire::{
@@ -32,6 +32,7 @@ use nayose_wire::{
     encode_response_frame, frame_len,
 };
 use quinn::VarInt;
+use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, Semaphore, watch};
 use tracing::{debug, error, info, warn};
 
@@ -62,6 +63,8 @@ struct Shared {
     busy: Semaphore,
     inflight: AtomicUsize,
     idle: Notify,
+    conn_tasks: AtomicUsize,
+    conns_done: Notify,
     shutting_down: AtomicBool,
 }
 
@@ -89,6 +92,24 @@ impl Drop for InflightGuard<'_> {
     fn drop(&mut self) {
         if self.0.inflight.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.0.idle.notify_waiters();
+        }
+    }
+}
+
+/// Counts a running connection task (so shutdown can wait for its final audit record).
+struct ConnTaskGuard(Arc<Shared>);
+
+impl ConnTaskGuard {
+    fn new(s: Arc<Shared>) -> Self {
+        s.conn_tasks.fetch_add(1, Ordering::SeqCst);
+        ConnTaskGuard(s)
+    }
+}
+
+impl Drop for ConnTaskGuard {
+    fn drop(&mut self) {
+        if self.0.conn_tasks.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.conns_done.notify_waiters();
         }
     }
 }
@@ -216,6 +237,8 @@ impl Server {
             conns: Mutex::new(HashMap::new()),
             inflight: AtomicUsize::new(0),
             idle: Notify::new(),
+            conn_tasks: AtomicUsize::new(0),
+            conns_done: Notify::new(),
             shutting_down: AtomicBool::new(false),
         });
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -302,6 +325,16 @@ impl RunningServer {
         self.endpoint
             .close(VarInt::from_u32(code.to_u32()), code.reason());
         let _ = tokio::time::timeout(Duration::from_secs(3), self.endpoint.wait_idle()).await;
+        let conns_done = async {
+            loop {
+                let notified = self.shared.conns_done.notified();
+                if self.shared.conn_tasks.load(Ordering::SeqCst) == 0 {
+                    break;
+                }
+                notified.await;
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(3), conns_done).await;
         let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
         for t in tasks {
             t.abort();
@@ -459,20 +492,38 @@ fn close(conn: &quinn::Connection, code: CloseCode) {
     conn.close(VarInt::from_u32(code.to_u32()), code.reason());
 }
 
-fn client_id_of(conn: &quinn::Connection) -> Result<ClientId, String> {
-    let certs = conn
-        .peer_identity()
+/// The verified end-entity certificate of the peer (DER).
+fn peer_leaf(conn: &quinn::Connection) -> Option<Vec<u8>> {
+    conn.peer_identity()
         .and_then(|id| {
             id.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
                 .ok()
         })
-        .ok_or("no client certificate")?;
-    let leaf = certs.first().ok_or("empty client certificate chain")?;
-    let id = nayose_pki::client_id_of(leaf.as_ref()).map_err(|e| e.to_string())?;
+        .and_then(|certs| certs.first().map(|c| c.as_ref().to_vec()))
+}
+
+fn client_id_from(leaf: Option<&[u8]>) -> Result<ClientId, String> {
+    let leaf = leaf.ok_or("no client certificate")?;
+    let id = nayose_pki::client_id_of(leaf).map_err(|e| e.to_string())?;
     ClientId::new(&id).map_err(|e| e.to_string())
 }
 
-async fn audit(shared: &Arc<Shared>, entry: AuditEntry) -> Result<(), ServerError> {
+/// "serial <hex>, issuer <DN>" of a certificate, for the `connected` audit record.
+fn serial_and_issuer(leaf: &[u8]) -> String {
+    match x509_parser::parse_x509_certificate(leaf) {
+        Ok((_, c)) => format!(
+            "serial {}, issuer {}",
+            c.tbs_certificate.raw_serial_as_string(),
+            c.issuer()
+        ),
+        Err(_) => String::new(),
+    }
+}
+
+async fn audit(shared: &Arc<Shared>, mut entry: AuditEntry) -> Result<(), ServerError> {
+    if entry.time.is_empty() {
+        entry.time = rfc3339(shared.clock.now());
+    }
     let s = shared.clone();
     tokio::task::spawn_blocking(move || s.audit.append(entry))
         .await
@@ -480,12 +531,18 @@ async fn audit(shared: &Arc<Shared>, entry: AuditEntry) -> Result<(), ServerErro
         .map(|_| ())
 }
 
+fn ms_since(t: Instant) -> Option<u64> {
+    Some(u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX))
+}
+
 async fn handle_connection(
     shared: Arc<Shared>,
     incoming: quinn::Incoming,
     stop: watch::Receiver<bool>,
 ) {
+    let _task = ConnTaskGuard::new(shared.clone());
     let peer = incoming.remote_address();
+    let started = Instant::now();
     let conn = match incoming.await {
         Ok(c) => c,
         Err(e) => {
@@ -493,35 +550,50 @@ async fn handle_connection(
             return;
         }
     };
-    let entry = |client: &str, outcome: &str| AuditEntry {
-        time: rfc3339(shared.clock.now()),
+    let leaf = peer_leaf(&conn);
+    let cert_sha256 = leaf
+        .as_deref()
+        .map(|l| hex::encode(Sha256::digest(l).as_slice()))
+        .unwrap_or_default();
+    let conn_id = conn.stable_id() as u64;
+    let event = |event: &str, client: &str, outcome: &str, detail: String| AuditEntry {
+        event: event.to_string(),
         client: client.to_string(),
+        cert_sha256: cert_sha256.clone(),
         peer: peer.to_string(),
-        op: "Connect",
+        conn: conn_id,
         outcome: outcome.to_string(),
+        detail,
         ..AuditEntry::default()
     };
-    let client = match client_id_of(&conn) {
-        Ok(c) => c,
+    let (client, limit) = match client_id_from(leaf.as_deref()) {
+        Ok(c) => match shared.clients.quota_of(&c) {
+            Some(limit) => (c, limit),
+            None => {
+                let why = format!("client id {c} is not accredited");
+                refuse_not_accredited(
+                    &shared,
+                    &conn,
+                    c.as_str(),
+                    &why,
+                    event("refused", c.as_str(), "NotAccredited", why.clone()),
+                )
+                .await;
+                return;
+            }
+        },
         Err(reason) => {
-            warn!(%peer, "refusing a certificate without a valid client id: {reason}");
-            let _ = audit(&shared, entry("", "NotAccredited")).await;
-            close(&conn, CloseCode::NotAccredited);
+            let why = format!("no client id could be read from the certificate: {reason}");
+            refuse_not_accredited(
+                &shared,
+                &conn,
+                "",
+                &why,
+                event("refused", "", "NotAccredited", why.clone()),
+            )
+            .await;
             return;
         }
-    };
-    let Some(limit) = shared.clients.quota_of(&client) else {
-        warn!(%peer, client = %client, "refusing a client that is not accredited");
-        shared.stats.record(
-            client.as_str(),
-            ClientCounters {
-                errors: 1,
-                ..ClientCounters::default()
-            },
-        );
-        let _ = audit(&shared, entry(client.as_str(), "NotAccredited")).await;
-        close(&conn, CloseCode::NotAccredited);
-        return;
     };
     let over = {
         let mut m = shared.conns.lock().unwrap_or_else(|p| p.into_inner());
@@ -535,7 +607,22 @@ async fn handle_connection(
     };
     if over {
         warn!(%peer, client = %client, "refusing a connection over the client's allowance");
-        let _ = audit(&shared, entry(client.as_str(), "TooManyConnections")).await;
+        let detail = format!(
+            "the client already has {} connections",
+            shared.s.cfg.max_connections_per_client
+        );
+        let _ = audit(
+            &shared,
+            event("refused", client.as_str(), "TooManyConnections", detail),
+        )
+        .await;
+        shared.stats.record(
+            client.as_str(),
+            ClientCounters {
+                errors: 1,
+                ..ClientCounters::default()
+            },
+        );
         close(&conn, CloseCode::TooManyConnections);
         return;
     }
@@ -544,10 +631,19 @@ async fn handle_connection(
         client: client.clone(),
     };
     info!(%peer, client = %client, "client connected");
+    let detail = leaf.as_deref().map(serial_and_issuer).unwrap_or_default();
+    if let Err(e) = audit(&shared, event("connected", client.as_str(), "ok", detail)).await {
+        error!("cannot write the audit log; closing the connection: {e}");
+        close(&conn, CloseCode::Internal);
+        return;
+    }
     let ctx = Arc::new(ConnCtx {
-        client,
+        client: client.clone(),
         limit,
         peer,
+        conn_id,
+        cert_sha256: cert_sha256.clone(),
+        requests: AtomicU64::new(0),
     });
     let mut stop = stop;
     loop {
@@ -563,6 +659,7 @@ async fn handle_connection(
         };
         match stream {
             Ok((send, recv)) => {
+                ctx.requests.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(handle_stream(shared.clone(), ctx.clone(), send, recv));
             }
             Err(e) => {
@@ -571,12 +668,64 @@ async fn handle_connection(
             }
         }
     }
+    let reason = conn
+        .close_reason()
+        .map_or_else(|| "closed".to_string(), |r| r.to_string());
+    let mut rec = event(
+        "closed",
+        client.as_str(),
+        &reason,
+        format!("{} requests", ctx.requests.load(Ordering::SeqCst)),
+    );
+    rec.duration_ms = ms_since(started);
+    let _ = audit(&shared, rec).await;
+}
+
+/// wire.md §2.4: answer the first request with `NotAccredited` (or wait the request timeout),
+/// then close the connection with `CloseCode::NotAccredited`.
+async fn refuse_not_accredited(
+    shared: &Arc<Shared>,
+    conn: &quinn::Connection,
+    client: &str,
+    why: &str,
+    record: AuditEntry,
+) {
+    warn!(peer = %conn.remote_address(), "refusing: {why}");
+    shared.stats.record(
+        client,
+        ClientCounters {
+            errors: 1,
+            ..ClientCounters::default()
+        },
+    );
+    let _ = audit(shared, record).await;
+    let timeout = Duration::from_millis(shared.s.cfg.request_timeout_ms);
+    if let Ok(Ok((mut send, mut recv))) = tokio::time::timeout(timeout, conn.accept_bi()).await {
+        let mut n = 0;
+        let _ = tokio::time::timeout(timeout, read_request(&mut recv, &mut n)).await;
+        let mut out = 0;
+        if write_frame(
+            &mut send,
+            &err_resp(ErrorCode::NotAccredited, why),
+            &mut out,
+        )
+        .await
+        .is_ok()
+        {
+            let _ = send.finish();
+            let _ = tokio::time::timeout(Duration::from_secs(2), send.stopped()).await;
+        }
+    }
+    close(conn, CloseCode::NotAccredited);
 }
 
 struct ConnCtx {
     client: ClientId,
     limit: u64,
     peer: SocketAddr,
+    conn_id: u64,
+    cert_sha256: String,
+    requests: AtomicU64,
 }
 
 enum ReadFail {
@@ -634,13 +783,39 @@ async fn read_request(
     decode_request(&payload).map_err(|e| ReadFail::Bad(e, false))
 }
 
+/// A FetchAll stream to send after the audit record: (epoch, first entry, total).
+struct TableStream {
+    epoch: Arc<Epoch>,
+    offset: u64,
+    total: u64,
+}
+
+/// An Evaluate's charge, refunded if its response cannot be written.
+struct Charge {
+    n: u64,
+    now: SystemTime,
+    epoch: String,
+}
+
 /// The outcome of one request: what to audit and what to send.
 struct Answer {
-    frames: Vec<Response>,
+    frame: Option<Response>,
     audit: AuditEntry,
     counters: ClientCounters,
-    /// For FetchAll: stream chunks of this range of the table after `frames`.
-    stream: Option<(Arc<Epoch>, u64, u64)>,
+    stream: Option<TableStream>,
+    charge: Option<Charge>,
+}
+
+impl Answer {
+    fn one(frame: Response, audit: AuditEntry, counters: ClientCounters) -> Self {
+        Answer {
+            frame: Some(frame),
+            audit,
+            counters,
+            stream: None,
+            charge: None,
+        }
+    }
 }
 
 fn err_resp(code: ErrorCode, message: &str) -> Response {
@@ -651,18 +826,22 @@ fn wire_epoch(e: &Epoch) -> WireEpochId {
     WireEpochId(e.id().to_bytes())
 }
 
+fn encode(r: &Response) -> Option<Vec<u8>> {
+    match encode_response_frame(r) {
+        Ok(f) => Some(f),
+        Err(e) => {
+            error!("cannot encode a {} response: {e}", r.name());
+            None
+        }
+    }
+}
+
 async fn write_frame(
     send: &mut quinn::SendStream,
     r: &Response,
     bytes_out: &mut u64,
 ) -> Result<(), ()> {
-    let frame = match encode_response_frame(r) {
-        Ok(f) => f,
-        Err(e) => {
-            error!("cannot encode a {} response: {e}", r.name());
-            return Err(());
-        }
-    };
+    let frame = encode(r).ok_or(())?;
     send.write_all(&frame).await.map_err(|_| ())?;
     *bytes_out += frame.len() as u64;
     Ok(())
@@ -675,14 +854,19 @@ async fn handle_stream(
     mut recv: quinn::RecvStream,
 ) {
     let _inflight = InflightGuard::new(&shared);
+    let started = Instant::now();
     let mut counters = ClientCounters {
         requests: 1,
         ..ClientCounters::default()
     };
     let timeout = Duration::from_millis(shared.s.cfg.request_timeout_ms);
     let base = AuditEntry {
+        event: "request".into(),
         client: ctx.client.to_string(),
+        cert_sha256: ctx.cert_sha256.clone(),
         peer: ctx.peer.to_string(),
+        conn: ctx.conn_id,
+        stream: Some(u64::from(send.id())),
         ..AuditEntry::default()
     };
     let read = tokio::time::timeout(timeout, read_request(&mut recv, &mut counters.bytes_in)).await;
@@ -695,9 +879,10 @@ async fn handle_stream(
             let _ = audit(
                 &shared,
                 AuditEntry {
-                    time: rfc3339(shared.clock.now()),
-                    op: "Invalid",
+                    op: "Invalid".into(),
                     outcome: "Timeout".into(),
+                    bytes_in: Some(counters.bytes_in),
+                    duration_ms: ms_since(started),
                     ..base
                 },
             )
@@ -715,53 +900,47 @@ async fn handle_stream(
             }
             let code = e.error_code();
             debug!(client = %ctx.client, "bad request: {e}");
-            Answer {
-                frames: vec![err_resp(code, &e.to_string())],
-                audit: AuditEntry {
-                    op: "Invalid",
+            Answer::one(
+                err_resp(code, &e.to_string()),
+                AuditEntry {
+                    op: "Invalid".into(),
                     outcome: format!("{code:?}"),
+                    detail: e.to_string(),
                     ..base
                 },
                 counters,
-                stream: None,
-            }
+            )
         }
         Ok(Ok(req)) => {
-            let mut a = AuditEntry {
-                op: req.name(),
+            let a = AuditEntry {
+                op: req.name().into(),
+                epoch_requested: req
+                    .epoch()
+                    .map(|e| nayose_table::EpochId::from_bytes(e.0).to_string())
+                    .unwrap_or_default(),
                 ..base
             };
             if shared.is_shutting_down() {
-                a.outcome = "ShuttingDown".into();
-                Answer {
-                    frames: vec![err_resp(
-                        ErrorCode::ShuttingDown,
-                        "server shutting down; reconnect later",
-                    )],
-                    audit: a,
-                    counters,
-                    stream: None,
-                }
+                let mut e = ErrorResponse::new(
+                    ErrorCode::ShuttingDown,
+                    "server shutting down; reconnect later",
+                );
+                e.retry_after_secs = 5;
+                Answer::one(Response::Error(e), a, counters)
             } else {
                 match shared.busy.try_acquire() {
                     Err(_) => {
-                        a.outcome = "Busy".into();
                         let mut e =
                             ErrorResponse::new(ErrorCode::Busy, "server busy; retry shortly");
                         e.retry_after_secs = 1;
-                        Answer {
-                            frames: vec![Response::Error(e)],
-                            audit: a,
-                            counters,
-                            stream: None,
-                        }
+                        Answer::one(Response::Error(e), a, counters)
                     }
                     Ok(_permit) => answer(&shared, &ctx, req, a, counters).await,
                 }
             }
         }
     };
-    send_answer(&shared, &ctx, send, answer).await;
+    send_answer(&shared, &ctx, send, answer, started).await;
 }
 
 async fn send_answer(
@@ -769,89 +948,151 @@ async fn send_answer(
     ctx: &ConnCtx,
     mut send: quinn::SendStream,
     mut ans: Answer,
+    started: Instant,
 ) {
-    ans.audit.time = rfc3339(shared.clock.now());
+    let mut frame = ans.frame.as_ref().and_then(encode);
+    if let Some(Response::Error(e)) = &ans.frame {
+        ans.counters.errors += 1;
+        if ans.audit.outcome.is_empty() {
+            ans.audit.outcome = format!("{:?}", e.code);
+        }
+    }
+    if ans.frame.is_some() && frame.is_none() {
+        ans.audit.outcome = "Internal".into();
+        frame = encode(&err_resp(ErrorCode::Internal, "internal error"));
+    }
     if ans.audit.outcome.is_empty() {
         ans.audit.outcome = "ok".into();
     }
-    let is_error = ans.frames.iter().any(|f| matches!(f, Response::Error(_)));
-    if is_error {
-        ans.counters.errors += 1;
-    }
-    if let Err(e) = audit(shared, ans.audit.clone()).await {
+    ans.audit.bytes_in = Some(ans.counters.bytes_in);
+    ans.audit.bytes_out = frame.as_ref().map(|f| f.len() as u64);
+    ans.audit.duration_ms = ms_since(started);
+    let fetch_base = ans.audit.clone();
+    if let Err(e) = audit(shared, ans.audit).await {
         error!("cannot write the audit log; refusing to answer: {e}");
-        ans.frames = vec![err_resp(
+        frame = encode(&err_resp(
             ErrorCode::Internal,
             "server cannot record the request; retry later",
-        )];
+        ));
         ans.stream = None;
         ans.counters.errors += 1;
+        ans.counters.evaluations = 0;
+        if let Some(c) = ans.charge.take() {
+            refund(shared, ctx, c).await;
+        }
     }
     let mut bytes_out = 0u64;
     let mut ok = true;
-    for f in &ans.frames {
-        if write_frame(&mut send, f, &mut bytes_out).await.is_err() {
-            ok = false;
-            break;
+    if let Some(f) = &frame {
+        ok = send.write_all(f).await.is_ok();
+        if ok {
+            bytes_out += f.len() as u64;
         }
     }
-    if ok && let Some((epoch, offset, total)) = ans.stream.take() {
-        ok = stream_table(shared, ctx, &mut send, epoch, offset, total, &mut bytes_out).await;
+    if let Some(ts) = ans.stream.take() {
+        let (sent, completed) = stream_table(shared, ctx, &mut send, &ts, &mut bytes_out).await;
+        ok = completed;
+        let unsent = ts.total - ts.offset - sent;
+        if unsent > 0 {
+            let s = shared.clone();
+            let (client, epoch) = (ctx.client.to_string(), ts.epoch.id().to_string());
+            let _ = tokio::task::spawn_blocking(move || {
+                s.quota.refund_full_download(&client, &epoch, unsent)
+            })
+            .await;
+        }
+        ans.counters.entries = sent;
+        let _ = audit(
+            shared,
+            AuditEntry {
+                event: "fetch_end".into(),
+                time: String::new(),
+                entries: Some(sent),
+                bytes_in: None,
+                bytes_out: Some(bytes_out),
+                duration_ms: ms_since(started),
+                outcome: if completed { "completed" } else { "cancelled" }.into(),
+                ..fetch_base
+            },
+        )
+        .await;
     }
     if ok {
         let _ = send.finish();
         let _ = tokio::time::timeout(Duration::from_secs(10), send.stopped()).await;
+    } else if let Some(c) = ans.charge.take() {
+        // flows.md §4.2: a response that could not be written is refunded.
+        ans.counters.evaluations = 0;
+        refund(shared, ctx, c).await;
     }
     ans.counters.bytes_out += bytes_out;
     shared.stats.record(ctx.client.as_str(), ans.counters);
 }
 
-#[allow(clippy::too_many_arguments)]
+async fn refund(shared: &Arc<Shared>, ctx: &ConnCtx, c: Charge) {
+    let s = shared.clone();
+    let client = ctx.client.to_string();
+    let r =
+        tokio::task::spawn_blocking(move || s.quota.refund(&client, c.n, c.now, &c.epoch)).await;
+    if !matches!(r, Ok(Ok(()))) {
+        warn!(client = %ctx.client, "cannot refund {} evaluations", c.n);
+    }
+}
+
+/// Sends the chunks and TableEnd; returns (entries sent, whether the stream completed).
 async fn stream_table(
     shared: &Arc<Shared>,
     ctx: &ConnCtx,
     send: &mut quinn::SendStream,
-    epoch: Arc<Epoch>,
-    offset: u64,
-    total: u64,
+    ts: &TableStream,
     bytes_out: &mut u64,
-) -> bool {
+) -> (u64, bool) {
     let chunk = u64::from(shared.s.cfg.fetch_chunk_entries).min(MAX_ENTRIES_PER_CHUNK as u64);
-    let mut at = offset;
-    while at < total {
-        let end = (at + chunk).min(total);
-        let e = epoch.clone();
+    let mut at = ts.offset;
+    while at < ts.total {
+        let end = (at + chunk).min(ts.total);
+        let e = ts.epoch.clone();
         let client = ctx.client.clone();
         let entries = tokio::task::spawn_blocking(move || {
             e.entries_for_client(at as usize..end as usize, &client)
         })
         .await;
-        let Ok(entries) = entries else { return false };
+        let Ok(entries) = entries else {
+            return (at - ts.offset, false);
+        };
         let Ok(list) = EntryList::new(entries) else {
-            return false;
+            return (at - ts.offset, false);
         };
         let r = Response::TableChunk(TableChunk {
-            epoch: wire_epoch(&epoch),
+            epoch: wire_epoch(&ts.epoch),
             offset: at,
-            total,
+            total: ts.total,
             entries: list,
         });
         if write_frame(send, &r, bytes_out).await.is_err() {
-            return false;
+            return (at - ts.offset, false);
         }
         at = end;
     }
     let r = Response::TableEnd(TableEnd {
-        epoch: wire_epoch(&epoch),
-        total,
+        epoch: wire_epoch(&ts.epoch),
+        total: ts.total,
     });
-    write_frame(send, &r, bytes_out).await.is_ok()
+    let ok = write_frame(send, &r, bytes_out).await.is_ok();
+    (ts.total - ts.offset, ok)
 }
 
 fn epoch_changed(epoch: &Epoch) -> Response {
     Response::Error(ErrorResponse::epoch_changed(
         wire_epoch(epoch),
         &format!("epoch changed: the current epoch is {}", epoch.id()),
+    ))
+}
+
+fn allowance_spent(what: &str) -> Response {
+    Response::Error(ErrorResponse::new(
+        ErrorCode::QuotaExhausted,
+        &format!("{what} allowance for this epoch is spent; it renews with the next epoch"),
     ))
 }
 
@@ -863,25 +1104,30 @@ async fn answer(
     mut counters: ClientCounters,
 ) -> Answer {
     let epoch = shared.epoch();
-    a.epoch = epoch.id().to_string();
+    let epoch_str = epoch.id().to_string();
+    a.epoch_current = epoch_str.clone();
     let cfg = &shared.s.cfg;
-    let simple = |frames: Response, a: AuditEntry, counters: ClientCounters| Answer {
-        frames: vec![frames],
-        audit: a,
-        counters,
-        stream: None,
-    };
     if let Some(named) = req.epoch()
         && named.0 != epoch.id().to_bytes()
     {
-        a.outcome = "EpochChanged".into();
-        return simple(epoch_changed(&epoch), a, counters);
+        return Answer::one(epoch_changed(&epoch), a, counters);
     }
+    let internal = |mut a: AuditEntry, counters, why: &str| {
+        error!("{why}");
+        a.outcome = "Internal".into();
+        Answer::one(
+            err_resp(ErrorCode::Internal, "internal error; retry later"),
+            a,
+            counters,
+        )
+    };
     match req {
         Request::Info => {
             let q = shared
                 .quota
                 .status(ctx.client.as_str(), ctx.limit, shared.clock.now());
+            a.quota_before = Some(q.left);
+            a.quota_after = Some(q.left);
             let info = InfoResponse {
                 epoch: wire_epoch(&epoch),
                 public_key: PublicKeyBytes(epoch.public_key()),
@@ -896,55 +1142,52 @@ async fn answer(
                 quota_left: q.left,
                 quota_reset_secs: q.reset_secs,
             };
-            simple(Response::Info(info), a, counters)
+            Answer::one(Response::Info(info), a, counters)
         }
         Request::Evaluate(r) => {
             let n = r.elements.len() as u64;
-            a.elements = n;
+            a.elements = Some(n);
             if n > u64::from(cfg.max_batch) {
-                a.outcome = "BatchTooLarge".into();
                 let msg = format!(
                     "batch of {n} elements; this server accepts at most {}",
                     cfg.max_batch
                 );
-                return simple(err_resp(ErrorCode::BatchTooLarge, &msg), a, counters);
+                return Answer::one(err_resp(ErrorCode::BatchTooLarge, &msg), a, counters);
             }
             let now = shared.clock.now();
             let s = shared.clone();
             let client = ctx.client.to_string();
             let limit = ctx.limit;
-            let admitted =
-                tokio::task::spawn_blocking(move || s.quota.try_consume(&client, limit, n, now))
-                    .await;
+            let ep = epoch_str.clone();
+            let admitted = tokio::task::spawn_blocking(move || {
+                s.quota.try_consume(&client, limit, n, now, &ep)
+            })
+            .await;
             match admitted {
-                Ok(Ok(Ok(_))) => {}
+                Ok(Ok(Ok(st))) => {
+                    a.quota_before = Some(st.left + n);
+                    a.quota_after = Some(st.left);
+                }
                 Ok(Ok(Err(st))) => {
-                    a.outcome = "QuotaExhausted".into();
+                    a.quota_before = Some(st.left);
+                    a.quota_after = Some(st.left);
                     let mut e = ErrorResponse::new(
                         ErrorCode::QuotaExhausted,
                         &format!("quota: {} left today, the request needs {n}", st.left),
                     );
                     e.retry_after_secs = st.reset_secs;
-                    return simple(Response::Error(e), a, counters);
+                    return Answer::one(Response::Error(e), a, counters);
                 }
                 Ok(Err(e)) => {
-                    error!("cannot persist the quota state: {e}");
-                    a.outcome = "Internal".into();
-                    return simple(
-                        err_resp(
-                            ErrorCode::Internal,
-                            "server cannot record the quota; retry later",
-                        ),
-                        a,
-                        counters,
-                    );
+                    return internal(a, counters, &format!("cannot persist the quota state: {e}"));
                 }
-                Err(e) => {
-                    error!("quota task failed: {e}");
-                    a.outcome = "Internal".into();
-                    return simple(err_resp(ErrorCode::Internal, "internal error"), a, counters);
-                }
+                Err(e) => return internal(a, counters, &format!("quota task failed: {e}")),
             }
+            let charge = Charge {
+                n,
+                now,
+                epoch: epoch_str.clone(),
+            };
             let e2 = epoch.clone();
             let arrays = r.elements.to_arrays();
             let evaluated = tokio::task::spawn_blocking(move || {
@@ -952,96 +1195,74 @@ async fn answer(
                 e2.key().blind_evaluate_batch_with_proof(&arrays, &mut rng)
             })
             .await;
-            let refund = |why: &str| {
-                let s = shared.clone();
-                let client = ctx.client.to_string();
-                let why = why.to_string();
-                async move {
-                    let r =
-                        tokio::task::spawn_blocking(move || s.quota.refund(&client, n, now)).await;
-                    if !matches!(r, Ok(Ok(()))) {
-                        warn!("cannot refund quota after {why}");
+            let outcome = match evaluated {
+                Ok(Ok((elements, proof))) => match ElementBatch::from_arrays(&elements) {
+                    Ok(batch) => Ok(Response::Evaluated(EvaluateResponse {
+                        epoch: wire_epoch(&epoch),
+                        elements: batch,
+                        proof: Proof(proof.to_bytes()),
+                    })),
+                    Err(e) => Err((ErrorCode::Internal, format!("encoding failed: {e}"))),
+                },
+                Ok(Err(e)) => Err((ErrorCode::InvalidElement, e.to_string())),
+                Err(e) => Err((ErrorCode::Internal, format!("evaluation task failed: {e}"))),
+            };
+            match outcome {
+                Ok(resp) => {
+                    counters.evaluations = n;
+                    Answer {
+                        frame: Some(resp),
+                        audit: a,
+                        counters,
+                        stream: None,
+                        charge: Some(charge),
                     }
                 }
-            };
-            match evaluated {
-                Ok(Ok((elements, proof))) => {
-                    let (Ok(batch), p) = (
-                        ElementBatch::from_arrays(&elements),
-                        Proof(proof.to_bytes()),
-                    ) else {
-                        a.outcome = "Internal".into();
-                        refund("an encoding failure").await;
-                        return simple(
-                            err_resp(ErrorCode::Internal, "internal error"),
-                            a,
-                            counters,
-                        );
+                Err((code, msg)) => {
+                    refund(shared, ctx, charge).await;
+                    a.quota_after = a.quota_before;
+                    if code == ErrorCode::Internal {
+                        error!("{msg}");
+                    }
+                    let text = if code == ErrorCode::Internal {
+                        "internal error; retry later"
+                    } else {
+                        msg.as_str()
                     };
-                    counters.evaluations = n;
-                    simple(
-                        Response::Evaluated(EvaluateResponse {
-                            epoch: wire_epoch(&epoch),
-                            elements: batch,
-                            proof: p,
-                        }),
-                        a,
-                        counters,
-                    )
-                }
-                Ok(Err(e)) => {
-                    refund("an invalid element").await;
-                    a.outcome = "InvalidElement".into();
-                    simple(
-                        err_resp(ErrorCode::InvalidElement, &e.to_string()),
-                        a,
-                        counters,
-                    )
-                }
-                Err(e) => {
-                    refund("a failed task").await;
-                    error!("evaluation task failed: {e}");
-                    a.outcome = "Internal".into();
-                    simple(err_resp(ErrorCode::Internal, "internal error"), a, counters)
+                    Answer::one(err_resp(code, text), a, counters)
                 }
             }
         }
         Request::FetchRange(r) => {
             let bits = r.prefix.bits();
             let value = r.prefix.value();
-            a.prefix = format!(
-                "{bits}/{}",
-                hex::encode(&value[..usize::from(bits).div_ceil(8)])
-            );
+            a.prefix_bits = Some(bits);
             let max_bits = if cfg.k_anon {
                 epoch.max_prefix_bits()
             } else {
                 None
             };
             let Some(max_bits) = max_bits else {
-                a.outcome = "ModeNotOffered".into();
-                return simple(
+                return Answer::one(
                     err_resp(
                         ErrorCode::ModeNotOffered,
-                        "this server does not offer k-anon mode (FetchRange); use FetchAll",
+                        "this server does not offer k-anon mode (FetchRange) for this epoch; use FetchAll",
                     ),
                     a,
                     counters,
                 );
             };
             if bits > max_bits {
-                a.outcome = "RangeTooSmall".into();
                 let msg = format!(
                     "prefix of {bits} bits is longer than the {max_bits} bits this epoch allows"
                 );
-                return simple(err_resp(ErrorCode::RangeTooSmall, &msg), a, counters);
+                return Answer::one(err_resp(ErrorCode::RangeTooSmall, &msg), a, counters);
             }
             let prefix =
                 match TagPrefix::new(u16::from(bits), &value[..usize::from(bits).div_ceil(8)]) {
                     Ok(p) => p,
                     Err(e) => {
-                        a.outcome = "BadRequest".into();
-                        return simple(
+                        return Answer::one(
                             err_resp(ErrorCode::BadRequest, &e.to_string()),
                             a,
                             counters,
@@ -1050,36 +1271,47 @@ async fn answer(
                 };
             let range = epoch.range_for_prefix(&prefix);
             if (range.len() as u64) < u64::from(cfg.min_range_entries) {
-                a.outcome = "RangeTooSmall".into();
                 let msg = format!(
                     "the range holds {} entries, fewer than {}",
                     range.len(),
                     cfg.min_range_entries
                 );
-                return simple(err_resp(ErrorCode::RangeTooSmall, &msg), a, counters);
+                return Answer::one(err_resp(ErrorCode::RangeTooSmall, &msg), a, counters);
             }
             if range.len() > MAX_ENTRIES_PER_CHUNK {
-                a.outcome = "RangeTooLarge".into();
                 let msg = format!(
                     "the range holds {} entries, more than {MAX_ENTRIES_PER_CHUNK}; use a longer prefix",
                     range.len()
                 );
-                return simple(err_resp(ErrorCode::RangeTooLarge, &msg), a, counters);
+                return Answer::one(err_resp(ErrorCode::RangeTooLarge, &msg), a, counters);
             }
-            a.entries = range.len() as u64;
+            let s = shared.clone();
+            let (client, ep) = (ctx.client.to_string(), epoch_str.clone());
+            match tokio::task::spawn_blocking(move || s.quota.try_range_fetch(&client, &ep)).await {
+                Ok(Ok(true)) => {}
+                Ok(Ok(false)) => {
+                    return Answer::one(
+                        allowance_spent("the range-fetch (one per evaluated element)"),
+                        a,
+                        counters,
+                    );
+                }
+                Ok(Err(e)) => {
+                    return internal(a, counters, &format!("cannot persist the quota state: {e}"));
+                }
+                Err(e) => return internal(a, counters, &format!("quota task failed: {e}")),
+            }
             let e2 = epoch.clone();
             let client = ctx.client.clone();
             let entries =
                 tokio::task::spawn_blocking(move || e2.entries_for_client(range, &client)).await;
             let list = match entries.map(EntryList::new) {
                 Ok(Ok(l)) => l,
-                _ => {
-                    a.outcome = "Internal".into();
-                    return simple(err_resp(ErrorCode::Internal, "internal error"), a, counters);
-                }
+                _ => return internal(a, counters, "range encryption failed"),
             };
+            a.entries = Some(list.len() as u64);
             counters.entries = list.len() as u64;
-            simple(
+            Answer::one(
                 Response::Range(RangeResponse {
                     epoch: wire_epoch(&epoch),
                     prefix: r.prefix,
@@ -1091,19 +1323,40 @@ async fn answer(
         }
         Request::FetchAll(r) => {
             let total = epoch.len() as u64;
-            a.offset = r.offset;
+            a.offset = Some(r.offset);
             if r.offset > total {
-                a.outcome = "OffsetOutOfRange".into();
                 let msg = format!("offset {} is beyond the table's {total} entries", r.offset);
-                return simple(err_resp(ErrorCode::OffsetOutOfRange, &msg), a, counters);
+                return Answer::one(err_resp(ErrorCode::OffsetOutOfRange, &msg), a, counters);
             }
-            a.entries = total - r.offset;
-            counters.entries = total - r.offset;
+            let want = total - r.offset;
+            let allowance = total.saturating_mul(u64::from(cfg.full_downloads_per_epoch));
+            let s = shared.clone();
+            let (client, ep) = (ctx.client.to_string(), epoch_str.clone());
+            match tokio::task::spawn_blocking(move || {
+                s.quota.try_full_download(&client, &ep, want, allowance)
+            })
+            .await
+            {
+                Ok(Ok(true)) => {}
+                Ok(Ok(false)) => {
+                    return Answer::one(allowance_spent("the full-download"), a, counters);
+                }
+                Ok(Err(e)) => {
+                    return internal(a, counters, &format!("cannot persist the quota state: {e}"));
+                }
+                Err(e) => return internal(a, counters, &format!("quota task failed: {e}")),
+            }
+            a.entries = Some(want);
             Answer {
-                frames: Vec::new(),
+                frame: None,
                 audit: a,
                 counters,
-                stream: Some((epoch, r.offset, total)),
+                stream: Some(TableStream {
+                    epoch,
+                    offset: r.offset,
+                    total,
+                }),
+                charge: None,
             }
         }
     }

@@ -254,12 +254,15 @@ async fn the_audit_chain_detects_modified_removed_and_truncated_records() {
     conn.close(0u32.into(), b"");
     server.shutdown().await;
 
+    // connected, 5 × Info, closed.
     let ok = verify_audit(&data).unwrap();
-    assert_eq!(ok.records, 5);
-    assert_eq!(ok.anchored, 5);
-    assert!(ok.to_string().contains("5 records"));
+    assert_eq!(ok.records, 7);
+    assert_eq!(ok.anchored, 7);
+    assert!(ok.to_string().contains("7 records"));
     let original = lines(&data);
-    assert_eq!(original.len(), 5);
+    assert_eq!(original.len(), 7);
+    assert!(original[0].contains("\"event\":\"connected\""));
+    assert!(original[6].contains("\"event\":\"closed\""));
 
     // Modified record in the middle: the next record's prev no longer matches.
     let d = tmp.path().join("modified");
@@ -277,10 +280,10 @@ async fn the_audit_chain_detects_modified_removed_and_truncated_records() {
     let d = tmp.path().join("modified-last");
     copy_audit(&data, &d);
     let mut l = original.clone();
-    l[4] = l[4].replace("hosp-a", "hosp-b");
+    l[6] = l[6].replace("hosp-a", "hosp-b");
     write_lines(&d, &l);
     let e = verify_audit(&d).unwrap_err().to_string();
-    assert!(e.contains("record 5") && e.contains("head"), "{e}");
+    assert!(e.contains("record 7") && e.contains("head"), "{e}");
 
     // Removed record.
     let d = tmp.path().join("removed");
@@ -294,7 +297,7 @@ async fn the_audit_chain_detects_modified_removed_and_truncated_records() {
     // Truncated: the last two records gone.
     let d = tmp.path().join("truncated");
     copy_audit(&data, &d);
-    write_lines(&d, &original[..3]);
+    write_lines(&d, &original[..5]);
     let e = verify_audit(&d).unwrap_err().to_string();
     assert!(
         e.contains("truncated") && e.contains("2 record(s) missing"),
@@ -314,10 +317,10 @@ async fn the_audit_chain_detects_modified_removed_and_truncated_records() {
 
     // A torn final line (crash mid-append) is reported, not an error; the server repairs it.
     let mut s = fs::read(data.join("audit/audit.log")).unwrap();
-    s.extend_from_slice(b"{\"seq\":6,\"ti");
+    s.extend_from_slice(b"{\"seq\":8,\"ti");
     fs::write(data.join("audit/audit.log"), &s).unwrap();
     let torn = verify_audit(&data).unwrap();
-    assert!(torn.torn_tail && torn.records == 5);
+    assert!(torn.torn_tail && torn.records == 7);
 
     // The server refuses to append to a broken chain, and repairs a torn one.
     let broken = tmp.path().join("modified");
@@ -330,7 +333,7 @@ async fn the_audit_chain_detects_modified_removed_and_truncated_records() {
     server.shutdown().await;
     let after = verify_audit(&data).unwrap();
     assert!(!after.torn_tail);
-    assert_eq!(after.records, 6);
+    assert_eq!(after.records, 10);
 
     let bad_data = tmp.path().join("bad-data");
     fs::create_dir_all(&bad_data).unwrap();

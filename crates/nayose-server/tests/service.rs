@@ -308,6 +308,29 @@ async fn accredited_client_gets_correct_answers() {
     );
     assert_ne!(Some(lb), full.label(0));
 
+    // Per-epoch allowances (security.md §5.1): hosp-b evaluated one element, so it may fetch
+    // one range; it has used one of its three full downloads.
+    let mut value = [0u8; 8];
+    value[0] = entries[0].tag.0[0] & 0x80;
+    let wp = TagPrefix::new(1, value).unwrap();
+    let fr = Request::FetchRange(FetchRangeRequest {
+        epoch: info_b.epoch,
+        prefix: wp,
+    });
+    assert!(matches!(one(&conn_b, &fr).await, Response::Range(_)));
+    let r = one(&conn_b, &fr).await;
+    assert_eq!(error_code(&r), ErrorCode::QuotaExhausted);
+    let fa = Request::FetchAll(FetchAllRequest {
+        epoch: info_b.epoch,
+        offset: 0,
+    });
+    for _ in 0..2 {
+        let r = request(&conn_b, &fa).await.unwrap();
+        assert!(matches!(r.last(), Some(Response::TableEnd(_))));
+    }
+    let r = one(&conn_b, &fa).await;
+    assert_eq!(error_code(&r), ErrorCode::QuotaExhausted);
+
     // Metrics and audit.
     let stats = server.stats();
     assert_eq!(stats["hosp-a"].evaluations, 7);
@@ -383,7 +406,12 @@ async fn unverified_or_unaccredited_clients_are_refused() {
     let (cert, key) = pki.client("hosp-z");
     let ep = client_endpoint(&pki.ca_pem(), Some((&cert, &key)));
     let conn = connect(&ep, addr).await.unwrap();
-    let err = request(&conn, &Request::Info).await.unwrap_err();
+    let r = request(&conn, &Request::Info).await.unwrap();
+    assert_eq!(error_code(&r[0]), ErrorCode::NotAccredited);
+    match &r[0] {
+        Response::Error(e) => assert!(e.message.as_str().contains("hosp-z"), "{e:?}"),
+        _ => unreachable!(),
+    }
     let reason = tokio::time::timeout(STEP, conn.closed()).await.unwrap();
     match reason {
         quinn::ConnectionError::ApplicationClosed(c) => {
@@ -392,7 +420,7 @@ async fn unverified_or_unaccredited_clients_are_refused() {
                 quinn::VarInt::from_u32(nayose_wire::CloseCode::NotAccredited.to_u32())
             );
         }
-        other => panic!("expected an application close, got {other:?} ({err})"),
+        other => panic!("expected an application close, got {other:?}"),
     }
 
     // Too many connections for one client.
