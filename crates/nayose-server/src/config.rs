@@ -86,7 +86,7 @@ impl Default for ServerConfig {
             request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
             max_batch: MAX_BATCH_ELEMENTS as u32,
             k_anon: true,
-            min_range_entries: 64,
+            min_range_entries: 256,
             fetch_chunk_entries: 16_384,
             full_downloads_per_epoch: 3,
             status_interval_secs: 60,
