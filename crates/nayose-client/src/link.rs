@@ -145,9 +145,18 @@ async fn run_network(
 ) -> Result<Matches, ClientError> {
     let mut restarts = 0u32;
     let mut mode = cfg.privacy;
+    if mode == Privacy::KAnon {
+        session.progress().note(
+            "k-anon mode: the server learns one k-anonymous tag prefix per distinct number; \
+             looking the same numbers up in k-anon mode in another epoch would let it intersect \
+             the ranges (protocol-spec/security.md §3.4) — use full mode for repeated runs",
+        );
+    }
     loop {
         let t = Instant::now();
+        session.progress().start(Phase::Connect, None);
         let info = session.info().await?;
+        session.progress().finish(Phase::Connect);
         summary.add_phase(Phase::Connect, t.elapsed());
         let epoch = nayose_table::EpochId::from_bytes(info.epoch.0);
         summary.epoch = epoch.to_string();

@@ -325,3 +325,97 @@ async fn an_epoch_change_after_ranges_were_fetched_falls_back_to_full_mode() {
         s.mode_note
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_insufficient_quota_stops_before_evaluating() {
+    let fx = Fixture::new(50, |_| {});
+    let clients = fx.server_config.clients.clone().unwrap();
+    std::fs::write(
+        &clients,
+        format!("[[client]]\nid = \"{CLIENT_ID}\"\nevaluations_per_day = 5\n"),
+    )
+    .unwrap();
+    let server = fx.start().await;
+    let input = fx.path("held.csv");
+    write_held(&input, &fx.reg, 2, 0);
+    let out = fx.path("out.csv");
+    let cfg = fx.client(server.local_addr(), &input, &out);
+    let err = run(&cfg, &NoProgress).await.unwrap_err();
+    let ClientError::Quota { needed, left, .. } = err else {
+        panic!("expected a quota error, got {err}");
+    };
+    assert_eq!(left, 5);
+    assert!(needed > 5);
+    assert!(!out.exists());
+    let evaluated: u64 = server.stats().values().map(|c| c.evaluations).sum();
+    assert_eq!(evaluated, 0, "nothing evaluated");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_client_not_accredited_is_refused_without_retrying() {
+    let fx = Fixture::new(20, |_| {});
+    let server = fx.start().await;
+    let other = nayose_pki::issue_client_cert(&fx.pki.ca, "stranger").unwrap();
+    std::fs::write(fx.pki.dir.join("client.pem"), &other.cert_pem).unwrap();
+    write_private(&fx.pki.dir.join("client.key"), &other.key_pem);
+    let input = fx.path("held.csv");
+    write_held(&input, &fx.reg, 2, 0);
+    let out = fx.path("out.csv");
+    let cfg = fx.client(server.local_addr(), &input, &out);
+    let started = std::time::Instant::now();
+    let err = run(&cfg, &NoProgress).await.unwrap_err();
+    assert!(
+        matches!(err, ClientError::NotAccredited { ref client_id, .. } if client_id == "stranger"),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10), "no retry loop");
+    assert!(!out.exists());
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cp932_input_gives_a_cp932_output_with_every_column_kept() {
+    let fx = Fixture::new(30, |_| {});
+    let server = fx.start().await;
+    let input = fx.path("held-sjis.csv");
+    let n = &fx.reg[0];
+    let m = fx
+        .reg
+        .iter()
+        .find(|x| x.person == n.person && x.insurer != n.insurer);
+    let m = m.unwrap_or(n);
+    let text = format!(
+        "氏名,保険者番号,記号,番号,枝番\r\n山田 太郎,{},{},{},{}\r\n山田　太郎,{},{},{},{}\r\n",
+        n.insurer, n.symbol, n.number, n.branch, m.insurer, m.symbol, m.number, m.branch
+    );
+    let (bytes, _, bad) = encoding_rs::SHIFT_JIS.encode(&text);
+    assert!(!bad);
+    std::fs::write(&input, &bytes).unwrap();
+    let out = fx.path("out-sjis.csv");
+    let mut cfg = fx.client(server.local_addr(), &input, &out);
+    cfg.columns = Some(nayose_client::ColumnNames {
+        insurer: Some("保険者番号".into()),
+        symbol: Some("記号".into()),
+        number: Some("番号".into()),
+        branch: Some("枝番".into()),
+        combined: None,
+    });
+    let s = run(&cfg, &NoProgress).await.unwrap();
+    assert_eq!((s.rows, s.linked_rows, s.groups), (2, 2, 1));
+    let raw = std::fs::read(&out).unwrap();
+    let (decoded, _, bad) = encoding_rs::SHIFT_JIS.decode(&raw);
+    assert!(!bad, "the output is CP932");
+    let lines: Vec<&str> = decoded.lines().collect();
+    assert_eq!(
+        lines[0],
+        "氏名,保険者番号,記号,番号,枝番,nayose_group,nayose_status"
+    );
+    assert!(
+        lines[1].starts_with("山田 太郎,") && lines[1].ends_with(",linked"),
+        "{}",
+        lines[1]
+    );
+    assert!(lines[2].starts_with("山田　太郎,"), "{}", lines[2]);
+    server.shutdown().await;
+}
