@@ -34,17 +34,17 @@ enum InsurerKind {
 
 /// A number of the registry, with the person it belongs to.
 #[derive(Debug, Clone)]
-pub struct RegistryRow {
+pub(crate) struct RegistryRow {
     /// The stable person id.
-    pub person: String,
+    pub(crate) person: String,
     /// 保険者番号 as written in the registry.
-    pub insurer: String,
+    pub(crate) insurer: String,
     /// 記号 (empty when absent).
-    pub symbol: String,
+    pub(crate) symbol: String,
     /// 番号.
-    pub number: String,
+    pub(crate) number: String,
     /// 枝番 (empty when absent).
-    pub branch: String,
+    pub(crate) branch: String,
 }
 
 impl RegistryRow {
@@ -55,7 +55,7 @@ impl RegistryRow {
 
 /// What a held row is expected to come out as.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Expect {
+pub(crate) enum Expect {
     /// A number of this person: `linked`, grouped with the person's other rows.
     Person(String),
     /// A valid number the server does not know: `not_found`.
@@ -66,15 +66,15 @@ pub enum Expect {
 
 /// One row of the held file.
 #[derive(Debug, Clone)]
-pub struct HeldRow {
+pub(crate) struct HeldRow {
     /// The entity's own record id (carried through).
-    pub record_id: String,
+    pub(crate) record_id: String,
     /// The combined number string, in one of the real-world spellings.
-    pub insured_number: String,
+    pub(crate) insured_number: String,
     /// A free-text column (carried through untouched).
-    pub note: String,
+    pub(crate) note: String,
     /// Ground truth for the check.
-    pub expect: Expect,
+    pub(crate) expect: Expect,
 }
 
 const KOKUHO_SYMBOLS: [&str; 8] = ["札幌東", "青葉", "中央", "港北", "博多", "那覇", "函館", "金沢"];
@@ -172,16 +172,16 @@ fn spell(rng: &mut StdRng, n: &InsuredNumber) -> String {
 
 /// The synthetic world of a demo run.
 #[derive(Debug)]
-pub struct World {
+pub(crate) struct World {
     /// Registry rows (one per number the server knows).
-    pub registry: Vec<RegistryRow>,
+    pub(crate) registry: Vec<RegistryRow>,
     /// Held rows (the entity's file).
-    pub held: Vec<HeldRow>,
+    pub(crate) held: Vec<HeldRow>,
 }
 
 /// Generates `persons` persons (each with 1 to 6 numbers, mean 3.5) and a held file of about
 /// `held` rows.
-pub fn generate(seed: u64, persons: usize, held: usize) -> World {
+pub(crate) fn generate(seed: u64, persons: usize, held: usize) -> World {
     let mut rng = StdRng::seed_from_u64(seed);
     let insurers = insurers(&mut rng);
     let mut taken = HashSet::new();
@@ -220,7 +220,7 @@ pub fn generate(seed: u64, persons: usize, held: usize) -> World {
     let mut order: Vec<usize> = (0..persons).collect();
     order.shuffle(&mut rng);
     let mut record = 0usize;
-    let mut next_id = |r: &mut usize| {
+    let next_id = |r: &mut usize| {
         *r += 1;
         format!("R{:07}", *r)
     };

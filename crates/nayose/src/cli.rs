@@ -1,0 +1,128 @@
+//! Command-line arguments and dispatch.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::{client_cmd, demo, pki_cmd, server_cmd};
+
+/// nayose: find which of the insured-person numbers you hold belong to the same person, and
+/// learn nothing else.
+#[derive(Debug, Parser)]
+#[command(name = "nayose", version, about, long_about = None)]
+pub(crate) struct Cli {
+    /// More log output (-v info, -vv debug, -vvv trace). RUST_LOG overrides it.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub(crate) verbose: u8,
+    /// Only errors.
+    #[arg(short, long, global = true)]
+    pub(crate) quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the whole system on loopback with synthetic data and check the result.
+    Demo(DemoArgs),
+    /// The management body's server node.
+    #[command(subcommand)]
+    Server(server_cmd::ServerCommand),
+    /// The accredited entity's client node.
+    #[command(subcommand)]
+    Client(client_cmd::ClientCommand),
+    /// Development PKI (for trials only).
+    #[command(subcommand)]
+    Pki(PkiCommand),
+}
+
+/// Which table retrieval mode the client uses.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub(crate) enum PrivacyArg {
+    /// Download the whole epoch table (the server learns only counts).
+    Full,
+    /// Fetch only the tag-prefix ranges needed (the server learns one k-anonymous range per
+    /// distinct number).
+    KAnon,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DemoArgs {
+    /// Persons in the synthetic registry (each holds 1 to 6 numbers, 3.5 on average).
+    #[arg(long, default_value_t = 57_000)]
+    pub(crate) persons: usize,
+    /// Rows in the accredited entity's held file.
+    #[arg(long, default_value_t = 20_000)]
+    pub(crate) held: usize,
+    /// Retrieval mode of the client.
+    #[arg(long, value_enum, default_value_t = PrivacyArg::Full)]
+    pub(crate) privacy: PrivacyArg,
+    /// Seed of the synthetic data (the same seed gives the same data).
+    #[arg(long, default_value_t = 2026)]
+    pub(crate) seed: u64,
+    /// Keep the demo's files in this directory instead of a temporary one.
+    #[arg(long)]
+    pub(crate) keep: Option<PathBuf>,
+    /// Print the client's summary as JSON on stdout.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum PkiCommand {
+    /// Create a CA and a server certificate: DIR/ca.pem, ca.key, server.pem, server.key.
+    Init {
+        /// Directory to create the PKI in.
+        #[arg(long)]
+        dir: PathBuf,
+        /// DNS name or IP address the server certificate is valid for.
+        #[arg(long, default_value = "localhost")]
+        server_name: String,
+    },
+    /// Issue DIR/clients/ID.pem and DIR/clients/ID.key, a client certificate carrying the id.
+    IssueClient {
+        /// Directory of the PKI (made by `pki init`).
+        #[arg(long)]
+        dir: PathBuf,
+        /// The accredited client id (1 to 64 of A-Z a-z 0-9 . _ -).
+        #[arg(long)]
+        id: String,
+    },
+}
+
+/// Logs go to stderr; stdout is reserved for `--json` output.
+pub(crate) fn init_logging(verbose: u8, quiet: bool) {
+    let default = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Demo(args) => demo::run(&args),
+        Command::Server(cmd) => {
+            server_cmd::run(cmd, cli.quiet)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Client(cmd) => client_cmd::run(cmd, cli.quiet),
+        Command::Pki(PkiCommand::Init { dir, server_name }) => {
+            pki_cmd::init(&dir, &server_name)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Pki(PkiCommand::IssueClient { dir, id }) => {
+            pki_cmd::issue_client(&dir, &id)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

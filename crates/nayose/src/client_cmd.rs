@@ -1,0 +1,146 @@
+//! `nayose client link`.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use nayose_client::{ClientConfig, ColumnNames, Encoding, NoProgress, Privacy, link};
+
+use crate::{cli::PrivacyArg, progress};
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ClientCommand {
+    /// Link the held numbers of a CSV file: adds nayose_group and nayose_status columns.
+    Link(Box<LinkArgs>),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LinkArgs {
+    /// A client.toml holding any of the settings below (flags override it).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The server's address, HOST:PORT.
+    #[arg(long)]
+    server: Option<String>,
+    /// The name the server's certificate must carry (defaults to HOST of --server).
+    #[arg(long)]
+    server_name: Option<String>,
+    /// CA certificate that issued the server's certificate (PEM).
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// This client's certificate (PEM), issued by the management body's CA.
+    #[arg(long)]
+    cert: Option<PathBuf>,
+    /// This client's private key (PEM).
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// The held-numbers CSV.
+    #[arg(long)]
+    input: Option<PathBuf>,
+    /// Where to write the input rows with nayose_group and nayose_status added.
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// full: download the whole table (cached per epoch); k-anon: fetch only the needed
+    /// tag-prefix ranges.
+    #[arg(long, value_enum)]
+    privacy: Option<PrivacyArg>,
+    /// Directory of the per-epoch table cache (full mode).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// Text encoding of the input: auto (detect), utf-8 or cp932. The output uses the input's.
+    #[arg(long)]
+    encoding: Option<String>,
+    /// Name of the one column holding combined numbers (dashed or colon form).
+    #[arg(long, conflicts_with_all = ["insurer_column", "symbol_column", "number_column", "branch_column"])]
+    number_column: Option<String>,
+    /// Name of the insurer-number column (separate-columns layout).
+    #[arg(long)]
+    insurer_column: Option<String>,
+    /// Name of the 記号 column (separate-columns layout).
+    #[arg(long)]
+    symbol_column: Option<String>,
+    /// Name of the 番号 column (separate-columns layout).
+    #[arg(long = "bangou-column")]
+    number_field_column: Option<String>,
+    /// Name of the 枝番 column (separate-columns layout).
+    #[arg(long)]
+    branch_column: Option<String>,
+    /// Go on without rows that fail validation (marked invalid in the output) instead of stopping.
+    #[arg(long)]
+    skip_invalid: bool,
+    /// Restore insurer numbers that lost a leading zero when the check digit confirms it.
+    #[arg(long)]
+    repair: bool,
+    /// Print the summary as JSON on stdout (the human summary still goes to stderr).
+    #[arg(long)]
+    json: bool,
+}
+
+fn privacy(p: PrivacyArg) -> Privacy {
+    match p {
+        PrivacyArg::Full => Privacy::Full,
+        PrivacyArg::KAnon => Privacy::KAnon,
+    }
+}
+
+fn flags(a: &LinkArgs) -> Result<ClientConfig> {
+    let encoding = match &a.encoding {
+        Some(e) => Some(e.parse::<Encoding>().map_err(|err| anyhow::anyhow!("--encoding {e}: {err}"))?),
+        None => None,
+    };
+    let columns = if a.number_column.is_some()
+        || a.insurer_column.is_some()
+        || a.symbol_column.is_some()
+        || a.number_field_column.is_some()
+        || a.branch_column.is_some()
+    {
+        Some(ColumnNames {
+            combined: a.number_column.clone(),
+            insurer: a.insurer_column.clone(),
+            symbol: a.symbol_column.clone(),
+            number: a.number_field_column.clone(),
+            branch: a.branch_column.clone(),
+        })
+    } else {
+        None
+    };
+    Ok(ClientConfig {
+        server: a.server.clone(),
+        server_name: a.server_name.clone(),
+        ca: a.ca.clone(),
+        cert: a.cert.clone(),
+        key: a.key.clone(),
+        input: a.input.clone(),
+        output: a.output.clone(),
+        privacy: a.privacy.map(privacy),
+        cache_dir: a.cache_dir.clone(),
+        encoding,
+        columns,
+        skip_invalid: a.skip_invalid.then_some(true),
+        repair: a.repair.then_some(true),
+        ..ClientConfig::default()
+    })
+}
+
+/// Runs `client link`; returns the client's summary on success.
+pub(crate) fn run(cmd: ClientCommand, quiet: bool) -> Result<ExitCode> {
+    let ClientCommand::Link(a) = cmd;
+    let mut cfg = match &a.config {
+        Some(p) => ClientConfig::load(p).with_context(|| format!("reading {}", p.display()))?,
+        None => ClientConfig::default(),
+    };
+    cfg.merge(flags(&a)?);
+    let summary = if progress::enabled(quiet) {
+        link(&cfg, &progress::ClientBars::default())
+    } else {
+        link(&cfg, &NoProgress)
+    }
+    .context("link run failed")?;
+    if !quiet {
+        eprintln!("{summary}");
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    }
+    Ok(ExitCode::SUCCESS)
+}

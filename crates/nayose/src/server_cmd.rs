@@ -1,0 +1,159 @@
+//! `nayose server build|serve|audit verify|rotate-label-key`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use nayose_server::{
+    BuildOptions, EncodingChoice, Server, ServerConfig, build_epoch, rotate_label_master_key,
+    verify_audit,
+};
+
+use crate::progress;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ServerCommand {
+    /// Build and publish a new epoch from the registry CSV
+    /// (person_id,insurer_number,symbol,number,branch).
+    Build(BuildArgs),
+    /// Serve the current epoch over QUIC to accredited clients (mutual TLS).
+    Serve(ServeArgs),
+    /// Audit log tools.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Replace the label master key. Every client's labels change from the next epoch on, which
+    /// breaks longitudinal linkage across the rotation; the new key takes effect at the next
+    /// `server build`.
+    RotateLabelKey {
+        /// The server's data directory.
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BuildArgs {
+    /// The server's data directory (created if missing).
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// The registry CSV.
+    #[arg(long)]
+    registry: PathBuf,
+    /// Text encoding of the registry: auto (detect), utf-8 or cp932 (Shift_JIS).
+    #[arg(long, default_value = "auto")]
+    encoding: String,
+    /// Build without the rows that fail validation (they are still listed) instead of stopping.
+    #[arg(long)]
+    skip_invalid: bool,
+    /// Restore insurer numbers that lost a leading zero when the check digit confirms it.
+    #[arg(long)]
+    repair: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// A server.toml holding any of the settings below (flags override it).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The server's data directory.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// UDP address to listen on, e.g. 0.0.0.0:4433.
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    /// The server's certificate chain (PEM).
+    #[arg(long)]
+    cert: Option<PathBuf>,
+    /// The server's private key (PEM).
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// CA certificate(s) that issue accredited clients' certificates (PEM).
+    #[arg(long)]
+    client_ca: Option<PathBuf>,
+    /// The accredited clients list (clients.toml).
+    #[arg(long)]
+    clients: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AuditCommand {
+    /// Verify the hash chain of the audit log in a data directory; exits non-zero if any record
+    /// was edited, removed or truncated.
+    Verify {
+        /// The server's data directory.
+        data_dir: PathBuf,
+    },
+}
+
+pub(crate) fn run(cmd: ServerCommand, quiet: bool) -> Result<()> {
+    match cmd {
+        ServerCommand::Build(a) => {
+            let encoding: EncodingChoice = a
+                .encoding
+                .parse()
+                .map_err(|e| anyhow::anyhow!("--encoding {}: {e}", a.encoding))?;
+            let mut opts = BuildOptions::new(&a.data_dir, &a.registry);
+            opts.encoding = encoding;
+            opts.skip_invalid = a.skip_invalid;
+            opts.repair = a.repair;
+            if progress::enabled(quiet) {
+                opts.progress = Some(progress::build_bars());
+            }
+            let report = build_epoch(&opts).with_context(|| {
+                format!("building an epoch from {} into {}", a.registry.display(), a.data_dir.display())
+            })?;
+            eprintln!("{report}");
+            Ok(())
+        }
+        ServerCommand::Serve(a) => {
+            let mut cfg = match &a.config {
+                Some(p) => ServerConfig::load(p).with_context(|| format!("reading {}", p.display()))?,
+                None => ServerConfig::default(),
+            };
+            if a.data_dir.is_some() {
+                cfg.data_dir = a.data_dir;
+            }
+            if a.listen.is_some() {
+                cfg.listen = a.listen;
+            }
+            if a.cert.is_some() {
+                cfg.cert = a.cert;
+            }
+            if a.key.is_some() {
+                cfg.key = a.key;
+            }
+            if a.client_ca.is_some() {
+                cfg.client_ca = a.client_ca;
+            }
+            if a.clients.is_some() {
+                cfg.clients = a.clients;
+            }
+            let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            rt.block_on(async move {
+                let server = Server::start(cfg).await?;
+                eprintln!(
+                    "nayose server listening on {} (epoch {}); Ctrl-C or SIGTERM stops it",
+                    server.local_addr(),
+                    server.epoch_id()
+                );
+                server.serve_until_signal().await?;
+                Ok::<_, anyhow::Error>(())
+            })
+        }
+        ServerCommand::Audit(AuditCommand::Verify { data_dir }) => {
+            let summary = verify_audit(&data_dir)
+                .with_context(|| format!("verifying the audit log in {}", data_dir.display()))?;
+            println!("{summary}");
+            Ok(())
+        }
+        ServerCommand::RotateLabelKey { data_dir } => {
+            if !data_dir.is_dir() {
+                bail!("{} is not a directory", data_dir.display());
+            }
+            let report = rotate_label_master_key(&data_dir)
+                .with_context(|| format!("rotating the label master key in {}", data_dir.display()))?;
+            eprintln!("{report}");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,311 @@
+//! End-to-end tests of the `nayose` binary: pki → server build → server serve → client link,
+//! in both privacy modes, over real QUIC on 127.0.0.1, checked against the ground truth; bad
+//! input; the per-epoch cache; a server killed and restarted in the middle of a run; the demo.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::{
+    collections::HashMap,
+    fs,
+    io::{BufRead, BufReader},
+    net::UdpSocket,
+    path::PathBuf,
+    process::{Child, Command, Output, Stdio},
+    sync::mpsc,
+    thread,
+    time::{Duration, Instant},
+};
+
+use nayose_number::check_digit;
+
+const BIN: &str = env!("CARGO_BIN_EXE_nayose");
+
+fn nayose(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().expect("run nayose")
+}
+
+fn ok(args: &[&str]) -> Output {
+    let out = nayose(args);
+    assert!(
+        out.status.success(),
+        "nayose {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn insurer(body: &str) -> String {
+    let d: Vec<u8> = body.bytes().map(|b| b - b'0').collect();
+    format!("{body}{}", check_digit(&d).unwrap())
+}
+
+/// A small world: persons with 1–3 numbers under different insurers; the held file spells them
+/// in several ways, repeats some and adds numbers the server does not know.
+struct World {
+    dir: tempfile::TempDir,
+    /// record_id → Some(person) for known numbers, None for unknown ones.
+    truth: HashMap<String, Option<String>>,
+}
+
+impl World {
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+    fn s(&self, p: &str) -> String {
+        self.path(p).to_string_lossy().into_owned()
+    }
+}
+
+fn world(persons: usize) -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let insurers = [
+        insurer("0113001"),
+        insurer("0627045"),
+        insurer("3113002"),
+        insurer("13204"), // 6-digit 国民健康保険
+        insurer("3913101"),
+    ];
+    let mut registry = String::from("person_id,insurer_number,symbol,number,branch\n");
+    let mut held = String::from("record_id,insured_number,note\n");
+    let mut truth = HashMap::new();
+    let mut rec = 0;
+    for p in 0..persons {
+        let person = format!("P{p:06}");
+        for k in 0..(1 + p % 3) {
+            let ins = &insurers[(p + k) % insurers.len()];
+            let (symbol, number, branch) = if ins.starts_with("39") {
+                (String::new(), format!("{:08}", p * 7 + k), String::new())
+            } else if ins.len() == 6 {
+                (format!("札幌東{}", k + 1), format!("{:06}", p), format!("{:02}", k))
+            } else {
+                (format!("{:04}", 100 + k), format!("{}", 5000 + p), format!("{:02}", k))
+            };
+            registry.push_str(&format!("{person},{ins},{symbol},{number},{branch}\n"));
+            if p % 2 == 0 || k == 0 {
+                let spelled = if ins.starts_with("39") {
+                    format!("{ins}-{number}")
+                } else if p % 3 == 0 {
+                    // Full-width digits and dashes, as typed in Japanese mode.
+                    format!("{ins}－{symbol}－{number}{branch}")
+                        .chars()
+                        .map(|c| if c.is_ascii_digit() { char::from_u32(c as u32 + 0xFEE0).unwrap() } else { c })
+                        .collect()
+                } else {
+                    format!("{ins}:{symbol}:{number}:{branch}")
+                };
+                for _ in 0..(1 + (p % 5 == 0) as usize) {
+                    rec += 1;
+                    held.push_str(&format!("R{rec},{spelled},note {rec}\n"));
+                    truth.insert(format!("R{rec}"), Some(person.clone()));
+                }
+            }
+        }
+    }
+    for u in 0..(persons / 10).max(1) {
+        rec += 1;
+        held.push_str(&format!("R{rec},{}:0999:{}:01,unknown\n", insurers[0], 900_000 + u));
+        truth.insert(format!("R{rec}"), None);
+    }
+    fs::write(dir.path().join("registry.csv"), registry).unwrap();
+    fs::write(dir.path().join("held.csv"), held).unwrap();
+    World { dir, truth }
+}
+
+fn setup_pki_and_epoch(w: &World, client: &str) {
+    ok(&["pki", "init", "--dir", &w.s("pki"), "--server-name", "localhost"]);
+    ok(&["pki", "issue-client", "--dir", &w.s("pki"), "--id", client]);
+    fs::write(
+        w.path("clients.toml"),
+        format!("[[client]]\nid = \"{client}\"\nevaluations_per_day = 1000000\n"),
+    )
+    .unwrap();
+    ok(&["server", "build", "--data-dir", &w.s("server"), "--registry", &w.s("registry.csv")]);
+}
+
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A `nayose server serve` child process; killed on drop.
+struct ServerProc {
+    child: Child,
+}
+
+impl Drop for ServerProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(w: &World, port: u16) -> ServerProc {
+    let mut child = Command::new(BIN)
+        .args([
+            "server", "serve",
+            "--data-dir", &w.s("server"),
+            "--listen", &format!("127.0.0.1:{port}"),
+            "--cert", &w.s("pki/server.pem"),
+            "--key", &w.s("pki/server.key"),
+            "--client-ca", &w.s("pki/ca.pem"),
+            "--clients", &w.s("clients.toml"),
+        ])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait for the "listening" line (bounded).
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("listening on") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(30)).expect("server did not start listening");
+    ServerProc { child }
+}
+
+fn link_args<'a>(w: &'a World, port: u16, client: &str, mode: &'a str, out: &'a str) -> Vec<String> {
+    [
+        "client", "link",
+        "--server", &format!("127.0.0.1:{port}"),
+        "--server-name", "localhost",
+        "--ca", &w.s("pki/ca.pem"),
+        "--cert", &w.s(&format!("pki/clients/{client}.pem")),
+        "--key", &w.s(&format!("pki/clients/{client}.key")),
+        "--input", &w.s("held.csv"),
+        "--output", &w.s(out),
+        "--privacy", mode,
+        "--cache-dir", &w.s("cache"),
+        "--number-column", "insured_number",
+        "--json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn run_link(args: &[String]) -> serde_json::Value {
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = ok(&a);
+    serde_json::from_slice(&out.stdout).expect("--json prints the summary")
+}
+
+/// Checks an output file against the world's ground truth.
+fn assert_groups_match(w: &World, out: &str) {
+    let mut rdr = csv::Reader::from_path(w.path(out)).unwrap();
+    let h = rdr.headers().unwrap().clone();
+    let col = |n: &str| h.iter().position(|x| x == n).unwrap();
+    let (id, group, status, note) = (col("record_id"), col("nayose_group"), col("nayose_status"), col("note"));
+    let mut label_person = HashMap::new();
+    let mut person_label = HashMap::new();
+    let mut rows = 0;
+    for r in rdr.records() {
+        let r = r.unwrap();
+        rows += 1;
+        assert!(r[note].starts_with("note") || &r[note] == "unknown", "carried column intact");
+        match &w.truth[&r[id]] {
+            Some(person) => {
+                assert_eq!(&r[status], "linked", "row {}", &r[id]);
+                assert!(r[group].starts_with('g'), "printable label");
+                assert_eq!(label_person.entry(r[group].to_string()).or_insert(person.clone()), person);
+                assert_eq!(person_label.entry(person.clone()).or_insert(r[group].to_string()), &r[group]);
+            }
+            None => {
+                assert_eq!(&r[status], "not_found", "row {}", &r[id]);
+                assert_eq!(&r[group], "");
+            }
+        }
+    }
+    assert_eq!(rows, w.truth.len());
+    assert!(person_label.len() > 10);
+}
+
+#[test]
+fn pki_build_serve_link_in_both_modes_matches_the_ground_truth_and_reuses_the_cache() {
+    let w = world(300);
+    setup_pki_and_epoch(&w, "research-01");
+    let port = free_udp_port();
+    let _server = serve(&w, port);
+
+    let full = run_link(&link_args(&w, port, "research-01", "full", "full.csv"));
+    assert_groups_match(&w, "full.csv");
+
+    let kanon = run_link(&link_args(&w, port, "research-01", "k-anon", "kanon.csv"));
+    assert_groups_match(&w, "kanon.csv");
+    // Labels are per client and stable: both modes give the same labels.
+    let labels = |f: &str| fs::read_to_string(w.path(f)).unwrap();
+    assert_eq!(labels("full.csv"), labels("kanon.csv"));
+
+    // A second full run against the same epoch uses the cache: it receives only the
+    // evaluation replies, far less than the first run that downloaded the table.
+    let again = run_link(&link_args(&w, port, "research-01", "full", "again.csv"));
+    assert_groups_match(&w, "again.csv");
+    let received = |v: &serde_json::Value| v["bytes_received"].as_u64().expect("bytes_received in summary");
+    assert!(
+        received(&again) < received(&full) / 2,
+        "cached run received {} bytes, first run {}",
+        received(&again),
+        received(&full)
+    );
+    let _ = kanon;
+}
+
+#[test]
+fn malformed_input_fails_clearly_before_any_network_work_and_writes_nothing() {
+    let w = world(20);
+    setup_pki_and_epoch(&w, "research-02");
+    let mut held = fs::read_to_string(w.path("held.csv")).unwrap();
+    held.push_str("R900,01130013-0647-0950759,bad check digit\n");
+    fs::write(w.path("held.csv"), held).unwrap();
+    // No server is running: the run must stop on the bad row before connecting.
+    let args = link_args(&w, free_udp_port(), "research-02", "full", "out.csv");
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = nayose(&a);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line"), "{err}");
+    assert!(err.to_lowercase().contains("check digit"), "{err}");
+    assert!(!w.path("out.csv").exists(), "no output file after a failed run");
+}
+
+#[test]
+fn a_server_killed_and_restarted_mid_run_still_yields_the_correct_output() {
+    let w = world(3000);
+    setup_pki_and_epoch(&w, "research-03");
+    let port = free_udp_port();
+    let server = serve(&w, port);
+    let args = link_args(&w, port, "research-03", "full", "out.csv");
+    let child = Command::new(BIN)
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    thread::sleep(Duration::from_millis(300));
+    drop(server); // SIGKILL
+    thread::sleep(Duration::from_millis(500));
+    let _server = serve(&w, port);
+    let started = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "link after restart failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(started.elapsed() < Duration::from_secs(120));
+    assert_groups_match(&w, "out.csv");
+}
+
+#[test]
+fn the_demo_runs_and_checks_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let keep = dir.path().join("demo");
+    let out = ok(&["demo", "--persons", "1500", "--held", "1200", "--privacy", "k-anon", "--keep", &keep.to_string_lossy()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("OK: all"), "{err}");
+    assert!(keep.join("held.linked.csv").exists());
+}
+
