@@ -188,6 +188,12 @@ impl CacheWriter {
     pub(crate) fn create(root: &Path, key: &CacheKey, total: u64) -> std::io::Result<Self> {
         let dir = key.dir(root);
         std::fs::create_dir_all(&dir)?;
+        // The entries are this client's (encrypted) labels: keep them to the owner.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+        }
         let tmp = dir.join(format!(
             ".{}.{}.partial",
             key.file_name(),

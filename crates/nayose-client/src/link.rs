@@ -54,6 +54,7 @@ pub async fn link_async(
     let started = Instant::now();
     let cfg = config.resolve()?;
     let creds = tls::load(&cfg)?;
+    check_output_dir(&cfg)?;
     let mut summary = LinkSummary {
         mode: cfg.privacy,
         requested_mode: cfg.privacy,
@@ -223,6 +224,25 @@ async fn run_network(
                     .note("the server moved to a new epoch; starting over with it");
             }
         }
+    }
+}
+
+/// Fails early, before any network work, if the output's directory does not exist.
+fn check_output_dir(cfg: &Resolved) -> Result<(), ClientError> {
+    let dir = match cfg.output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    if dir.is_dir() {
+        Ok(())
+    } else {
+        Err(ClientError::Io {
+            path: dir.to_owned(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "the output's directory does not exist",
+            ),
+        })
     }
 }
 
