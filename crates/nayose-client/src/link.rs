@@ -338,3 +338,18 @@ fn write_output(
     out.finish()?;
     Ok((linked, not_found))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::progress::NoProgress;
+
+    fn assert_send<T: Send>(_: &T) {}
+
+    #[test]
+    fn the_run_can_be_spawned() {
+        let cfg = ClientConfig::default();
+        let fut = link_async(&cfg, &NoProgress);
+        assert_send(&fut);
+    }
+}
