@@ -341,8 +341,8 @@ impl<'a> Session<'a> {
             .start(Phase::Evaluate, Some(inputs.len() as u64));
         while !plan.is_finished() {
             let conn = self.connection().await?;
-            let mut tasks: JoinSet<(usize, Result<Vec<nayose_oprf::Output>, Failure>)> =
-                JoinSet::new();
+            type Evaluated = Result<(Vec<nayose_oprf::Output>, u64), Failure>;
+            let mut tasks: JoinSet<(usize, Evaluated)> = JoinSet::new();
             let failure = loop {
                 while tasks.len() < depth {
                     let Some(job) = plan.take() else { break };
@@ -357,13 +357,13 @@ impl<'a> Session<'a> {
                 }
                 match tasks.join_next().await {
                     None => break None,
-                    Some(Ok((job, Ok(outs)))) => {
+                    Some(Ok((job, Ok((outs, requests))))) => {
                         if plan.complete(job) {
                             let range = ranges[job].clone();
                             for (slot, o) in outputs[range.clone()].iter_mut().zip(&outs) {
                                 slot.copy_from_slice(o.as_bytes());
                             }
-                            self.stats.evaluate_requests += 1;
+                            self.stats.evaluate_requests += requests;
                             self.progressed();
                             self.progress.advance(Phase::Evaluate, range.len() as u64);
                         }
@@ -676,6 +676,10 @@ pub(crate) fn fresh_matcher(client: &ClientId, epoch: EpochId, outputs: &Outputs
 }
 
 /// One Evaluate round trip: blind (fresh blinds every attempt), send, verify, finalize.
+///
+/// If the server refuses the batch as too large (its limit shrank since Info), the batch is sent
+/// again as smaller requests, halving until accepted (flows.md §3.5). Returns the outputs and
+/// the number of Evaluate requests that succeeded.
 async fn evaluate_batch(
     conn: Conn,
     epoch: EpochId,
@@ -683,7 +687,42 @@ async fn evaluate_batch(
     inputs: Arc<Vec<Zeroizing<Vec<u8>>>>,
     range: Range<usize>,
     job: usize,
+) -> Result<(Vec<nayose_oprf::Output>, u64), Failure> {
+    let mut size = range.len();
+    'sizes: loop {
+        let mut outputs = Vec::with_capacity(range.len());
+        let mut requests = 0;
+        for part in batches(range.len(), size) {
+            let sub = range.start + part.start..range.start + part.end;
+            match evaluate_request(&conn, epoch, &pk, &inputs, sub, job).await {
+                Ok(o) => {
+                    outputs.extend(o);
+                    requests += 1;
+                }
+                Err(Failure::Fatal(ClientError::Server {
+                    code: ErrorCode::BatchTooLarge,
+                    ..
+                })) if size > 1 => {
+                    size = size.div_ceil(2);
+                    continue 'sizes;
+                }
+                Err(f) => return Err(f),
+            }
+        }
+        return Ok((outputs, requests));
+    }
+}
+
+/// One Evaluate request for `range` of the inputs.
+async fn evaluate_request(
+    conn: &Conn,
+    epoch: EpochId,
+    pk: &PublicKey,
+    inputs: &Arc<Vec<Zeroizing<Vec<u8>>>>,
+    range: Range<usize>,
+    job: usize,
 ) -> Result<Vec<nayose_oprf::Output>, Failure> {
+    let pk = pk.clone();
     let blind_inputs = inputs.clone();
     let blind_range = range.clone();
     let batch = tokio::task::spawn_blocking(move || {

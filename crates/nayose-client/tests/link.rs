@@ -419,3 +419,24 @@ async fn a_cp932_input_gives_a_cp932_output_with_every_column_kept() {
     assert!(lines[2].starts_with("山田　太郎,"), "{}", lines[2]);
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_refused_as_too_large_is_split() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&dir.path().join("pki"));
+    let addr = fake_server(&pki, false, Some(5)).await;
+    let input = dir.path().join("held.csv");
+    let truth = write_held(&input, &registry(40), 1, 0);
+    let out = dir.path().join("out.csv");
+    let cfg = client_config(&pki, addr, &input, &out, &dir.path().join("cache"));
+    let s = run(&cfg, &NoProgress).await.unwrap();
+    assert_eq!(
+        s.not_found_rows,
+        truth.len() as u64,
+        "the fake table is empty"
+    );
+    assert!(
+        s.evaluate_requests >= s.distinct_numbers.div_ceil(4),
+        "batches of 16 were split into requests of at most 4: {s:?}"
+    );
+}

@@ -319,6 +319,17 @@ pub fn client_config(
 /// A fake nayose/1 server that publishes the public key of one key but evaluates with another:
 /// every proof it sends is wrong. Returns its address; it serves until the runtime ends.
 pub async fn lying_server(pki: &Pki) -> std::net::SocketAddr {
+    fake_server(pki, true, None).await
+}
+
+/// A fake nayose/1 server with an empty table. `lie`: evaluate with another key than the one
+/// published. `refuse_above`: answer BatchTooLarge to batches larger than this, although Info
+/// announces 64.
+pub async fn fake_server(
+    pki: &Pki,
+    lie: bool,
+    refuse_above: Option<usize>,
+) -> std::net::SocketAddr {
     use nayose_wire::{
         ElementBatch, EpochId, EvaluateResponse, InfoResponse, Proof, PublicKeyBytes, Request,
         Response, decode_request_frame, encode_response_frame,
@@ -327,7 +338,11 @@ pub async fn lying_server(pki: &Pki) -> std::net::SocketAddr {
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
     let published = nayose_oprf::ServerKey::generate(&mut rand::rng());
-    let used = Arc::new(nayose_oprf::ServerKey::generate(&mut rand::rng()));
+    let used = Arc::new(if lie {
+        nayose_oprf::ServerKey::generate(&mut rand::rng())
+    } else {
+        nayose_oprf::ServerKey::from_bytes(&published.to_bytes()).unwrap()
+    });
     let pk = published.public_key().to_bytes();
     let epoch = EpochId(nayose_table::EpochId::new(1, &pk).to_bytes());
     let chain: Vec<CertificateDer<'static>> =
@@ -368,6 +383,17 @@ pub async fn lying_server(pki: &Pki) -> std::net::SocketAddr {
                                 quota_left: 1_000_000,
                                 quota_reset_secs: 3600,
                             }),
+                            Request::Evaluate(r)
+                                if refuse_above.is_some_and(|m| r.elements.len() > m) =>
+                            {
+                                Response::Error(nayose_wire::ErrorResponse::new(
+                                    nayose_wire::ErrorCode::BatchTooLarge,
+                                    "batch too large",
+                                ))
+                            }
+                            Request::FetchAll(_) => {
+                                Response::TableEnd(nayose_wire::TableEnd { epoch, total: 0 })
+                            }
                             Request::Evaluate(r) => {
                                 let (evaluated, proof) = used
                                     .blind_evaluate_batch_with_proof(
