@@ -169,6 +169,8 @@ async fn run_network(
                 reset_secs: u64::from(info.quota_reset_secs),
             });
         }
+        summary.prefix_bits = None;
+        summary.cache_used = false;
         let attempt: Result<Matches, Interrupt> = async {
             let t = Instant::now();
             let outputs = session.evaluate(&info, inputs.clone()).await?;
