@@ -440,3 +440,32 @@ async fn a_batch_refused_as_too_large_is_split() {
         "batches of 16 were split into requests of at most 4: {s:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_client_certificate_from_another_ca_is_refused_without_retrying() {
+    let fx = Fixture::new(20, |_| {});
+    let server = fx.start().await;
+    let rogue_ca = nayose_pki::generate_ca("rogue CA").unwrap();
+    let rogue = nayose_pki::issue_client_cert(&rogue_ca, CLIENT_ID).unwrap();
+    std::fs::write(fx.pki.dir.join("client.pem"), &rogue.cert_pem).unwrap();
+    write_private(&fx.pki.dir.join("client.key"), &rogue.key_pem);
+    let input = fx.path("held.csv");
+    write_held(&input, &fx.reg, 2, 0);
+    let out = fx.path("out.csv");
+    let cfg = fx.client(server.local_addr(), &input, &out);
+    let started = std::time::Instant::now();
+    let err = run(&cfg, &NoProgress).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ClientError::Handshake { .. } | ClientError::NotAccredited { .. }
+        ),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "no retry loop: {err}"
+    );
+    assert!(!out.exists());
+    server.shutdown().await;
+}
