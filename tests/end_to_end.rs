@@ -35,8 +35,7 @@ fn ok(args: &[&str]) -> Output {
 }
 
 fn insurer(body: &str) -> String {
-    let d: Vec<u8> = body.bytes().map(|b| b - b'0').collect();
-    format!("{body}{}", check_digit(&d).unwrap())
+    format!("{body}{}", check_digit(body.as_bytes()).unwrap())
 }
 
 /// A small world: persons with 1–3 numbers under different insurers; the held file spells them
@@ -179,7 +178,7 @@ fn link_args<'a>(w: &'a World, port: u16, client: &str, mode: &'a str, out: &'a 
         "--output", &w.s(out),
         "--privacy", mode,
         "--cache-dir", &w.s("cache"),
-        "--number-column", "insured_number",
+        "--combined-column", "insured_number",
         "--json",
     ]
     .iter()
@@ -297,6 +296,11 @@ fn a_server_killed_and_restarted_mid_run_still_yields_the_correct_output() {
     );
     assert!(started.elapsed() < Duration::from_secs(120));
     assert_groups_match(&w, "out.csv");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        summary["connections"].as_u64().unwrap() >= 2,
+        "the kill landed mid-run, so the client reconnected: {summary}"
+    );
 }
 
 #[test]

@@ -76,6 +76,9 @@ pub(crate) fn load(cfg: &Resolved) -> Result<Credentials, ClientError> {
             )
         })?;
     tls.alpn_protocols = vec![nayose_wire::ALPN.to_vec()];
+    // No 0-RTT: early data could be replayed (protocol-spec/security.md). rustls' default is
+    // already off; say so explicitly so a future default change cannot turn it on.
+    tls.enable_early_data = false;
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
         .map_err(|e| cred_err(&cfg.cert, format!("TLS config unusable for QUIC: {e}")))?;
     let mut quic = quinn::ClientConfig::new(Arc::new(crypto));

@@ -4,7 +4,7 @@ use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use nayose_client::{ClientConfig, ColumnNames, Encoding, NoProgress, Privacy, link};
+use nayose_client::{ClientConfig, ColumnNames, Encoding, Privacy, link};
 
 use crate::{cli::PrivacyArg, progress};
 
@@ -50,9 +50,10 @@ pub(crate) struct LinkArgs {
     /// Text encoding of the input: auto (detect), utf-8 or cp932. The output uses the input's.
     #[arg(long)]
     encoding: Option<String>,
-    /// Name of the one column holding combined numbers (dashed or colon form).
+    /// Name of the one column holding combined numbers (dashed or colon form); the default
+    /// layout when no column flag is given is this column named `insured_number`.
     #[arg(long, conflicts_with_all = ["insurer_column", "symbol_column", "number_column", "branch_column"])]
-    number_column: Option<String>,
+    combined_column: Option<String>,
     /// Name of the insurer-number column (separate-columns layout).
     #[arg(long)]
     insurer_column: Option<String>,
@@ -60,8 +61,8 @@ pub(crate) struct LinkArgs {
     #[arg(long)]
     symbol_column: Option<String>,
     /// Name of the 番号 column (separate-columns layout).
-    #[arg(long = "bangou-column")]
-    number_field_column: Option<String>,
+    #[arg(long)]
+    number_column: Option<String>,
     /// Name of the 枝番 column (separate-columns layout).
     #[arg(long)]
     branch_column: Option<String>,
@@ -88,17 +89,17 @@ fn flags(a: &LinkArgs) -> Result<ClientConfig> {
         Some(e) => Some(e.parse::<Encoding>().map_err(|err| anyhow::anyhow!("--encoding {e}: {err}"))?),
         None => None,
     };
-    let columns = if a.number_column.is_some()
+    let columns = if a.combined_column.is_some()
         || a.insurer_column.is_some()
         || a.symbol_column.is_some()
-        || a.number_field_column.is_some()
+        || a.number_column.is_some()
         || a.branch_column.is_some()
     {
         Some(ColumnNames {
-            combined: a.number_column.clone(),
+            combined: a.combined_column.clone(),
             insurer: a.insurer_column.clone(),
             symbol: a.symbol_column.clone(),
-            number: a.number_field_column.clone(),
+            number: a.number_column.clone(),
             branch: a.branch_column.clone(),
         })
     } else {
@@ -133,7 +134,7 @@ pub(crate) fn run(cmd: ClientCommand, quiet: bool) -> Result<ExitCode> {
     let summary = if progress::enabled(quiet) {
         link(&cfg, &progress::ClientBars::default())
     } else {
-        link(&cfg, &NoProgress)
+        link(&cfg, &progress::NotesOnly)
     }
     .context("link run failed")?;
     if !quiet {

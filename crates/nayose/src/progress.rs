@@ -32,6 +32,16 @@ fn bar(total: Option<u64>, what: &str) -> ProgressBar {
     b
 }
 
+/// No bars (stderr is not a terminal), but the run's notes — reconnects, mode fallbacks,
+/// warnings — still reach the operator on stderr.
+pub(crate) struct NotesOnly;
+
+impl Progress for NotesOnly {
+    fn note(&self, message: &str) {
+        eprintln!("note: {message}");
+    }
+}
+
 /// The client's progress, as one bar per phase.
 #[derive(Default)]
 pub(crate) struct ClientBars {

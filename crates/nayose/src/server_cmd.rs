@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use nayose_server::{
-    BuildOptions, EncodingChoice, Server, ServerConfig, build_epoch, rotate_label_master_key,
-    verify_audit,
+    BuildOptions, EncodingChoice, Server, ServerConfig, build_epoch, check_current_epoch,
+    rotate_label_master_key, verify_audit,
 };
 
 use crate::progress;
@@ -21,6 +21,12 @@ pub(crate) enum ServerCommand {
     /// Audit log tools.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Load and verify the current epoch (checksums, keys, file permissions) without serving.
+    Check {
+        /// The server's data directory.
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
     /// Replace the label master key. Every client's labels change from the next epoch on, which
     /// breaks longitudinal linkage across the rotation; the new key takes effect at the next
     /// `server build`.
@@ -143,6 +149,12 @@ pub(crate) fn run(cmd: ServerCommand, quiet: bool) -> Result<()> {
         ServerCommand::Audit(AuditCommand::Verify { data_dir }) => {
             let summary = verify_audit(&data_dir)
                 .with_context(|| format!("verifying the audit log in {}", data_dir.display()))?;
+            println!("{summary}");
+            Ok(())
+        }
+        ServerCommand::Check { data_dir } => {
+            let summary = check_current_epoch(&data_dir)
+                .with_context(|| format!("checking the current epoch in {}", data_dir.display()))?;
             println!("{summary}");
             Ok(())
         }

@@ -16,7 +16,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use nayose_client::{ClientConfig, ColumnNames, NoProgress, Privacy, link_async};
+use nayose_client::{ClientConfig, ColumnNames, Privacy, link_async};
 use nayose_server::{BuildOptions, Server, ServerConfig, build_epoch};
 
 use crate::{
@@ -138,7 +138,7 @@ pub(crate) fn run(args: &DemoArgs) -> Result<ExitCode> {
         let result = if progress::enabled(false) {
             link_async(&cfg, &progress::ClientBars::default()).await
         } else {
-            link_async(&cfg, &NoProgress).await
+            link_async(&cfg, &progress::NotesOnly).await
         };
         server.shutdown().await;
         result.context("the demo client's link run failed")

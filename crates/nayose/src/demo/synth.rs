@@ -80,10 +80,12 @@ pub(crate) struct HeldRow {
 const KOKUHO_SYMBOLS: [&str; 8] = ["札幌東", "青葉", "中央", "港北", "博多", "那覇", "函館", "金沢"];
 const NOTES: [&str; 5] = ["外来", "入院", "健診", "訪問看護", "調剤"];
 
+/// `body` (ASCII digits, made by this module) followed by its check digit.
 fn with_check(body: &str) -> String {
-    let digits: Vec<u8> = body.bytes().map(|b| b - b'0').collect();
-    let c = check_digit(&digits).unwrap_or(0);
-    format!("{body}{c}")
+    match check_digit(body.as_bytes()) {
+        Some(c) => format!("{body}{c}"),
+        None => unreachable!("insurer bodies are generated from digits"),
+    }
 }
 
 fn insurers(rng: &mut StdRng) -> Vec<Insurer> {
@@ -264,7 +266,8 @@ pub(crate) fn generate(seed: u64, persons: usize, held: usize) -> World {
         });
     }
     // A few rows nobody can read: a wrong check digit, a household-level number.
-    while rows.len() < held.max(rows.len() + 2) {
+    let target = held.max(rows.len() + 2);
+    while rows.len() < target {
         let i = rng.random_range(0..registry.len());
         let r = &registry[i];
         let bad = if rows.len() % 2 == 0 || r.branch.is_empty() {
@@ -319,6 +322,9 @@ mod tests {
         }
         assert!(kinds.iter().all(|&k| k > 0), "{kinds:?}");
         assert!(w.held.iter().any(|h| h.insured_number.contains('－')));
+        let check_digits: HashSet<u8> =
+            w.registry.iter().map(|r| *r.insurer.as_bytes().last().unwrap()).collect();
+        assert!(check_digits.len() >= 8, "check digits vary: {check_digits:?}");
         assert!(w.held.iter().any(|h| h.insured_number.contains('：')));
     }
 }
