@@ -75,9 +75,17 @@ fn world(persons: usize) -> World {
             let (symbol, number, branch) = if ins.starts_with("39") {
                 (String::new(), format!("{:08}", p * 7 + k), String::new())
             } else if ins.len() == 6 {
-                (format!("札幌東{}", k + 1), format!("{:06}", p), format!("{:02}", k))
+                (
+                    format!("札幌東{}", k + 1),
+                    format!("{:06}", p),
+                    format!("{:02}", k),
+                )
             } else {
-                (format!("{:04}", 100 + k), format!("{}", 5000 + p), format!("{:02}", k))
+                (
+                    format!("{:04}", 100 + k),
+                    format!("{}", 5000 + p),
+                    format!("{:02}", k),
+                )
             };
             registry.push_str(&format!("{person},{ins},{symbol},{number},{branch}\n"));
             if p % 2 == 0 || k == 0 {
@@ -87,7 +95,13 @@ fn world(persons: usize) -> World {
                     // Full-width digits and dashes, as typed in Japanese mode.
                     format!("{ins}－{symbol}－{number}{branch}")
                         .chars()
-                        .map(|c| if c.is_ascii_digit() { char::from_u32(c as u32 + 0xFEE0).unwrap() } else { c })
+                        .map(|c| {
+                            if c.is_ascii_digit() {
+                                char::from_u32(c as u32 + 0xFEE0).unwrap()
+                            } else {
+                                c
+                            }
+                        })
                         .collect()
                 } else {
                     format!("{ins}:{symbol}:{number}:{branch}")
@@ -102,7 +116,11 @@ fn world(persons: usize) -> World {
     }
     for u in 0..(persons / 10).max(1) {
         rec += 1;
-        held.push_str(&format!("R{rec},{}:0999:{}:01,unknown\n", insurers[0], 900_000 + u));
+        held.push_str(&format!(
+            "R{rec},{}:0999:{}:01,unknown\n",
+            insurers[0],
+            900_000 + u
+        ));
         truth.insert(format!("R{rec}"), None);
     }
     fs::write(dir.path().join("registry.csv"), registry).unwrap();
@@ -111,18 +129,36 @@ fn world(persons: usize) -> World {
 }
 
 fn setup_pki_and_epoch(w: &World, client: &str) {
-    ok(&["pki", "init", "--dir", &w.s("pki"), "--server-name", "localhost"]);
+    ok(&[
+        "pki",
+        "init",
+        "--dir",
+        &w.s("pki"),
+        "--server-name",
+        "localhost",
+    ]);
     ok(&["pki", "issue-client", "--dir", &w.s("pki"), "--id", client]);
     fs::write(
         w.path("clients.toml"),
         format!("[[client]]\nid = \"{client}\"\nevaluations_per_day = 1000000\n"),
     )
     .unwrap();
-    ok(&["server", "build", "--data-dir", &w.s("server"), "--registry", &w.s("registry.csv")]);
+    ok(&[
+        "server",
+        "build",
+        "--data-dir",
+        &w.s("server"),
+        "--registry",
+        &w.s("registry.csv"),
+    ]);
 }
 
 fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A `nayose server serve` child process; killed on drop.
@@ -140,13 +176,20 @@ impl Drop for ServerProc {
 fn serve(w: &World, port: u16) -> ServerProc {
     let mut child = Command::new(BIN)
         .args([
-            "server", "serve",
-            "--data-dir", &w.s("server"),
-            "--listen", &format!("127.0.0.1:{port}"),
-            "--cert", &w.s("pki/server.pem"),
-            "--key", &w.s("pki/server.key"),
-            "--client-ca", &w.s("pki/ca.pem"),
-            "--clients", &w.s("clients.toml"),
+            "server",
+            "serve",
+            "--data-dir",
+            &w.s("server"),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--cert",
+            &w.s("pki/server.pem"),
+            "--key",
+            &w.s("pki/server.key"),
+            "--client-ca",
+            &w.s("pki/ca.pem"),
+            "--clients",
+            &w.s("clients.toml"),
         ])
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
@@ -162,23 +205,41 @@ fn serve(w: &World, port: u16) -> ServerProc {
             }
         }
     });
-    rx.recv_timeout(Duration::from_secs(30)).expect("server did not start listening");
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("server did not start listening");
     ServerProc { child }
 }
 
-fn link_args<'a>(w: &'a World, port: u16, client: &str, mode: &'a str, out: &'a str) -> Vec<String> {
+fn link_args<'a>(
+    w: &'a World,
+    port: u16,
+    client: &str,
+    mode: &'a str,
+    out: &'a str,
+) -> Vec<String> {
     [
-        "client", "link",
-        "--server", &format!("127.0.0.1:{port}"),
-        "--server-name", "localhost",
-        "--ca", &w.s("pki/ca.pem"),
-        "--cert", &w.s(&format!("pki/clients/{client}.pem")),
-        "--key", &w.s(&format!("pki/clients/{client}.key")),
-        "--input", &w.s("held.csv"),
-        "--output", &w.s(out),
-        "--privacy", mode,
-        "--cache-dir", &w.s("cache"),
-        "--combined-column", "insured_number",
+        "client",
+        "link",
+        "--server",
+        &format!("127.0.0.1:{port}"),
+        "--server-name",
+        "localhost",
+        "--ca",
+        &w.s("pki/ca.pem"),
+        "--cert",
+        &w.s(&format!("pki/clients/{client}.pem")),
+        "--key",
+        &w.s(&format!("pki/clients/{client}.key")),
+        "--input",
+        &w.s("held.csv"),
+        "--output",
+        &w.s(out),
+        "--privacy",
+        mode,
+        "--cache-dir",
+        &w.s("cache"),
+        "--combined-column",
+        "insured_number",
         "--json",
     ]
     .iter()
@@ -197,20 +258,38 @@ fn assert_groups_match(w: &World, out: &str) {
     let mut rdr = csv::Reader::from_path(w.path(out)).unwrap();
     let h = rdr.headers().unwrap().clone();
     let col = |n: &str| h.iter().position(|x| x == n).unwrap();
-    let (id, group, status, note) = (col("record_id"), col("nayose_group"), col("nayose_status"), col("note"));
+    let (id, group, status, note) = (
+        col("record_id"),
+        col("nayose_group"),
+        col("nayose_status"),
+        col("note"),
+    );
     let mut label_person = HashMap::new();
     let mut person_label = HashMap::new();
     let mut rows = 0;
     for r in rdr.records() {
         let r = r.unwrap();
         rows += 1;
-        assert!(r[note].starts_with("note") || &r[note] == "unknown", "carried column intact");
+        assert!(
+            r[note].starts_with("note") || &r[note] == "unknown",
+            "carried column intact"
+        );
         match &w.truth[&r[id]] {
             Some(person) => {
                 assert_eq!(&r[status], "linked", "row {}", &r[id]);
                 assert!(r[group].starts_with('g'), "printable label");
-                assert_eq!(label_person.entry(r[group].to_string()).or_insert(person.clone()), person);
-                assert_eq!(person_label.entry(person.clone()).or_insert(r[group].to_string()), &r[group]);
+                assert_eq!(
+                    label_person
+                        .entry(r[group].to_string())
+                        .or_insert(person.clone()),
+                    person
+                );
+                assert_eq!(
+                    person_label
+                        .entry(person.clone())
+                        .or_insert(r[group].to_string()),
+                    &r[group]
+                );
             }
             None => {
                 assert_eq!(&r[status], "not_found", "row {}", &r[id]);
@@ -242,7 +321,11 @@ fn pki_build_serve_link_in_both_modes_matches_the_ground_truth_and_reuses_the_ca
     // evaluation replies, far less than the first run that downloaded the table.
     let again = run_link(&link_args(&w, port, "research-01", "full", "again.csv"));
     assert_groups_match(&w, "again.csv");
-    let received = |v: &serde_json::Value| v["bytes_received"].as_u64().expect("bytes_received in summary");
+    let received = |v: &serde_json::Value| {
+        v["bytes_received"]
+            .as_u64()
+            .expect("bytes_received in summary")
+    };
     assert!(
         received(&again) < received(&full) / 2,
         "cached run received {} bytes, first run {}",
@@ -267,7 +350,10 @@ fn malformed_input_fails_clearly_before_any_network_work_and_writes_nothing() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("line"), "{err}");
     assert!(err.to_lowercase().contains("check digit"), "{err}");
-    assert!(!w.path("out.csv").exists(), "no output file after a failed run");
+    assert!(
+        !w.path("out.csv").exists(),
+        "no output file after a failed run"
+    );
 }
 
 #[test]
@@ -307,9 +393,18 @@ fn a_server_killed_and_restarted_mid_run_still_yields_the_correct_output() {
 fn the_demo_runs_and_checks_itself() {
     let dir = tempfile::tempdir().unwrap();
     let keep = dir.path().join("demo");
-    let out = ok(&["demo", "--persons", "1500", "--held", "1200", "--privacy", "k-anon", "--keep", &keep.to_string_lossy()]);
+    let out = ok(&[
+        "demo",
+        "--persons",
+        "1500",
+        "--held",
+        "1200",
+        "--privacy",
+        "k-anon",
+        "--keep",
+        &keep.to_string_lossy(),
+    ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("OK: all"), "{err}");
     assert!(keep.join("held.linked.csv").exists());
 }
-

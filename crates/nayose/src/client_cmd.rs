@@ -86,7 +86,10 @@ fn privacy(p: PrivacyArg) -> Privacy {
 
 fn flags(a: &LinkArgs) -> Result<ClientConfig> {
     let encoding = match &a.encoding {
-        Some(e) => Some(e.parse::<Encoding>().map_err(|err| anyhow::anyhow!("--encoding {e}: {err}"))?),
+        Some(e) => Some(
+            e.parse::<Encoding>()
+                .map_err(|err| anyhow::anyhow!("--encoding {e}: {err}"))?,
+        ),
         None => None,
     };
     let columns = if a.combined_column.is_some()

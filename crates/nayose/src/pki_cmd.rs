@@ -19,8 +19,12 @@ pub(crate) fn init(dir: &Path, server_name: &str) -> Result<()> {
 
 /// `nayose pki issue-client --dir DIR --id ID`.
 pub(crate) fn issue_client(dir: &Path, id: &str) -> Result<()> {
-    let (cert, key) = nayose_pki::issue_client(dir, id)
-        .with_context(|| format!("issuing a client certificate for {id:?} from {}", dir.display()))?;
+    let (cert, key) = nayose_pki::issue_client(dir, id).with_context(|| {
+        format!(
+            "issuing a client certificate for {id:?} from {}",
+            dir.display()
+        )
+    })?;
     eprintln!("issued {} and {}", cert.display(), key.display());
     Ok(())
 }

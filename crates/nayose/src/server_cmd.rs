@@ -106,14 +106,20 @@ pub(crate) fn run(cmd: ServerCommand, quiet: bool) -> Result<()> {
                 opts.progress = Some(progress::build_bars());
             }
             let report = build_epoch(&opts).with_context(|| {
-                format!("building an epoch from {} into {}", a.registry.display(), a.data_dir.display())
+                format!(
+                    "building an epoch from {} into {}",
+                    a.registry.display(),
+                    a.data_dir.display()
+                )
             })?;
             eprintln!("{report}");
             Ok(())
         }
         ServerCommand::Serve(a) => {
             let mut cfg = match &a.config {
-                Some(p) => ServerConfig::load(p).with_context(|| format!("reading {}", p.display()))?,
+                Some(p) => {
+                    ServerConfig::load(p).with_context(|| format!("reading {}", p.display()))?
+                }
                 None => ServerConfig::default(),
             };
             if a.data_dir.is_some() {
@@ -162,8 +168,9 @@ pub(crate) fn run(cmd: ServerCommand, quiet: bool) -> Result<()> {
             if !data_dir.is_dir() {
                 bail!("{} is not a directory", data_dir.display());
             }
-            let report = rotate_label_master_key(&data_dir)
-                .with_context(|| format!("rotating the label master key in {}", data_dir.display()))?;
+            let report = rotate_label_master_key(&data_dir).with_context(|| {
+                format!("rotating the label master key in {}", data_dir.display())
+            })?;
             eprintln!("{report}");
             Ok(())
         }

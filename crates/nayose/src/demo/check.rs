@@ -59,11 +59,13 @@ pub(crate) fn check(output: &Path, held: &[HeldRow]) -> Result<CheckReport> {
         report.rows += 1;
         let line = i + 2;
         let get = |c: usize| rec.get(c).unwrap_or("");
-        if get(c_id) != want.record_id || get(c_num) != want.insured_number || get(c_note) != want.note
+        if get(c_id) != want.record_id
+            || get(c_num) != want.insured_number
+            || get(c_note) != want.note
         {
-            report
-                .mismatches
-                .push(format!("line {line}: input columns changed or rows reordered"));
+            report.mismatches.push(format!(
+                "line {line}: input columns changed or rows reordered"
+            ));
             continue;
         }
         let (group, status) = (get(c_group), get(c_status));
@@ -76,19 +78,19 @@ pub(crate) fn check(output: &Path, held: &[HeldRow]) -> Result<CheckReport> {
                     ));
                     continue;
                 }
-                if let Some(other) = label_person.insert(group.to_string(), p.clone()) {
-                    if &other != p {
-                        report.mismatches.push(format!(
-                            "line {line}: group {group} holds two persons"
-                        ));
-                    }
+                if let Some(other) = label_person.insert(group.to_string(), p.clone())
+                    && &other != p
+                {
+                    report
+                        .mismatches
+                        .push(format!("line {line}: group {group} holds two persons"));
                 }
-                if let Some(other) = person_label.insert(p.clone(), group.to_string()) {
-                    if other != group {
-                        report.mismatches.push(format!(
-                            "line {line}: one person split over groups {other} and {group}"
-                        ));
-                    }
+                if let Some(other) = person_label.insert(p.clone(), group.to_string())
+                    && other != group
+                {
+                    report.mismatches.push(format!(
+                        "line {line}: one person split over groups {other} and {group}"
+                    ));
                 }
                 groups
                     .entry(group.to_string())
@@ -114,7 +116,9 @@ pub(crate) fn check(output: &Path, held: &[HeldRow]) -> Result<CheckReport> {
         }
     }
     if records.next().is_some() {
-        report.mismatches.push("output has more rows than the input".into());
+        report
+            .mismatches
+            .push("output has more rows than the input".into());
     }
     report.persons = person_label.len();
     report.groups = groups.len();

@@ -125,15 +125,23 @@ pub(crate) fn run(args: &DemoArgs) -> Result<ExitCode> {
             PrivacyArg::KAnon => Privacy::KAnon,
         }),
         cache_dir: Some(dir.join("cache")),
-        columns: Some(ColumnNames { combined: Some("insured_number".into()), ..Default::default() }),
+        columns: Some(ColumnNames {
+            combined: Some("insured_number".into()),
+            ..Default::default()
+        }),
         skip_invalid: Some(true),
         ..ClientConfig::default()
     };
 
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let summary = rt.block_on(async {
-        let server = Server::start(server_cfg).await.context("starting the demo server")?;
-        say(format!("server listening on {} (QUIC, mutual TLS)", server.local_addr()));
+        let server = Server::start(server_cfg)
+            .await
+            .context("starting the demo server")?;
+        say(format!(
+            "server listening on {} (QUIC, mutual TLS)",
+            server.local_addr()
+        ));
         let cfg = client_cfg(server.local_addr());
         let result = if progress::enabled(false) {
             link_async(&cfg, &progress::ClientBars::default()).await
@@ -143,7 +151,11 @@ pub(crate) fn run(args: &DemoArgs) -> Result<ExitCode> {
         server.shutdown().await;
         result.context("the demo client's link run failed")
     })?;
-    say(format!("client linked {} into {}", held.display(), output.display()));
+    say(format!(
+        "client linked {} into {}",
+        held.display(),
+        output.display()
+    ));
     eprintln!("\n{summary}");
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
@@ -164,7 +176,10 @@ pub(crate) fn run(args: &DemoArgs) -> Result<ExitCode> {
         ));
         Ok(ExitCode::SUCCESS)
     } else {
-        eprintln!("\n{} rows do NOT match the ground truth:", report.mismatches.len());
+        eprintln!(
+            "\n{} rows do NOT match the ground truth:",
+            report.mismatches.len()
+        );
         for m in report.mismatches.iter().take(20) {
             eprintln!("  {m}");
         }

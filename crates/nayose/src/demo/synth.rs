@@ -77,7 +77,16 @@ pub(crate) struct HeldRow {
     pub(crate) expect: Expect,
 }
 
-const KOKUHO_SYMBOLS: [&str; 8] = ["札幌東", "青葉", "中央", "港北", "博多", "那覇", "函館", "金沢"];
+const KOKUHO_SYMBOLS: [&str; 8] = [
+    "札幌東",
+    "青葉",
+    "中央",
+    "港北",
+    "博多",
+    "那覇",
+    "函館",
+    "金沢",
+];
 const NOTES: [&str; 5] = ["外来", "入院", "健診", "訪問看護", "調剤"];
 
 /// `body` (ASCII digits, made by this module) followed by its check digit.
@@ -119,7 +128,11 @@ fn insurers(rng: &mut StdRng) -> Vec<Insurer> {
 fn number_under(rng: &mut StdRng, ins: &Insurer) -> (String, String, String) {
     match ins.kind {
         InsurerKind::Kyokai | InsurerKind::Kumiai => (
-            format!("{:0w$}", rng.random_range(0..10_000_000u32), w = rng.random_range(4..=8)),
+            format!(
+                "{:0w$}",
+                rng.random_range(0..10_000_000u32),
+                w = rng.random_range(4..=8)
+            ),
             format!("{}", rng.random_range(1..10_000_000u32)),
             format!("{:02}", rng.random_range(0..4)),
         ),
@@ -235,7 +248,9 @@ pub(crate) fn generate(seed: u64, persons: usize, held: usize) -> World {
         let mut chosen = nums.clone();
         chosen.shuffle(&mut rng);
         for &i in chosen.iter().take(k) {
-            let Some(n) = registry[i].parsed() else { continue };
+            let Some(n) = registry[i].parsed() else {
+                continue;
+            };
             let expect = Expect::Person(registry[i].person.clone());
             let copies = if rng.random_range(0..10) == 0 { 2 } else { 1 };
             for _ in 0..copies {
@@ -274,8 +289,14 @@ pub(crate) fn generate(seed: u64, persons: usize, held: usize) -> World {
             let mut ins = r.insurer.clone().into_bytes();
             let last = ins.len() - 1;
             ins[last] = b'0' + (ins[last] - b'0' + 1) % 10;
-            format!("{}-{}-{}{}", String::from_utf8_lossy(&ins), r.symbol, r.number, r.branch)
-                .replace("--", "-")
+            format!(
+                "{}-{}-{}{}",
+                String::from_utf8_lossy(&ins),
+                r.symbol,
+                r.number,
+                r.branch
+            )
+            .replace("--", "-")
         } else {
             format!("{}:{}:{}:", r.insurer, r.symbol, r.number)
         };
@@ -287,7 +308,10 @@ pub(crate) fn generate(seed: u64, persons: usize, held: usize) -> World {
         });
     }
     rows.shuffle(&mut rng);
-    World { registry, held: rows }
+    World {
+        registry,
+        held: rows,
+    }
 }
 
 #[cfg(test)]
@@ -322,9 +346,15 @@ mod tests {
         }
         assert!(kinds.iter().all(|&k| k > 0), "{kinds:?}");
         assert!(w.held.iter().any(|h| h.insured_number.contains('－')));
-        let check_digits: HashSet<u8> =
-            w.registry.iter().map(|r| *r.insurer.as_bytes().last().unwrap()).collect();
-        assert!(check_digits.len() >= 8, "check digits vary: {check_digits:?}");
+        let check_digits: HashSet<u8> = w
+            .registry
+            .iter()
+            .map(|r| *r.insurer.as_bytes().last().unwrap())
+            .collect();
+        assert!(
+            check_digits.len() >= 8,
+            "check digits vary: {check_digits:?}"
+        );
         assert!(w.held.iter().any(|h| h.insured_number.contains('：')));
     }
 }
