@@ -455,6 +455,13 @@ impl<'a> Session<'a> {
                                 )));
                             }
                             let entries = chunk.entries.into_vec();
+                            if entries.is_empty() && offset < total {
+                                // An empty chunk before the end makes no progress: a server
+                                // sending only those would stall the run forever.
+                                return Err(protocol(format!(
+                                    "empty TableChunk at entry {offset} of {total}"
+                                )));
+                            }
                             let converted: Vec<_> = entries
                                 .iter()
                                 .map(|e| {

@@ -23,7 +23,7 @@ pub const PARALLEL_THRESHOLD: usize = 64;
 
 /// Elements per parallel chunk: large enough that the one inversion of a chunk's batch
 /// compression is negligible, small enough to balance two to dozens of cores.
-const CHUNK: usize = 256;
+const CHUNK: usize = 64;
 
 /// `DeserializeElement`: a canonical, non-identity ristretto255 element.
 pub fn decode_element(

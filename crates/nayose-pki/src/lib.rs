@@ -77,6 +77,16 @@ pub fn client_id_of(cert_der: &[u8]) -> Result<String, PkiError> {
             "more than one subject CommonName".into(),
         ));
     }
+    // wire.md §2: the CommonName is a UTF8String or a PrintableString; other string types
+    // (which x509-parser would also read) are refused so every server applies one rule.
+    let tag = cn.attr_value().tag();
+    if tag != x509_parser::der_parser::asn1_rs::Tag::Utf8String
+        && tag != x509_parser::der_parser::asn1_rs::Tag::PrintableString
+    {
+        return Err(PkiError::NoClientId(
+            "a CommonName that is neither a UTF8String nor a PrintableString".into(),
+        ));
+    }
     let id = cn
         .as_str()
         .map_err(|_| PkiError::NoClientId("a CommonName that is not a string".into()))?;

@@ -196,7 +196,8 @@ fn decode_persons(
     let mut rest = bytes
         .strip_prefix(PERSONS_MAGIC.as_slice())
         .ok_or_else(|| corrupt(dir_name, path, "wrong file header (not a persons file)"))?;
-    let mut out = Vec::with_capacity(expected as usize);
+    // `expected` comes from the manifest: never reserve more than the file could hold.
+    let mut out = Vec::with_capacity((expected as usize).min(bytes.len() / 2));
     while !rest.is_empty() {
         let Some((len, tail)) = rest.split_first_chunk::<2>() else {
             return Err(corrupt(dir_name, path, "truncated person id length"));

@@ -114,6 +114,11 @@ impl Drop for ConnTaskGuard {
     }
 }
 
+/// The longest valid request payload: an Evaluate with the most elements (message type u32,
+/// epoch id, u64 count, the elements).
+const MAX_REQUEST_LEN: usize =
+    4 + nayose_wire::EPOCH_ID_LEN + 8 + nayose_wire::MAX_BATCH_ELEMENTS * nayose_wire::ELEMENT_LEN;
+
 /// The server node's entry point.
 #[derive(Debug, Clone, Copy)]
 pub struct Server;
@@ -752,6 +757,17 @@ async fn read_request(
     }
     *bytes_in += FRAME_HEADER_LEN as u64;
     let len = frame_len(hdr).map_err(|e| ReadFail::Bad(e, true))?;
+    // No request is longer than a full Evaluate (wire.md §5): refuse longer frames before
+    // allocating, so a client cannot make the server hold 4 MiB per stream.
+    if len > MAX_REQUEST_LEN {
+        return Err(ReadFail::Bad(
+            WireError::FrameTooLarge {
+                len: len as u64,
+                max: MAX_REQUEST_LEN,
+            },
+            true,
+        ));
+    }
     let mut payload = vec![0u8; len];
     match recv.read_exact(&mut payload).await {
         Ok(()) => {}
@@ -1020,11 +1036,10 @@ async fn send_answer(
     if ok {
         let _ = send.finish();
         let _ = tokio::time::timeout(Duration::from_secs(10), send.stopped()).await;
-    } else if let Some(c) = ans.charge.take() {
-        // flows.md §4.2: a response that could not be written is refunded.
-        ans.counters.evaluations = 0;
-        refund(shared, ctx, c).await;
     }
+    // flows.md §4.2: evaluations are charged once computed, even when the answer could not be
+    // written: a client can read the evaluated elements and then reset the stream before the
+    // proof, so a refund here would be an unmetered oracle.
     ans.counters.bytes_out += bytes_out;
     shared.stats.record(ctx.client.as_str(), ans.counters);
 }
@@ -1070,7 +1085,8 @@ async fn stream_table(
             entries: list,
         });
         if write_frame(send, &r, bytes_out).await.is_err() {
-            return (at - ts.offset, false);
+            // A chunk whose write started counts as sent: the client may hold most of it.
+            return (end - ts.offset, false);
         }
         at = end;
     }
