@@ -209,8 +209,10 @@ impl Conn {
     /// Sends `request` and returns its one response (an Error response becomes a [`Failure`]).
     pub(crate) async fn call(&self, request: &Request) -> Result<Response, Failure> {
         let mut stream = self.send(request).await?;
+        // wire.md §7 / flows.md §4.3: a stream that ends without a response is a transit
+        // failure (e.g. the server was stopped mid-request): reconnect and send again.
         let response = stream.next(request).await?.ok_or_else(|| {
-            protocol(format!(
+            Failure::Transport(format!(
                 "{} stream ended without a response",
                 request.name()
             ))
