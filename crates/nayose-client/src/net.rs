@@ -164,10 +164,13 @@ impl Conn {
 
     /// Closes the connection politely.
     pub(crate) fn close(&self) {
-        self.conn.close(
-            CloseCode::NoError.to_u32().into(),
-            CloseCode::NoError.reason(),
-        );
+        self.close_with(CloseCode::NoError);
+    }
+
+    /// Closes the connection with `code` (wire.md §2.5), e.g. `ProtocolViolation` after the
+    /// server broke the protocol.
+    pub(crate) fn close_with(&self, code: CloseCode) {
+        self.conn.close(code.to_u32().into(), code.reason());
     }
 
     fn lost(&self, what: &str, e: impl std::fmt::Display) -> Failure {

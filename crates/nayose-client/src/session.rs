@@ -317,7 +317,15 @@ impl<'a> Session<'a> {
                 }
                 Err(Interrupt::Restart)
             }
-            Failure::Fatal(e) => Err(Interrupt::Fatal(e)),
+            Failure::Fatal(e) => {
+                if matches!(e, ClientError::Protocol(_))
+                    && let Some(c) = self.conn.take()
+                {
+                    // wire.md: a peer that broke the protocol is told so with 0x1.
+                    c.close_with(nayose_wire::CloseCode::ProtocolViolation);
+                }
+                Err(Interrupt::Fatal(e))
+            }
         }
     }
 

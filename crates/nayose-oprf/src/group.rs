@@ -21,9 +21,12 @@ use crate::{ELEMENT_LEN, OprfError};
 /// Batches with at least this many elements are spread over all cores.
 pub const PARALLEL_THRESHOLD: usize = 64;
 
-/// Elements per parallel chunk: large enough that the one inversion of a chunk's batch
-/// compression is negligible, small enough to balance two to dozens of cores.
-const CHUNK: usize = 64;
+/// Elements per parallel chunk: about four chunks per thread of the current pool (so two to
+/// dozens of cores balance), and never fewer than 64, so the one field inversion a chunk's batch
+/// compression costs stays below 1/64 of a scalar multiplication per element.
+fn chunk_len(n: usize) -> usize {
+    (n / (4 * rayon::current_num_threads())).max(64)
+}
 
 /// `DeserializeElement`: a canonical, non-identity ristretto255 element.
 pub fn decode_element(
@@ -97,7 +100,10 @@ pub(crate) fn mul_compress_batch(
         double_compress(&halves)
     };
     if points.len() >= PARALLEL_THRESHOLD {
-        points.par_chunks(CHUNK).flat_map_iter(chunk).collect()
+        points
+            .par_chunks(chunk_len(points.len()))
+            .flat_map_iter(chunk)
+            .collect()
     } else {
         chunk(points)
     }
@@ -116,8 +122,8 @@ pub(crate) fn mul_each_compress_batch(
     };
     if points.len() >= PARALLEL_THRESHOLD {
         halves
-            .par_chunks(CHUNK)
-            .zip(points.par_chunks(CHUNK))
+            .par_chunks(chunk_len(points.len()))
+            .zip(points.par_chunks(chunk_len(points.len())))
             .flat_map_iter(chunk)
             .collect()
     } else {
@@ -139,8 +145,8 @@ pub(crate) fn mul_each_keep_points(
     };
     if points.len() >= PARALLEL_THRESHOLD {
         halves
-            .par_chunks(CHUNK)
-            .zip(points.par_chunks(CHUNK))
+            .par_chunks(chunk_len(points.len()))
+            .zip(points.par_chunks(chunk_len(points.len())))
             .flat_map_iter(chunk)
             .unzip()
     } else {

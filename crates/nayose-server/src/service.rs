@@ -388,6 +388,15 @@ async fn accept_loop(
             incoming.refuse();
             continue;
         }
+        // Address validation (security.md, denial of service): a client must echo a Retry
+        // token before the server spends a TLS handshake on it, so spoofed source addresses
+        // cannot make the server do work or amplify traffic. Costs one round trip per connection.
+        if !incoming.remote_address_validated() && incoming.may_retry() {
+            if let Err(e) = incoming.retry() {
+                e.into_incoming().ignore();
+            }
+            continue;
+        }
         tokio::spawn(handle_connection(shared.clone(), incoming, stop.clone()));
     }
     debug!("accept loop ended");

@@ -272,6 +272,10 @@ async fn accredited_client_gets_correct_answers() {
         .await
         .unwrap();
     assert_eq!(error_code(&r[0]), ErrorCode::FrameTooLarge);
+    // Within the 4 MiB frame limit but longer than any valid request (a full Evaluate is
+    // 131,100 bytes): refused before the payload is read or allocated.
+    let r = request_raw(&conn, &131_101u32.to_le_bytes()).await.unwrap();
+    assert_eq!(error_code(&r[0]), ErrorCode::FrameTooLarge);
     let r = request_raw(&conn, &[3, 0, 0, 0, 9, 9, 9]).await.unwrap();
     assert_eq!(error_code(&r[0]), ErrorCode::BadRequest);
 
