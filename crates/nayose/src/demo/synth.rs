@@ -168,10 +168,15 @@ fn full_width(s: &str) -> String {
 
 /// One of the spellings real files use for the same number.
 fn spell(rng: &mut StdRng, n: &InsuredNumber) -> String {
-    let dashed = n.dashed();
+    // 国民健康保険 insurer numbers are printed with 6 digits on cards; files hold both forms.
+    let insurer = match n.insurer().as_str().strip_prefix("00") {
+        Some(six) if rng.random_range(0..2) == 0 => six,
+        _ => n.insurer().as_str(),
+    };
+    let dashed = n.dashed().replacen(n.insurer().as_str(), insurer, 1);
     let colon = format!(
         "{}:{}:{}:{}",
-        n.insurer().as_str(),
+        insurer,
         n.symbol().map(|s| s.as_str()).unwrap_or(""),
         n.number().as_str(),
         n.branch().map(|b| b.as_str()).unwrap_or("")
