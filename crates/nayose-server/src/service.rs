@@ -20,6 +20,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
@@ -53,7 +54,11 @@ struct Settings {
 
 struct Shared {
     s: Settings,
-    clients: AccreditedClients,
+    /// The accredited list; replaced when `clients.toml` changes (see [`reload_clients`]).
+    clients: RwLock<Arc<AccreditedClients>>,
+    clients_path: PathBuf,
+    /// Modification time and length of `clients.toml` when it was last loaded.
+    clients_stamp: Mutex<Option<(SystemTime, u64)>>,
     epoch: RwLock<Arc<Epoch>>,
     quota: QuotaBook,
     audit: AuditLog,
@@ -69,6 +74,13 @@ struct Shared {
 }
 
 impl Shared {
+    fn clients(&self) -> Arc<AccreditedClients> {
+        self.clients
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     fn epoch(&self) -> Arc<Epoch> {
         self.epoch.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -171,6 +183,7 @@ impl Server {
         let clients_path = require(&config.clients, "clients", "--clients")?;
         let listen = config.listen_addr();
 
+        let clients_stamp = file_stamp(&clients_path);
         let clients = AccreditedClients::load(&clients_path)?;
         if clients.is_empty() {
             warn!(path = %clients_path.display(), "no accredited client: every connection will be refused");
@@ -233,7 +246,9 @@ impl Server {
         let shared = Arc::new(Shared {
             busy: Semaphore::new(config.max_concurrent_requests as usize),
             s: Settings { cfg: config, data },
-            clients,
+            clients: RwLock::new(Arc::new(clients)),
+            clients_path: clients_path.clone(),
+            clients_stamp: Mutex::new(clients_stamp),
             epoch: RwLock::new(Arc::new(epoch)),
             quota,
             audit,
@@ -410,6 +425,7 @@ async fn epoch_watcher(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             _ = tokio::time::sleep(period) => {}
             _ = stop.changed() => return,
         }
+        reload_clients(&shared);
         let name = match read_current(&shared.s.data) {
             Ok(Some(n)) => n,
             Ok(None) => continue,
@@ -443,6 +459,42 @@ async fn epoch_watcher(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
                 failed = Some(name);
             }
             Err(e) => error!("epoch loading task failed: {e}"),
+        }
+    }
+}
+
+/// Modification time and length of a file, to notice that it changed.
+fn file_stamp(path: &Path) -> Option<(SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+/// Reloads `clients.toml` when it changed since it was last loaded. A file that does not parse
+/// is reported and the previous list stays in force. Removing an id takes effect on that
+/// client's next request (answered `NotAccredited`, then the connection is closed); a new
+/// `evaluations_per_day` applies from its next request on.
+fn reload_clients(shared: &Shared) {
+    let stamp = file_stamp(&shared.clients_path);
+    let mut last = shared
+        .clients_stamp
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if stamp.is_none() || stamp == *last {
+        return;
+    }
+    match AccreditedClients::load(&shared.clients_path) {
+        Ok(c) => {
+            info!(
+                path = %shared.clients_path.display(),
+                clients = c.len(),
+                "accredited clients reloaded"
+            );
+            *shared.clients.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(c);
+            *last = stamp;
+        }
+        Err(e) => {
+            error!("clients.toml changed but cannot be loaded; keeping the previous list: {e}");
+            *last = stamp;
         }
     }
 }
@@ -581,7 +633,7 @@ async fn handle_connection(
         ..AuditEntry::default()
     };
     let (client, limit) = match client_id_from(leaf.as_deref()) {
-        Ok(c) => match shared.clients.quota_of(&c) {
+        Ok(c) => match shared.clients().quota_of(&c) {
             Some(limit) => (c, limit),
             None => {
                 let why = format!("client id {c} is not accredited");
@@ -651,9 +703,10 @@ async fn handle_connection(
         close(&conn, CloseCode::Internal);
         return;
     }
+    let _ = limit;
     let ctx = Arc::new(ConnCtx {
         client: client.clone(),
-        limit,
+        conn: conn.clone(),
         peer,
         conn_id,
         cert_sha256: cert_sha256.clone(),
@@ -735,7 +788,7 @@ async fn refuse_not_accredited(
 
 struct ConnCtx {
     client: ClientId,
-    limit: u64,
+    conn: quinn::Connection,
     peer: SocketAddr,
     conn_id: u64,
     cert_sha256: String,
@@ -965,7 +1018,14 @@ async fn handle_stream(
             }
         }
     };
+    let revoked = matches!(
+        &answer.frame,
+        Some(Response::Error(e)) if e.code == ErrorCode::NotAccredited
+    );
     send_answer(&shared, &ctx, send, answer, started).await;
+    if revoked {
+        close(&ctx.conn, CloseCode::NotAccredited);
+    }
 }
 
 async fn send_answer(
@@ -1132,6 +1192,13 @@ async fn answer(
     let epoch_str = epoch.id().to_string();
     a.epoch_current = epoch_str.clone();
     let cfg = &shared.s.cfg;
+    // Accreditation is checked on every request, so removing an id from clients.toml takes
+    // effect without a restart (wire.md §2.4).
+    let Some(limit) = shared.clients().quota_of(&ctx.client) else {
+        a.outcome = "NotAccredited".into();
+        let why = format!("client id {} is no longer accredited", ctx.client);
+        return Answer::one(err_resp(ErrorCode::NotAccredited, &why), a, counters);
+    };
     if let Some(named) = req.epoch()
         && named.0 != epoch.id().to_bytes()
     {
@@ -1150,7 +1217,7 @@ async fn answer(
         Request::Info => {
             let q = shared
                 .quota
-                .status(ctx.client.as_str(), ctx.limit, shared.clock.now());
+                .status(ctx.client.as_str(), limit, shared.clock.now());
             a.quota_before = Some(q.left);
             a.quota_after = Some(q.left);
             let info = InfoResponse {
@@ -1182,7 +1249,6 @@ async fn answer(
             let now = shared.clock.now();
             let s = shared.clone();
             let client = ctx.client.to_string();
-            let limit = ctx.limit;
             let ep = epoch_str.clone();
             let admitted = tokio::task::spawn_blocking(move || {
                 s.quota.try_consume(&client, limit, n, now, &ep)

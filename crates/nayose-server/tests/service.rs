@@ -571,3 +571,66 @@ async fn a_new_epoch_is_picked_up_without_restart() {
     conn.close(0u32.into(), b"");
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_a_client_from_clients_toml_takes_effect_without_restart() {
+    init_tracing();
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&tmp.path().join("pki"), "CA");
+    let data = tmp.path().join("data");
+    let reg = tmp.path().join("registry.csv");
+    write_registry(&reg, &registry_rows(20, 0));
+    build(&data, &reg);
+    let cfg = config(&pki, &data, CLIENTS);
+    let clients_path = cfg.clients.clone().unwrap();
+    let server = Server::start(cfg).await.unwrap();
+    let (cert, key) = pki.client("hosp-b");
+    let ep = client_endpoint(&pki.ca_pem(), Some((&cert, &key)));
+    let conn = connect(&ep, server.local_addr()).await.unwrap();
+    assert_eq!(info(&conn).await.quota_left, 1000);
+
+    // A new quota applies without a restart…
+    std::fs::write(
+        &clients_path,
+        "[[client]]\nid = \"hosp-a\"\nevaluations_per_day = 1000\n\
+         [[client]]\nid = \"hosp-b\"\nevaluations_per_day = 7\n",
+    )
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + STEP;
+    while info(&conn).await.quota_left != 7 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "new quota not applied"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // …and so does a revocation: the open connection's next request is refused and closed.
+    std::fs::write(
+        &clients_path,
+        "[[client]]\nid = \"hosp-a\"\nevaluations_per_day = 1000\n",
+    )
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + STEP;
+    loop {
+        match request(&conn, &Request::Info).await {
+            Ok(r) if matches!(r.first(), Some(Response::Error(e)) if e.code == ErrorCode::NotAccredited) =>
+            {
+                break;
+            }
+            Ok(_) => {}
+            Err(_) => break, // the server already closed the connection
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "revocation not applied"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        conn.close_reason().is_some(),
+        "the server closed the revoked client's connection"
+    );
+    server.shutdown().await;
+}
