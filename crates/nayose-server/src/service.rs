@@ -948,6 +948,9 @@ async fn handle_stream(
         ..AuditEntry::default()
     };
     let read = tokio::time::timeout(timeout, read_request(&mut recv, &mut counters.bytes_in)).await;
+    // The request's slot of `max_concurrent_requests`, held until its answer is fully sent, so
+    // table streaming (FetchAll) counts against the limit as well.
+    let mut permit = None;
     let answer = match read {
         Err(_) => {
             debug!(client = %ctx.client, "request timed out");
@@ -1013,7 +1016,10 @@ async fn handle_stream(
                         e.retry_after_secs = 1;
                         Answer::one(Response::Error(e), a, counters)
                     }
-                    Ok(_permit) => answer(&shared, &ctx, req, a, counters).await,
+                    Ok(p) => {
+                        permit = Some(p);
+                        answer(&shared, &ctx, req, a, counters).await
+                    }
                 }
             }
         }
@@ -1023,6 +1029,7 @@ async fn handle_stream(
         Some(Response::Error(e)) if e.code == ErrorCode::NotAccredited
     );
     send_answer(&shared, &ctx, send, answer, started).await;
+    drop(permit);
     if revoked {
         close(&ctx.conn, CloseCode::NotAccredited);
     }
