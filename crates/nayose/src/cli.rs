@@ -91,9 +91,21 @@ enum PkiCommand {
     },
 }
 
-/// Logs go to stderr; stdout is reserved for `--json` output.
-pub(crate) fn init_logging(verbose: u8, quiet: bool) {
-    let default = match (quiet, verbose) {
+impl Cli {
+    /// Whether this is the long-running server, whose operators need its info-level status
+    /// lines (epoch pickup, per-client counters) without asking for them.
+    pub(crate) fn is_server(&self) -> bool {
+        matches!(
+            self.command,
+            Command::Server(server_cmd::ServerCommand::Serve(_))
+        )
+    }
+}
+
+/// Logs go to stderr; stdout is reserved for `--json` output. The server logs at info by
+/// default, every other command at warn; `-v`/`-q` and `RUST_LOG` override.
+pub(crate) fn init_logging(verbose: u8, quiet: bool, server: bool) {
+    let default = match (quiet, verbose + u8::from(server)) {
         (true, _) => "error",
         (false, 0) => "warn",
         (false, 1) => "info",
