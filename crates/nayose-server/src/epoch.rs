@@ -21,11 +21,7 @@ use std::ops::Range;
 use std::path::Path;
 
 use nayose_oprf::ServerKey;
-use nayose_table::{
-    ClientId, EpochId, LabelMasterKey, RECORD_LEN, RecordTable, TAG_LEN, TableEntry, Tag,
-    TagPrefix, encrypt_label, label_for,
-};
-use rayon::prelude::*;
+use nayose_table::{ClientId, EpochId, LabelMasterKey, RECORD_LEN, RecordTable, TagPrefix};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
@@ -43,8 +39,6 @@ pub(crate) const TABLE_MAGIC: &[u8; 16] = b"nayose-table-v1\n";
 pub(crate) const PERSONS_MAGIC: &[u8; 16] = b"nayose-persons1\n";
 /// Longest person id accepted, in bytes.
 pub(crate) const MAX_PERSON_ID_LEN: usize = 1024;
-/// Entries encrypted per rayon task when serving large ranges.
-const PAR_THRESHOLD: usize = 4096;
 
 /// The manifest of a published epoch (`manifest.toml`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -364,74 +358,41 @@ impl Epoch {
         &self.table[16..]
     }
 
+    /// The table as nayose-table's view; the records were checked by `RecordTable::new` at load
+    /// and never change afterwards.
+    fn view(&self) -> Result<RecordTable<'_>, nayose_table::TableError> {
+        RecordTable::from_checked(self.id, self.persons.len() as u32, self.records())
+    }
+
     /// Number of entries.
     pub(crate) fn len(&self) -> usize {
         self.records().len() / RECORD_LEN
     }
 
-    fn tag_at(&self, i: usize) -> Tag {
-        let mut t = [0u8; TAG_LEN];
-        t.copy_from_slice(&self.records()[i * RECORD_LEN..i * RECORD_LEN + TAG_LEN]);
-        Tag(t)
-    }
-
     /// The entries whose tag starts with `prefix` (a contiguous range: the table is sorted).
     pub(crate) fn range_for_prefix(&self, prefix: &TagPrefix) -> Range<usize> {
-        let first = prefix.first_tag();
-        let n = self.len();
-        let start = partition_point(n, |i| self.tag_at(i) < first);
-        let end = start + partition_point(n - start, |j| prefix.contains(&self.tag_at(start + j)));
-        start..end
-    }
-
-    fn encrypt_one(&self, i: usize, client: &ClientId) -> nayose_wire::Entry {
-        let mut rec = Zeroizing::new([0u8; RECORD_LEN]);
-        rec.copy_from_slice(&self.records()[i * RECORD_LEN..(i + 1) * RECORD_LEN]);
-        let e = TableEntry::from_record(&rec);
-        // Person indices were checked below the person count at load.
-        let person = self
-            .persons
-            .get(e.person as usize)
-            .map_or(&[][..], |p| &p[..]);
-        let label = label_for(&self.master, client, person);
-        let enc = encrypt_label(&e.label_key, client, self.id, &e.tag, &label);
-        nayose_wire::Entry {
-            tag: nayose_wire::Tag(e.tag.0),
-            label: nayose_wire::EncryptedLabel(enc.0),
-        }
+        self.view().map_or(0..0, |t| t.range_for_prefix(prefix))
     }
 
     /// Entries `range` as `client` receives them: tag and label encrypted for (client, epoch).
-    /// `range` must lie inside the table (callers derive it from the table).
+    /// `range` is clamped to the table.
     pub(crate) fn entries_for_client(
         &self,
         range: Range<usize>,
         client: &ClientId,
-    ) -> Vec<nayose_wire::Entry> {
+    ) -> Result<Vec<nayose_wire::Entry>, nayose_table::TableError> {
         let range = range.start.min(self.len())..range.end.min(self.len());
-        if range.len() < PAR_THRESHOLD {
-            range.map(|i| self.encrypt_one(i, client)).collect()
-        } else {
-            range
-                .into_par_iter()
-                .map(|i| self.encrypt_one(i, client))
-                .collect()
-        }
+        let entries =
+            self.view()?
+                .entries_for_client_par(range, client, &self.master, &self.persons)?;
+        Ok(entries
+            .into_iter()
+            .map(|(tag, label)| nayose_wire::Entry {
+                tag: nayose_wire::Tag(tag.0),
+                label: nayose_wire::EncryptedLabel(label.0),
+            })
+            .collect())
     }
-}
-
-/// The first index in `0..n` for which `pred` is false (`pred` is true then false).
-fn partition_point(n: usize, pred: impl Fn(usize) -> bool) -> usize {
-    let (mut lo, mut hi) = (0usize, n);
-    while lo < hi {
-        let mid = lo + (hi - lo) / 2;
-        if pred(mid) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    lo
 }
 
 /// A published epoch as [`check_current_epoch`] found it.

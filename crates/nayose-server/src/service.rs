@@ -1148,7 +1148,7 @@ async fn stream_table(
             e.entries_for_client(at as usize..end as usize, &client)
         })
         .await;
-        let Ok(entries) = entries else {
+        let Ok(Ok(entries)) = entries else {
             return (at - ts.offset, false);
         };
         let Ok(list) = EntryList::new(entries) else {
@@ -1403,8 +1403,8 @@ async fn answer(
             let client = ctx.client.clone();
             let entries =
                 tokio::task::spawn_blocking(move || e2.entries_for_client(range, &client)).await;
-            let list = match entries.map(EntryList::new) {
-                Ok(Ok(l)) => l,
+            let list = match entries.map(|r| r.map(EntryList::new)) {
+                Ok(Ok(Ok(l))) => l,
                 _ => return internal(a, counters, "range encryption failed"),
             };
             a.entries = Some(list.len() as u64);

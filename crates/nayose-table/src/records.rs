@@ -57,6 +57,24 @@ impl<'a> RecordTable<'a> {
         Ok(t)
     }
 
+    /// Wraps records that already passed [`RecordTable::new`], in O(1): a server checks its
+    /// table once at load and then serves every request from the same, unchanged bytes. Only the
+    /// length is checked here; the order and person-index invariants are the caller's promise.
+    pub fn from_checked(
+        epoch: EpochId,
+        person_count: u32,
+        bytes: &'a [u8],
+    ) -> Result<Self, TableError> {
+        if !bytes.len().is_multiple_of(RECORD_LEN) {
+            return Err(TableError::RecordsLength { len: bytes.len() });
+        }
+        Ok(RecordTable {
+            epoch,
+            person_count,
+            bytes,
+        })
+    }
+
     fn record(&self, i: usize) -> &'a [u8] {
         &self.bytes[i * RECORD_LEN..(i + 1) * RECORD_LEN]
     }
