@@ -1,38 +1,46 @@
-//! Constants of nayose/1 table derivation (normative values in `protocol-spec/table.md`).
+//! Constants of nayose/2 table derivation (normative values in `protocol-spec/table.md`).
 //!
-//! Every domain-separation tag (DST) is ASCII, starts with `"nayose/1 "`, and no DST is a
+//! Every domain-separation tag (DST) is ASCII, starts with `"nayose/2 "`, and no DST is a
 //! prefix of another; each hash input starts with `I2OSP(len(DST), 2) || DST`.
 
-/// Length of an OPRF output `o_y` (RFC 9497 ristretto255-SHA512 `Finalize`, `Nh` = 64).
+/// Length of an OPRF output `o_y` (RFC 9497 ristretto255-SHA512 `Finalize`).
 pub const OPRF_OUTPUT_LEN: usize = 64;
-/// Length T of a tag in bytes (128 bits; see the collision arithmetic in table.md).
+/// Tag length in bytes.
 pub const TAG_LEN: usize = 16;
-/// Length of a label in bytes (128 bits).
+/// Label and encrypted-label length in bytes.
 pub const LABEL_LEN: usize = 16;
-/// Length of a per-entry label key in bytes.
+/// Label-key length in bytes.
 pub const LABEL_KEY_LEN: usize = 32;
-/// Length of the server's label master key K_L in bytes.
+/// Length of the label master key K_L.
 pub const LABEL_MASTER_KEY_LEN: usize = 32;
-/// Length of the public identifier of a label master key.
+/// Length of K_L's public identifier.
 pub const LABEL_MASTER_KEY_ID_LEN: usize = 8;
-/// Length of an epoch id: `I2OSP(number, 8) || key check (8)`.
-pub const EPOCH_ID_LEN: usize = 16;
-/// Maximum length of a client id in bytes (minimum is 1).
+/// Length of a key period id.
+pub const KEY_PERIOD_ID_LEN: usize = 16;
+/// Length of a table digest.
+pub const TABLE_DIGEST_LEN: usize = 32;
+/// Longest client id in bytes (shortest: 1).
 pub const CLIENT_ID_MAX_LEN: usize = 64;
-/// Length of one server-local table record: `tag || label_key || I2OSP_LE(person, 4)`.
-pub const RECORD_LEN: usize = TAG_LEN + LABEL_KEY_LEN + 4;
-/// First character of a label's text form (`"g"` followed by 32 lowercase hex digits).
+/// Length of a server-local record: tag, label key, person index (u32 LE), version (u32 LE).
+pub const RECORD_LEN: usize = TAG_LEN + LABEL_KEY_LEN + 4 + 4;
+/// Length of one client-side table entry: tag, version (u32 LE), encrypted label.
+pub const CLIENT_ENTRY_LEN: usize = TAG_LEN + 4 + LABEL_LEN;
+/// The letter before the hex digits of a label's text form.
 pub const LABEL_TEXT_PREFIX: char = 'g';
 
-/// DST of the tag derivation: `tag = SHA-512(I2OSP(12,2) || DST_TAG || o_y)[0..16]`.
-pub const DST_TAG: &[u8] = b"nayose/1 tag";
-/// DST of the label-key derivation: `label_key = SHA-512(I2OSP(18,2) || DST_LABEL_KEY || o_y)[0..32]`.
-pub const DST_LABEL_KEY: &[u8] = b"nayose/1 label key";
-/// DST of the label PRF (keyed by K_L, over client id and person id).
-pub const DST_LABEL: &[u8] = b"nayose/1 label";
-/// DST of the one-time pad that encrypts a label for one (entry, client, epoch).
-pub const DST_LABEL_PAD: &[u8] = b"nayose/1 label pad";
-/// DST of the public identifier of a label master key.
-pub const DST_LABEL_MASTER_KEY_ID: &[u8] = b"nayose/1 label master key id";
-/// DST of the key check in an epoch id: `SHA-512(I2OSP(17,2) || DST_EPOCH_ID || pkS)[0..8]`.
-pub const DST_EPOCH_ID: &[u8] = b"nayose/1 epoch id";
+/// DST of the tag derivation.
+pub const DST_TAG: &[u8] = b"nayose/2 tag";
+/// DST of the label-key derivation.
+pub const DST_LABEL_KEY: &[u8] = b"nayose/2 label key";
+/// DST of the per-client label PRF.
+pub const DST_LABEL: &[u8] = b"nayose/2 label";
+/// DST of the versioned label pad.
+pub const DST_LABEL_PAD: &[u8] = b"nayose/2 label pad";
+/// DST of the label master key's public identifier.
+pub const DST_LABEL_MASTER_KEY_ID: &[u8] = b"nayose/2 label master key id";
+/// DST of the key-period id's key check.
+pub const DST_KEY_PERIOD_ID: &[u8] = b"nayose/2 key period id";
+/// DST of the table digest.
+pub const DST_TABLE_DIGEST: &[u8] = b"nayose/2 table digest";
+/// DST of the client's OPRF-cache lookup key (client-local, not on the wire).
+pub const DST_CACHE_KEY: &[u8] = b"nayose/2 oprf cache key";

@@ -12,7 +12,7 @@ use crate::consts::{
     DST_LABEL, DST_LABEL_KEY, DST_LABEL_PAD, DST_TAG, LABEL_KEY_LEN, LABEL_LEN, OPRF_OUTPUT_LEN,
     TAG_LEN,
 };
-use crate::ids::{ClientId, EpochId};
+use crate::ids::{ClientId, KeyPeriodId};
 use crate::label::{EncryptedLabel, Label};
 use crate::secrets::{LabelKey, LabelMasterKey};
 use crate::tag::Tag;
@@ -73,25 +73,32 @@ pub fn label_for(master: &LabelMasterKey, client: &ClientId, person_id: &[u8]) -
     Label(l)
 }
 
-/// The one-time pad for the entry with `tag` and `key`, made for `client` in `epoch`:
+/// The one-time pad for the entry with `tag` and `key` at entry `version`, made for `client`
+/// in `key_period`:
 ///
 /// ```text
-/// pad = SHA-512(I2OSP(18,2) || "nayose/1 label pad" || label_key
-///               || I2OSP(len(client),2) || client || epoch_id (16) || tag)[0..16]
+/// pad = SHA-512(I2OSP(18,2) || "nayose/2 label pad" || label_key
+///               || I2OSP(len(client),2) || client || key_period_id (16)
+///               || I2OSP(version, 4) || tag)[0..16]
 /// ```
+///
+/// The version is the epoch in which the entry's label last changed, so a label that changes
+/// is never encrypted under a pad used before.
 ///
 /// Exposed for test vectors; callers normally use [`encrypt_label`] / [`decrypt_label`].
 pub fn label_pad(
     key: &LabelKey,
     client: &ClientId,
-    epoch: EpochId,
+    key_period: KeyPeriodId,
+    version: u32,
     tag: &Tag,
 ) -> Zeroizing<[u8; LABEL_LEN]> {
     let mut h = hasher(DST_LABEL_PAD);
     h.update(key.as_bytes());
     h.update((client.as_bytes().len() as u16).to_be_bytes());
     h.update(client.as_bytes());
-    h.update(epoch.as_bytes());
+    h.update(key_period.as_bytes());
+    h.update(version.to_be_bytes());
     h.update(tag.as_bytes());
     let d = finish(h);
     let mut pad = Zeroizing::new([0u8; LABEL_LEN]);
@@ -99,15 +106,16 @@ pub fn label_pad(
     pad
 }
 
-/// Encrypts `label` for `client` in `epoch` under the entry's key: `label XOR pad`.
+/// Encrypts `label` for `client` at entry `version` in `key_period` under the entry's key: `label XOR pad`.
 pub fn encrypt_label(
     key: &LabelKey,
     client: &ClientId,
-    epoch: EpochId,
+    key_period: KeyPeriodId,
+    version: u32,
     tag: &Tag,
     label: &Label,
 ) -> EncryptedLabel {
-    let pad = label_pad(key, client, epoch, tag);
+    let pad = label_pad(key, client, key_period, version, tag);
     let mut c = [0u8; LABEL_LEN];
     for i in 0..LABEL_LEN {
         c[i] = label.0[i] ^ pad[i];
@@ -121,11 +129,12 @@ pub fn encrypt_label(
 pub fn decrypt_label(
     key: &LabelKey,
     client: &ClientId,
-    epoch: EpochId,
+    key_period: KeyPeriodId,
+    version: u32,
     tag: &Tag,
     encrypted: &EncryptedLabel,
 ) -> Label {
-    let pad = label_pad(key, client, epoch, tag);
+    let pad = label_pad(key, client, key_period, version, tag);
     let mut l = [0u8; LABEL_LEN];
     for i in 0..LABEL_LEN {
         l[i] = encrypted.0[i] ^ pad[i];
@@ -148,37 +157,46 @@ mod tests {
         let b = ClientId::new("client-b").unwrap();
         let (tag, key) = derive_entry_secrets(&o(1));
         let la = label_for(&master, &a, b"person-1");
-        let e = encrypt_label(&key, &a, EpochId::new(5, &[1; 32]), &tag, &la);
+        let e = encrypt_label(&key, &a, KeyPeriodId::new(5, &[1; 32]), 9, &tag, &la);
         assert_eq!(
-            decrypt_label(&key, &a, EpochId::new(5, &[1; 32]), &tag, &e),
+            decrypt_label(&key, &a, KeyPeriodId::new(5, &[1; 32]), 9, &tag, &e),
             la
         );
         // A different client, epoch, tag or key opens a different label.
         assert_ne!(
-            decrypt_label(&key, &b, EpochId::new(5, &[1; 32]), &tag, &e),
+            decrypt_label(&key, &b, KeyPeriodId::new(5, &[1; 32]), 9, &tag, &e),
             la
         );
         assert_ne!(
-            decrypt_label(&key, &a, EpochId::new(6, &[1; 32]), &tag, &e),
+            decrypt_label(&key, &a, KeyPeriodId::new(6, &[1; 32]), 9, &tag, &e),
             la
         );
         assert_ne!(
-            decrypt_label(&key, &a, EpochId::new(5, &[2; 32]), &tag, &e),
+            decrypt_label(&key, &a, KeyPeriodId::new(5, &[2; 32]), 9, &tag, &e),
             la
         );
         let (tag2, key2) = derive_entry_secrets(&o(2));
         assert_ne!(
-            decrypt_label(&key, &a, EpochId::new(5, &[1; 32]), &tag2, &e),
+            decrypt_label(&key, &a, KeyPeriodId::new(5, &[1; 32]), 9, &tag2, &e),
             la
         );
         assert_ne!(
-            decrypt_label(&key2, &a, EpochId::new(5, &[1; 32]), &tag, &e),
+            decrypt_label(&key2, &a, KeyPeriodId::new(5, &[1; 32]), 9, &tag, &e),
             la
         );
         // The same label encrypted for two epochs gives unrelated ciphertexts.
         assert_ne!(
-            encrypt_label(&key, &a, EpochId::new(6, &[1; 32]), &tag, &la),
+            encrypt_label(&key, &a, KeyPeriodId::new(6, &[1; 32]), 9, &tag, &la),
             e
+        );
+        // A new version (a relabel) never reuses the pad of the old one.
+        assert_ne!(
+            label_pad(&key, &a, KeyPeriodId::new(5, &[1; 32]), 10, &tag)[..],
+            label_pad(&key, &a, KeyPeriodId::new(5, &[1; 32]), 9, &tag)[..]
+        );
+        assert_ne!(
+            decrypt_label(&key, &a, KeyPeriodId::new(5, &[1; 32]), 10, &tag, &e),
+            la
         );
     }
 

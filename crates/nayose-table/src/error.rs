@@ -34,24 +34,6 @@ pub enum TableError {
         /// The rejected text (at most 80 characters).
         text: String,
     },
-    /// A tag prefix is not canonical.
-    #[error("invalid tag prefix ({bits} bits, {len} bytes): {reason}")]
-    InvalidPrefix {
-        /// The prefix length in bits that was given.
-        bits: u16,
-        /// The number of prefix bytes that were given.
-        len: usize,
-        /// Which rule it broke.
-        reason: &'static str,
-    },
-    /// The list of OPRF outputs and the list of person indices have different lengths.
-    #[error("{outputs} OPRF outputs but {persons} person indices; they must pair up one to one")]
-    LengthMismatch {
-        /// Number of OPRF outputs given.
-        outputs: usize,
-        /// Number of person indices given.
-        persons: usize,
-    },
     /// A person index is not below the table's person count.
     #[error("person index {index} is out of range: the table has {person_count} persons")]
     PersonIndexOutOfRange {
@@ -88,8 +70,8 @@ pub enum TableError {
         /// Number of entries in the table.
         len: usize,
     },
-    /// A record buffer's length is not a multiple of the 52-byte record length.
-    #[error("record buffer of {len} bytes is not a whole number of 52-byte records")]
+    /// A record buffer's length is not a multiple of the 56-byte record length.
+    #[error("record buffer of {len} bytes is not a whole number of 56-byte records")]
     RecordsLength {
         /// The buffer length in bytes.
         len: usize,
@@ -97,41 +79,62 @@ pub enum TableError {
     /// Server-local records are not in strictly ascending tag order.
     #[error(
         "record {index} does not have a tag strictly greater than record {}; the record file is \
-         corrupt or was not written by an EpochTable",
+         corrupt or was not written by nayose",
         index - 1
     )]
     RecordsNotSorted {
         /// Index of the first record out of order.
         index: usize,
     },
-    /// The minimum range size k of the k-anonymity helper must be at least 1.
-    #[error("minimum range size k must be at least 1")]
-    ZeroMinimumRange,
-    /// Fetched entries are not in strictly ascending tag order (within a response, or the
-    /// first entry of a response is below the last entry of the previous one: index 0).
+    /// Entries (of a base, a delta list or a digest input) are not in strictly ascending tag
+    /// order.
     #[error(
-        "fetched entry {index} has a tag below the entry before it (index 0: below the previous \
-         response); the server's response is malformed or responses were processed out of order"
+        "entry {index} (tag {tag}) is not above the entry before it; the server's response or \
+         the cached table is malformed"
     )]
-    FetchedNotSorted {
-        /// Index (in the fetched slice) of the first entry out of order.
-        index: usize,
-    },
-    /// A fetched entry repeats a tag: within one response or across two responses.
-    #[error("fetched tag {tag} appears twice; the server's responses overlap or are malformed")]
-    FetchedDuplicate {
-        /// The repeated tag, lowercase hex.
+    NotAscending {
+        /// Index of the first entry out of order.
+        index: u64,
+        /// Its tag, lowercase hex.
         tag: String,
     },
-    /// A fetched entry lies outside the prefix range it was fetched for.
-    #[error("fetched entry {index} (tag {tag}) is outside the requested prefix {prefix}")]
-    FetchedOutsidePrefix {
-        /// Index of the entry in the fetched slice.
+    /// A digest received more or fewer entries than announced.
+    #[error("the table digest covers {expected} entries but {got} were given")]
+    DigestCount {
+        /// The announced count.
+        expected: u64,
+        /// The count given.
+        got: u64,
+    },
+    /// An entry's version is above the epoch of its table.
+    #[error("entry {index} has version {version}, after the table's epoch {epoch}")]
+    VersionAfterEpoch {
+        /// Entry index.
         index: usize,
-        /// The entry's tag, lowercase hex.
+        /// Its version.
+        version: u32,
+        /// The table's epoch.
+        epoch: u32,
+    },
+    /// A delta is not for an epoch after the table's.
+    #[error("a delta for epoch {delta} cannot be applied to the table of epoch {table}")]
+    DeltaNotNewer {
+        /// The table's epoch.
+        table: u32,
+        /// The delta's epoch.
+        delta: u32,
+    },
+    /// A delta removes a tag the table does not have.
+    #[error("the delta removes tag {tag}, which the table does not hold")]
+    DeltaRemovesAbsent {
+        /// The tag, lowercase hex.
         tag: String,
-        /// The requested prefix.
-        prefix: String,
+    },
+    /// A delta both removes and upserts one tag.
+    #[error("the delta both removes and adds tag {tag}")]
+    DeltaConflict {
+        /// The tag, lowercase hex.
+        tag: String,
     },
 }
 

@@ -1,15 +1,15 @@
-//! Client ids and epoch ids.
+//! Client ids and key period ids.
 //!
 //! Invariant: a [`ClientId`] always holds 1..=64 bytes from `[A-Za-z0-9._-]` (so it is ASCII,
-//! needs no normalisation and its bytes are its string). An [`EpochId`] is 16 bytes: the
-//! epoch's sequence number and a check value binding it to the epoch's VOPRF public key.
+//! needs no normalisation and its bytes are its string). A [`KeyPeriodId`] is 16 bytes: the
+//! key period's sequence number and a check value binding it to the key period's VOPRF public key.
 
 use std::fmt;
 use std::str::FromStr;
 
 use sha2::{Digest, Sha512};
 
-use crate::consts::{CLIENT_ID_MAX_LEN, DST_EPOCH_ID, EPOCH_ID_LEN};
+use crate::consts::{CLIENT_ID_MAX_LEN, DST_KEY_PERIOD_ID, KEY_PERIOD_ID_LEN};
 use crate::error::{TableError, excerpt};
 
 /// The identity of an accredited client, as carried in its certificate (see wire.md).
@@ -92,43 +92,43 @@ impl TryFrom<&str> for ClientId {
     }
 }
 
-/// The id of one epoch (16 bytes): `I2OSP(number, 8) || check`, where `number` is the epoch's
-/// sequence number (strictly increasing) and
-/// `check = SHA-512(I2OSP(17,2) || "nayose/1 epoch id" || pkS)[0..8]` binds the id to the
-/// epoch's VOPRF public key pkS. Bytewise order is sequence-number order.
+/// The id of one key period (16 bytes): `I2OSP(number, 8) || check`, where `number` is the key
+/// period's sequence number (strictly increasing) and
+/// `check = SHA-512(I2OSP(22,2) || "nayose/2 key period id" || pkS)[0..8]` binds the id to the
+/// key period's VOPRF public key pkS. Bytewise order is sequence-number order.
 ///
 /// Carried opaquely on the wire; a client checks it against the pkS it received
-/// ([`EpochId::matches_public_key`]) and keys its table cache by it, so a key change can never
-/// hide behind an unchanged epoch id. Enters the label pad as its 16 bytes.
+/// ([`KeyPeriodId::matches_public_key`]) and keys its table cache by it, so a key change can never
+/// hide behind an unchanged key period id. Enters the label pad and the table digest as its 16 bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct EpochId([u8; EPOCH_ID_LEN]);
+pub struct KeyPeriodId([u8; KEY_PERIOD_ID_LEN]);
 
-impl EpochId {
-    /// The id of epoch `number` whose VOPRF public key (serialized element) is `public_key`.
+impl KeyPeriodId {
+    /// The id of key period `number` whose VOPRF public key (serialized element) is `public_key`.
     pub fn new(number: u64, public_key: &[u8; 32]) -> Self {
-        let mut id = [0u8; EPOCH_ID_LEN];
+        let mut id = [0u8; KEY_PERIOD_ID_LEN];
         id[..8].copy_from_slice(&number.to_be_bytes());
         id[8..].copy_from_slice(&key_check(public_key));
-        EpochId(id)
+        KeyPeriodId(id)
     }
 
     /// Wraps 16 bytes received from the wire (any 16 bytes are a well-formed id; use
-    /// [`EpochId::matches_public_key`] to check one against pkS).
-    pub fn from_bytes(bytes: [u8; EPOCH_ID_LEN]) -> Self {
-        EpochId(bytes)
+    /// [`KeyPeriodId::matches_public_key`] to check one against pkS).
+    pub fn from_bytes(bytes: [u8; KEY_PERIOD_ID_LEN]) -> Self {
+        KeyPeriodId(bytes)
     }
 
     /// The 16 bytes, as they go on the wire and into the label pad.
-    pub fn to_bytes(self) -> [u8; EPOCH_ID_LEN] {
+    pub fn to_bytes(self) -> [u8; KEY_PERIOD_ID_LEN] {
         self.0
     }
 
     /// The 16 bytes by reference.
-    pub fn as_bytes(&self) -> &[u8; EPOCH_ID_LEN] {
+    pub fn as_bytes(&self) -> &[u8; KEY_PERIOD_ID_LEN] {
         &self.0
     }
 
-    /// The epoch's sequence number (the first 8 bytes, big-endian).
+    /// The key period's sequence number (the first 8 bytes, big-endian).
     pub fn number(self) -> u64 {
         let mut n = [0u8; 8];
         n.copy_from_slice(&self.0[..8]);
@@ -143,8 +143,8 @@ impl EpochId {
 
 fn key_check(public_key: &[u8; 32]) -> [u8; 8] {
     let mut h = Sha512::new();
-    h.update((DST_EPOCH_ID.len() as u16).to_be_bytes());
-    h.update(DST_EPOCH_ID);
+    h.update((DST_KEY_PERIOD_ID.len() as u16).to_be_bytes());
+    h.update(DST_KEY_PERIOD_ID);
     h.update(public_key);
     let d: [u8; 64] = h.finalize().into();
     let mut c = [0u8; 8];
@@ -152,7 +152,7 @@ fn key_check(public_key: &[u8; 32]) -> [u8; 8] {
     c
 }
 
-impl fmt::Display for EpochId {
+impl fmt::Display for KeyPeriodId {
     /// `<number>-<16 hex digits of the key check>`, e.g. `42-1f2e3d4c5b6a7988`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}-", self.number())?;
@@ -182,15 +182,15 @@ mod tests {
     }
 
     #[test]
-    fn epoch_id_layout() {
+    fn key_period_id_layout() {
         let pk = [9u8; 32];
-        let e = EpochId::new(0x0102_0304_0506_0708, &pk);
+        let e = KeyPeriodId::new(0x0102_0304_0506_0708, &pk);
         assert_eq!(&e.to_bytes()[..8], &[1, 2, 3, 4, 5, 6, 7, 8]);
         assert_eq!(e.number(), 0x0102_0304_0506_0708);
         assert!(e.matches_public_key(&pk));
         assert!(!e.matches_public_key(&[8u8; 32]));
-        assert_eq!(EpochId::from_bytes(e.to_bytes()), e);
-        assert!(EpochId::new(1, &pk) < EpochId::new(2, &[0u8; 32]));
+        assert_eq!(KeyPeriodId::from_bytes(e.to_bytes()), e);
+        assert!(KeyPeriodId::new(1, &pk) < KeyPeriodId::new(2, &[0u8; 32]));
         assert!(e.to_string().starts_with("72623859790382856-"));
     }
 }

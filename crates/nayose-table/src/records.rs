@@ -1,44 +1,56 @@
-//! A read-only view of the server-local record format (e.g. over a memory-mapped file).
+//! A read-only view of the server-local record format (e.g. over a file read or mapped into
+//! memory).
 //!
-//! A record is `tag (16) || label_key (32) || person (u32 little-endian, 4)` = 52 bytes; a
-//! record buffer is records back to back, nothing else (any file header is the server's
+//! A record is `tag (16) || label_key (32) || person (u32 LE) || version (u32 LE)` = 56 bytes;
+//! a record buffer is records back to back, nothing else (any file header is the server's
 //! business). Invariants of a [`RecordTable`] (checked once by [`RecordTable::new`]): the buffer
-//! is a whole number of records, the tags are strictly ascending, and every person index is
-//! below the person count. This format is server-local: it never crosses the wire.
+//! is a whole number of records, the tags are strictly ascending, every person index is below
+//! the person count, and no version is above the table's epoch. This format is server-local:
+//! it never crosses the wire.
 
 use std::ops::Range;
 
 use rayon::prelude::*;
 
-use crate::consts::{LABEL_KEY_LEN, RECORD_LEN, TAG_LEN};
+use crate::client_table::ClientEntry;
+use crate::consts::{RECORD_LEN, TAG_LEN};
+use crate::digest::{DigestBuilder, TableDigest};
 use crate::error::TableError;
-use crate::ids::{ClientId, EpochId};
-use crate::kanon;
-use crate::label::EncryptedLabel;
-use crate::secrets::{LabelKey, LabelMasterKey};
-use crate::table::{SortedRows, client_entries, client_entries_par, prefix_range};
-use crate::tag::{Tag, TagPrefix};
+use crate::ids::{ClientId, KeyPeriodId};
+use crate::secrets::LabelMasterKey;
+use crate::table::{TableEntry, encrypt_entry};
+use crate::tag::Tag;
 
-/// An epoch table read from server-local records without copying them.
+/// Ranges at least this long are encrypted in parallel.
+const PAR_THRESHOLD: usize = 4096;
+
+/// A checked, borrowed table of 56-byte records of one epoch.
 #[derive(Debug, Clone, Copy)]
 pub struct RecordTable<'a> {
-    epoch: EpochId,
+    key_period: KeyPeriodId,
+    epoch: u32,
     person_count: u32,
     bytes: &'a [u8],
 }
 
 impl<'a> RecordTable<'a> {
-    /// Checks `bytes` (records back to back) and wraps them. O(N), parallel.
-    pub fn new(epoch: EpochId, person_count: u32, bytes: &'a [u8]) -> Result<Self, TableError> {
+    /// Checks `bytes` (see the module invariants) and wraps them.
+    pub fn new(
+        key_period: KeyPeriodId,
+        epoch: u32,
+        person_count: u32,
+        bytes: &'a [u8],
+    ) -> Result<Self, TableError> {
         if !bytes.len().is_multiple_of(RECORD_LEN) {
             return Err(TableError::RecordsLength { len: bytes.len() });
         }
         let t = RecordTable {
+            key_period,
             epoch,
             person_count,
             bytes,
         };
-        let n = t.row_count();
+        let n = t.len();
         if let Some(i) = (0..n)
             .into_par_iter()
             .find_first(|&i| t.person_at(i) >= person_count)
@@ -46,6 +58,13 @@ impl<'a> RecordTable<'a> {
             return Err(TableError::PersonIndexOutOfRange {
                 index: t.person_at(i),
                 person_count,
+            });
+        }
+        if let Some(i) = (0..n).into_par_iter().find_first(|&i| t.version(i) > epoch) {
+            return Err(TableError::VersionAfterEpoch {
+                index: i,
+                version: t.version(i),
+                epoch,
             });
         }
         if let Some(i) = (1..n)
@@ -57,24 +76,6 @@ impl<'a> RecordTable<'a> {
         Ok(t)
     }
 
-    /// Wraps records that already passed [`RecordTable::new`], in O(1): a server checks its
-    /// table once at load and then serves every request from the same, unchanged bytes. Only the
-    /// length is checked here; the order and person-index invariants are the caller's promise.
-    pub fn from_checked(
-        epoch: EpochId,
-        person_count: u32,
-        bytes: &'a [u8],
-    ) -> Result<Self, TableError> {
-        if !bytes.len().is_multiple_of(RECORD_LEN) {
-            return Err(TableError::RecordsLength { len: bytes.len() });
-        }
-        Ok(RecordTable {
-            epoch,
-            person_count,
-            bytes,
-        })
-    }
-
     fn record(&self, i: usize) -> &'a [u8] {
         &self.bytes[i * RECORD_LEN..(i + 1) * RECORD_LEN]
     }
@@ -83,104 +84,115 @@ impl<'a> RecordTable<'a> {
         &self.record(i)[..TAG_LEN]
     }
 
+    fn u32_at(&self, i: usize, off: usize) -> u32 {
+        let r = self.record(i);
+        u32::from_le_bytes([r[off], r[off + 1], r[off + 2], r[off + 3]])
+    }
+
+    fn person_at(&self, i: usize) -> u32 {
+        self.u32_at(i, RECORD_LEN - 8)
+    }
+
+    /// The key period the table belongs to.
+    pub fn key_period(&self) -> KeyPeriodId {
+        self.key_period
+    }
+
     /// The table's epoch.
-    pub fn epoch(&self) -> EpochId {
+    pub fn epoch(&self) -> u32 {
         self.epoch
     }
 
-    /// The number of persons the entries refer to.
-    pub fn person_count(&self) -> u32 {
-        self.person_count
-    }
-
-    /// Number of entries N.
+    /// Number of entries.
     pub fn len(&self) -> usize {
-        self.row_count()
+        self.bytes.len() / RECORD_LEN
     }
 
-    /// Whether the table has no entries.
+    /// Whether the table has no entry.
     pub fn is_empty(&self) -> bool {
         self.bytes.is_empty()
     }
 
     /// The tag of entry `i` (panics if `i >= len()`, like slice indexing).
     pub fn tag(&self, i: usize) -> Tag {
-        self.tag_at(i)
+        let mut t = [0u8; TAG_LEN];
+        t.copy_from_slice(self.tag_bytes(i));
+        Tag(t)
     }
 
-    /// The contiguous range of entries whose tags start with `prefix` (empty if none).
-    pub fn range_for_prefix(&self, prefix: &TagPrefix) -> Range<usize> {
-        prefix_range(self, prefix)
+    /// The version of entry `i`.
+    pub fn version(&self, i: usize) -> u32 {
+        self.u32_at(i, RECORD_LEN - 4)
     }
 
-    /// See [`crate::EpochTable::entries_for_client`].
-    pub fn entries_for_client<P: AsRef<[u8]>>(
-        &self,
-        range: Range<usize>,
-        client: &'a ClientId,
-        master: &'a LabelMasterKey,
-        person_ids: &'a [P],
-    ) -> Result<impl Iterator<Item = (Tag, EncryptedLabel)> + 'a, TableError> {
-        client_entries(
-            *self,
-            self.person_count,
-            range,
-            client,
-            self.epoch,
-            master,
-            person_ids,
-        )
+    /// Entry `i`, with its secret label key.
+    pub fn entry(&self, i: usize) -> TableEntry {
+        // A record slice is exactly RECORD_LEN bytes, so from_record cannot fail here.
+        TableEntry::from_record(self.record(i)).unwrap_or_else(|_| unreachable!())
     }
 
-    /// See [`crate::EpochTable::entries_for_client_par`].
-    pub fn entries_for_client_par<P: AsRef<[u8]> + Sync>(
+    /// The index of the entry with `tag`, if any (binary search).
+    pub fn find(&self, tag: &Tag) -> Option<usize> {
+        let (mut lo, mut hi) = (0usize, self.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.tag_bytes(mid).cmp(&tag.0[..]) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Some(mid),
+            }
+        }
+        None
+    }
+
+    /// The table digest of this epoch's state.
+    pub fn digest(&self) -> TableDigest {
+        let mut b = DigestBuilder::new(self.key_period, self.epoch, self.len() as u64);
+        for i in 0..self.len() {
+            // Ascending and counted by construction (checked in `new`).
+            if b.push(&self.tag(i), self.version(i)).is_err() {
+                unreachable!("a checked record table is strictly ascending");
+            }
+        }
+        b.finish().unwrap_or_else(|_| unreachable!())
+    }
+
+    /// Entries `range` as `client` receives them (a base chunk), encrypted in parallel for
+    /// long ranges.
+    pub fn entries_for_client<P: AsRef<[u8]> + Sync>(
         &self,
         range: Range<usize>,
         client: &ClientId,
         master: &LabelMasterKey,
         person_ids: &[P],
-    ) -> Result<Vec<(Tag, EncryptedLabel)>, TableError> {
-        client_entries_par(
-            self,
-            self.person_count,
-            range,
-            client,
-            self.epoch,
-            master,
-            person_ids,
-        )
-    }
-
-    /// See [`crate::EpochTable::min_prefix_range_len`].
-    pub fn min_prefix_range_len(&self, bits: u8) -> usize {
-        kanon::min_prefix_range_len(self, bits)
-    }
-
-    /// See [`crate::EpochTable::k_anonymous_prefix_bits`].
-    pub fn k_anonymous_prefix_bits(&self, k: u64) -> Result<Option<u8>, TableError> {
-        kanon::k_anonymous_prefix_bits(self, k)
-    }
-}
-
-impl SortedRows for RecordTable<'_> {
-    fn row_count(&self) -> usize {
-        self.bytes.len() / RECORD_LEN
-    }
-    fn tag_at(&self, i: usize) -> Tag {
-        let mut t = [0u8; TAG_LEN];
-        t.copy_from_slice(self.tag_bytes(i));
-        Tag(t)
-    }
-    fn key_at(&self, i: usize) -> LabelKey {
-        let r = self.record(i);
-        let mut k = zeroize::Zeroizing::new([0u8; LABEL_KEY_LEN]);
-        k.copy_from_slice(&r[TAG_LEN..TAG_LEN + LABEL_KEY_LEN]);
-        LabelKey::from_bytes(&k)
-    }
-    fn person_at(&self, i: usize) -> u32 {
-        let r = self.record(i);
-        let mut p = [0u8; 4];
-        p.copy_from_slice(&r[TAG_LEN + LABEL_KEY_LEN..]);
-        u32::from_le_bytes(p)
+    ) -> Result<Vec<ClientEntry>, TableError> {
+        if range.start > range.end || range.end > self.len() {
+            return Err(TableError::RangeOutOfBounds {
+                start: range.start,
+                end: range.end,
+                len: self.len(),
+            });
+        }
+        if person_ids.len() != self.person_count as usize {
+            return Err(TableError::PersonIdsMismatch {
+                expected: self.person_count,
+                got: person_ids.len(),
+            });
+        }
+        let one = |i: usize| {
+            let e = self.entry(i);
+            encrypt_entry(
+                &e,
+                client,
+                self.key_period,
+                master,
+                person_ids[e.person as usize].as_ref(),
+            )
+        };
+        if range.len() < PAR_THRESHOLD {
+            Ok(range.map(one).collect())
+        } else {
+            Ok(range.into_par_iter().map(one).collect())
+        }
     }
 }
