@@ -1,4 +1,4 @@
-//! The nayose/1 wire codec: every byte of `protocol-spec/wire.md`.
+//! The nayose/2 wire codec: every byte of `protocol-spec/wire.md`.
 //!
 //! - [`limits`]: field lengths and hard limits (normative constants).
 //! - [`types`]: fixed-size byte strings and bounded lists, valid by construction.
@@ -33,11 +33,12 @@ pub use frame::{
 };
 pub use limits::*;
 pub use message::{
-    ErrorCode, ErrorResponse, EvaluateRequest, EvaluateResponse, FetchAllRequest,
-    FetchRangeRequest, InfoResponse, RangeResponse, Request, Response, TableChunk, TableEnd,
+    BaseChunk, BaseEnd, CurrentState, DeltaChunk, DeltaEnd, ErrorCode, ErrorResponse,
+    EvaluateRequest, EvaluateResponse, FetchBaseRequest, FetchDeltaRequest, InfoResponse, Request,
+    Response,
 };
 pub use transport::{CloseCode, StreamCode};
 pub use types::{
-    Element, ElementBatch, EncryptedLabel, Entry, EntryList, EpochId, ErrorMessage, Proof,
-    PublicKeyBytes, Tag, TagPrefix,
+    BaseEntry, ChunkList, Element, ElementBatch, EncryptedLabel, Entry, ErrorMessage, KeyPeriodId,
+    Proof, PublicKeyBytes, TableDigest, Tag,
 };

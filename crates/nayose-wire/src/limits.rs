@@ -1,11 +1,11 @@
-//! Field lengths and hard limits of nayose/1 (protocol-spec/wire.md, "Constants").
+//! Field lengths and hard limits of nayose/2 (protocol-spec/wire.md, "Constants").
 //!
 //! Invariant: every value here is normative; changing one changes the protocol and needs a new
-//! ALPN. The lengths shared with the table (tag, label, epoch id) must equal the ones
+//! ALPN. The lengths shared with the table (tag, label, key period id, digest) must equal the ones
 //! protocol-spec/table.md and `nayose-table` use.
 
 /// ALPN protocol identifier negotiated in the TLS 1.3 handshake.
-pub const ALPN: &[u8] = b"nayose/1";
+pub const ALPN: &[u8] = b"nayose/2";
 
 /// Length in bytes of a ristretto255 element (blinded or evaluated), RFC 9497 `Ne`.
 pub const ELEMENT_LEN: usize = 32;
@@ -22,17 +22,21 @@ pub const TAG_LEN: usize = 16;
 /// Length in bytes of an encrypted label (protocol-spec/table.md).
 pub const LABEL_LEN: usize = 16;
 
-/// Length in bytes of an entry on the wire: tag followed by encrypted label.
+/// Length in bytes of a delta upsert on the wire: tag followed by encrypted label.
 pub const ENTRY_LEN: usize = TAG_LEN + LABEL_LEN;
 
-/// Length in bytes of an epoch id (opaque to the wire; protocol-spec/table.md derives it).
-pub const EPOCH_ID_LEN: usize = 16;
+/// Length in bytes of a base entry on the wire: tag, version (u32 LE), encrypted label.
+pub const BASE_ENTRY_LEN: usize = TAG_LEN + 4 + LABEL_LEN;
 
-/// Length in bytes of a tag-prefix value: prefixes of at most 64 bits are expressible.
-pub const PREFIX_LEN: usize = 8;
+/// Length in bytes of a key period id (opaque to the wire; protocol-spec/table.md derives it).
+pub const KEY_PERIOD_ID_LEN: usize = 16;
 
-/// Largest prefix length, in bits, a `FetchRange` can name.
-pub const MAX_PREFIX_BITS: u8 = 64;
+/// Length in bytes of a table digest.
+pub const TABLE_DIGEST_LEN: usize = 32;
+
+/// Largest request payload: an Evaluate of [`MAX_BATCH_ELEMENTS`] elements
+/// (4 + 16 + 8 + 4096 · 32 bytes). A server refuses a request frame announcing more.
+pub const MAX_REQUEST_LEN: usize = 4 + KEY_PERIOD_ID_LEN + 8 + MAX_BATCH_ELEMENTS * ELEMENT_LEN;
 
 /// Largest frame payload, in bytes (the 4-byte length header is not counted).
 pub const MAX_FRAME_LEN: usize = 4 * 1024 * 1024;

@@ -1,4 +1,4 @@
-//! The messages of nayose/1: requests, responses and error codes (protocol-spec/wire.md).
+//! The messages of nayose/2: requests, responses and error codes (protocol-spec/wire.md).
 //!
 //! Invariants:
 //! - The declaration order of the variants of [`Request`] and [`Response`] is their 4-byte type
@@ -13,123 +13,131 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::error::WireError;
-use crate::limits::{LABEL_LEN, MAX_BATCH_ELEMENTS, MAX_PREFIX_BITS, TAG_LEN};
+use crate::limits::{LABEL_LEN, MAX_BATCH_ELEMENTS, MAX_ENTRIES_PER_CHUNK, TAG_LEN};
 use crate::reject::{Field, Rejection};
 use crate::types::{
-    ElementBatch, EntryList, EpochId, ErrorMessage, Proof, PublicKeyBytes, TagPrefix,
+    BaseEntry, ChunkList, ElementBatch, Entry, ErrorMessage, KeyPeriodId, Proof, PublicKeyBytes,
+    TableDigest, Tag,
 };
 
-/// A request: the one frame a client sends on a new bidirectional stream.
+/// A request: the first 4 bytes of its payload are the variant index (u32 LE).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
-    /// Type 0: ask for the current epoch's parameters and the client's quota.
+    /// 0: the current key period, epoch, digest and this client's quotas.
     Info,
-    /// Type 1: evaluate a batch of blinded elements under the epoch's key.
+    /// 1: evaluate a batch of blinded elements under the key period's key.
     Evaluate(EvaluateRequest),
-    /// Type 2: fetch the entries whose tags start with a prefix (k-anon mode).
-    FetchRange(FetchRangeRequest),
-    /// Type 3: stream the whole table from an entry offset (full mode).
-    FetchAll(FetchAllRequest),
+    /// 2: the table of the current epoch, from an entry offset (a base download).
+    FetchBase(FetchBaseRequest),
+    /// 3: the deltas of every epoch after `from_epoch` up to the current one.
+    FetchDelta(FetchDeltaRequest),
 }
 
-/// Body of [`Request::Evaluate`].
+/// Evaluate: blinded elements for the key period the client expects.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EvaluateRequest {
-    /// The epoch whose key the client expects (from Info).
-    pub epoch: EpochId,
-    /// Blinded elements, 1 to [`MAX_BATCH_ELEMENTS`].
+    /// The key period id from Info.
+    pub key_period: KeyPeriodId,
+    /// Blinded elements, 1 to 4096.
     pub elements: ElementBatch,
 }
 
-/// Body of [`Request::FetchRange`].
+/// FetchBase: the base of `epoch` (the current one) from entry `offset`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FetchRangeRequest {
-    /// The epoch whose table the client expects.
-    pub epoch: EpochId,
-    /// The range: every entry whose tag starts with this prefix.
-    pub prefix: TagPrefix,
-}
-
-/// Body of [`Request::FetchAll`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FetchAllRequest {
-    /// The epoch whose table the client expects.
-    pub epoch: EpochId,
-    /// Index of the first entry wanted (0 for a fresh download; entries already held to resume).
+pub struct FetchBaseRequest {
+    /// The key period id from Info.
+    pub key_period: KeyPeriodId,
+    /// The epoch whose base is wanted (must be current).
+    pub epoch: u32,
+    /// The first entry wanted (0 for a fresh download, entries held for a resume).
     pub offset: u64,
 }
 
-/// A response frame. Which responses may answer which request: [`Request::accepts`].
+/// FetchDelta: the deltas after `from_epoch`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchDeltaRequest {
+    /// The key period id from Info.
+    pub key_period: KeyPeriodId,
+    /// The epoch of the client's verified table.
+    pub from_epoch: u32,
+}
+
+/// A response: the first 4 bytes of its payload are the variant index (u32 LE).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {
-    /// Type 0: answers Info.
+    /// 0: answers Info.
     Info(InfoResponse),
-    /// Type 1: answers Evaluate.
+    /// 1: answers Evaluate.
     Evaluated(EvaluateResponse),
-    /// Type 2: answers FetchRange.
-    Range(RangeResponse),
-    /// Type 3: one chunk of a FetchAll stream.
-    TableChunk(TableChunk),
-    /// Type 4: the last frame of a successful FetchAll stream.
-    TableEnd(TableEnd),
-    /// Type 5: the request failed; the last frame on the stream.
+    /// 2: one chunk of a base download.
+    BaseChunk(BaseChunk),
+    /// 3: the end of a base download.
+    BaseEnd(BaseEnd),
+    /// 4: one chunk of one epoch's delta.
+    DeltaChunk(DeltaChunk),
+    /// 5: the end of a delta download.
+    DeltaEnd(DeltaEnd),
+    /// 6: the request failed.
     Error(ErrorResponse),
 }
 
-/// Body of [`Response::Info`]: the current epoch and this client's allowance.
-///
-/// On the wire `tag_len` and `label_len` (one byte each, after `table_entries`) carry
-/// [`TAG_LEN`] and [`LABEL_LEN`]; a decoder rejects any other value, so they are not fields here.
+/// Info: the public state of the server and this client's quotas.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(into = "RawInfo", try_from = "RawInfo")]
 pub struct InfoResponse {
-    /// The current epoch.
-    pub epoch: EpochId,
-    /// The epoch's VOPRF public key pkS.
+    /// The current key period.
+    pub key_period: KeyPeriodId,
+    /// The key period's VOPRF public key pkS.
     pub public_key: PublicKeyBytes,
-    /// Number of entries in the epoch's table.
+    /// The current epoch.
+    pub epoch: u32,
+    /// Entries in the current epoch's table.
     pub table_entries: u64,
-    /// Longest prefix, in bits, FetchRange accepts (at most 64): the largest length at which
-    /// every range holds at least `min_range_entries` entries. `None` when k-anon mode is not
-    /// offered (disabled, or the table has fewer than `min_range_entries` entries).
-    pub max_prefix_bits: Option<u8>,
-    /// Least number of entries the server returns for a range (k of k-anon mode).
-    pub min_range_entries: u32,
-    /// Most elements the server accepts in one Evaluate (1 to [`MAX_BATCH_ELEMENTS`]).
+    /// The current epoch's table digest.
+    pub table_digest: TableDigest,
+    /// The least `from_epoch` a FetchDelta can name (equal to `epoch` if no delta is kept).
+    pub oldest_delta_base: u32,
+    /// The largest Evaluate batch the server accepts (1..=4096).
     pub max_batch: u32,
-    /// Evaluations this client may still request in the current quota day.
-    pub quota_left: u64,
-    /// Seconds until the quota day ends and `quota_left` is reset.
+    /// Evaluations left today (JST day).
+    pub quota_left_today: u64,
+    /// Seconds until the daily quota resets.
     pub quota_reset_secs: u32,
+    /// Evaluations left in this key period.
+    pub quota_left_key_period: u64,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
 struct RawInfo {
-    epoch: EpochId,
+    key_period: KeyPeriodId,
     public_key: PublicKeyBytes,
+    epoch: u32,
     table_entries: u64,
+    table_digest: TableDigest,
+    oldest_delta_base: u32,
+    max_batch: u32,
+    quota_left_today: u64,
+    quota_reset_secs: u32,
+    quota_left_key_period: u64,
     tag_len: u8,
     label_len: u8,
-    max_prefix_bits: Option<u8>,
-    min_range_entries: u32,
-    max_batch: u32,
-    quota_left: u64,
-    quota_reset_secs: u32,
 }
 
 impl From<InfoResponse> for RawInfo {
     fn from(i: InfoResponse) -> Self {
         RawInfo {
-            epoch: i.epoch,
+            key_period: i.key_period,
             public_key: i.public_key,
+            epoch: i.epoch,
             table_entries: i.table_entries,
+            table_digest: i.table_digest,
+            oldest_delta_base: i.oldest_delta_base,
+            max_batch: i.max_batch,
+            quota_left_today: i.quota_left_today,
+            quota_reset_secs: i.quota_reset_secs,
+            quota_left_key_period: i.quota_left_key_period,
             tag_len: TAG_LEN as u8,
             label_len: LABEL_LEN as u8,
-            max_prefix_bits: i.max_prefix_bits,
-            min_range_entries: i.min_range_entries,
-            max_batch: i.max_batch,
-            quota_left: i.quota_left,
-            quota_reset_secs: i.quota_reset_secs,
         }
     }
 }
@@ -145,14 +153,16 @@ impl TryFrom<RawInfo> for InfoResponse {
             return Err(Rejection::Invalid(Field::LabelLen, u64::from(r.label_len)));
         }
         let info = InfoResponse {
-            epoch: r.epoch,
+            key_period: r.key_period,
             public_key: r.public_key,
+            epoch: r.epoch,
             table_entries: r.table_entries,
-            max_prefix_bits: r.max_prefix_bits,
-            min_range_entries: r.min_range_entries,
+            table_digest: r.table_digest,
+            oldest_delta_base: r.oldest_delta_base,
             max_batch: r.max_batch,
-            quota_left: r.quota_left,
+            quota_left_today: r.quota_left_today,
             quota_reset_secs: r.quota_reset_secs,
+            quota_left_key_period: r.quota_left_key_period,
         };
         info.rejection().map_or(Ok(info), Err)
     }
@@ -160,64 +170,71 @@ impl TryFrom<RawInfo> for InfoResponse {
 
 impl InfoResponse {
     fn rejection(&self) -> Option<Rejection> {
-        if let Some(bits) = self.max_prefix_bits.filter(|b| *b > MAX_PREFIX_BITS) {
-            return Some(Rejection::Invalid(Field::MaxPrefixBits, u64::from(bits)));
-        }
         if self.max_batch == 0 || self.max_batch as usize > MAX_BATCH_ELEMENTS {
+            return Some(Rejection::Invalid(Field::MaxBatch, u64::from(self.max_batch)));
+        }
+        if self.oldest_delta_base > self.epoch {
             return Some(Rejection::Invalid(
-                Field::MaxBatch,
-                u64::from(self.max_batch),
+                Field::OldestDelta,
+                u64::from(self.oldest_delta_base),
             ));
         }
         None
     }
 }
 
-/// Body of [`Response::Evaluated`].
+/// Evaluated: the evaluated elements, in request order, and one batched DLEQ proof.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EvaluateResponse {
-    /// The epoch whose key evaluated the batch (equal to the request's).
-    pub epoch: EpochId,
-    /// Evaluated elements, in request order, as many as requested.
+    /// The key period whose key evaluated.
+    pub key_period: KeyPeriodId,
+    /// Evaluated elements, one per requested element.
     pub elements: ElementBatch,
-    /// One batched DLEQ proof over all pairs (blinded, evaluated) under pkS.
+    /// The batched DLEQ proof against pkS.
     pub proof: Proof,
 }
 
-/// Body of [`Response::Range`].
+/// One chunk of a base download.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RangeResponse {
-    /// The epoch of the table (equal to the request's).
-    pub epoch: EpochId,
-    /// The prefix requested.
-    pub prefix: TagPrefix,
-    /// Every entry whose tag starts with `prefix`, ascending by tag, labels for this client.
-    pub entries: EntryList,
-}
-
-/// Body of [`Response::TableChunk`]: entries `offset .. offset + entries.len()` of the table.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "RawTableChunk")]
-pub struct TableChunk {
-    /// The epoch of the table (equal to the request's).
-    pub epoch: EpochId,
-    /// Index of the first entry of this chunk in the table.
+#[serde(try_from = "RawBaseChunk")]
+pub struct BaseChunk {
+    /// The key period.
+    pub key_period: KeyPeriodId,
+    /// The epoch of the base.
+    pub epoch: u32,
+    /// Index of the first entry of this chunk.
     pub offset: u64,
-    /// Number of entries in the whole table.
+    /// Entries in the whole table.
     pub total: u64,
-    /// The entries, ascending by tag, labels for this client; `offset + len <= total`.
-    pub entries: EntryList,
+    /// The entries, ascending by tag.
+    pub entries: ChunkList<BaseEntry>,
 }
 
 #[derive(Deserialize)]
-struct RawTableChunk {
-    epoch: EpochId,
+struct RawBaseChunk {
+    key_period: KeyPeriodId,
+    epoch: u32,
     offset: u64,
     total: u64,
-    entries: EntryList,
+    entries: ChunkList<BaseEntry>,
 }
 
-impl TableChunk {
+impl TryFrom<RawBaseChunk> for BaseChunk {
+    type Error = Rejection;
+
+    fn try_from(r: RawBaseChunk) -> Result<Self, Rejection> {
+        let c = BaseChunk {
+            key_period: r.key_period,
+            epoch: r.epoch,
+            offset: r.offset,
+            total: r.total,
+            entries: r.entries,
+        };
+        c.rejection().map_or(Ok(c), Err)
+    }
+}
+
+impl BaseChunk {
     fn rejection(&self) -> Option<Rejection> {
         match self.offset.checked_add(self.entries.len() as u64) {
             Some(end) if end <= self.total => None,
@@ -226,41 +243,91 @@ impl TableChunk {
     }
 }
 
-impl TryFrom<RawTableChunk> for TableChunk {
-    type Error = Rejection;
-
-    fn try_from(r: RawTableChunk) -> Result<Self, Rejection> {
-        let chunk = TableChunk {
-            epoch: r.epoch,
-            offset: r.offset,
-            total: r.total,
-            entries: r.entries,
-        };
-        chunk.rejection().map_or(Ok(chunk), Err)
-    }
-}
-
-/// Body of [`Response::TableEnd`]: every entry from the request's offset to `total` was sent.
+/// The end of a base download.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TableEnd {
-    /// The epoch of the table.
-    pub epoch: EpochId,
-    /// Number of entries in the whole table.
+pub struct BaseEnd {
+    /// The key period.
+    pub key_period: KeyPeriodId,
+    /// The epoch of the base.
+    pub epoch: u32,
+    /// Entries in the whole table.
     pub total: u64,
 }
 
-/// Body of [`Response::Error`].
+/// One chunk of the delta of `epoch`: removed tags and upserted entries (version = `epoch`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "RawDeltaChunk")]
+pub struct DeltaChunk {
+    /// The key period.
+    pub key_period: KeyPeriodId,
+    /// The epoch whose delta this chunk carries.
+    pub epoch: u32,
+    /// Tags removed in `epoch`, ascending.
+    pub removed: ChunkList<Tag>,
+    /// Entries added or relabelled in `epoch`, ascending by tag.
+    pub upserts: ChunkList<Entry>,
+}
+
+#[derive(Deserialize)]
+struct RawDeltaChunk {
+    key_period: KeyPeriodId,
+    epoch: u32,
+    removed: ChunkList<Tag>,
+    upserts: ChunkList<Entry>,
+}
+
+impl TryFrom<RawDeltaChunk> for DeltaChunk {
+    type Error = Rejection;
+
+    fn try_from(r: RawDeltaChunk) -> Result<Self, Rejection> {
+        let c = DeltaChunk {
+            key_period: r.key_period,
+            epoch: r.epoch,
+            removed: r.removed,
+            upserts: r.upserts,
+        };
+        c.rejection().map_or(Ok(c), Err)
+    }
+}
+
+impl DeltaChunk {
+    fn rejection(&self) -> Option<Rejection> {
+        let n = self.removed.len() + self.upserts.len();
+        (n > MAX_ENTRIES_PER_CHUNK).then_some(Rejection::Invalid(Field::DeltaSize, n as u64))
+    }
+}
+
+/// The end of a delta download: the client's table is now at `epoch` with `total` entries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeltaEnd {
+    /// The key period.
+    pub key_period: KeyPeriodId,
+    /// The epoch reached (the server's current epoch).
+    pub epoch: u32,
+    /// Entries in that epoch's table.
+    pub total: u64,
+}
+
+/// The server's current state, carried by EpochChanged and KeyPeriodChanged errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CurrentState {
+    /// The current key period.
+    pub key_period: KeyPeriodId,
+    /// The current epoch.
+    pub epoch: u32,
+}
+
+/// Error: why a request failed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "RawError")]
 pub struct ErrorResponse {
-    /// What went wrong.
+    /// The error code.
     pub code: ErrorCode,
-    /// Seconds after which retrying may succeed; 0 when no retry time is known or meaningful.
+    /// Seconds after which a retry can succeed (0: not time-bound).
     pub retry_after_secs: u32,
-    /// The server's current epoch: present (tag 1) for [`ErrorCode::EpochChanged`], optional
-    /// otherwise.
-    pub current_epoch: Option<EpochId>,
-    /// Text for logs and people; never parsed by programs.
+    /// The current state (present for EpochChanged and KeyPeriodChanged).
+    pub current: Option<CurrentState>,
+    /// A human-readable message (no secrets, no peer data).
     pub message: ErrorMessage,
 }
 
@@ -268,35 +335,27 @@ pub struct ErrorResponse {
 struct RawError {
     code: ErrorCode,
     retry_after_secs: u32,
-    current_epoch: Option<EpochId>,
+    current: Option<CurrentState>,
     message: ErrorMessage,
 }
 
 impl ErrorResponse {
-    /// An error with no retry time and no epoch (use [`ErrorResponse::epoch_changed`] for that
-    /// code); `message` is cut to [`crate::MAX_ERROR_MESSAGE_LEN`] bytes.
+    /// An error with `code` and `message` (truncated to 1024 bytes at a char boundary).
     pub fn new(code: ErrorCode, message: &str) -> Self {
         ErrorResponse {
             code,
             retry_after_secs: 0,
-            current_epoch: None,
+            current: None,
             message: ErrorMessage::truncating(message),
         }
     }
 
-    /// An [`ErrorCode::EpochChanged`] error naming the server's current epoch.
-    pub fn epoch_changed(current: EpochId, message: &str) -> Self {
+    /// An error carrying the server's current state (EpochChanged, KeyPeriodChanged).
+    pub fn with_current(code: ErrorCode, current: CurrentState, message: &str) -> Self {
         ErrorResponse {
-            current_epoch: Some(current),
-            ..ErrorResponse::new(ErrorCode::EpochChanged, message)
+            current: Some(current),
+            ..ErrorResponse::new(code, message)
         }
-    }
-
-    fn rejection(&self) -> Option<Rejection> {
-        if self.code == ErrorCode::EpochChanged && self.current_epoch.is_none() {
-            return Some(Rejection::Invalid(Field::CurrentEpoch, 0));
-        }
-        None
     }
 }
 
@@ -307,68 +366,73 @@ impl TryFrom<RawError> for ErrorResponse {
         let e = ErrorResponse {
             code: r.code,
             retry_after_secs: r.retry_after_secs,
-            current_epoch: r.current_epoch,
+            current: r.current,
             message: r.message,
         };
         e.rejection().map_or(Ok(e), Err)
     }
 }
 
-/// Why a request failed: a u16 on the wire. protocol-spec/wire.md, "Error codes", says what a
-/// client does with each.
+impl ErrorResponse {
+    fn rejection(&self) -> Option<Rejection> {
+        (matches!(self.code, ErrorCode::EpochChanged | ErrorCode::KeyPeriodChanged)
+            && self.current.is_none())
+        .then_some(Rejection::Invalid(Field::CurrentEpoch, 0))
+    }
+}
+
+/// Why a request failed: a u16 on the wire. protocol-spec/wire.md says what a client does with
+/// each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(u16)]
 pub enum ErrorCode {
     /// 1: the request frame or message was malformed or broke a rule of the spec.
     BadRequest = 1,
-    /// 2: the client certificate's id is not an accredited client.
+    /// 2: the client certificate is not accredited.
     NotAccredited = 2,
-    /// 3: the request needs more evaluations than the client's quota has left today.
+    /// 3: the batch needs more evaluations than a quota (daily or key period) has left.
     QuotaExhausted = 3,
-    /// 4: the request named an epoch that is not the current one; `current_epoch` names it.
+    /// 4: FetchBase named an epoch that is not the current one; `current` names it.
     EpochChanged = 4,
-    /// 5: the range has fewer entries than the minimum, or its prefix is longer than allowed.
-    RangeTooSmall = 5,
-    /// 6: the range has more entries than fit one Range response; use a longer prefix.
-    RangeTooLarge = 6,
-    /// 7: the Evaluate batch has more elements than Info's `max_batch`.
+    /// 5: the request named a key period that is not the current one; `current` names it.
+    KeyPeriodChanged = 5,
+    /// 6: the deltas from `from_epoch` are not kept (or `from_epoch` is in the future).
+    DeltaUnavailable = 6,
+    /// 7: more elements than `max_batch`.
     BatchTooLarge = 7,
-    /// 8: the request frame's length exceeds the maximum frame size.
+    /// 8: the request frame is longer than the largest request.
     FrameTooLarge = 8,
-    /// 9: the server or this client's allowance of concurrent work is saturated; retry later.
+    /// 9: the server is at its concurrency limit; retry after `retry_after_secs`.
     Busy = 9,
-    /// 10: the server failed; the request may be retried later.
+    /// 10: the server failed.
     Internal = 10,
-    /// 11: the server is shutting down; reconnect later.
+    /// 11: the server is stopping.
     ShuttingDown = 11,
-    /// 12: a FetchAll offset beyond the end of the table.
+    /// 12: a FetchBase offset beyond the table.
     OffsetOutOfRange = 12,
-    /// 13: FetchRange was sent to a server that does not offer k-anon mode.
-    ModeNotOffered = 13,
-    /// 14: an Evaluate element is not the encoding of a valid non-identity ristretto255 point.
+    /// 14: a blinded element is not a valid, non-identity ristretto255 encoding.
     InvalidElement = 14,
 }
 
 impl ErrorCode {
-    /// Every code, in numeric order.
-    pub const ALL: [ErrorCode; 14] = [
+    /// Every defined code, ascending.
+    pub const ALL: [ErrorCode; 13] = [
         ErrorCode::BadRequest,
         ErrorCode::NotAccredited,
         ErrorCode::QuotaExhausted,
         ErrorCode::EpochChanged,
-        ErrorCode::RangeTooSmall,
-        ErrorCode::RangeTooLarge,
+        ErrorCode::KeyPeriodChanged,
+        ErrorCode::DeltaUnavailable,
         ErrorCode::BatchTooLarge,
         ErrorCode::FrameTooLarge,
         ErrorCode::Busy,
         ErrorCode::Internal,
         ErrorCode::ShuttingDown,
         ErrorCode::OffsetOutOfRange,
-        ErrorCode::ModeNotOffered,
         ErrorCode::InvalidElement,
     ];
 
-    /// The wire value.
+    /// The code's wire value.
     pub fn to_u16(self) -> u16 {
         self as u16
     }
@@ -378,7 +442,7 @@ impl ErrorCode {
         ErrorCode::ALL.iter().copied().find(|c| c.to_u16() == v)
     }
 
-    /// True if the same request may succeed later without change (after `retry_after_secs`).
+    /// Whether the same request may succeed if sent again later.
     pub fn is_retryable(self) -> bool {
         matches!(
             self,
@@ -420,66 +484,90 @@ impl<'de> Deserialize<'de> for ErrorCode {
     }
 }
 
+
 impl Request {
-    /// The message's name in the spec.
+    /// The request's name in the spec.
     pub fn name(&self) -> &'static str {
         match self {
             Request::Info => "Info",
             Request::Evaluate(_) => "Evaluate",
-            Request::FetchRange(_) => "FetchRange",
-            Request::FetchAll(_) => "FetchAll",
+            Request::FetchBase(_) => "FetchBase",
+            Request::FetchDelta(_) => "FetchDelta",
         }
     }
 
-    /// The epoch the request names, if it names one (all but Info do).
-    pub fn epoch(&self) -> Option<&EpochId> {
+    /// The key period the request names, if any.
+    pub fn key_period(&self) -> Option<&KeyPeriodId> {
         match self {
             Request::Info => None,
-            Request::Evaluate(r) => Some(&r.epoch),
-            Request::FetchRange(r) => Some(&r.epoch),
-            Request::FetchAll(r) => Some(&r.epoch),
+            Request::Evaluate(r) => Some(&r.key_period),
+            Request::FetchBase(r) => Some(&r.key_period),
+            Request::FetchDelta(r) => Some(&r.key_period),
         }
     }
 
-    /// True if `response` may appear on this request's stream: Info→Info, Evaluate→Evaluated,
-    /// FetchRange→Range, FetchAll→TableChunk/TableEnd, and Error for any. A client treats any
-    /// other response as a protocol violation.
+    /// Whether `response` may answer this request.
     pub fn accepts(&self, response: &Response) -> bool {
         matches!(
             (self, response),
             (_, Response::Error(_))
                 | (Request::Info, Response::Info(_))
                 | (Request::Evaluate(_), Response::Evaluated(_))
-                | (Request::FetchRange(_), Response::Range(_))
                 | (
-                    Request::FetchAll(_),
-                    Response::TableChunk(_) | Response::TableEnd(_)
+                    Request::FetchBase(_),
+                    Response::BaseChunk(_) | Response::BaseEnd(_)
+                )
+                | (
+                    Request::FetchDelta(_),
+                    Response::DeltaChunk(_) | Response::DeltaEnd(_)
                 )
         )
     }
 }
 
 impl Response {
-    /// The message's name in the spec.
+    /// The response's name in the spec.
     pub fn name(&self) -> &'static str {
         match self {
             Response::Info(_) => "Info",
             Response::Evaluated(_) => "Evaluated",
-            Response::Range(_) => "Range",
-            Response::TableChunk(_) => "TableChunk",
-            Response::TableEnd(_) => "TableEnd",
+            Response::BaseChunk(_) => "BaseChunk",
+            Response::BaseEnd(_) => "BaseEnd",
+            Response::DeltaChunk(_) => "DeltaChunk",
+            Response::DeltaEnd(_) => "DeltaEnd",
             Response::Error(_) => "Error",
         }
     }
 
-    /// Checks the rules spanning fields that the public fields allow breaking, so an invalid
-    /// response is refused at encoding rather than by the peer.
+    /// Whether this is the last frame of its stream.
+    pub fn is_final(&self) -> bool {
+        !matches!(self, Response::BaseChunk(_) | Response::DeltaChunk(_))
+    }
+
+    /// The key period the response names, if any.
+    pub fn key_period(&self) -> Option<&KeyPeriodId> {
+        match self {
+            Response::Info(r) => Some(&r.key_period),
+            Response::Evaluated(r) => Some(&r.key_period),
+            Response::BaseChunk(r) => Some(&r.key_period),
+            Response::BaseEnd(r) => Some(&r.key_period),
+            Response::DeltaChunk(r) => Some(&r.key_period),
+            Response::DeltaEnd(r) => Some(&r.key_period),
+            Response::Error(_) => None,
+        }
+    }
+}
+
+impl Response {
+    /// Checks the cross-field rules a decoder enforces, so nothing is sent that a conforming
+    /// receiver would reject.
     pub(crate) fn check(&self) -> Result<(), WireError> {
         let rejection = match self {
             Response::Info(i) => i.rejection(),
-            Response::TableChunk(c) => c.rejection(),
+            Response::BaseChunk(c) => c.rejection(),
+            Response::DeltaChunk(c) => c.rejection(),
             Response::Error(e) => e.rejection(),
-            Response::Evaluated(_) | Response::Range(_) | Response::TableEnd(_) => None,
+            Response::Evaluated(_) | Response::BaseEnd(_) | Response::DeltaEnd(_) => None,
         };
         match rejection {
             None => Ok(()),
@@ -495,14 +583,15 @@ impl Response {
 }
 
 /// Names of request types by wire value.
-pub(crate) const REQUEST_NAMES: [&str; 4] = ["Info", "Evaluate", "FetchRange", "FetchAll"];
+pub(crate) const REQUEST_NAMES: [&str; 4] = ["Info", "Evaluate", "FetchBase", "FetchDelta"];
 
 /// Names of response types by wire value.
-pub(crate) const RESPONSE_NAMES: [&str; 6] = [
+pub(crate) const RESPONSE_NAMES: [&str; 7] = [
     "Info",
     "Evaluated",
-    "Range",
-    "TableChunk",
-    "TableEnd",
+    "BaseChunk",
+    "BaseEnd",
+    "DeltaChunk",
+    "DeltaEnd",
     "Error",
 ];

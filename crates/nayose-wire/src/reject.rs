@@ -20,28 +20,26 @@ pub(crate) enum Field {
     Elements,
     Entries,
     ErrorMessage,
-    PrefixBits,
-    PrefixValue,
     TagLen,
     LabelLen,
-    MaxPrefixBits,
     MaxBatch,
     ErrorCode,
     CurrentEpoch,
     ChunkEnd,
+    DeltaSize,
+    OldestDelta,
 }
 
 impl Field {
-    const ALL: [Field; 12] = [
+    const ALL: [Field; 11] = [
         Field::Elements,
         Field::Entries,
         Field::ErrorMessage,
-        Field::PrefixBits,
-        Field::PrefixValue,
         Field::TagLen,
         Field::LabelLen,
-        Field::MaxPrefixBits,
         Field::MaxBatch,
+        Field::DeltaSize,
+        Field::OldestDelta,
         Field::ErrorCode,
         Field::CurrentEpoch,
         Field::ChunkEnd,
@@ -53,15 +51,14 @@ impl Field {
             Field::Elements => "elements",
             Field::Entries => "entries",
             Field::ErrorMessage => "message",
-            Field::PrefixBits => "prefix.bits",
-            Field::PrefixValue => "prefix.value",
             Field::TagLen => "tag_len",
             Field::LabelLen => "label_len",
-            Field::MaxPrefixBits => "max_prefix_bits",
             Field::MaxBatch => "max_batch",
             Field::ErrorCode => "code",
-            Field::CurrentEpoch => "current_epoch",
+            Field::CurrentEpoch => "current",
             Field::ChunkEnd => "offset",
+            Field::DeltaSize => "removed+upserts",
+            Field::OldestDelta => "oldest_delta_base",
         }
     }
 
@@ -78,15 +75,16 @@ impl Field {
     /// What the spec requires of a fixed-size field.
     pub(crate) fn requirement(self) -> &'static str {
         match self {
-            Field::PrefixBits => "a prefix length is at most 64 bits",
-            Field::PrefixValue => "bits of the prefix value after the prefix length must be zero",
             Field::TagLen => "tag_len must be 16",
             Field::LabelLen => "label_len must be 16",
-            Field::MaxPrefixBits => "max_prefix_bits is at most 64",
             Field::MaxBatch => "max_batch must be between 1 and 4096",
             Field::ErrorCode => "not a defined error code",
-            Field::CurrentEpoch => "an EpochChanged error must carry the current epoch (tag 1)",
+            Field::CurrentEpoch => {
+                "an EpochChanged or KeyPeriodChanged error must carry the current state (tag 1)"
+            }
             Field::ChunkEnd => "offset + number of entries must not exceed total",
+            Field::DeltaSize => "a delta chunk holds at most 65536 removed tags and upserts together",
+            Field::OldestDelta => "oldest_delta_base must not be above epoch",
             Field::Elements | Field::Entries | Field::ErrorMessage => "count out of range",
         }
     }

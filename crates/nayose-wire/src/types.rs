@@ -17,13 +17,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::WireError;
 use crate::limits::{
-    ELEMENT_LEN, EPOCH_ID_LEN, LABEL_LEN, MAX_ERROR_MESSAGE_LEN, MAX_PREFIX_BITS, PREFIX_LEN,
+    ELEMENT_LEN, KEY_PERIOD_ID_LEN, LABEL_LEN, MAX_ERROR_MESSAGE_LEN, TABLE_DIGEST_LEN,
     PROOF_LEN, PUBLIC_KEY_LEN, TAG_LEN,
 };
 use crate::reject::{Field, Rejection};
 
-// A prefix is cut from the start of a tag.
-const _: () = assert!(TAG_LEN >= PREFIX_LEN && MAX_PREFIX_BITS as usize == 8 * PREFIX_LEN);
 
 /// Most elements a bounded list reserves memory for before it has decoded them.
 const PREALLOC_CAP: usize = 1024;
@@ -128,10 +126,15 @@ macro_rules! fixed_bytes {
 }
 
 fixed_bytes!(
-    /// Identifier of a server epoch (one OPRF key and one table). Opaque on the wire;
+    /// Identifier of a key period (one VOPRF key pair). Opaque on the wire;
     /// protocol-spec/table.md says how the server derives it.
-    EpochId,
-    EPOCH_ID_LEN
+    KeyPeriodId,
+    KEY_PERIOD_ID_LEN
+);
+fixed_bytes!(
+    /// A table digest (protocol-spec/table.md): commits to one epoch's tags and versions.
+    TableDigest,
+    TABLE_DIGEST_LEN
 );
 fixed_bytes!(
     /// A ristretto255 element as RFC 9497 serializes it: a blinded element in a request, an
@@ -160,12 +163,24 @@ fixed_bytes!(
     LABEL_LEN
 );
 
-/// One table entry as it travels: tag, then the encrypted label for the requesting client.
+/// One delta upsert as it travels: tag, then the encrypted label for the requesting client
+/// (its version is the epoch of the delta chunk).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Entry {
     /// The entry's tag.
     pub tag: Tag,
     /// The entry's label, encrypted for the requesting client.
+    pub label: EncryptedLabel,
+}
+
+/// One base entry as it travels: tag, version (u32 LE), encrypted label (36 bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct BaseEntry {
+    /// The entry's tag.
+    pub tag: Tag,
+    /// The epoch in which the entry's label last changed.
+    pub version: u32,
+    /// The entry's label, encrypted for the requesting client under the versioned pad.
     pub label: EncryptedLabel,
 }
 
@@ -223,7 +238,7 @@ fn check_count(field: Field, count: usize) -> Result<(), WireError> {
             value: n,
             reason: match field {
                 Field::Elements => "a batch holds 1 to 4096 elements",
-                Field::Entries => "a chunk or range holds at most 65536 entries",
+                Field::Entries => "a chunk holds at most 65536 entries",
                 _ => "an error message is at most 1024 bytes",
             },
         });
@@ -289,51 +304,58 @@ impl<'de> Deserialize<'de> for ElementBatch {
     }
 }
 
-/// A list of 0 to [`crate::MAX_ENTRIES_PER_CHUNK`] entries (Range and TableChunk responses).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct EntryList(Vec<Entry>);
+/// A list of 0 to [`crate::MAX_ENTRIES_PER_CHUNK`] items (base entries, removed tags or delta
+/// upserts of one chunk).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ChunkList<T>(Vec<T>);
 
-impl EntryList {
-    /// Wraps `entries`, checking count <= [`crate::MAX_ENTRIES_PER_CHUNK`].
-    pub fn new(entries: Vec<Entry>) -> Result<Self, WireError> {
-        check_count(Field::Entries, entries.len())?;
-        Ok(EntryList(entries))
+impl<T> Default for ChunkList<T> {
+    fn default() -> Self {
+        ChunkList(Vec::new())
+    }
+}
+
+impl<T> ChunkList<T> {
+    /// Wraps `items`, checking count <= [`crate::MAX_ENTRIES_PER_CHUNK`].
+    pub fn new(items: Vec<T>) -> Result<Self, WireError> {
+        check_count(Field::Entries, items.len())?;
+        Ok(ChunkList(items))
     }
 
-    /// The entries.
-    pub fn as_slice(&self) -> &[Entry] {
+    /// The items.
+    pub fn as_slice(&self) -> &[T] {
         &self.0
     }
 
-    /// Number of entries.
+    /// Number of items.
     pub fn len(&self) -> usize {
         self.0.len()
     }
 
-    /// True if there are no entries.
+    /// True if there are no items.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
-    /// The entries, by value.
-    pub fn into_vec(self) -> Vec<Entry> {
+    /// The items, by value.
+    pub fn into_vec(self) -> Vec<T> {
         self.0
     }
 }
 
-impl Serialize for EntryList {
+impl<T: Serialize> Serialize for ChunkList<T> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         serialize_list(&self.0, s)
     }
 }
 
-impl<'de> Deserialize<'de> for EntryList {
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for ChunkList<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         d.deserialize_seq(BoundedVisitor {
             field: Field::Entries,
             marker: PhantomData,
         })
-        .map(EntryList)
+        .map(ChunkList)
     }
 }
 
@@ -398,107 +420,5 @@ impl<'de> Deserialize<'de> for ErrorMessage {
         // Borrowing: bincode checks the length against the bytes present and UTF-8 in place,
         // so nothing is allocated before the length check above.
         d.deserialize_str(MessageVisitor)
-    }
-}
-
-/// A tag prefix: the first `bits` bits of a tag, left-aligned in 8 bytes, all later bits zero.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "RawTagPrefix")]
-pub struct TagPrefix {
-    bits: u8,
-    value: [u8; PREFIX_LEN],
-}
-
-#[derive(Deserialize)]
-struct RawTagPrefix {
-    bits: u8,
-    value: [u8; PREFIX_LEN],
-}
-
-impl TryFrom<RawTagPrefix> for TagPrefix {
-    type Error = Rejection;
-
-    fn try_from(raw: RawTagPrefix) -> Result<Self, Rejection> {
-        if raw.bits > MAX_PREFIX_BITS {
-            return Err(Rejection::Invalid(Field::PrefixBits, u64::from(raw.bits)));
-        }
-        let masked = mask(raw.value, raw.bits);
-        if masked != raw.value {
-            return Err(Rejection::Invalid(Field::PrefixValue, u64::from(raw.bits)));
-        }
-        Ok(TagPrefix {
-            bits: raw.bits,
-            value: raw.value,
-        })
-    }
-}
-
-fn mask(mut value: [u8; PREFIX_LEN], bits: u8) -> [u8; PREFIX_LEN] {
-    let bits = usize::from(bits.min(MAX_PREFIX_BITS));
-    for (i, b) in value.iter_mut().enumerate() {
-        let keep = bits.saturating_sub(8 * i).min(8);
-        *b &= match keep {
-            0 => 0,
-            k => 0xffu8 << (8 - k),
-        };
-    }
-    value
-}
-
-impl TagPrefix {
-    /// The prefix of length `bits` (0..=64) of `tag`.
-    pub fn of_tag(tag: &Tag, bits: u8) -> Result<Self, WireError> {
-        if bits > MAX_PREFIX_BITS {
-            return Err(WireError::OutOfSpec {
-                field: "prefix.bits",
-                value: u64::from(bits),
-                reason: "a prefix length is at most 64 bits",
-            });
-        }
-        let mut value = [0u8; PREFIX_LEN];
-        value.copy_from_slice(&tag.0[..PREFIX_LEN]);
-        Ok(TagPrefix {
-            bits,
-            value: mask(value, bits),
-        })
-    }
-
-    /// A prefix from its wire fields, checking them as a decoder does.
-    pub fn new(bits: u8, value: [u8; PREFIX_LEN]) -> Result<Self, WireError> {
-        TagPrefix::try_from(RawTagPrefix { bits, value }).map_err(|r| {
-            let (field, reason) = match r {
-                Rejection::Invalid(f, _) | Rejection::Count(f, _) => (f.name(), f.requirement()),
-            };
-            WireError::OutOfSpec {
-                field,
-                value: u64::from(bits),
-                reason,
-            }
-        })
-    }
-
-    /// Prefix length in bits.
-    pub fn bits(&self) -> u8 {
-        self.bits
-    }
-
-    /// The prefix bits, left-aligned, later bits zero.
-    pub fn value(&self) -> [u8; PREFIX_LEN] {
-        self.value
-    }
-
-    /// True if `tag` starts with this prefix.
-    pub fn matches(&self, tag: &Tag) -> bool {
-        let mut head = [0u8; PREFIX_LEN];
-        head.copy_from_slice(&tag.0[..PREFIX_LEN]);
-        mask(head, self.bits) == self.value
-    }
-}
-
-impl fmt::Debug for TagPrefix {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("TagPrefix(")?;
-        fmt_hex(f, &self.value)?;
-        write!(f, "/{})", self.bits)
     }
 }
