@@ -1,0 +1,206 @@
+//! The derivation functions of table.md: tag, label key, label, pad, encryption.
+//!
+//! Every hash input is `I2OSP(len(DST), 2) || DST || fields`, where each field is fixed-length
+//! or length-prefixed, so the encoding is injective and the inputs of different functions never
+//! coincide. All intermediate digests that contain secret material are zeroized. The functions
+//! are straight-line: no branch or index depends on secret bytes.
+
+use sha2::{Digest, Sha512};
+use zeroize::Zeroizing;
+
+use crate::consts::{
+    DST_LABEL, DST_LABEL_KEY, DST_LABEL_PAD, DST_TAG, LABEL_KEY_LEN, LABEL_LEN, OPRF_OUTPUT_LEN,
+    TAG_LEN,
+};
+use crate::ids::{ClientId, EpochId};
+use crate::label::{EncryptedLabel, Label};
+use crate::secrets::{LabelKey, LabelMasterKey};
+use crate::tag::Tag;
+
+/// A SHA-512 hasher primed with `I2OSP(len(dst), 2) || dst`.
+fn hasher(dst: &[u8]) -> Sha512 {
+    let mut h = Sha512::new();
+    h.update((dst.len() as u16).to_be_bytes());
+    h.update(dst);
+    h
+}
+
+fn finish(h: Sha512) -> Zeroizing<[u8; 64]> {
+    Zeroizing::new(h.finalize().into())
+}
+
+/// Derives the public tag and the secret label key of the entry for OPRF output `o_y`:
+///
+/// ```text
+/// tag       = SHA-512(I2OSP(12,2) || "nayose/1 tag"       || o_y)[0..16]
+/// label_key = SHA-512(I2OSP(18,2) || "nayose/1 label key" || o_y)[0..32]
+/// ```
+pub fn derive_entry_secrets(o_y: &[u8; OPRF_OUTPUT_LEN]) -> (Tag, LabelKey) {
+    let mut h = hasher(DST_TAG);
+    h.update(o_y);
+    let d = finish(h);
+    let mut tag = [0u8; TAG_LEN];
+    tag.copy_from_slice(&d[..TAG_LEN]);
+
+    let mut h = hasher(DST_LABEL_KEY);
+    h.update(o_y);
+    let d = finish(h);
+    let mut key = Zeroizing::new([0u8; LABEL_KEY_LEN]);
+    key.copy_from_slice(&d[..LABEL_KEY_LEN]);
+    (Tag(tag), LabelKey::from_bytes(&key))
+}
+
+/// The label of person `person_id` for client `client`:
+///
+/// ```text
+/// label = SHA-512(I2OSP(14,2) || "nayose/1 label" || K_L
+///                 || I2OSP(len(client),2) || client
+///                 || I2OSP(len(person_id),8) || person_id)[0..16]
+/// ```
+///
+/// Independent of the epoch (a client's labels are stable while K_L is unchanged); different
+/// for every client.
+pub fn label_for(master: &LabelMasterKey, client: &ClientId, person_id: &[u8]) -> Label {
+    let mut h = hasher(DST_LABEL);
+    h.update(master.as_bytes());
+    h.update((client.as_bytes().len() as u16).to_be_bytes());
+    h.update(client.as_bytes());
+    h.update((person_id.len() as u64).to_be_bytes());
+    h.update(person_id);
+    let d = finish(h);
+    let mut l = [0u8; LABEL_LEN];
+    l.copy_from_slice(&d[..LABEL_LEN]);
+    Label(l)
+}
+
+/// The one-time pad for the entry with `tag` and `key`, made for `client` in `epoch`:
+///
+/// ```text
+/// pad = SHA-512(I2OSP(18,2) || "nayose/1 label pad" || label_key
+///               || I2OSP(len(client),2) || client || epoch_id (16) || tag)[0..16]
+/// ```
+///
+/// Exposed for test vectors; callers normally use [`encrypt_label`] / [`decrypt_label`].
+pub fn label_pad(
+    key: &LabelKey,
+    client: &ClientId,
+    epoch: EpochId,
+    tag: &Tag,
+) -> Zeroizing<[u8; LABEL_LEN]> {
+    let mut h = hasher(DST_LABEL_PAD);
+    h.update(key.as_bytes());
+    h.update((client.as_bytes().len() as u16).to_be_bytes());
+    h.update(client.as_bytes());
+    h.update(epoch.as_bytes());
+    h.update(tag.as_bytes());
+    let d = finish(h);
+    let mut pad = Zeroizing::new([0u8; LABEL_LEN]);
+    pad.copy_from_slice(&d[..LABEL_LEN]);
+    pad
+}
+
+/// Encrypts `label` for `client` in `epoch` under the entry's key: `label XOR pad`.
+pub fn encrypt_label(
+    key: &LabelKey,
+    client: &ClientId,
+    epoch: EpochId,
+    tag: &Tag,
+    label: &Label,
+) -> EncryptedLabel {
+    let pad = label_pad(key, client, epoch, tag);
+    let mut c = [0u8; LABEL_LEN];
+    for i in 0..LABEL_LEN {
+        c[i] = label.0[i] ^ pad[i];
+    }
+    EncryptedLabel(c)
+}
+
+/// Decrypts an encrypted label: `ciphertext XOR pad`. There is no integrity check (the pad is
+/// a one-time pad; integrity against the network comes from TLS, and the server could choose
+/// any label anyway; see security.md).
+pub fn decrypt_label(
+    key: &LabelKey,
+    client: &ClientId,
+    epoch: EpochId,
+    tag: &Tag,
+    encrypted: &EncryptedLabel,
+) -> Label {
+    let pad = label_pad(key, client, epoch, tag);
+    let mut l = [0u8; LABEL_LEN];
+    for i in 0..LABEL_LEN {
+        l[i] = encrypted.0[i] ^ pad[i];
+    }
+    Label(l)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn o(b: u8) -> [u8; 64] {
+        [b; 64]
+    }
+
+    #[test]
+    fn roundtrip_and_binding() {
+        let master = LabelMasterKey::from_bytes(&[7; 32]).unwrap();
+        let a = ClientId::new("client-a").unwrap();
+        let b = ClientId::new("client-b").unwrap();
+        let (tag, key) = derive_entry_secrets(&o(1));
+        let la = label_for(&master, &a, b"person-1");
+        let e = encrypt_label(&key, &a, EpochId::new(5, &[1; 32]), &tag, &la);
+        assert_eq!(
+            decrypt_label(&key, &a, EpochId::new(5, &[1; 32]), &tag, &e),
+            la
+        );
+        // A different client, epoch, tag or key opens a different label.
+        assert_ne!(
+            decrypt_label(&key, &b, EpochId::new(5, &[1; 32]), &tag, &e),
+            la
+        );
+        assert_ne!(
+            decrypt_label(&key, &a, EpochId::new(6, &[1; 32]), &tag, &e),
+            la
+        );
+        assert_ne!(
+            decrypt_label(&key, &a, EpochId::new(5, &[2; 32]), &tag, &e),
+            la
+        );
+        let (tag2, key2) = derive_entry_secrets(&o(2));
+        assert_ne!(
+            decrypt_label(&key, &a, EpochId::new(5, &[1; 32]), &tag2, &e),
+            la
+        );
+        assert_ne!(
+            decrypt_label(&key2, &a, EpochId::new(5, &[1; 32]), &tag, &e),
+            la
+        );
+        // The same label encrypted for two epochs gives unrelated ciphertexts.
+        assert_ne!(
+            encrypt_label(&key, &a, EpochId::new(6, &[1; 32]), &tag, &la),
+            e
+        );
+    }
+
+    #[test]
+    fn labels_stable_per_client_unlinkable_across_clients() {
+        let master = LabelMasterKey::from_bytes(&[7; 32]).unwrap();
+        let other = LabelMasterKey::from_bytes(&[8; 32]).unwrap();
+        let a = ClientId::new("client-a").unwrap();
+        let b = ClientId::new("client-b").unwrap();
+        assert_eq!(label_for(&master, &a, b"p"), label_for(&master, &a, b"p"));
+        assert_ne!(label_for(&master, &a, b"p"), label_for(&master, &b, b"p"));
+        assert_ne!(label_for(&master, &a, b"p"), label_for(&master, &a, b"q"));
+        assert_ne!(label_for(&master, &a, b"p"), label_for(&other, &a, b"p"));
+        // Length prefixes keep (client, person) splits apart.
+        let ab = ClientId::new("ab").unwrap();
+        let abc = ClientId::new("abc").unwrap();
+        assert_ne!(label_for(&master, &ab, b"c"), label_for(&master, &abc, b""));
+    }
+
+    #[test]
+    fn tag_and_key_are_independent_of_each_other() {
+        let (t, k) = derive_entry_secrets(&o(3));
+        assert_ne!(&k.as_bytes()[..16], &t.0[..]);
+    }
+}

@@ -1,0 +1,504 @@
+//! Field types of nayose/1 messages: fixed-size byte strings and bounded lists.
+//!
+//! Invariants:
+//! - A fixed-size byte string of N bytes is exactly N raw bytes on the wire (no length), written
+//!   as a serde tuple, which bincode emits without a length.
+//! - A bounded list is a u64 LE count followed by the elements; its count is checked against the
+//!   spec's bounds before anything is allocated, and its allocation never runs ahead of the bytes
+//!   actually decoded by more than [`PREALLOC_CAP`] elements.
+//! - A value of these types is always within the spec's limits: constructors check.
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::ser::{SerializeSeq, SerializeTuple, Serializer};
+use serde::{Deserialize, Serialize};
+
+use crate::error::WireError;
+use crate::limits::{
+    ELEMENT_LEN, EPOCH_ID_LEN, LABEL_LEN, MAX_ERROR_MESSAGE_LEN, MAX_PREFIX_BITS, PREFIX_LEN,
+    PROOF_LEN, PUBLIC_KEY_LEN, TAG_LEN,
+};
+use crate::reject::{Field, Rejection};
+
+// A prefix is cut from the start of a tag.
+const _: () = assert!(TAG_LEN >= PREFIX_LEN && MAX_PREFIX_BITS as usize == 8 * PREFIX_LEN);
+
+/// Most elements a bounded list reserves memory for before it has decoded them.
+const PREALLOC_CAP: usize = 1024;
+
+fn serialize_fixed<S: Serializer, const N: usize>(
+    bytes: &[u8; N],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    let mut t = s.serialize_tuple(N)?;
+    for b in bytes {
+        t.serialize_element(b)?;
+    }
+    t.end()
+}
+
+struct FixedVisitor<const N: usize>;
+
+impl<'de, const N: usize> Visitor<'de> for FixedVisitor<N> {
+    type Value = [u8; N];
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{N} bytes")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<[u8; N], A::Error> {
+        let mut out = [0u8; N];
+        for (i, slot) in out.iter_mut().enumerate() {
+            *slot = seq
+                .next_element::<u8>()?
+                .ok_or_else(|| de::Error::invalid_length(i, &self))?;
+        }
+        Ok(out)
+    }
+}
+
+fn deserialize_fixed<'de, D: Deserializer<'de>, const N: usize>(d: D) -> Result<[u8; N], D::Error> {
+    d.deserialize_tuple(N, FixedVisitor::<N>)
+}
+
+fn fmt_hex(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
+    for b in bytes {
+        write!(f, "{b:02x}")?;
+    }
+    Ok(())
+}
+
+macro_rules! fixed_bytes {
+    ($(#[$meta:meta])* $name:ident, $len:expr) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(pub [u8; $len]);
+
+        impl $name {
+            /// Length in bytes on the wire.
+            pub const LEN: usize = $len;
+
+            /// The raw bytes.
+            pub fn as_bytes(&self) -> &[u8; $len] {
+                &self.0
+            }
+        }
+
+        impl From<[u8; $len]> for $name {
+            fn from(bytes: [u8; $len]) -> Self {
+                $name(bytes)
+            }
+        }
+
+        impl From<$name> for [u8; $len] {
+            fn from(v: $name) -> Self {
+                v.0
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(concat!(stringify!($name), "("))?;
+                fmt_hex(f, &self.0)?;
+                f.write_str(")")
+            }
+        }
+
+        impl fmt::Display for $name {
+            /// Lowercase hex.
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt_hex(f, &self.0)
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                serialize_fixed(&self.0, s)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                deserialize_fixed::<D, { $len }>(d).map($name)
+            }
+        }
+    };
+}
+
+fixed_bytes!(
+    /// Identifier of a server epoch (one OPRF key and one table). Opaque on the wire;
+    /// protocol-spec/table.md says how the server derives it.
+    EpochId,
+    EPOCH_ID_LEN
+);
+fixed_bytes!(
+    /// A ristretto255 element as RFC 9497 serializes it: a blinded element in a request, an
+    /// evaluated element in a response. The codec does not check that it decodes to a point.
+    Element,
+    ELEMENT_LEN
+);
+fixed_bytes!(
+    /// The server's VOPRF public key pkS (a serialized ristretto255 element).
+    PublicKeyBytes,
+    PUBLIC_KEY_LEN
+);
+fixed_bytes!(
+    /// A batched DLEQ proof `c || s` (RFC 9497 section 2.2), two 32-byte scalars.
+    Proof,
+    PROOF_LEN
+);
+fixed_bytes!(
+    /// A table tag (protocol-spec/table.md).
+    Tag,
+    TAG_LEN
+);
+fixed_bytes!(
+    /// An encrypted label (protocol-spec/table.md), specific to the requesting client.
+    EncryptedLabel,
+    LABEL_LEN
+);
+
+/// One table entry as it travels: tag, then the encrypted label for the requesting client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Entry {
+    /// The entry's tag.
+    pub tag: Tag,
+    /// The entry's label, encrypted for the requesting client.
+    pub label: EncryptedLabel,
+}
+
+/// A u64-count-prefixed list whose count is checked against `field`'s bounds before allocating.
+struct BoundedVisitor<T> {
+    field: Field,
+    marker: PhantomData<T>,
+}
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for BoundedVisitor<T> {
+    type Value = Vec<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (min, max) = self.field.count_bounds();
+        write!(f, "a list of {min} to {max} items")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+        let (min, max) = self.field.count_bounds();
+        let announced = seq.size_hint();
+        if let Some(n) = announced {
+            let n = n as u64;
+            if n < min || n > max {
+                return Err(Rejection::Count(self.field, n).into_de());
+            }
+        }
+        let mut out = Vec::with_capacity(announced.unwrap_or(0).min(PREALLOC_CAP));
+        while let Some(item) = seq.next_element::<T>()? {
+            if out.len() as u64 >= max {
+                return Err(Rejection::Count(self.field, out.len() as u64 + 1).into_de());
+            }
+            out.push(item);
+        }
+        if (out.len() as u64) < min {
+            return Err(Rejection::Count(self.field, out.len() as u64).into_de());
+        }
+        Ok(out)
+    }
+}
+
+fn serialize_list<S: Serializer, T: Serialize>(items: &[T], s: S) -> Result<S::Ok, S::Error> {
+    let mut seq = s.serialize_seq(Some(items.len()))?;
+    for item in items {
+        seq.serialize_element(item)?;
+    }
+    seq.end()
+}
+
+fn check_count(field: Field, count: usize) -> Result<(), WireError> {
+    let (min, max) = field.count_bounds();
+    let n = count as u64;
+    if n < min || n > max {
+        return Err(WireError::OutOfSpec {
+            field: field.name(),
+            value: n,
+            reason: match field {
+                Field::Elements => "a batch holds 1 to 4096 elements",
+                Field::Entries => "a chunk or range holds at most 65536 entries",
+                _ => "an error message is at most 1024 bytes",
+            },
+        });
+    }
+    Ok(())
+}
+
+/// A batch of 1 to [`crate::MAX_BATCH_ELEMENTS`] elements (Evaluate request and response).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ElementBatch(Vec<Element>);
+
+impl ElementBatch {
+    /// Wraps `elements`, checking 1 <= count <= [`crate::MAX_BATCH_ELEMENTS`].
+    pub fn new(elements: Vec<Element>) -> Result<Self, WireError> {
+        check_count(Field::Elements, elements.len())?;
+        Ok(ElementBatch(elements))
+    }
+
+    /// Wraps raw 32-byte encodings, as `nayose-oprf` produces them.
+    pub fn from_arrays(elements: &[[u8; ELEMENT_LEN]]) -> Result<Self, WireError> {
+        Self::new(elements.iter().copied().map(Element).collect())
+    }
+
+    /// The elements.
+    pub fn as_slice(&self) -> &[Element] {
+        &self.0
+    }
+
+    /// The elements as raw 32-byte arrays, as `nayose-oprf` takes them.
+    pub fn to_arrays(&self) -> Vec<[u8; ELEMENT_LEN]> {
+        self.0.iter().map(|e| e.0).collect()
+    }
+
+    /// Number of elements (at least 1).
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Always false: a batch holds at least one element. Present for API symmetry.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The elements, by value.
+    pub fn into_vec(self) -> Vec<Element> {
+        self.0
+    }
+}
+
+impl Serialize for ElementBatch {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        serialize_list(&self.0, s)
+    }
+}
+
+impl<'de> Deserialize<'de> for ElementBatch {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_seq(BoundedVisitor {
+            field: Field::Elements,
+            marker: PhantomData,
+        })
+        .map(ElementBatch)
+    }
+}
+
+/// A list of 0 to [`crate::MAX_ENTRIES_PER_CHUNK`] entries (Range and TableChunk responses).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct EntryList(Vec<Entry>);
+
+impl EntryList {
+    /// Wraps `entries`, checking count <= [`crate::MAX_ENTRIES_PER_CHUNK`].
+    pub fn new(entries: Vec<Entry>) -> Result<Self, WireError> {
+        check_count(Field::Entries, entries.len())?;
+        Ok(EntryList(entries))
+    }
+
+    /// The entries.
+    pub fn as_slice(&self) -> &[Entry] {
+        &self.0
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True if there are no entries.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The entries, by value.
+    pub fn into_vec(self) -> Vec<Entry> {
+        self.0
+    }
+}
+
+impl Serialize for EntryList {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        serialize_list(&self.0, s)
+    }
+}
+
+impl<'de> Deserialize<'de> for EntryList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_seq(BoundedVisitor {
+            field: Field::Entries,
+            marker: PhantomData,
+        })
+        .map(EntryList)
+    }
+}
+
+/// A human-readable error text of at most [`MAX_ERROR_MESSAGE_LEN`] bytes of UTF-8.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct ErrorMessage(String);
+
+impl ErrorMessage {
+    /// Wraps `text`, checking its length.
+    pub fn new(text: impl Into<String>) -> Result<Self, WireError> {
+        let text = text.into();
+        check_count(Field::ErrorMessage, text.len())?;
+        Ok(ErrorMessage(text))
+    }
+
+    /// Wraps `text`, cutting it at the last character boundary that fits the limit.
+    pub fn truncating(text: &str) -> Self {
+        let mut end = text.len().min(MAX_ERROR_MESSAGE_LEN);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        ErrorMessage(text[..end].to_owned())
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ErrorMessage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for ErrorMessage {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+struct MessageVisitor;
+
+impl<'de> Visitor<'de> for MessageVisitor {
+    type Value = ErrorMessage;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "a UTF-8 string of at most {MAX_ERROR_MESSAGE_LEN} bytes")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<ErrorMessage, E> {
+        if v.len() > MAX_ERROR_MESSAGE_LEN {
+            return Err(Rejection::Count(Field::ErrorMessage, v.len() as u64).into_de());
+        }
+        Ok(ErrorMessage(v.to_owned()))
+    }
+}
+
+impl<'de> Deserialize<'de> for ErrorMessage {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Borrowing: bincode checks the length against the bytes present and UTF-8 in place,
+        // so nothing is allocated before the length check above.
+        d.deserialize_str(MessageVisitor)
+    }
+}
+
+/// A tag prefix: the first `bits` bits of a tag, left-aligned in 8 bytes, all later bits zero.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "RawTagPrefix")]
+pub struct TagPrefix {
+    bits: u8,
+    value: [u8; PREFIX_LEN],
+}
+
+#[derive(Deserialize)]
+struct RawTagPrefix {
+    bits: u8,
+    value: [u8; PREFIX_LEN],
+}
+
+impl TryFrom<RawTagPrefix> for TagPrefix {
+    type Error = Rejection;
+
+    fn try_from(raw: RawTagPrefix) -> Result<Self, Rejection> {
+        if raw.bits > MAX_PREFIX_BITS {
+            return Err(Rejection::Invalid(Field::PrefixBits, u64::from(raw.bits)));
+        }
+        let masked = mask(raw.value, raw.bits);
+        if masked != raw.value {
+            return Err(Rejection::Invalid(Field::PrefixValue, u64::from(raw.bits)));
+        }
+        Ok(TagPrefix {
+            bits: raw.bits,
+            value: raw.value,
+        })
+    }
+}
+
+fn mask(mut value: [u8; PREFIX_LEN], bits: u8) -> [u8; PREFIX_LEN] {
+    let bits = usize::from(bits.min(MAX_PREFIX_BITS));
+    for (i, b) in value.iter_mut().enumerate() {
+        let keep = bits.saturating_sub(8 * i).min(8);
+        *b &= match keep {
+            0 => 0,
+            k => 0xffu8 << (8 - k),
+        };
+    }
+    value
+}
+
+impl TagPrefix {
+    /// The prefix of length `bits` (0..=64) of `tag`.
+    pub fn of_tag(tag: &Tag, bits: u8) -> Result<Self, WireError> {
+        if bits > MAX_PREFIX_BITS {
+            return Err(WireError::OutOfSpec {
+                field: "prefix.bits",
+                value: u64::from(bits),
+                reason: "a prefix length is at most 64 bits",
+            });
+        }
+        let mut value = [0u8; PREFIX_LEN];
+        value.copy_from_slice(&tag.0[..PREFIX_LEN]);
+        Ok(TagPrefix {
+            bits,
+            value: mask(value, bits),
+        })
+    }
+
+    /// A prefix from its wire fields, checking them as a decoder does.
+    pub fn new(bits: u8, value: [u8; PREFIX_LEN]) -> Result<Self, WireError> {
+        TagPrefix::try_from(RawTagPrefix { bits, value }).map_err(|r| {
+            let (field, reason) = match r {
+                Rejection::Invalid(f, _) | Rejection::Count(f, _) => (f.name(), f.requirement()),
+            };
+            WireError::OutOfSpec {
+                field,
+                value: u64::from(bits),
+                reason,
+            }
+        })
+    }
+
+    /// Prefix length in bits.
+    pub fn bits(&self) -> u8 {
+        self.bits
+    }
+
+    /// The prefix bits, left-aligned, later bits zero.
+    pub fn value(&self) -> [u8; PREFIX_LEN] {
+        self.value
+    }
+
+    /// True if `tag` starts with this prefix.
+    pub fn matches(&self, tag: &Tag) -> bool {
+        let mut head = [0u8; PREFIX_LEN];
+        head.copy_from_slice(&tag.0[..PREFIX_LEN]);
+        mask(head, self.bits) == self.value
+    }
+}
+
+impl fmt::Debug for TagPrefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TagPrefix(")?;
+        fmt_hex(f, &self.value)?;
+        write!(f, "/{})", self.bits)
+    }
+}
