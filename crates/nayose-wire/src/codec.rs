@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::WireError;
 use crate::frame::encode_frame;
-use crate::limits::MAX_FRAME_LEN;
+use crate::limits::{MAX_FRAME_LEN, MAX_REQUEST_LEN};
 use crate::message::{REQUEST_NAMES, RESPONSE_NAMES, Request, Response};
 use crate::reject::Rejection;
 
@@ -56,14 +56,17 @@ pub fn encode_response_frame(response: &Response) -> Result<Vec<u8>, WireError> 
 
 /// Decodes a request from a message payload (no frame header), which must hold exactly one
 /// request and nothing after it.
+///
+/// A payload longer than [`MAX_REQUEST_LEN`] (the largest request) is
+/// [`WireError::FrameTooLarge`].
 pub fn decode_request(payload: &[u8]) -> Result<Request, WireError> {
-    decode(payload, "request", &REQUEST_NAMES)
+    decode(payload, MAX_REQUEST_LEN, "request", &REQUEST_NAMES)
 }
 
 /// Decodes a response from a message payload (no frame header), which must hold exactly one
 /// response and nothing after it.
 pub fn decode_response(payload: &[u8]) -> Result<Response, WireError> {
-    decode(payload, "response", &RESPONSE_NAMES)
+    decode(payload, MAX_FRAME_LEN, "response", &RESPONSE_NAMES)
 }
 
 fn encode<T: Serialize>(value: &T, name: &'static str) -> Result<Vec<u8>, WireError> {
@@ -82,13 +85,14 @@ fn encode<T: Serialize>(value: &T, name: &'static str) -> Result<Vec<u8>, WireEr
 
 fn decode<'a, T: Deserialize<'a>>(
     payload: &'a [u8],
+    max: usize,
     direction: &'static str,
     names: &[&'static str],
 ) -> Result<T, WireError> {
-    if payload.len() > MAX_FRAME_LEN {
+    if payload.len() > max {
         return Err(WireError::FrameTooLarge {
             len: payload.len() as u64,
-            max: MAX_FRAME_LEN,
+            max,
         });
     }
     let Some(type_bytes) = payload.first_chunk::<4>() else {

@@ -8,7 +8,7 @@
 
 use crate::codec::{decode_request, decode_response};
 use crate::error::WireError;
-use crate::limits::{FRAME_HEADER_LEN, MAX_FRAME_LEN};
+use crate::limits::{FRAME_HEADER_LEN, MAX_FRAME_LEN, MAX_REQUEST_LEN};
 use crate::message::{Request, Response};
 
 /// Prefixes `payload` with its length. Fails if it exceeds [`MAX_FRAME_LEN`].
@@ -32,14 +32,20 @@ fn check_len(len: u64, max: usize) -> Result<usize, WireError> {
     }
 }
 
-/// The payload of `bytes`, which must be exactly one frame (a request stream's whole content).
+/// The payload of `bytes`, which must be exactly one frame of at most [`MAX_FRAME_LEN`] payload
+/// bytes. For a request stream's whole content use [`decode_request_frame`], which applies the
+/// smaller request limit [`MAX_REQUEST_LEN`].
 pub fn split_single_frame(bytes: &[u8]) -> Result<&[u8], WireError> {
+    split_frame(bytes, MAX_FRAME_LEN)
+}
+
+fn split_frame(bytes: &[u8], max: usize) -> Result<&[u8], WireError> {
     let Some(header) = bytes.first_chunk::<FRAME_HEADER_LEN>() else {
         return Err(WireError::IncompleteFrame {
             buffered: bytes.len(),
         });
     };
-    let len = frame_len(*header)?;
+    let len = check_len(u64::from(u32::from_le_bytes(*header)), max)?;
     let rest = &bytes[FRAME_HEADER_LEN..];
     if rest.len() < len {
         return Err(WireError::IncompleteFrame {
@@ -55,9 +61,11 @@ pub fn split_single_frame(bytes: &[u8]) -> Result<&[u8], WireError> {
     Ok(rest)
 }
 
-/// Decodes a request stream's whole content: exactly one frame holding one request.
+/// Decodes a request stream's whole content: exactly one frame holding one request. A header
+/// announcing more than [`MAX_REQUEST_LEN`] bytes is [`WireError::FrameTooLarge`] (answered with
+/// `FrameTooLarge`, protocol-spec/wire.md §3), whatever follows it.
 pub fn decode_request_frame(bytes: &[u8]) -> Result<Request, WireError> {
-    decode_request(split_single_frame(bytes)?)
+    decode_request(split_frame(bytes, MAX_REQUEST_LEN)?)
 }
 
 /// Decodes exactly one frame holding one response.

@@ -171,7 +171,10 @@ impl TryFrom<RawInfo> for InfoResponse {
 impl InfoResponse {
     fn rejection(&self) -> Option<Rejection> {
         if self.max_batch == 0 || self.max_batch as usize > MAX_BATCH_ELEMENTS {
-            return Some(Rejection::Invalid(Field::MaxBatch, u64::from(self.max_batch)));
+            return Some(Rejection::Invalid(
+                Field::MaxBatch,
+                u64::from(self.max_batch),
+            ));
         }
         if self.oldest_delta_base > self.epoch {
             return Some(Rejection::Invalid(
@@ -375,8 +378,10 @@ impl TryFrom<RawError> for ErrorResponse {
 
 impl ErrorResponse {
     fn rejection(&self) -> Option<Rejection> {
-        (matches!(self.code, ErrorCode::EpochChanged | ErrorCode::KeyPeriodChanged)
-            && self.current.is_none())
+        (matches!(
+            self.code,
+            ErrorCode::EpochChanged | ErrorCode::KeyPeriodChanged
+        ) && self.current.is_none())
         .then_some(Rejection::Invalid(Field::CurrentEpoch, 0))
     }
 }
@@ -483,7 +488,6 @@ impl<'de> Deserialize<'de> for ErrorCode {
         d.deserialize_u16(CodeVisitor)
     }
 }
-
 
 impl Request {
     /// The request's name in the spec.

@@ -83,7 +83,9 @@ impl Field {
                 "an EpochChanged or KeyPeriodChanged error must carry the current state (tag 1)"
             }
             Field::ChunkEnd => "offset + number of entries must not exceed total",
-            Field::DeltaSize => "a delta chunk holds at most 65536 removed tags and upserts together",
+            Field::DeltaSize => {
+                "a delta chunk holds at most 65536 removed tags and upserts together"
+            }
             Field::OldestDelta => "oldest_delta_base must not be above epoch",
             Field::Elements | Field::Entries | Field::ErrorMessage => "count out of range",
         }

@@ -17,11 +17,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::WireError;
 use crate::limits::{
-    ELEMENT_LEN, KEY_PERIOD_ID_LEN, LABEL_LEN, MAX_ERROR_MESSAGE_LEN, TABLE_DIGEST_LEN,
-    PROOF_LEN, PUBLIC_KEY_LEN, TAG_LEN,
+    ELEMENT_LEN, KEY_PERIOD_ID_LEN, LABEL_LEN, MAX_ERROR_MESSAGE_LEN, PROOF_LEN, PUBLIC_KEY_LEN,
+    TABLE_DIGEST_LEN, TAG_LEN,
 };
 use crate::reject::{Field, Rejection};
-
 
 /// Most elements a bounded list reserves memory for before it has decoded them.
 const PREALLOC_CAP: usize = 1024;

@@ -1,8 +1,10 @@
 //! Golden bytes: every message of protocol-spec/wire.md, checked against
-//! protocol-spec/vectors/wire-vectors.json and against the hex blocks of wire.md itself.
+//! protocol-spec/vectors/wire-vectors.json and against the hex blocks of wire.md §10 itself.
 //!
 //! Regenerate the JSON (after a deliberate, spec-versioned change only):
 //! `NAYOSE_WRITE_VECTORS=1 cargo test -p nayose-wire --test golden`
+//! and print the annotated blocks for wire.md §10:
+//! `NAYOSE_PRINT_BLOCKS=1 cargo test -p nayose-wire --test golden -- --nocapture print_blocks`
 
 #![allow(clippy::unwrap_used)] // tests unwrap on data they built themselves
 
@@ -22,6 +24,11 @@ const RFC_EVALUATED: [&str; 2] = [
     "cc5ac221950a49ceaa73c8db41b82c20372a4c8d63e5dded2db920b7eee36a2a",
 ];
 const RFC_PROOF: &str = "cc203910175d786927eeb44ea847328047892ddf8590e723c37205cb74600b0a5ab5337c8eb4ceae0494c2cf89529dcf94572ed267473d567aeed6ab873dee08";
+// RFC 9497 Appendix A.1.3 (POPRF mode) pkS: another valid key, for the next key period.
+const RFC_POPRF_PKS: &str = "c647bef38497bc6ec077c22af65b696efa43bff3b4a1975a3e8e0a1c5a79d631";
+
+/// Illustrative table digest (the chunks below are not a whole table).
+const DIGEST: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
 
 fn arr<const N: usize>(hex_str: &str) -> [u8; N] {
     let v = hex::decode(hex_str).unwrap();
@@ -32,30 +39,44 @@ fn seq<const N: usize>(start: u8) -> [u8; N] {
     std::array::from_fn(|i| start.wrapping_add(i as u8))
 }
 
-/// Epoch 7 of the RFC key: big-endian number, then the key check of protocol-spec/table.md
-/// (first 8 bytes of SHA-512(I2OSP(17, 2) || "nayose/1 epoch id" || pkS)).
-fn epoch() -> EpochId {
-    EpochId(arr("00000000000000076b717ee884e7cff7"))
+/// Key period 7 of the RFC key, derived by `nayose-table` (protocol-spec/table.md §4).
+fn key_period() -> KeyPeriodId {
+    KeyPeriodId(nayose_table::KeyPeriodId::new(7, &arr(RFC_PKS)).to_bytes())
 }
 
-/// Epoch 8, under another key (its check bytes are illustrative).
-fn next_epoch() -> EpochId {
-    EpochId(arr("0000000000000008a1b2c3d4e5f60718"))
+/// Key period 8, under the RFC 9497 POPRF-mode key (the next key period has a fresh key).
+fn next_key_period() -> KeyPeriodId {
+    KeyPeriodId(nayose_table::KeyPeriodId::new(8, &arr(RFC_POPRF_PKS)).to_bytes())
 }
 
-fn prefix() -> TagPrefix {
-    // 12 bits: 0x3a7.
-    TagPrefix::new(12, [0x3a, 0x70, 0, 0, 0, 0, 0, 0]).unwrap()
+const TAG_A: &str = "3a7011223344556677889900aabbccdd";
+const TAG_B: &str = "3a7f0000000000000000000000000001";
+const TAG_REMOVED: &str = "1a2b3c4d5e6f708192a3b4c5d6e7f809";
+
+fn base_entries() -> ChunkList<BaseEntry> {
+    ChunkList::new(vec![
+        BaseEntry {
+            tag: Tag(arr(TAG_A)),
+            version: 57,
+            label: EncryptedLabel(seq(0x40)),
+        },
+        BaseEntry {
+            tag: Tag(arr(TAG_B)),
+            version: 100,
+            label: EncryptedLabel(seq(0x50)),
+        },
+    ])
+    .unwrap()
 }
 
-fn entries() -> EntryList {
-    EntryList::new(vec![
+fn upserts() -> ChunkList<Entry> {
+    ChunkList::new(vec![
         Entry {
-            tag: Tag(arr("3a7011223344556677889900aabbccdd")),
+            tag: Tag(arr(TAG_A)),
             label: EncryptedLabel(seq(0x40)),
         },
         Entry {
-            tag: Tag(arr("3a7f0000000000000000000000000001")),
+            tag: Tag(arr(TAG_B)),
             label: EncryptedLabel(seq(0x50)),
         },
     ])
@@ -67,7 +88,7 @@ enum Msg {
     Resp(Response),
 }
 
-/// The examples, in the order of wire.md.
+/// The examples, in the order of wire.md §10.
 fn examples() -> Vec<(&'static str, Msg)> {
     let blinded = ElementBatch::new(RFC_BLINDED.iter().map(|h| Element(arr(h))).collect()).unwrap();
     let evaluated =
@@ -77,74 +98,103 @@ fn examples() -> Vec<(&'static str, Msg)> {
         (
             "request-evaluate",
             Msg::Req(Request::Evaluate(EvaluateRequest {
-                epoch: epoch(),
+                key_period: key_period(),
                 elements: blinded,
             })),
         ),
         (
-            "request-fetch-range",
-            Msg::Req(Request::FetchRange(FetchRangeRequest {
-                epoch: epoch(),
-                prefix: prefix(),
+            "request-fetch-base",
+            Msg::Req(Request::FetchBase(FetchBaseRequest {
+                key_period: key_period(),
+                epoch: 100,
+                offset: 4096,
             })),
         ),
         (
-            "request-fetch-all",
-            Msg::Req(Request::FetchAll(FetchAllRequest {
-                epoch: epoch(),
-                offset: 4096,
+            "request-fetch-delta",
+            Msg::Req(Request::FetchDelta(FetchDeltaRequest {
+                key_period: key_period(),
+                from_epoch: 98,
             })),
         ),
         (
             "response-info",
             Msg::Resp(Response::Info(InfoResponse {
-                epoch: epoch(),
+                key_period: key_period(),
                 public_key: PublicKeyBytes(arr(RFC_PKS)),
+                epoch: 100,
                 table_entries: 2_000_000,
-                max_prefix_bits: Some(12),
-                min_range_entries: 256,
+                table_digest: TableDigest(arr(DIGEST)),
+                oldest_delta_base: 10,
                 max_batch: 1024,
-                quota_left: 49_998,
+                quota_left_today: 49_998,
                 quota_reset_secs: 3600,
+                quota_left_key_period: 1_950_000,
             })),
         ),
         (
             "response-evaluated",
             Msg::Resp(Response::Evaluated(EvaluateResponse {
-                epoch: epoch(),
+                key_period: key_period(),
                 elements: evaluated,
                 proof: Proof(arr(RFC_PROOF)),
             })),
         ),
         (
-            "response-range",
-            Msg::Resp(Response::Range(RangeResponse {
-                epoch: epoch(),
-                prefix: prefix(),
-                entries: entries(),
-            })),
-        ),
-        (
-            "response-table-chunk",
-            Msg::Resp(Response::TableChunk(TableChunk {
-                epoch: epoch(),
+            "response-base-chunk",
+            Msg::Resp(Response::BaseChunk(BaseChunk {
+                key_period: key_period(),
+                epoch: 100,
                 offset: 4096,
                 total: 4098,
-                entries: entries(),
+                entries: base_entries(),
             })),
         ),
         (
-            "response-table-end",
-            Msg::Resp(Response::TableEnd(TableEnd {
-                epoch: epoch(),
+            "response-base-end",
+            Msg::Resp(Response::BaseEnd(BaseEnd {
+                key_period: key_period(),
+                epoch: 100,
                 total: 4098,
+            })),
+        ),
+        (
+            "response-delta-chunk",
+            Msg::Resp(Response::DeltaChunk(DeltaChunk {
+                key_period: key_period(),
+                epoch: 99,
+                removed: ChunkList::new(vec![Tag(arr(TAG_REMOVED))]).unwrap(),
+                upserts: upserts(),
+            })),
+        ),
+        (
+            "response-delta-end",
+            Msg::Resp(Response::DeltaEnd(DeltaEnd {
+                key_period: key_period(),
+                epoch: 100,
+                total: 2_000_000,
             })),
         ),
         (
             "response-error-epoch-changed",
-            Msg::Resp(Response::Error(ErrorResponse::epoch_changed(
-                next_epoch(),
+            Msg::Resp(Response::Error(ErrorResponse::with_current(
+                ErrorCode::EpochChanged,
+                CurrentState {
+                    key_period: key_period(),
+                    epoch: 101,
+                },
                 "epoch changed",
+            ))),
+        ),
+        (
+            "response-error-key-period-changed",
+            Msg::Resp(Response::Error(ErrorResponse::with_current(
+                ErrorCode::KeyPeriodChanged,
+                CurrentState {
+                    key_period: next_key_period(),
+                    epoch: 101,
+                },
+                "key period changed",
             ))),
         ),
         (
@@ -161,67 +211,94 @@ fn hexes(items: &[Element]) -> Value {
     items.iter().map(|e| json!(e.to_string())).collect()
 }
 
-fn entries_json(list: &EntryList) -> Value {
+fn base_entries_json(list: &ChunkList<BaseEntry>) -> Value {
+    list.as_slice()
+        .iter()
+        .map(|e| {
+            json!({"tag": e.tag.to_string(), "version": e.version, "label": e.label.to_string()})
+        })
+        .collect()
+}
+
+fn entries_json(list: &ChunkList<Entry>) -> Value {
     list.as_slice()
         .iter()
         .map(|e| json!({"tag": e.tag.to_string(), "label": e.label.to_string()}))
         .collect()
 }
 
-fn prefix_json(p: &TagPrefix) -> Value {
-    json!({"bits": p.bits(), "value": hex::encode(p.value())})
-}
-
 /// The message's fields as the JSON file writes them (what an independent decoder must get).
 fn describe_request(r: &Request) -> Value {
     match r {
         Request::Info => json!({}),
-        Request::Evaluate(e) => {
-            json!({"epoch": e.epoch.to_string(), "elements": hexes(e.elements.as_slice())})
-        }
-        Request::FetchRange(f) => {
-            json!({"epoch": f.epoch.to_string(), "prefix": prefix_json(&f.prefix)})
-        }
-        Request::FetchAll(f) => json!({"epoch": f.epoch.to_string(), "offset": f.offset}),
+        Request::Evaluate(e) => json!({
+            "key_period": e.key_period.to_string(),
+            "elements": hexes(e.elements.as_slice()),
+        }),
+        Request::FetchBase(f) => json!({
+            "key_period": f.key_period.to_string(),
+            "epoch": f.epoch,
+            "offset": f.offset,
+        }),
+        Request::FetchDelta(f) => json!({
+            "key_period": f.key_period.to_string(),
+            "from_epoch": f.from_epoch,
+        }),
     }
 }
 
 fn describe_response(r: &Response) -> Value {
     match r {
         Response::Info(i) => json!({
-            "epoch": i.epoch.to_string(),
+            "key_period": i.key_period.to_string(),
             "public_key": i.public_key.to_string(),
+            "epoch": i.epoch,
             "table_entries": i.table_entries,
+            "table_digest": i.table_digest.to_string(),
+            "oldest_delta_base": i.oldest_delta_base,
+            "max_batch": i.max_batch,
+            "quota_left_today": i.quota_left_today,
+            "quota_reset_secs": i.quota_reset_secs,
+            "quota_left_key_period": i.quota_left_key_period,
             "tag_len": TAG_LEN,
             "label_len": LABEL_LEN,
-            "max_prefix_bits": i.max_prefix_bits,
-            "min_range_entries": i.min_range_entries,
-            "max_batch": i.max_batch,
-            "quota_left": i.quota_left,
-            "quota_reset_secs": i.quota_reset_secs,
         }),
         Response::Evaluated(e) => json!({
-            "epoch": e.epoch.to_string(),
+            "key_period": e.key_period.to_string(),
             "elements": hexes(e.elements.as_slice()),
             "proof": e.proof.to_string(),
         }),
-        Response::Range(r) => json!({
-            "epoch": r.epoch.to_string(),
-            "prefix": prefix_json(&r.prefix),
-            "entries": entries_json(&r.entries),
-        }),
-        Response::TableChunk(c) => json!({
-            "epoch": c.epoch.to_string(),
+        Response::BaseChunk(c) => json!({
+            "key_period": c.key_period.to_string(),
+            "epoch": c.epoch,
             "offset": c.offset,
             "total": c.total,
-            "entries": entries_json(&c.entries),
+            "entries": base_entries_json(&c.entries),
         }),
-        Response::TableEnd(t) => json!({"epoch": t.epoch.to_string(), "total": t.total}),
+        Response::BaseEnd(b) => json!({
+            "key_period": b.key_period.to_string(),
+            "epoch": b.epoch,
+            "total": b.total,
+        }),
+        Response::DeltaChunk(c) => json!({
+            "key_period": c.key_period.to_string(),
+            "epoch": c.epoch,
+            "removed": c.removed.as_slice().iter().map(|t| json!(t.to_string())).collect::<Value>(),
+            "upserts": entries_json(&c.upserts),
+        }),
+        Response::DeltaEnd(d) => json!({
+            "key_period": d.key_period.to_string(),
+            "to_epoch": d.epoch,
+            "total": d.total,
+        }),
         Response::Error(e) => json!({
             "code": e.code.to_u16(),
             "code_name": format!("{:?}", e.code),
             "retry_after_secs": e.retry_after_secs,
-            "current_epoch": e.current_epoch.map(|x| x.to_string()),
+            "current": e.current.map(|c| json!({
+                "key_period": c.key_period.to_string(),
+                "epoch": c.epoch,
+            })),
             "message": e.message.as_str(),
         }),
     }
@@ -231,21 +308,19 @@ fn spec_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../protocol-spec")
 }
 
+fn payload_of(msg: &Msg) -> Vec<u8> {
+    match msg {
+        Msg::Req(r) => encode_request(r).unwrap(),
+        Msg::Resp(r) => encode_response(r).unwrap(),
+    }
+}
+
 fn vector_json(name: &str, msg: &Msg) -> Value {
-    let (direction, message, fields, payload) = match msg {
-        Msg::Req(r) => (
-            "request",
-            r.name(),
-            describe_request(r),
-            encode_request(r).unwrap(),
-        ),
-        Msg::Resp(r) => (
-            "response",
-            r.name(),
-            describe_response(r),
-            encode_response(r).unwrap(),
-        ),
+    let (direction, message, fields) = match msg {
+        Msg::Req(r) => ("request", r.name(), describe_request(r)),
+        Msg::Resp(r) => ("response", r.name(), describe_response(r)),
     };
+    let payload = payload_of(msg);
     json!({
         "name": name,
         "direction": direction,
@@ -270,8 +345,8 @@ fn vectors_file_matches_the_codec() {
     let generated: Vec<Value> = examples().iter().map(|(n, m)| vector_json(n, m)).collect();
     if std::env::var_os("NAYOSE_WRITE_VECTORS").is_some() {
         let doc = json!({
-            "protocol": "nayose/1",
-            "description": "One encoded example of every nayose/1 message, produced by crates/nayose-wire and checked by its tests (tests/golden.rs). `payload` is the message (protocol-spec/wire.md, Messages); `frame` is the payload with its 4-byte little-endian length header (wire.md, Framing). `fields` gives the decoded value: byte strings as lowercase hex, integers as numbers. The Evaluate and Evaluated examples carry the blinded elements, evaluated elements, proof and public key of RFC 9497 Appendix A.1.2 VOPRF test vector 3.",
+            "protocol": "nayose/2",
+            "description": "One encoded example of every nayose/2 message, produced by crates/nayose-wire and checked by its tests (tests/golden.rs). `payload` is the message (protocol-spec/wire.md §5); `frame` is the payload with its 4-byte little-endian length header (wire.md §3). `fields` gives the decoded value: byte strings as lowercase hex, integers as numbers. The Evaluate and Evaluated examples carry the blinded elements, evaluated elements, proof and public key of RFC 9497 Appendix A.1.2 VOPRF test vector 3. The key period id 00000000000000074eb7a0b064e017f2 is key period 7 of that public key (protocol-spec/table.md §4); the KeyPeriodChanged example names key period 8 of the RFC 9497 Appendix A.1.3 public key c647bef38497bc6ec077c22af65b696efa43bff3b4a1975a3e8e0a1c5a79d631. Epoch numbers, tags, versions, labels and the table digest are illustrative.",
             "bincode_config": "bincode 2 serde API: standard().with_little_endian().with_fixed_int_encoding().with_limit::<4194304>()",
             "vectors": generated,
         });
@@ -279,6 +354,7 @@ fn vectors_file_matches_the_codec() {
         std::fs::write(&path, serde_json::to_string_pretty(&doc).unwrap() + "\n").unwrap();
     }
     let file = load_vectors();
+    assert_eq!(file["protocol"], "nayose/2");
     let vectors = file["vectors"].as_array().unwrap();
     assert_eq!(vectors.len(), generated.len(), "one vector per example");
     for (v, g) in vectors.iter().zip(&generated) {
@@ -287,14 +363,68 @@ fn vectors_file_matches_the_codec() {
 }
 
 #[test]
+fn every_message_type_has_a_vector() {
+    let examples = examples();
+    let names = |req: bool| -> Vec<&'static str> {
+        let mut v: Vec<_> = examples
+            .iter()
+            .filter_map(|(_, m)| match (m, req) {
+                (Msg::Req(r), true) => Some(r.name()),
+                (Msg::Resp(r), false) => Some(r.name()),
+                _ => None,
+            })
+            .collect();
+        v.dedup();
+        v
+    };
+    assert_eq!(names(true), ["Info", "Evaluate", "FetchBase", "FetchDelta"]);
+    assert_eq!(
+        names(false),
+        [
+            "Info",
+            "Evaluated",
+            "BaseChunk",
+            "BaseEnd",
+            "DeltaChunk",
+            "DeltaEnd",
+            "Error"
+        ]
+    );
+    // The message types are their wire indices, in the order of wire.md §5.
+    for (_, m) in &examples {
+        let payload = payload_of(m);
+        let t = u32::from_le_bytes(payload[..4].try_into().unwrap());
+        let expected = match m {
+            Msg::Req(r) => ["Info", "Evaluate", "FetchBase", "FetchDelta"]
+                .iter()
+                .position(|n| *n == r.name()),
+            Msg::Resp(r) => [
+                "Info",
+                "Evaluated",
+                "BaseChunk",
+                "BaseEnd",
+                "DeltaChunk",
+                "DeltaEnd",
+                "Error",
+            ]
+            .iter()
+            .position(|n| *n == r.name()),
+        };
+        assert_eq!(Some(t as usize), expected);
+    }
+}
+
+#[test]
 fn vectors_decode_to_their_fields_and_reencode() {
     let file = load_vectors();
     let vectors = file["vectors"].as_array().unwrap();
     let examples = examples();
+    assert_eq!(vectors.len(), examples.len());
     for (v, (name, msg)) in vectors.iter().zip(&examples) {
         assert_eq!(v["name"], *name);
         let payload = hex::decode(v["payload"].as_str().unwrap()).unwrap();
         let frame = hex::decode(v["frame"].as_str().unwrap()).unwrap();
+        assert_eq!(v["payload_len"], payload.len());
         assert_eq!(&frame[..4], &(payload.len() as u32).to_le_bytes());
         assert_eq!(&frame[4..], &payload[..]);
         match msg {
@@ -304,6 +434,7 @@ fn vectors_decode_to_their_fields_and_reencode() {
                 assert_eq!(decode_request_frame(&frame).unwrap(), got);
                 assert_eq!(describe_request(&got), v["fields"], "{name}");
                 assert_eq!(encode_request(&got).unwrap(), payload, "{name}");
+                assert_eq!(encode_request_frame(&got).unwrap(), frame, "{name}");
             }
             Msg::Resp(expected) => {
                 let got = decode_response(&payload).unwrap();
@@ -311,9 +442,50 @@ fn vectors_decode_to_their_fields_and_reencode() {
                 assert_eq!(decode_response_frame(&frame).unwrap(), got);
                 assert_eq!(describe_response(&got), v["fields"], "{name}");
                 assert_eq!(encode_response(&got).unwrap(), payload, "{name}");
+                assert_eq!(encode_response_frame(&got).unwrap(), frame, "{name}");
             }
         }
     }
+}
+
+/// The key period ids of the vectors are the real ones, bound to their public keys.
+#[test]
+fn vector_key_periods_are_real() {
+    let kp = nayose_table::KeyPeriodId::from_bytes(key_period().0);
+    assert_eq!(kp.number(), 7);
+    assert!(kp.matches_public_key(&arr(RFC_PKS)));
+    assert_eq!(key_period().to_string(), "00000000000000074eb7a0b064e017f2");
+    let next = nayose_table::KeyPeriodId::from_bytes(next_key_period().0);
+    assert_eq!(next.number(), 8);
+    assert!(next.matches_public_key(&arr(RFC_POPRF_PKS)));
+    assert!(!next.matches_public_key(&arr(RFC_PKS)));
+}
+
+/// The documented payload sizes of wire.md §5 hold for the examples.
+#[test]
+fn vector_sizes_follow_the_layout_tables() {
+    let sizes: Vec<(&str, usize)> = examples()
+        .iter()
+        .map(|(n, m)| (*n, payload_of(m).len()))
+        .collect();
+    assert_eq!(
+        sizes,
+        [
+            ("request-info", 4),
+            ("request-evaluate", 28 + 32 * 2),
+            ("request-fetch-base", 32),
+            ("request-fetch-delta", 24),
+            ("response-info", 126),
+            ("response-evaluated", 92 + 32 * 2),
+            ("response-base-chunk", 48 + 36 * 2),
+            ("response-base-end", 32),
+            ("response-delta-chunk", 40 + 16 + 32 * 2),
+            ("response-delta-end", 32),
+            ("response-error-epoch-changed", 39 + 13),
+            ("response-error-key-period-changed", 39 + 18),
+            ("response-error-quota-exhausted", 19 + 13),
+        ]
+    );
 }
 
 /// Every `<!-- vector: NAME -->` block of wire.md: the hex before `|` on each line.
@@ -346,8 +518,16 @@ fn spec_blocks() -> Vec<(String, String)> {
 #[test]
 fn wire_md_shows_the_same_bytes() {
     let file = load_vectors();
+    let vectors = file["vectors"].as_array().unwrap();
     let blocks = spec_blocks();
-    for v in file["vectors"].as_array().unwrap() {
+    for (name, _) in &blocks {
+        assert_eq!(
+            blocks.iter().filter(|(n, _)| n == name).count(),
+            1,
+            "wire.md has one block named {name}"
+        );
+    }
+    for v in vectors {
         let name = v["name"].as_str().unwrap();
         let frame_name = format!("{name}/frame");
         let block = blocks
@@ -367,8 +547,248 @@ fn wire_md_shows_the_same_bytes() {
             );
         }
     }
+    // Every block is a vector or the framed form of one, and the Info request is shown framed.
+    for (name, _) in &blocks {
+        let base = name.strip_suffix("/frame").unwrap_or(name);
+        assert!(
+            vectors.iter().any(|v| v["name"] == base),
+            "wire.md block {name} names no vector"
+        );
+    }
     assert!(
-        blocks.len() >= file["vectors"].as_array().unwrap().len(),
-        "every vector is shown"
+        blocks.iter().any(|(n, _)| n == "request-info/frame"),
+        "wire.md shows the framed Info request"
     );
+}
+
+/// The annotated blocks of wire.md §10, as this crate lays the examples out. Printed on demand
+/// (see the top of this file) and checked against wire.md's hex by `wire_md_shows_the_same_bytes`.
+#[test]
+fn print_blocks() {
+    let blocks = annotated_blocks();
+    // The annotation is complete: the hex column of every block is the payload.
+    for ((name, msg), (block_name, lines)) in examples().iter().zip(&blocks[1..]) {
+        assert_eq!(name, block_name);
+        let hex: String = lines.iter().map(|(h, _)| h.as_str()).collect();
+        assert_eq!(hex, hex::encode(payload_of(msg)), "{name}");
+    }
+    if std::env::var_os("NAYOSE_PRINT_BLOCKS").is_none() {
+        return;
+    }
+    for (name, lines) in &blocks {
+        let width = lines.iter().map(|(h, _)| h.len()).max().unwrap_or(0);
+        println!("<!-- vector: {name} -->\n```");
+        for (h, note) in lines {
+            println!("{h:<width$} | {note}");
+        }
+        println!("```\n");
+    }
+}
+
+/// (name, [(hex, annotation)]) for the framed Info request and every example.
+fn annotated_blocks() -> Vec<(String, Vec<(String, String)>)> {
+    let mut out = vec![(
+        "request-info/frame".to_owned(),
+        vec![
+            (
+                "04000000".to_owned(),
+                "frame header: payload length = 4, u32 LE".to_owned(),
+            ),
+            (
+                "00000000".to_owned(),
+                "@0   type = 0 (Info), u32 LE".to_owned(),
+            ),
+        ],
+    )];
+    for (name, msg) in examples() {
+        let mut a = Annotator::default();
+        match &msg {
+            Msg::Req(r) => {
+                let t = match r {
+                    Request::Info => 0,
+                    Request::Evaluate(_) => 1,
+                    Request::FetchBase(_) => 2,
+                    Request::FetchDelta(_) => 3,
+                };
+                a.u32(t, &format!("type = {t} ({}), u32 LE", r.name()));
+                match r {
+                    Request::Info => {}
+                    Request::Evaluate(e) => {
+                        a.kp(&e.key_period, "key_period");
+                        a.elements(&e.elements, "blinded element");
+                    }
+                    Request::FetchBase(f) => {
+                        a.kp(&f.key_period, "key_period");
+                        a.u32(f.epoch, &format!("epoch = {}, u32 LE", f.epoch));
+                        a.u64(f.offset, &format!("offset = {}, u64 LE", f.offset));
+                    }
+                    Request::FetchDelta(f) => {
+                        a.kp(&f.key_period, "key_period");
+                        let e = f.from_epoch;
+                        a.u32(e, &format!("from_epoch = {e}, u32 LE"));
+                    }
+                }
+            }
+            Msg::Resp(r) => {
+                let t = match r {
+                    Response::Info(_) => 0,
+                    Response::Evaluated(_) => 1,
+                    Response::BaseChunk(_) => 2,
+                    Response::BaseEnd(_) => 3,
+                    Response::DeltaChunk(_) => 4,
+                    Response::DeltaEnd(_) => 5,
+                    Response::Error(_) => 6,
+                };
+                a.u32(t, &format!("type = {t} ({}), u32 LE", r.name()));
+                annotate_response(&mut a, r);
+            }
+        }
+        out.push((name.to_owned(), a.lines));
+    }
+    out
+}
+
+fn annotate_response(a: &mut Annotator, r: &Response) {
+    match r {
+        Response::Info(i) => {
+            a.kp(&i.key_period, "key_period");
+            a.bytes(i.public_key.as_bytes(), "public_key (pkS), 32 bytes");
+            a.u32(i.epoch, &format!("epoch = {}, u32 LE", i.epoch));
+            let n = i.table_entries;
+            a.u64(n, &format!("table_entries = {n}, u64 LE"));
+            a.bytes(
+                i.table_digest.as_bytes(),
+                "table_digest (illustrative), 32 bytes",
+            );
+            let o = i.oldest_delta_base;
+            a.u32(o, &format!("oldest_delta_base = {o}, u32 LE"));
+            a.u32(i.max_batch, &format!("max_batch = {}, u32 LE", i.max_batch));
+            let q = i.quota_left_today;
+            a.u64(q, &format!("quota_left_today = {q}, u64 LE"));
+            let s = i.quota_reset_secs;
+            a.u32(s, &format!("quota_reset_secs = {s}, u32 LE"));
+            let q = i.quota_left_key_period;
+            a.u64(q, &format!("quota_left_key_period = {q}, u64 LE"));
+            a.bytes(&[TAG_LEN as u8], &format!("tag_len = {TAG_LEN}, u8"));
+            a.bytes(&[LABEL_LEN as u8], &format!("label_len = {LABEL_LEN}, u8"));
+        }
+        Response::Evaluated(e) => {
+            a.kp(&e.key_period, "key_period");
+            a.elements(&e.elements, "evaluated element");
+            a.bytes(
+                &e.proof.as_bytes()[..32],
+                "proof.c (challenge scalar, LE), 32 bytes",
+            );
+            a.bytes(
+                &e.proof.as_bytes()[32..],
+                "proof.s (response scalar, LE), 32 bytes",
+            );
+        }
+        Response::BaseChunk(c) => {
+            a.kp(&c.key_period, "key_period");
+            a.u32(c.epoch, &format!("epoch = {}, u32 LE", c.epoch));
+            a.u64(c.offset, &format!("offset = {}, u64 LE", c.offset));
+            a.u64(c.total, &format!("total = {}, u64 LE", c.total));
+            let n = c.entries.len();
+            a.u64(n as u64, &format!("entries: count = {n}, u64 LE"));
+            for (i, e) in c.entries.as_slice().iter().enumerate() {
+                a.bytes(e.tag.as_bytes(), &format!("entries[{i}].tag, 16 bytes"));
+                let v = e.version;
+                a.u32(v, &format!("entries[{i}].version = {v}, u32 LE"));
+                a.bytes(
+                    e.label.as_bytes(),
+                    &format!("entries[{i}].encrypted_label, 16 bytes"),
+                );
+            }
+        }
+        Response::BaseEnd(b) => {
+            a.kp(&b.key_period, "key_period");
+            a.u32(b.epoch, &format!("epoch = {}, u32 LE", b.epoch));
+            a.u64(b.total, &format!("total = {}, u64 LE", b.total));
+        }
+        Response::DeltaChunk(c) => {
+            a.kp(&c.key_period, "key_period");
+            a.u32(c.epoch, &format!("epoch = {}, u32 LE", c.epoch));
+            let r = c.removed.len();
+            a.u64(r as u64, &format!("removed: count = {r}, u64 LE"));
+            for (i, t) in c.removed.as_slice().iter().enumerate() {
+                a.bytes(t.as_bytes(), &format!("removed[{i}] (tag), 16 bytes"));
+            }
+            let u = c.upserts.len();
+            a.u64(u as u64, &format!("upserts: count = {u}, u64 LE"));
+            for (i, e) in c.upserts.as_slice().iter().enumerate() {
+                a.bytes(e.tag.as_bytes(), &format!("upserts[{i}].tag, 16 bytes"));
+                a.bytes(
+                    e.label.as_bytes(),
+                    &format!("upserts[{i}].encrypted_label, 16 bytes"),
+                );
+            }
+        }
+        Response::DeltaEnd(d) => {
+            a.kp(&d.key_period, "key_period");
+            a.u32(d.epoch, &format!("to_epoch = {}, u32 LE", d.epoch));
+            a.u64(d.total, &format!("total = {}, u64 LE", d.total));
+        }
+        Response::Error(e) => {
+            let c = e.code.to_u16();
+            a.bytes(
+                &c.to_le_bytes(),
+                &format!("code = {c} ({:?}), u16 LE", e.code),
+            );
+            let s = e.retry_after_secs;
+            a.u32(s, &format!("retry_after_secs = {s}, u32 LE"));
+            match &e.current {
+                None => a.bytes(&[0], "current: Option tag = 0 (None)"),
+                Some(cur) => {
+                    a.bytes(&[1], "current: Option tag = 1 (Some)");
+                    a.kp(&cur.key_period, "current.key_period");
+                    let ep = cur.epoch;
+                    a.u32(ep, &format!("current.epoch = {ep}, u32 LE"));
+                }
+            }
+            let m = e.message.as_str();
+            a.u64(
+                m.len() as u64,
+                &format!("message: length = {} bytes, u64 LE", m.len()),
+            );
+            a.bytes(m.as_bytes(), &format!("message, UTF-8: {m:?}"));
+        }
+    }
+}
+
+/// Builds the `hex | @offset description` lines of one block.
+#[derive(Default)]
+struct Annotator {
+    at: usize,
+    lines: Vec<(String, String)>,
+}
+
+impl Annotator {
+    fn bytes(&mut self, b: &[u8], note: &str) {
+        let off = format!("@{}", self.at);
+        self.lines
+            .push((hex::encode(b), format!("{off:<4} {note}")));
+        self.at += b.len();
+    }
+
+    fn u32(&mut self, v: u32, note: &str) {
+        self.bytes(&v.to_le_bytes(), note);
+    }
+
+    fn u64(&mut self, v: u64, note: &str) {
+        self.bytes(&v.to_le_bytes(), note);
+    }
+
+    fn kp(&mut self, kp: &KeyPeriodId, field: &str) {
+        let n = nayose_table::KeyPeriodId::from_bytes(kp.0).number();
+        self.bytes(kp.as_bytes(), &format!("{field} (kp {n}), 16 bytes"));
+    }
+
+    fn elements(&mut self, batch: &ElementBatch, what: &str) {
+        let n = batch.len();
+        self.u64(n as u64, &format!("elements: count = {n}, u64 LE"));
+        for (i, e) in batch.as_slice().iter().enumerate() {
+            self.bytes(e.as_bytes(), &format!("elements[{i}] ({what}), 32 bytes"));
+        }
+    }
 }

@@ -7,8 +7,8 @@ use nayose_wire::*;
 use proptest::collection::vec;
 use proptest::prelude::*;
 
-fn epoch() -> impl Strategy<Value = EpochId> {
-    any::<[u8; EPOCH_ID_LEN]>().prop_map(EpochId)
+fn key_period() -> impl Strategy<Value = KeyPeriodId> {
+    any::<[u8; KEY_PERIOD_ID_LEN]>().prop_map(KeyPeriodId)
 }
 
 fn element() -> impl Strategy<Value = Element> {
@@ -19,31 +19,64 @@ fn batch() -> impl Strategy<Value = ElementBatch> {
     vec(element(), 1..40).prop_map(|v| ElementBatch::new(v).unwrap())
 }
 
-fn entries() -> impl Strategy<Value = EntryList> {
+fn tag() -> impl Strategy<Value = Tag> {
+    any::<[u8; TAG_LEN]>().prop_map(Tag)
+}
+
+fn label() -> impl Strategy<Value = EncryptedLabel> {
+    any::<[u8; LABEL_LEN]>().prop_map(EncryptedLabel)
+}
+
+fn base_entries() -> impl Strategy<Value = ChunkList<BaseEntry>> {
     vec(
-        (any::<[u8; TAG_LEN]>(), any::<[u8; LABEL_LEN]>()).prop_map(|(t, l)| Entry {
-            tag: Tag(t),
-            label: EncryptedLabel(l),
+        (tag(), any::<u32>(), label()).prop_map(|(tag, version, label)| BaseEntry {
+            tag,
+            version,
+            label,
         }),
         0..40,
     )
-    .prop_map(|v| EntryList::new(v).unwrap())
+    .prop_map(|v| ChunkList::new(v).unwrap())
 }
 
-fn prefix() -> impl Strategy<Value = TagPrefix> {
-    (any::<[u8; TAG_LEN]>(), 0..=MAX_PREFIX_BITS)
-        .prop_map(|(t, bits)| TagPrefix::of_tag(&Tag(t), bits).unwrap())
+fn removed() -> impl Strategy<Value = ChunkList<Tag>> {
+    vec(tag(), 0..40).prop_map(|v| ChunkList::new(v).unwrap())
+}
+
+fn upserts() -> impl Strategy<Value = ChunkList<Entry>> {
+    vec(
+        (tag(), label()).prop_map(|(tag, label)| Entry { tag, label }),
+        0..40,
+    )
+    .prop_map(|v| ChunkList::new(v).unwrap())
+}
+
+fn current() -> impl Strategy<Value = CurrentState> {
+    (key_period(), any::<u32>()).prop_map(|(key_period, epoch)| CurrentState { key_period, epoch })
 }
 
 fn request() -> impl Strategy<Value = Request> {
     prop_oneof![
         Just(Request::Info),
-        (epoch(), batch())
-            .prop_map(|(epoch, elements)| Request::Evaluate(EvaluateRequest { epoch, elements })),
-        (epoch(), prefix())
-            .prop_map(|(epoch, prefix)| Request::FetchRange(FetchRangeRequest { epoch, prefix })),
-        (epoch(), any::<u64>())
-            .prop_map(|(epoch, offset)| Request::FetchAll(FetchAllRequest { epoch, offset })),
+        (key_period(), batch()).prop_map(|(key_period, elements)| {
+            Request::Evaluate(EvaluateRequest {
+                key_period,
+                elements,
+            })
+        }),
+        (key_period(), any::<u32>(), any::<u64>()).prop_map(|(key_period, epoch, offset)| {
+            Request::FetchBase(FetchBaseRequest {
+                key_period,
+                epoch,
+                offset,
+            })
+        }),
+        (key_period(), any::<u32>()).prop_map(|(key_period, from_epoch)| {
+            Request::FetchDelta(FetchDeltaRequest {
+                key_period,
+                from_epoch,
+            })
+        }),
     ]
 }
 
@@ -51,13 +84,13 @@ fn error_response() -> impl Strategy<Value = ErrorResponse> {
     (
         0..ErrorCode::ALL.len(),
         any::<u32>(),
-        proptest::option::of(epoch()),
-        epoch(),
+        proptest::option::of(current()),
+        current(),
         ".{0,300}",
     )
         .prop_map(|(i, retry, cur, fallback, text)| {
             let code = ErrorCode::ALL[i];
-            let current_epoch = if code == ErrorCode::EpochChanged {
+            let current = if matches!(code, ErrorCode::EpochChanged | ErrorCode::KeyPeriodChanged) {
                 Some(cur.unwrap_or(fallback))
             } else {
                 cur
@@ -65,61 +98,93 @@ fn error_response() -> impl Strategy<Value = ErrorResponse> {
             ErrorResponse {
                 code,
                 retry_after_secs: retry,
-                current_epoch,
+                current,
                 message: ErrorMessage::truncating(&text),
             }
         })
 }
 
+fn info() -> impl Strategy<Value = InfoResponse> {
+    (
+        (key_period(), any::<[u8; PUBLIC_KEY_LEN]>(), any::<u32>()),
+        (any::<u64>(), any::<[u8; TABLE_DIGEST_LEN]>(), any::<u32>()),
+        1..=MAX_BATCH_ELEMENTS as u32,
+        (any::<u64>(), any::<u32>(), any::<u64>()),
+    )
+        .prop_map(
+            |((key_period, pk, epoch), (n, digest, back), max_batch, (today, reset, period))| {
+                InfoResponse {
+                    key_period,
+                    public_key: PublicKeyBytes(pk),
+                    epoch,
+                    table_entries: n,
+                    table_digest: TableDigest(digest),
+                    // Any value from 0 up to the epoch.
+                    oldest_delta_base: u32::try_from(
+                        u64::from(epoch) - u64::from(back) % (u64::from(epoch) + 1),
+                    )
+                    .unwrap(),
+                    max_batch,
+                    quota_left_today: today,
+                    quota_reset_secs: reset,
+                    quota_left_key_period: period,
+                }
+            },
+        )
+}
+
 fn response() -> impl Strategy<Value = Response> {
     prop_oneof![
-        (
-            epoch(),
-            any::<[u8; 32]>(),
-            any::<u64>(),
-            proptest::option::of(0..=MAX_PREFIX_BITS),
-            any::<u32>(),
-            1..=MAX_BATCH_ELEMENTS as u32,
-            any::<(u64, u32)>()
-        )
-            .prop_map(|(epoch, pk, n, bits, k, max_batch, (q, reset))| {
-                Response::Info(InfoResponse {
-                    epoch,
-                    public_key: PublicKeyBytes(pk),
-                    table_entries: n,
-                    max_prefix_bits: bits,
-                    min_range_entries: k,
-                    max_batch,
-                    quota_left: q,
-                    quota_reset_secs: reset,
-                })
-            }),
-        (epoch(), batch(), any::<[u8; 64]>()).prop_map(|(epoch, elements, p)| {
+        info().prop_map(Response::Info),
+        (key_period(), batch(), any::<[u8; PROOF_LEN]>()).prop_map(|(key_period, elements, p)| {
             Response::Evaluated(EvaluateResponse {
-                epoch,
+                key_period,
                 elements,
                 proof: Proof(p),
             })
         }),
-        (epoch(), prefix(), entries()).prop_map(|(epoch, prefix, entries)| {
-            Response::Range(RangeResponse {
+        (
+            key_period(),
+            any::<u32>(),
+            any::<u64>(),
+            any::<u64>(),
+            base_entries()
+        )
+            .prop_map(|(key_period, epoch, a, b, entries)| {
+                let offset = a.min(u64::MAX - entries.len() as u64);
+                let end = offset + entries.len() as u64;
+                Response::BaseChunk(BaseChunk {
+                    key_period,
+                    epoch,
+                    offset,
+                    total: end.saturating_add(b % 1000),
+                    entries,
+                })
+            }),
+        (key_period(), any::<u32>(), any::<u64>()).prop_map(|(key_period, epoch, total)| {
+            Response::BaseEnd(BaseEnd {
+                key_period,
                 epoch,
-                prefix,
-                entries,
+                total,
             })
         }),
-        (epoch(), any::<u64>(), any::<u64>(), entries()).prop_map(|(epoch, a, b, entries)| {
-            let offset = a.min(u64::MAX - entries.len() as u64);
-            let end = offset + entries.len() as u64;
-            Response::TableChunk(TableChunk {
+        (key_period(), any::<u32>(), removed(), upserts()).prop_map(
+            |(key_period, epoch, removed, upserts)| {
+                Response::DeltaChunk(DeltaChunk {
+                    key_period,
+                    epoch,
+                    removed,
+                    upserts,
+                })
+            }
+        ),
+        (key_period(), any::<u32>(), any::<u64>()).prop_map(|(key_period, epoch, total)| {
+            Response::DeltaEnd(DeltaEnd {
+                key_period,
                 epoch,
-                offset,
-                total: end.saturating_add(b % 1000),
-                entries,
+                total,
             })
         }),
-        (epoch(), any::<u64>())
-            .prop_map(|(epoch, total)| Response::TableEnd(TableEnd { epoch, total })),
         error_response().prop_map(Response::Error),
     ]
 }
@@ -128,11 +193,25 @@ fn response() -> impl Strategy<Value = Response> {
 fn noisy_payload() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
         vec(any::<u8>(), 0..200),
-        (0u32..7, vec(any::<u8>(), 0..400)).prop_map(|(t, rest)| {
+        (0u32..8, vec(any::<u8>(), 0..400)).prop_map(|(t, rest)| {
             let mut p = t.to_le_bytes().to_vec();
             p.extend(rest);
             p
         }),
+        // A real message with its tail replaced by noise.
+        (
+            prop_oneof![
+                request().prop_map(|r| encode_request(&r).unwrap()),
+                response().prop_map(|r| encode_response(&r).unwrap()),
+            ],
+            any::<prop::sample::Index>(),
+            vec(any::<u8>(), 0..64),
+        )
+            .prop_map(|(mut p, cut, tail)| {
+                p.truncate(cut.index(p.len() + 1));
+                p.extend(tail);
+                p
+            }),
     ]
 }
 
@@ -142,6 +221,8 @@ proptest! {
         let payload = encode_request(&r).unwrap();
         prop_assert_eq!(decode_request(&payload).unwrap(), r.clone());
         let frame = encode_request_frame(&r).unwrap();
+        prop_assert_eq!(&frame[..4], &(payload.len() as u32).to_le_bytes());
+        prop_assert_eq!(&frame[4..], &payload[..]);
         prop_assert_eq!(decode_request_frame(&frame).unwrap(), r);
     }
 
@@ -150,7 +231,30 @@ proptest! {
         let payload = encode_response(&r).unwrap();
         prop_assert_eq!(decode_response(&payload).unwrap(), r.clone());
         let frame = encode_response_frame(&r).unwrap();
+        prop_assert_eq!(&frame[4..], &payload[..]);
         prop_assert_eq!(decode_response_frame(&frame).unwrap(), r);
+    }
+
+    #[test]
+    fn encoded_sizes_follow_the_layout_tables(r in response(), q in request()) {
+        let expected = match &r {
+            Response::Info(_) => 126,
+            Response::Evaluated(e) => 92 + 32 * e.elements.len(),
+            Response::BaseChunk(c) => 48 + BASE_ENTRY_LEN * c.entries.len(),
+            Response::BaseEnd(_) | Response::DeltaEnd(_) => 32,
+            Response::DeltaChunk(c) => 40 + TAG_LEN * c.removed.len() + ENTRY_LEN * c.upserts.len(),
+            Response::Error(e) => {
+                19 + e.message.as_str().len() + if e.current.is_some() { 20 } else { 0 }
+            }
+        };
+        prop_assert_eq!(encode_response(&r).unwrap().len(), expected);
+        let expected = match &q {
+            Request::Info => 4,
+            Request::Evaluate(e) => 28 + 32 * e.elements.len(),
+            Request::FetchBase(_) => 32,
+            Request::FetchDelta(_) => 24,
+        };
+        prop_assert_eq!(encode_request(&q).unwrap().len(), expected);
     }
 
     #[test]
@@ -167,12 +271,13 @@ proptest! {
         dec.push(&p);
         while let Ok(Some(f)) = dec.next_frame() {
             let _ = decode_response(&f);
+            let _ = decode_request(&f);
         }
         let _ = dec.finish();
     }
 
     #[test]
-    fn mutated_messages_never_panic_and_stay_canonical(
+    fn mutated_responses_never_panic_and_stay_canonical(
         r in response(),
         flips in vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
     ) {
@@ -183,6 +288,21 @@ proptest! {
         }
         if let Ok(d) = decode_response(&p) {
             prop_assert_eq!(encode_response(&d).unwrap(), p);
+        }
+    }
+
+    #[test]
+    fn mutated_requests_never_panic_and_stay_canonical(
+        r in request(),
+        flips in vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+    ) {
+        let mut p = encode_request(&r).unwrap();
+        for (i, x) in flips {
+            let at = i.index(p.len());
+            p[at] ^= x;
+        }
+        if let Ok(d) = decode_request(&p) {
+            prop_assert_eq!(encode_request(&d).unwrap(), p);
         }
     }
 
