@@ -399,6 +399,36 @@ fn malformed_input_fails_clearly_before_any_network_work_and_writes_nothing() {
 }
 
 #[test]
+fn an_output_path_that_is_a_directory_fails_before_any_network_work_and_leaves_no_file() {
+    let w = world(20);
+    setup_pki_and_epoch(&w, "research-04");
+    fs::create_dir(w.path("outdir")).unwrap();
+    // No server is running: a run that got as far as connecting would fail with a connection
+    // error instead, after spending quota on a real server.
+    let args = link_args(&w, free_udp_port(), "research-04", "full", "outdir");
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    let started = Instant::now();
+    let out = nayose(&a);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is a directory"), "{err}");
+    assert!(err.contains("outdir"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "failed fast, without connection attempts"
+    );
+    let left: Vec<_> = fs::read_dir(w.path("outdir")).unwrap().collect();
+    assert!(left.is_empty(), "nothing written into the directory: {left:?}");
+    let stray: Vec<String> = fs::read_dir(w.path(""))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp") || n.contains("nayose-write-check"))
+        .collect();
+    assert!(stray.is_empty(), "no temporary file left: {stray:?}");
+}
+
+#[test]
 fn a_server_killed_and_restarted_mid_run_still_yields_the_correct_output() {
     let w = world(3000);
     setup_pki_and_epoch(&w, "research-03");

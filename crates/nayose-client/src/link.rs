@@ -229,23 +229,81 @@ async fn run_network(
     }
 }
 
-/// Fails early, before any network work, if the output's directory does not exist.
+/// Fails early, before any network work (and before any quota is spent), if the output cannot
+/// be written: its directory is missing or not writable, or the output path is an existing
+/// directory. Also creates the cache directory if one is configured, so a bad cache path fails
+/// here too. The writability probe is an empty, owner-only file created and removed at once.
 fn check_output_dir(cfg: &Resolved) -> Result<(), ClientError> {
     let dir = match cfg.output.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => std::path::Path::new("."),
     };
-    if dir.is_dir() {
-        Ok(())
-    } else {
-        Err(ClientError::Io {
-            path: dir.to_owned(),
-            source: std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                "the output's directory does not exist",
-            ),
-        })
+    let fail = |path: &std::path::Path, kind, why: &str| ClientError::Io {
+        path: path.to_owned(),
+        source: std::io::Error::new(kind, why.to_owned()),
+    };
+    if !dir.is_dir() {
+        return Err(fail(
+            dir,
+            std::io::ErrorKind::NotFound,
+            "the output's directory does not exist",
+        ));
     }
+    if cfg.output.is_dir() {
+        return Err(fail(
+            &cfg.output,
+            std::io::ErrorKind::InvalidInput,
+            "the output path is a directory; name a file inside it (e.g. --output DIR/linked.csv)",
+        ));
+    }
+    let probe = dir.join(format!(".nayose-write-check-{}", std::process::id()));
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    match opts.open(&probe) {
+        Ok(f) => {
+            drop(f);
+            let _ = std::fs::remove_file(&probe);
+        }
+        Err(e) => {
+            return Err(ClientError::Io {
+                path: dir.to_owned(),
+                source: std::io::Error::new(
+                    e.kind(),
+                    format!("the output's directory is not writable: {e}"),
+                ),
+            });
+        }
+    }
+    if let Some(cache) = &cfg.cache_dir {
+        std::fs::create_dir_all(cache).map_err(|source| ClientError::Io {
+            path: cache.clone(),
+            source,
+        })?;
+    }
+    warn_if_key_is_shared(&cfg.key);
+    Ok(())
+}
+
+/// Warns (it does not refuse: the entity owns its key's storage) when the client's private key
+/// file can be read by the group or by others.
+fn warn_if_key_is_shared(key: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(m) = std::fs::metadata(key)
+            && m.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(
+                path = %key.display(),
+                mode = format!("{:o}", m.permissions().mode() & 0o777),
+                "the client's private key can be read by other users; restrict it with chmod 600"
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = key;
 }
 
 fn read_options(cfg: &Resolved) -> ReadOptions {
