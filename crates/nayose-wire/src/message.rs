@@ -89,7 +89,7 @@ pub struct InfoResponse {
     pub key_period: KeyPeriodId,
     /// The key period's VOPRF public key pkS.
     pub public_key: PublicKeyBytes,
-    /// The current epoch.
+    /// The current epoch (at least 1: the number 0 never names an epoch).
     pub epoch: u32,
     /// Entries in the current epoch's table.
     pub table_entries: u64,
@@ -170,6 +170,9 @@ impl TryFrom<RawInfo> for InfoResponse {
 
 impl InfoResponse {
     fn rejection(&self) -> Option<Rejection> {
+        if self.epoch == 0 {
+            return Some(Rejection::Invalid(Field::InfoEpoch, 0));
+        }
         if self.max_batch == 0 || self.max_batch as usize > MAX_BATCH_ELEMENTS {
             return Some(Rejection::Invalid(
                 Field::MaxBatch,

@@ -28,10 +28,11 @@ pub(crate) enum Field {
     ChunkEnd,
     DeltaSize,
     OldestDelta,
+    InfoEpoch,
 }
 
 impl Field {
-    const ALL: [Field; 11] = [
+    const ALL: [Field; 12] = [
         Field::Elements,
         Field::Entries,
         Field::ErrorMessage,
@@ -43,6 +44,7 @@ impl Field {
         Field::ErrorCode,
         Field::CurrentEpoch,
         Field::ChunkEnd,
+        Field::InfoEpoch,
     ];
 
     /// The field's name as the spec writes it.
@@ -59,6 +61,7 @@ impl Field {
             Field::ChunkEnd => "offset",
             Field::DeltaSize => "removed+upserts",
             Field::OldestDelta => "oldest_delta_base",
+            Field::InfoEpoch => "epoch",
         }
     }
 
@@ -87,6 +90,7 @@ impl Field {
                 "a delta chunk holds at most 65536 removed tags and upserts together"
             }
             Field::OldestDelta => "oldest_delta_base must not be above epoch",
+            Field::InfoEpoch => "epoch must be at least 1 (0 never names an epoch)",
             Field::Elements | Field::Entries | Field::ErrorMessage => "count out of range",
         }
     }

@@ -617,6 +617,33 @@ fn info_fields_are_checked() {
         5,
         "epoch",
     );
+    // epoch ≥ 1 (wire.md §5.2.1: 0 never names an epoch), checked before oldest_delta_base,
+    // on decoding and on encoding.
+    assert!(decode_response(&with(INFO_EPOCH_AT, &5u32.to_le_bytes())).is_ok());
+    let zero_epoch = with(INFO_EPOCH_AT, &0u32.to_le_bytes());
+    assert_invalid(
+        decode_response(&zero_epoch),
+        "Info",
+        "epoch",
+        0,
+        "at least 1",
+    );
+    let mut zero_both = zero_epoch.clone();
+    zero_both[INFO_OLDEST_AT..INFO_OLDEST_AT + 4].copy_from_slice(&0u32.to_le_bytes());
+    assert_invalid(
+        decode_response(&zero_both),
+        "Info",
+        "epoch",
+        0,
+        "at least 1",
+    );
+    let mut framed = (zero_both.len() as u32).to_le_bytes().to_vec();
+    framed.extend_from_slice(&zero_both);
+    assert_invalid(decode_response_frame(&framed), "Info", "epoch", 0, "at least 1");
+    let mut i = info();
+    i.epoch = 0;
+    i.oldest_delta_base = 0;
+    assert_out_of_spec(encode_response(&Response::Info(i)), "epoch", 0);
 }
 
 /// An Error payload: code, retry_after_secs 0, the option bytes, a message length and text.

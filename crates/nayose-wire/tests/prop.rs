@@ -106,7 +106,8 @@ fn error_response() -> impl Strategy<Value = ErrorResponse> {
 
 fn info() -> impl Strategy<Value = InfoResponse> {
     (
-        (key_period(), any::<[u8; PUBLIC_KEY_LEN]>(), any::<u32>()),
+        // An Info epoch is at least 1 (wire.md §5.2.1).
+        (key_period(), any::<[u8; PUBLIC_KEY_LEN]>(), 1..=u32::MAX),
         (any::<u64>(), any::<[u8; TABLE_DIGEST_LEN]>(), any::<u32>()),
         1..=MAX_BATCH_ELEMENTS as u32,
         (any::<u64>(), any::<u32>(), any::<u64>()),
