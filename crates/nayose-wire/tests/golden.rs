@@ -288,7 +288,7 @@ fn describe_response(r: &Response) -> Value {
         }),
         Response::DeltaEnd(d) => json!({
             "key_period": d.key_period.to_string(),
-            "to_epoch": d.epoch,
+            "epoch": d.epoch,
             "total": d.total,
         }),
         Response::Error(e) => json!({
@@ -726,7 +726,7 @@ fn annotate_response(a: &mut Annotator, r: &Response) {
         }
         Response::DeltaEnd(d) => {
             a.kp(&d.key_period, "key_period");
-            a.u32(d.epoch, &format!("to_epoch = {}, u32 LE", d.epoch));
+            a.u32(d.epoch, &format!("epoch = {}, u32 LE", d.epoch));
             a.u64(d.total, &format!("total = {}, u64 LE", d.total));
         }
         Response::Error(e) => {
