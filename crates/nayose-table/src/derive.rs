@@ -32,8 +32,8 @@ fn finish(h: Sha512) -> Zeroizing<[u8; 64]> {
 /// Derives the public tag and the secret label key of the entry for OPRF output `o_y`:
 ///
 /// ```text
-/// tag       = SHA-512(I2OSP(12,2) || "nayose/1 tag"       || o_y)[0..16]
-/// label_key = SHA-512(I2OSP(18,2) || "nayose/1 label key" || o_y)[0..32]
+/// tag       = SHA-512(I2OSP(12,2) || "nayose/2 tag"       || o_y)[0..16]
+/// label_key = SHA-512(I2OSP(18,2) || "nayose/2 label key" || o_y)[0..32]
 /// ```
 pub fn derive_entry_secrets(o_y: &[u8; OPRF_OUTPUT_LEN]) -> (Tag, LabelKey) {
     let mut h = hasher(DST_TAG);
@@ -53,7 +53,7 @@ pub fn derive_entry_secrets(o_y: &[u8; OPRF_OUTPUT_LEN]) -> (Tag, LabelKey) {
 /// The label of person `person_id` for client `client`:
 ///
 /// ```text
-/// label = SHA-512(I2OSP(14,2) || "nayose/1 label" || K_L
+/// label = SHA-512(I2OSP(14,2) || "nayose/2 label" || K_L
 ///                 || I2OSP(len(client),2) || client
 ///                 || I2OSP(len(person_id),8) || person_id)[0..16]
 /// ```

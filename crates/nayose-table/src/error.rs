@@ -51,10 +51,10 @@ pub enum TableError {
         got: usize,
     },
     /// Two or more table entries share a tag: the same number was given twice, or (with
-    /// probability about 2^-72 per epoch) two numbers' tags collided.
+    /// probability about 2^-67 per key period, table.md §12) two numbers' tags collided.
     #[error(
         "{count} table entries repeat the tag of the entry before them; the same number was \
-         probably given twice (remove duplicate numbers from the registry, or rotate the epoch key)"
+         probably given twice (remove duplicate numbers from the registry, or start a new key period)"
     )]
     DuplicateTags {
         /// How many entries equal their predecessor after sorting.

@@ -50,7 +50,8 @@ impl FromStr for Label {
     }
 }
 
-/// A label encrypted for one (entry, client, epoch): `label XOR pad` (table.md).
+/// A label encrypted for one (entry, client, key period, entry version): `label XOR pad`
+/// (table.md §3.3).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct EncryptedLabel(pub [u8; LABEL_LEN]);
 

@@ -41,8 +41,9 @@ impl fmt::Debug for LabelKey {
 
 /// The server's label master key K_L (32 bytes): keys the label PRF for every client.
 ///
-/// Long-lived: it persists across epochs so that each client's labels stay stable; replacing
-/// it is an explicit operation that breaks longitudinal linkage (security.md).
+/// Long-lived: it persists across epochs and key periods so that each client's labels stay
+/// stable; replacing it is an explicit operation that takes effect with the next key period and
+/// breaks longitudinal linkage (table.md §3.2, security.md).
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub struct LabelMasterKey([u8; LABEL_MASTER_KEY_LEN]);
 
@@ -77,7 +78,7 @@ impl LabelMasterKey {
     }
 
     /// The key's public identifier:
-    /// `SHA-512(I2OSP(28,2) || "nayose/1 label master key id" || K_L)[0..8]`.
+    /// `SHA-512(I2OSP(28,2) || "nayose/2 label master key id" || K_L)[0..8]`.
     ///
     /// Lets clients and auditors see that the key changed (labels from before and after are not
     /// comparable) without revealing anything about the key.

@@ -17,7 +17,7 @@ use crate::limits::{MAX_FRAME_LEN, MAX_REQUEST_LEN};
 use crate::message::{REQUEST_NAMES, RESPONSE_NAMES, Request, Response};
 use crate::reject::Rejection;
 
-/// The bincode configuration of nayose/1: little-endian, fixed-size integers (enum variant
+/// The bincode configuration of nayose/2: little-endian, fixed-size integers (enum variant
 /// index as u32, lengths as u64), and a decode limit of [`MAX_FRAME_LEN`] bytes.
 pub type WireConfig = Configuration<LittleEndian, Fixint, Limit<MAX_FRAME_LEN>>;
 
@@ -38,7 +38,9 @@ pub fn encode_request(request: &Request) -> Result<Vec<u8>, WireError> {
 /// Encodes a response as a message payload (no frame header).
 ///
 /// Fails with [`WireError::OutOfSpec`] if a public field breaks a rule of the spec (an Info
-/// `max_batch` of 0, a TableChunk running past `total`, an EpochChanged error without an epoch).
+/// with epoch 0, `oldest_delta_base` above `epoch` or `max_batch` outside 1..=4096, a BaseChunk
+/// running past `total`, a DeltaChunk of more than 65 536 removed tags and upserts together, an
+/// EpochChanged or KeyPeriodChanged error without the current state).
 pub fn encode_response(response: &Response) -> Result<Vec<u8>, WireError> {
     response.check()?;
     encode(response, response.name())

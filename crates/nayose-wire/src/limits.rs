@@ -47,7 +47,8 @@ pub const FRAME_HEADER_LEN: usize = 4;
 /// Most elements in one `Evaluate` request (and therefore in one `Evaluated` response).
 pub const MAX_BATCH_ELEMENTS: usize = 4096;
 
-/// Most entries in one `TableChunk` or `Range` response.
+/// Most entries in one `BaseChunk`; also the most removed tags and upserts together in one
+/// `DeltaChunk` (and so the most items of either list).
 pub const MAX_ENTRIES_PER_CHUNK: usize = 65_536;
 
 /// Longest `Error` message, in bytes of UTF-8.

@@ -1,4 +1,4 @@
-//! QUIC application error codes of nayose/1 (protocol-spec/wire.md, "Transport").
+//! QUIC application error codes of nayose/2 (protocol-spec/wire.md, "Transport").
 //!
 //! Invariant: the numeric values are normative; they travel in QUIC CONNECTION_CLOSE (type
 //! 0x1d), RESET_STREAM and STOP_SENDING frames as varints.
@@ -71,7 +71,7 @@ impl fmt::Display for CloseCode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u32)]
 pub enum StreamCode {
-    /// 0x0: the requester no longer wants the response (e.g. a client stopping a FetchAll
+    /// 0x0: the requester no longer wants the response (e.g. a client stopping a base
     /// download, or abandoning requests after EpochChanged).
     Cancelled = 0x0,
     /// 0x1: the stream's bytes could not be framed (oversize header, or data after the request

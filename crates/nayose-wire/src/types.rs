@@ -1,4 +1,4 @@
-//! Field types of nayose/1 messages: fixed-size byte strings and bounded lists.
+//! Field types of nayose/2 messages: fixed-size byte strings and bounded lists.
 //!
 //! Invariants:
 //! - A fixed-size byte string of N bytes is exactly N raw bytes on the wire (no length), written
