@@ -429,6 +429,29 @@ fn an_output_path_that_is_a_directory_fails_before_any_network_work_and_leaves_n
 }
 
 #[test]
+fn a_server_that_is_not_running_is_reported_within_about_half_a_minute() {
+    let w = world(20);
+    setup_pki_and_epoch(&w, "research-05");
+    let port = free_udp_port();
+    let args = link_args(&w, port, "research-05", "full", "out.csv");
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    let started = Instant::now();
+    let out = nayose(&a);
+    let waited = started.elapsed();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("could not connect to 127.0.0.1:{port}")),
+        "{err}"
+    );
+    assert!(
+        waited < Duration::from_secs(60),
+        "gave up after {waited:?}, not after the whole retry schedule"
+    );
+    assert!(!w.path("out.csv").exists());
+}
+
+#[test]
 fn a_server_killed_and_restarted_mid_run_still_yields_the_correct_output() {
     let w = world(3000);
     setup_pki_and_epoch(&w, "research-03");

@@ -80,6 +80,19 @@ pub enum ClientError {
         /// The last failure.
         last: String,
     },
+    /// This run never reached the server (no connection within about 30 seconds).
+    #[error(
+        "could not connect to {server} within {waited_secs} s: {last}; is the server running, \
+         and are the address and port right?"
+    )]
+    CouldNotConnect {
+        /// The server address.
+        server: String,
+        /// Seconds spent trying.
+        waited_secs: u64,
+        /// The last failure.
+        last: String,
+    },
     /// The server refused this client's certificate id.
     #[error("the server does not accredit this client ({client_id}): {message}")]
     NotAccredited {

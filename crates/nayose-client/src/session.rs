@@ -83,9 +83,15 @@ pub(crate) struct Session<'a> {
     conn: Option<Conn>,
     pub(crate) counters: Arc<Counters>,
     failures: u32,
+    /// When this run first tried to connect (until its first connection succeeds).
+    first_attempt: Option<std::time::Instant>,
     pub(crate) stats: NetStats,
     progress: &'a dyn Progress,
 }
+
+/// A run that has never reached the server gives up after this long: a server that is not
+/// running is reported within about half a minute, not after the whole retry schedule.
+const FIRST_CONNECT_DEADLINE: Duration = Duration::from_secs(30);
 
 impl<'a> Session<'a> {
     pub(crate) fn new(
@@ -100,6 +106,7 @@ impl<'a> Session<'a> {
             client_id,
             endpoint: None,
             conn: None,
+            first_attempt: None,
             counters: Arc::new(Counters::default()),
             failures: 0,
             stats: NetStats::default(),
@@ -121,6 +128,17 @@ impl<'a> Session<'a> {
     async fn fail(&mut self, reason: &str, hint: Option<Duration>) -> Result<(), ClientError> {
         self.failures += 1;
         let policy = &self.cfg.retry;
+        let never_connected = self.stats.connections == 0
+            && self
+                .first_attempt
+                .is_some_and(|t| t.elapsed() + policy.backoff(self.failures) > FIRST_CONNECT_DEADLINE);
+        if never_connected {
+            return Err(ClientError::CouldNotConnect {
+                server: self.cfg.server.clone(),
+                waited_secs: self.first_attempt.map_or(0, |t| t.elapsed().as_secs()),
+                last: reason.to_owned(),
+            });
+        }
         if self.failures >= policy.max_attempts {
             return Err(ClientError::Unreachable {
                 server: self.cfg.server.clone(),
@@ -212,6 +230,9 @@ impl<'a> Session<'a> {
                 }
             };
             let endpoint = self.endpoint_for(addr)?;
+            if self.stats.connections == 0 && self.first_attempt.is_none() {
+                self.first_attempt = Some(std::time::Instant::now());
+            }
             let connecting =
                 endpoint
                     .connect(addr, &self.cfg.server_name)
