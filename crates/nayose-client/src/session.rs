@@ -129,9 +129,9 @@ impl<'a> Session<'a> {
         self.failures += 1;
         let policy = &self.cfg.retry;
         let never_connected = self.stats.connections == 0
-            && self
-                .first_attempt
-                .is_some_and(|t| t.elapsed() + policy.backoff(self.failures) > FIRST_CONNECT_DEADLINE);
+            && self.first_attempt.is_some_and(|t| {
+                t.elapsed() + policy.backoff(self.failures) > FIRST_CONNECT_DEADLINE
+            });
         if never_connected {
             return Err(ClientError::CouldNotConnect {
                 server: self.cfg.server.clone(),

@@ -286,7 +286,8 @@ mod tests {
     fn bad_deltas_leave_the_table_unchanged() {
         let kp = KeyPeriodId::new(1, &[1; 32]);
         let table = ClientTable::from_entries(kp, 3, vec![e(2, 1, 20), e(4, 3, 40)]).unwrap();
-        let cases: Vec<(u32, Vec<Tag>, Vec<(Tag, EncryptedLabel)>)> = vec![
+        type Delta = (u32, Vec<Tag>, Vec<(Tag, EncryptedLabel)>);
+        let cases: Vec<Delta> = vec![
             (3, vec![], vec![]),
             (4, vec![t(3)], vec![]),
             (4, vec![t(9)], vec![]),

@@ -13,10 +13,10 @@ use std::borrow::Borrow;
 use rayon::prelude::*;
 
 use crate::client_table::ClientTable;
+use crate::consts::OPRF_OUTPUT_LEN;
 use crate::derive::{decrypt_label, derive_entry_secrets};
 use crate::ids::ClientId;
 use crate::label::Label;
-use crate::consts::OPRF_OUTPUT_LEN;
 
 /// Matches `outputs` (the finalized OPRF outputs of the client's numbers, index = number index)
 /// against `table`: `labels[i]` is the label of number `i`, or `None` if the table has no entry

@@ -63,7 +63,8 @@ impl TableEntry {
         let mut key = Zeroizing::new([0u8; LABEL_KEY_LEN]);
         key.copy_from_slice(&record[TAG_LEN..TAG_LEN + LABEL_KEY_LEN]);
         let at = TAG_LEN + LABEL_KEY_LEN;
-        let u32_at = |o: usize| u32::from_le_bytes([record[o], record[o + 1], record[o + 2], record[o + 3]]);
+        let u32_at =
+            |o: usize| u32::from_le_bytes([record[o], record[o + 1], record[o + 2], record[o + 3]]);
         Ok(TableEntry {
             tag: Tag(tag),
             label_key: LabelKey::from_bytes(&key),

@@ -12,7 +12,9 @@ use nayose_table::*;
 use proptest::prelude::*;
 
 fn registry(ops: &[(u64, u8)]) -> BTreeMap<u64, String> {
-    ops.iter().map(|(s, p)| (*s, format!("person-{p}"))).collect()
+    ops.iter()
+        .map(|(s, p)| (*s, format!("person-{p}")))
+        .collect()
 }
 
 proptest! {
@@ -83,7 +85,11 @@ fn a_relabel_never_reuses_a_pad_and_other_clients_cannot_link() {
     // Two clients' ciphertexts of one entry are unrelated (different pads and labels).
     let ea = server.base(&a);
     let eb = server.base(&b);
-    assert!(ea.iter().zip(&eb).all(|(x, y)| x.tag == y.tag && x.label != y.label));
+    assert!(
+        ea.iter()
+            .zip(&eb)
+            .all(|(x, y)| x.tag == y.tag && x.label != y.label)
+    );
 }
 
 #[test]

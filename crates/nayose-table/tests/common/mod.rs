@@ -38,7 +38,12 @@ pub struct ModelServer {
 
 impl ModelServer {
     /// The first epoch `epoch` of key period `kp` over `registry`.
-    pub fn new(kp: KeyPeriodId, master: LabelMasterKey, epoch: u32, registry: BTreeMap<u64, String>) -> Self {
+    pub fn new(
+        kp: KeyPeriodId,
+        master: LabelMasterKey,
+        epoch: u32,
+        registry: BTreeMap<u64, String>,
+    ) -> Self {
         let table = registry
             .iter()
             .map(|(seed, p)| {
@@ -46,7 +51,14 @@ impl ModelServer {
                 (e.tag, (e, p.clone()))
             })
             .collect();
-        ModelServer { kp, master, epoch, registry, table, deltas: Vec::new() }
+        ModelServer {
+            kp,
+            master,
+            epoch,
+            registry,
+            table,
+            deltas: Vec::new(),
+        }
     }
 
     /// The next epoch: the registry becomes `next`.
@@ -67,15 +79,24 @@ impl ModelServer {
             }
         }
         removed.sort();
-        upserts.sort_by(|a, b| a.0.tag.cmp(&b.0.tag));
+        upserts.sort_by_key(|u| u.0.tag);
         self.registry = next;
         self.epoch = epoch;
-        self.deltas.push(ModelDelta { epoch, removed, upserts });
+        self.deltas.push(ModelDelta {
+            epoch,
+            removed,
+            upserts,
+        });
         self.deltas.last().unwrap()
     }
 
     pub fn digest(&self) -> TableDigest {
-        table_digest(self.kp, self.epoch, self.table.iter().map(|(t, (e, _))| (t, e.version))).unwrap()
+        table_digest(
+            self.kp,
+            self.epoch,
+            self.table.iter().map(|(t, (e, _))| (t, e.version)),
+        )
+        .unwrap()
     }
 
     /// The base a client downloads.
@@ -87,7 +108,11 @@ impl ModelServer {
     }
 
     /// One delta as a client receives it.
-    pub fn delta_for(&self, d: &ModelDelta, c: &ClientId) -> (Vec<Tag>, Vec<(Tag, EncryptedLabel)>) {
+    pub fn delta_for(
+        &self,
+        d: &ModelDelta,
+        c: &ClientId,
+    ) -> (Vec<Tag>, Vec<(Tag, EncryptedLabel)>) {
         let ups = d
             .upserts
             .iter()
@@ -101,6 +126,8 @@ impl ModelServer {
 
     /// The label `c` must see for the number `seed` now.
     pub fn label_of(&self, c: &ClientId, seed: u64) -> Option<Label> {
-        self.registry.get(&seed).map(|p| label_for(&self.master, c, p.as_bytes()))
+        self.registry
+            .get(&seed)
+            .map(|p| label_for(&self.master, c, p.as_bytes()))
     }
 }
