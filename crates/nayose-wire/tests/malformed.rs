@@ -639,7 +639,13 @@ fn info_fields_are_checked() {
     );
     let mut framed = (zero_both.len() as u32).to_le_bytes().to_vec();
     framed.extend_from_slice(&zero_both);
-    assert_invalid(decode_response_frame(&framed), "Info", "epoch", 0, "at least 1");
+    assert_invalid(
+        decode_response_frame(&framed),
+        "Info",
+        "epoch",
+        0,
+        "at least 1",
+    );
     let mut i = info();
     i.epoch = 0;
     i.oldest_delta_base = 0;
