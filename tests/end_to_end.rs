@@ -418,7 +418,10 @@ fn an_output_path_that_is_a_directory_fails_before_any_network_work_and_leaves_n
         "failed fast, without connection attempts"
     );
     let left: Vec<_> = fs::read_dir(w.path("outdir")).unwrap().collect();
-    assert!(left.is_empty(), "nothing written into the directory: {left:?}");
+    assert!(
+        left.is_empty(),
+        "nothing written into the directory: {left:?}"
+    );
     let stray: Vec<String> = fs::read_dir(w.path(""))
         .unwrap()
         .filter_map(|e| e.ok())

@@ -72,9 +72,15 @@ fn registries() -> Vec<(u32, Vec<(u64, &'static str)>)> {
         // seed 4 removed, seed 5 added, seed 2 relabelled (moved to P4)
         (2, vec![(1, "P1"), (2, "P4"), (3, "P2"), (5, "P2")]),
         // seed 5 relabelled (merged into P1), seed 6 added; nothing removed
-        (3, vec![(1, "P1"), (2, "P4"), (3, "P2"), (5, "P1"), (6, "P3")]),
+        (
+            3,
+            vec![(1, "P1"), (2, "P4"), (3, "P2"), (5, "P1"), (6, "P3")],
+        ),
         // nothing changed
-        (4, vec![(1, "P1"), (2, "P4"), (3, "P2"), (5, "P1"), (6, "P3")]),
+        (
+            4,
+            vec![(1, "P1"), (2, "P4"), (3, "P2"), (5, "P1"), (6, "P3")],
+        ),
     ]
 }
 
@@ -280,7 +286,10 @@ fn check_published_vectors() {
         let el = encrypt_label(&key, &c, kp, version, &tag, &label);
         assert_eq!(h(&el.0), s(e, "encrypted_label"));
         let published = EncryptedLabel(arr::<16>(s(e, "encrypted_label")));
-        assert_eq!(decrypt_label(&key, &c, kp, version, &tag, &published), label);
+        assert_eq!(
+            decrypt_label(&key, &c, kp, version, &tag, &published),
+            label
+        );
     }
     for r in v["records"].as_array().unwrap() {
         let rec = arr::<{ RECORD_LEN }>(s(r, "record"));
@@ -298,16 +307,37 @@ fn check_published_vectors() {
     let epochs = sc["epochs"].as_array().unwrap();
     assert_eq!(epochs.len(), 4);
     let base = |e: &Value| -> Vec<ClientEntry> {
-        e["base_for_client"].as_array().unwrap().iter().map(|b| ClientEntry::from_bytes(&arr::<36>(b.as_str().unwrap()))).collect()
+        e["base_for_client"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| ClientEntry::from_bytes(&arr::<36>(b.as_str().unwrap())))
+            .collect()
     };
     let e0 = &epochs[0];
-    let mut table = ClientTable::from_entries(kp, e0["epoch"].as_u64().unwrap() as u32, base(e0)).unwrap();
+    let mut table =
+        ClientTable::from_entries(kp, e0["epoch"].as_u64().unwrap() as u32, base(e0)).unwrap();
     for e in epochs {
         let epoch = e["epoch"].as_u64().unwrap() as u32;
         if epoch != table.epoch() {
             let d = &e["delta_for_client"];
-            let removed: Vec<Tag> = d["removed"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().parse().unwrap()).collect();
-            let upserts: Vec<(Tag, EncryptedLabel)> = d["upserts"].as_array().unwrap().iter().map(|u| (s(u, "tag").parse().unwrap(), EncryptedLabel(arr::<16>(s(u, "encrypted_label"))))).collect();
+            let removed: Vec<Tag> = d["removed"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t.as_str().unwrap().parse().unwrap())
+                .collect();
+            let upserts: Vec<(Tag, EncryptedLabel)> = d["upserts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|u| {
+                    (
+                        s(u, "tag").parse().unwrap(),
+                        EncryptedLabel(arr::<16>(s(u, "encrypted_label"))),
+                    )
+                })
+                .collect();
             table.apply_delta(epoch, &removed, &upserts).unwrap();
         }
         assert_eq!(table.entries(), &base(e)[..]);
