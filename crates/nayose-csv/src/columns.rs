@@ -1,55 +1,85 @@
-//! Opening a CSV stream over a [`DecodingReader`] and finding columns by header name.
+//! Opening a CSV stream over a [`DecodingReader`]: the delimiter (explicit, or detected from the
+//! header line), the header, records with their file lines, and blank rows.
 //!
-//! Invariants: header names are matched exactly after trimming surrounding spaces; a required
-//! column that is missing, or that appears twice, is an error naming it; data rows may have a
-//! different number of fields than the header (reported per row, not fatal).
+//! Invariants: the header line is read ahead once, in the decoded stream, and replayed to the
+//! CSV parser unchanged (so record byte positions, and hence line numbers, are those of the
+//! decoded file); data rows may have a different number of fields than the header (reported per
+//! row, not fatal); a record whose every field is empty or only whitespace (Excel writes `,,,,`
+//! for an emptied row) is blank ([`is_blank`]).
 
-use std::io::Read;
+use std::io::{self, Read};
 
 use csv::StringRecord;
 
-use crate::encoding::{DecodingReader, TextEncoding, map_csv_error};
+use crate::delimiter::Delimiter;
+use crate::encoding::{DecodingReader, TextEncoding, map_csv_error, map_io_error};
 use crate::error::CsvError;
 
-pub(crate) type Csv<R> = csv::Reader<DecodingReader<R>>;
+/// At most this many decoded bytes are read ahead to find the header line's end.
+const HEAD_LIMIT: usize = 1 << 20;
 
-/// Opens the CSV stream and reads its header.
+pub(crate) type Csv<R> = csv::Reader<Replay<DecodingReader<R>>>;
+
+/// A reader that first yields `head` (bytes already read from `inner`), then `inner`.
+pub(crate) struct Replay<R> {
+    head: Vec<u8>,
+    pos: usize,
+    inner: R,
+}
+
+impl<R: Read> Read for Replay<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.pos < self.head.len() {
+            let n = buf.len().min(self.head.len() - self.pos);
+            buf[..n].copy_from_slice(&self.head[self.pos..self.pos + n]);
+            self.pos += n;
+            return Ok(n);
+        }
+        self.inner.read(buf)
+    }
+}
+
+/// Reads decoded bytes until the first line feed (or the end, or [`HEAD_LIMIT`]).
+fn read_head<R: Read>(reader: &mut DecodingReader<R>) -> Result<Vec<u8>, CsvError> {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 8192];
+    while head.len() < HEAD_LIMIT && !head.contains(&b'\n') {
+        match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(map_io_error(e)),
+        }
+    }
+    Ok(head)
+}
+
+/// Opens the CSV stream and reads its header; returns the delimiter used.
 pub(crate) fn open<R: Read>(
     reader: R,
     encoding: TextEncoding,
-) -> Result<(Csv<R>, StringRecord), CsvError> {
+    delimiter: Option<Delimiter>,
+) -> Result<(Csv<R>, StringRecord, Delimiter), CsvError> {
+    let mut decoded = DecodingReader::new(reader, encoding);
+    let head = read_head(&mut decoded)?;
+    let delimiter = delimiter.unwrap_or_else(|| Delimiter::detect(&head));
     let mut csv = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(true)
-        .from_reader(DecodingReader::new(reader, encoding));
+        .delimiter(delimiter.byte())
+        .from_reader(Replay {
+            head,
+            pos: 0,
+            inner: decoded,
+        });
     let headers = csv.headers().map_err(|e| map_csv_error(e, 1))?.clone();
     if headers.is_empty() || (headers.len() == 1 && headers[0].trim().is_empty()) {
         return Err(CsvError::NoHeader);
     }
-    Ok((csv, headers))
-}
-
-/// The index of each of `names` in `headers`.
-pub(crate) fn find(headers: &StringRecord, names: &[&str]) -> Result<Vec<usize>, CsvError> {
-    names
-        .iter()
-        .map(|name| {
-            let mut hits = headers
-                .iter()
-                .enumerate()
-                .filter(|(_, h)| h.trim() == *name);
-            match (hits.next(), hits.next()) {
-                (Some((i, _)), None) => Ok(i),
-                (Some(_), Some(_)) => Err(CsvError::DuplicateColumn {
-                    column: (*name).to_owned(),
-                }),
-                (None, _) => Err(CsvError::MissingColumn {
-                    column: (*name).to_owned(),
-                    found: headers.iter().map(str::to_owned).collect(),
-                }),
-            }
-        })
-        .collect()
+    if headers.iter().any(|h| h.contains('\0')) {
+        return Err(CsvError::NulInHeader);
+    }
+    Ok((csv, headers, delimiter))
 }
 
 /// Reads the next record; `Ok(None)` at the end. `last_line` is used for errors without a
@@ -62,7 +92,7 @@ pub(crate) fn next_record<R: Read>(
     match csv.read_record(record) {
         Ok(true) => {
             let line = match record.position() {
-                Some(p) => csv.get_mut().line_of_record(p.byte()),
+                Some(p) => csv.get_mut().inner.line_of_record(p.byte()),
                 None => last_line + 1,
             };
             Ok(Some(line))
@@ -70,6 +100,11 @@ pub(crate) fn next_record<R: Read>(
         Ok(false) => Ok(None),
         Err(e) => Err(map_csv_error(e, last_line + 1)),
     }
+}
+
+/// True when every field of `record` is empty or whitespace (including U+3000).
+pub(crate) fn is_blank(record: &StringRecord) -> bool {
+    record.iter().all(|f| f.trim().is_empty())
 }
 
 /// The field at `i`, or "" when the row is short.
