@@ -1,5 +1,6 @@
-//! Opening a CSV stream over a [`DecodingReader`]: the delimiter (explicit, or detected from the
-//! header line), the header, records with their file lines, and blank rows.
+//! Opening an input: a CSV stream over a [`DecodingReader`] with its delimiter (explicit, or
+//! detected from the header line), or a workbook's first sheet; the header, records with their
+//! file lines, and blank rows.
 //!
 //! Invariants: the header line is read ahead once, in the decoded stream, and replayed to the
 //! CSV parser unchanged (so record byte positions, and hence line numbers, are those of the
@@ -14,11 +15,20 @@ use csv::StringRecord;
 use crate::delimiter::Delimiter;
 use crate::encoding::{DecodingReader, TextEncoding, map_csv_error, map_io_error};
 use crate::error::CsvError;
+use crate::workbook::{self, SheetRows};
 
 /// At most this many decoded bytes are read ahead to find the header line's end.
 const HEAD_LIMIT: usize = 1 << 20;
 
 pub(crate) type Csv<R> = csv::Reader<Replay<DecodingReader<R>>>;
+
+/// Where records come from.
+pub(crate) enum Records<R> {
+    /// A text file (CSV or TSV); boxed, as it is much larger than a sheet's cursor.
+    Text(Box<Csv<R>>),
+    /// A workbook's first sheet.
+    Sheet(SheetRows),
+}
 
 /// A reader that first yields `head` (bytes already read from `inner`), then `inner`.
 pub(crate) struct Replay<R> {
@@ -54,41 +64,51 @@ fn read_head<R: Read>(reader: &mut DecodingReader<R>) -> Result<Vec<u8>, CsvErro
     Ok(head)
 }
 
-/// Opens the CSV stream and reads its header; returns the delimiter used.
+/// Opens the input and reads its header; returns the delimiter used (`None` for a workbook).
 pub(crate) fn open<R: Read>(
     reader: R,
     encoding: TextEncoding,
     delimiter: Option<Delimiter>,
-) -> Result<(Csv<R>, StringRecord, Delimiter), CsvError> {
-    let mut decoded = DecodingReader::new(reader, encoding);
-    let head = read_head(&mut decoded)?;
-    let delimiter = delimiter.unwrap_or_else(|| Delimiter::detect(&head));
-    let mut csv = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .flexible(true)
-        .delimiter(delimiter.byte())
-        .from_reader(Replay {
-            head,
-            pos: 0,
-            inner: decoded,
-        });
-    let headers = csv.headers().map_err(|e| map_csv_error(e, 1))?.clone();
-    if headers.is_empty() || (headers.len() == 1 && headers[0].trim().is_empty()) {
+) -> Result<(Records<R>, StringRecord, Option<Delimiter>), CsvError> {
+    let (records, headers, delimiter) = if encoding == TextEncoding::Workbook {
+        let (rows, headers) = workbook::open(reader)?;
+        (Records::Sheet(rows), headers, None)
+    } else {
+        let mut decoded = DecodingReader::new(reader, encoding);
+        let head = read_head(&mut decoded)?;
+        let delimiter = delimiter.unwrap_or_else(|| Delimiter::detect(&head));
+        let mut csv = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .flexible(true)
+            .delimiter(delimiter.byte())
+            .from_reader(Replay {
+                head,
+                pos: 0,
+                inner: decoded,
+            });
+        let headers = csv.headers().map_err(|e| map_csv_error(e, 1))?.clone();
+        (Records::Text(Box::new(csv)), headers, Some(delimiter))
+    };
+    if headers.iter().all(|h| h.trim().is_empty()) {
         return Err(CsvError::NoHeader);
     }
     if headers.iter().any(|h| h.contains('\0')) {
         return Err(CsvError::NulInHeader);
     }
-    Ok((csv, headers, delimiter))
+    Ok((records, headers, delimiter))
 }
 
 /// Reads the next record; `Ok(None)` at the end. `last_line` is used for errors without a
 /// position.
 pub(crate) fn next_record<R: Read>(
-    csv: &mut Csv<R>,
+    records: &mut Records<R>,
     record: &mut StringRecord,
     last_line: u64,
 ) -> Result<Option<u64>, CsvError> {
+    let csv = match records {
+        Records::Sheet(rows) => return Ok(rows.next_record(record)),
+        Records::Text(csv) => csv,
+    };
     match csv.read_record(record) {
         Ok(true) => {
             let line = match record.position() {

@@ -9,8 +9,8 @@
 //! * a UTF-16 BOM wins over an explicit choice ([`TextEncoding::resolve`]): `FF FE` / `FE FF`
 //!   can start neither UTF-8 nor CP932 text, so such a file can only be UTF-16;
 //! * a file that starts like a ZIP archive (`PK\x03\x04`, an .xlsx workbook) or an OLE2 compound
-//!   file (an old .xls workbook) is refused with [`CsvError::ExcelWorkbook`] before any decoding,
-//!   whatever the encoding choice;
+//!   file (an old .xls workbook) is [`TextEncoding::Workbook`], whatever the encoding choice: it
+//!   is read cell by cell (`workbook.rs`), never decoded as text;
 //! * [`DecodingReader`] decodes chunk by chunk and fails on a malformed byte sequence, reporting
 //!   the 1-based line and byte offset, instead of substituting U+FFFD;
 //! * output ([`encode_row`]) fails on a character the encoding cannot represent.
@@ -24,13 +24,12 @@ use std::str::FromStr;
 use encoding_rs::{DecoderResult, EncoderResult, SHIFT_JIS, UTF_8, UTF_16BE, UTF_16LE};
 
 use crate::error::CsvError;
+use crate::workbook;
 
 const CHUNK: usize = 64 * 1024;
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 const UTF16LE_BOM: &[u8] = b"\xFF\xFE";
 const UTF16BE_BOM: &[u8] = b"\xFE\xFF";
-const ZIP_MAGIC: &[u8] = b"PK\x03\x04";
-const OLE2_MAGIC: &[u8] = b"\xD0\xCF\x11\xE0\xA1\xB1\x1A\xE1";
 
 /// The encoding the user asked for.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -75,6 +74,9 @@ pub enum TextEncoding {
     Utf16Le,
     /// UTF-16, big-endian, with a BOM.
     Utf16Be,
+    /// Not a text encoding: the file is an Excel workbook (or an OpenDocument spreadsheet),
+    /// whose first sheet is read cell by cell; its cells are text already.
+    Workbook,
 }
 
 impl TextEncoding {
@@ -85,11 +87,12 @@ impl TextEncoding {
             TextEncoding::Cp932 => "CP932",
             TextEncoding::Utf16Le => "UTF-16LE",
             TextEncoding::Utf16Be => "UTF-16BE",
+            TextEncoding::Workbook => "Excel workbook",
         }
     }
 
-    /// Resolves `choice` for the file at `path`: reads its first bytes (an Excel workbook is
-    /// refused, a UTF-16 BOM decides), then the whole file once if `choice` is `Auto`.
+    /// Resolves `choice` for the file at `path`: reads its first bytes (a workbook or a UTF-16
+    /// BOM decides), then the whole file once if `choice` is `Auto`.
     pub fn resolve(path: &Path, choice: EncodingChoice) -> Result<Self, CsvError> {
         let io = |source| CsvError::Io {
             path: path.to_owned(),
@@ -99,11 +102,8 @@ impl TextEncoding {
         let mut head = [0u8; 8];
         let n = read_up_to(&mut f, &mut head).map_err(io)?;
         let head = &head[..n];
-        if let Some(format) = workbook_format(head) {
-            return Err(CsvError::ExcelWorkbook {
-                path: path.to_owned(),
-                format,
-            });
+        if workbook::format_of(head).is_some() {
+            return Ok(TextEncoding::Workbook);
         }
         if let Some(utf16) = utf16_bom(head) {
             return Ok(utf16);
@@ -118,17 +118,6 @@ impl TextEncoding {
                 bom: head.starts_with(UTF8_BOM),
             }),
         }
-    }
-}
-
-/// The kind of Excel workbook `head` (a file's first bytes) starts, if it starts one.
-fn workbook_format(head: &[u8]) -> Option<&'static str> {
-    if head.starts_with(ZIP_MAGIC) {
-        Some(".xlsx")
-    } else if head.starts_with(OLE2_MAGIC) {
-        Some(".xls")
-    } else {
-        None
     }
 }
 
@@ -158,12 +147,15 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 /// Detects the encoding of a whole stream in constant memory (see the module invariants).
 pub fn detect_encoding<R: Read>(mut reader: R) -> io::Result<TextEncoding> {
     let mut buf = vec![0u8; CHUNK];
-    let mut head = [0u8; 3];
+    let mut head = [0u8; 8];
     let n = read_up_to(&mut reader, &mut head)?;
+    if workbook::format_of(&head[..n]).is_some() {
+        return Ok(TextEncoding::Workbook);
+    }
     if let Some(utf16) = utf16_bom(&head[..n]) {
         return Ok(utf16);
     }
-    if &head[..n] == UTF8_BOM {
+    if head[..n].starts_with(UTF8_BOM) {
         return Ok(TextEncoding::Utf8 { bom: true });
     }
     // `carry` holds an incomplete UTF-8 sequence at the end of the previous chunk.
@@ -236,7 +228,11 @@ impl<R: Read> DecodingReader<R> {
     /// Wraps `inner`, decoding from `encoding`.
     pub fn new(inner: R, encoding: TextEncoding) -> Self {
         let decoder = match encoding {
-            TextEncoding::Utf8 { .. } => UTF_8.new_decoder_with_bom_removal(),
+            // A workbook is never decoded (the readers read it cell by cell); as text it would
+            // be UTF-8 at best.
+            TextEncoding::Utf8 { .. } | TextEncoding::Workbook => {
+                UTF_8.new_decoder_with_bom_removal()
+            }
             TextEncoding::Cp932 => SHIFT_JIS.new_decoder_without_bom_handling(),
             TextEncoding::Utf16Le => UTF_16LE.new_decoder_with_bom_removal(),
             TextEncoding::Utf16Be => UTF_16BE.new_decoder_with_bom_removal(),
@@ -395,15 +391,16 @@ pub enum OutputEncoding {
 
 impl OutputEncoding {
     /// The output encoding that keeps an input's: UTF-8 keeps its BOM or its lack of one, CP932
-    /// stays CP932, and UTF-16 (which this crate does not write) becomes UTF-8 with a BOM, which
-    /// Excel opens the same way.
+    /// stays CP932, and UTF-16 (which this crate does not write) and a workbook become UTF-8
+    /// with a BOM, which Excel opens without garbling Japanese.
     pub fn like_input(input: TextEncoding) -> Self {
         match input {
             TextEncoding::Utf8 { bom: false } => OutputEncoding::Utf8,
             TextEncoding::Cp932 => OutputEncoding::Cp932,
-            TextEncoding::Utf8 { bom: true } | TextEncoding::Utf16Le | TextEncoding::Utf16Be => {
-                OutputEncoding::Utf8Bom
-            }
+            TextEncoding::Utf8 { bom: true }
+            | TextEncoding::Utf16Le
+            | TextEncoding::Utf16Be
+            | TextEncoding::Workbook => OutputEncoding::Utf8Bom,
         }
     }
 

@@ -145,16 +145,17 @@ pub enum CsvError {
          mark; save it from Excel as \"CSV UTF-8 (comma delimited)\" and read that file"
     )]
     NulInHeader,
-    /// The file is an Excel workbook, not text.
+    /// The file starts like an Excel workbook but cannot be read as one.
     #[error(
-        "{path}: this is an Excel {format} workbook, not CSV: open it in Excel and save it as \
-         \"CSV UTF-8 (comma delimited)\" (File > Save As), then pass the .csv file"
+        "the file looks like an Excel {format} workbook but cannot be read ({reason}): open it \
+         in Excel and save it as \"CSV UTF-8 (comma delimited)\" (File > Save As), then pass \
+         the .csv file"
     )]
-    ExcelWorkbook {
-        /// The file.
-        path: PathBuf,
+    Workbook {
         /// `.xlsx` (a ZIP archive) or `.xls` (an OLE2 compound file).
         format: &'static str,
+        /// What the workbook reader reported.
+        reason: String,
     },
     /// The input already has a column the output would add.
     #[error(

@@ -19,7 +19,7 @@ use std::path::Path;
 use csv::StringRecord;
 use nayose_number::InsuredNumber;
 
-use crate::columns::{self, Csv};
+use crate::columns::{self, Records};
 use crate::delimiter::Delimiter;
 use crate::encoding::TextEncoding;
 use crate::error::{CsvError, RowError};
@@ -87,12 +87,12 @@ pub struct HeldRow {
 
 /// A streaming reader of a held-number file.
 pub struct HeldReader<R> {
-    csv: Csv<R>,
+    records: Records<R>,
     numbers: NumberColumns,
     mapping: ColumnMapping,
     headers: StringRecord,
     encoding: TextEncoding,
-    delimiter: Delimiter,
+    delimiter: Option<Delimiter>,
     counts: ReportCounts,
     blank_rows: u64,
     line: u64,
@@ -170,10 +170,10 @@ impl<R: Read> HeldReader<R> {
         spec: &ColumnSpec,
         options: &ReadOptions,
     ) -> Result<Self, CsvError> {
-        let (csv, headers, delimiter) = columns::open(reader, encoding, options.delimiter)?;
+        let (records, headers, delimiter) = columns::open(reader, encoding, options.delimiter)?;
         let mapping = crate::mapping::resolve(&headers, spec, FileKind::Held)?;
         Ok(HeldReader {
-            csv,
+            records,
             numbers: NumberColumns::new(&mapping, &headers, options.repair),
             mapping,
             headers,
@@ -197,8 +197,8 @@ impl<R: Read> HeldReader<R> {
         self.encoding
     }
 
-    /// The field delimiter (given or detected).
-    pub fn delimiter(&self) -> Delimiter {
+    /// The field delimiter (given or detected); `None` for a workbook.
+    pub fn delimiter(&self) -> Option<Delimiter> {
         self.delimiter
     }
 
@@ -248,7 +248,8 @@ impl<R: Read> HeldReader<R> {
     ) -> Result<Option<HeldRow>, CsvError> {
         let mut record = StringRecord::new();
         loop {
-            let Some(line) = columns::next_record(&mut self.csv, &mut record, self.line)? else {
+            let Some(line) = columns::next_record(&mut self.records, &mut record, self.line)?
+            else {
                 return Ok(None);
             };
             self.line = line;

@@ -2,9 +2,11 @@
 //! (client) and the client's output.
 //!
 //! Layout:
-//! * [`encoding`] — detection (UTF-16 BOM → UTF-16, UTF-8 BOM → UTF-8, valid UTF-8 → UTF-8, else
-//!   CP932; Excel workbooks refused with a message), a streaming decoding `Read` adaptor,
-//!   encoding without silent replacement ([`OutputEncoding`]);
+//! * [`encoding`] — detection (workbook, UTF-16 BOM → UTF-16, UTF-8 BOM → UTF-8, valid UTF-8 →
+//!   UTF-8, else CP932), a streaming decoding `Read` adaptor, encoding without silent
+//!   replacement ([`OutputEncoding`]);
+//! * `workbook` — an .xlsx/.xls (even renamed to .csv) read through calamine: the first sheet,
+//!   cells as text, lines as Excel's row numbers;
 //! * [`Delimiter`] — comma or tab, given or detected from the header line;
 //! * [`mapping`] — which header column serves which field: named ([`ColumnSpec`]) or recognised
 //!   Japanese and English header names ([`ColumnMapping`]);
@@ -17,7 +19,8 @@
 //! * [`OutputWriter`] — input rows plus `nayose_group`, `nayose_status`, in a chosen encoding,
 //!   owner-only, atomically renamed into place.
 //!
-//! Invariants: readers hold one record at a time (memory does not grow with the file; the only
+//! Invariants: readers of text files hold one record at a time (memory does not grow with the
+//! file; a workbook is the exception, held whole by calamine; the only
 //! growing structures are the [`HeldSet`], which stores distinct numbers and 4 bytes per row, and
 //! the lists of invalid rows and repairs that the whole-pass helpers return); every row-level
 //! error and report line names the 1-based line (header = line 1), the column and the reason.
@@ -39,6 +42,7 @@ mod output;
 mod registry;
 mod report;
 mod report_writer;
+mod workbook;
 
 pub use csv::StringRecord;
 pub use dedup::HeldSet;

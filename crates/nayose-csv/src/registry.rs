@@ -17,7 +17,7 @@ use std::path::Path;
 use csv::StringRecord;
 use nayose_number::{InsuredNumber, Repair};
 
-use crate::columns::{self, Csv};
+use crate::columns::{self, Records};
 use crate::delimiter::Delimiter;
 use crate::encoding::TextEncoding;
 use crate::error::{CsvError, RowError, RowReason};
@@ -45,13 +45,13 @@ pub struct RegistryEntry {
 
 /// A streaming reader of a registry file.
 pub struct RegistryReader<R> {
-    csv: Csv<R>,
+    records: Records<R>,
     numbers: NumberColumns,
     person: usize,
     mapping: ColumnMapping,
     headers: StringRecord,
     encoding: TextEncoding,
-    delimiter: Delimiter,
+    delimiter: Option<Delimiter>,
     counts: ReportCounts,
     blank_rows: u64,
     record: StringRecord,
@@ -103,10 +103,10 @@ impl<R: Read> RegistryReader<R> {
         spec: &ColumnSpec,
         options: &ReadOptions,
     ) -> Result<Self, CsvError> {
-        let (csv, headers, delimiter) = columns::open(reader, encoding, options.delimiter)?;
+        let (records, headers, delimiter) = columns::open(reader, encoding, options.delimiter)?;
         let mapping = crate::mapping::resolve(&headers, spec, FileKind::Registry)?;
         Ok(RegistryReader {
-            csv,
+            records,
             numbers: NumberColumns::new(&mapping, &headers, options.repair),
             person: mapping.index(ColumnRole::PersonId).unwrap_or(0),
             mapping,
@@ -126,8 +126,8 @@ impl<R: Read> RegistryReader<R> {
         self.encoding
     }
 
-    /// The field delimiter (given or detected).
-    pub fn delimiter(&self) -> Delimiter {
+    /// The field delimiter (given or detected); `None` for a workbook.
+    pub fn delimiter(&self) -> Option<Delimiter> {
         self.delimiter
     }
 
@@ -223,7 +223,7 @@ impl<R: Read> RegistryReader<R> {
         report: &mut (impl ReportSink + ?Sized),
     ) -> Result<Option<RowResult>, CsvError> {
         loop {
-            let Some(line) = columns::next_record(&mut self.csv, &mut self.record, self.line)?
+            let Some(line) = columns::next_record(&mut self.records, &mut self.record, self.line)?
             else {
                 return Ok(None);
             };
