@@ -51,7 +51,7 @@ fn a_tsv_held_file_is_read_by_detection() {
         &ReadOptions::default(),
     )
     .unwrap();
-    assert_eq!(reader.delimiter(), Delimiter::Tab);
+    assert_eq!(reader.delimiter(), Some(Delimiter::Tab));
     let (rows, lines) = collect(&mut reader);
     assert_eq!(rows.len(), 1);
     assert!(rows[0].number.is_ok());
@@ -87,7 +87,7 @@ fn an_explicit_delimiter_wins_over_detection() {
         &ReadOptions::default(),
     )
     .unwrap();
-    assert_eq!(r.delimiter(), Delimiter::Comma);
+    assert_eq!(r.delimiter(), Some(Delimiter::Comma));
 }
 
 #[test]

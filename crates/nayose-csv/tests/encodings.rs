@@ -1,5 +1,5 @@
 //! Encodings as Excel and hospital systems write them: UTF-16 with a BOM (Excel's "Unicode
-//! text", tab-separated), an .xlsx or .xls workbook renamed to .csv, UTF-16 without a BOM.
+//! text", tab-separated), a damaged .xlsx or .xls workbook, UTF-16 without a BOM.
 
 #![allow(clippy::unwrap_used)] // tests unwrap on data they built themselves
 
@@ -45,7 +45,7 @@ fn utf16le_unicode_text_is_detected_and_read_as_tsv() {
         HeldReader::open_mapped(&path, &ColumnSpec::default(), &ReadOptions::default()).unwrap();
     assert_eq!(reader.encoding(), TextEncoding::Utf16Le);
     assert_eq!(reader.encoding().name(), "UTF-16LE");
-    assert_eq!(reader.delimiter(), Delimiter::Tab);
+    assert_eq!(reader.delimiter(), Some(Delimiter::Tab));
     assert_eq!(reader.headers().get(1), Some("保険者番号"));
     let rows: Vec<HeldRow> = reader.map(Result::unwrap).collect();
     assert_eq!(rows.len(), 2);
@@ -126,9 +126,9 @@ P1\t01130012\t0647\t0950759\t03\n";
 }
 
 #[test]
-fn an_xlsx_renamed_to_csv_is_refused_with_what_to_do() {
+fn a_damaged_workbook_says_what_to_do_whatever_the_encoding_choice() {
     let dir = tempfile::tempdir().unwrap();
-    // The start of every .xlsx: a ZIP local file header.
+    // The start of an .xlsx (a ZIP local file header) and nothing a ZIP reader can use.
     let mut xlsx = b"PK\x03\x04\x14\x00\x06\x00".to_vec();
     xlsx.extend_from_slice(&[0u8; 64]);
     let path = write(&dir, "held.csv", &xlsx);
@@ -137,6 +137,10 @@ fn an_xlsx_renamed_to_csv_is_refused_with_what_to_do() {
         EncodingChoice::Utf8,
         EncodingChoice::Cp932,
     ] {
+        assert_eq!(
+            TextEncoding::resolve(&path, choice).unwrap(),
+            TextEncoding::Workbook
+        );
         let options = ReadOptions {
             encoding: choice,
             ..ReadOptions::default()
@@ -145,25 +149,34 @@ fn an_xlsx_renamed_to_csv_is_refused_with_what_to_do() {
             .err()
             .unwrap();
         assert!(
-            matches!(&err, CsvError::ExcelWorkbook { format: ".xlsx", path: p } if p == &path),
+            matches!(
+                &err,
+                CsvError::Workbook {
+                    format: ".xlsx",
+                    ..
+                }
+            ),
             "{err}"
         );
         let msg = err.to_string();
-        assert!(msg.contains("Excel .xlsx workbook, not CSV"), "{msg}");
+        assert!(msg.contains("Excel .xlsx workbook"), "{msg}");
         assert!(msg.contains("CSV UTF-8"), "{msg}");
-        assert!(msg.contains("held.csv"), "{msg}");
     }
     let err = RegistryReader::open(&path, &ReadOptions::default())
         .err()
         .unwrap();
-    assert!(matches!(err, CsvError::ExcelWorkbook { .. }), "{err}");
-    // An old binary .xls (OLE2 compound file) too.
+    assert!(matches!(err, CsvError::Workbook { .. }), "{err}");
+    // A damaged old binary .xls (OLE2 compound file) too.
     let xls = write(&dir, "old.csv", b"\xD0\xCF\x11\xE0\xA1\xB1\x1A\xE1\0\0\0\0");
+    assert_eq!(
+        detect_encoding(&std::fs::read(&xls).unwrap()[..]).unwrap(),
+        TextEncoding::Workbook
+    );
     let err = RegistryReader::open(&xls, &ReadOptions::default())
         .err()
         .unwrap();
     assert!(
-        matches!(err, CsvError::ExcelWorkbook { format: ".xls", .. }),
+        matches!(err, CsvError::Workbook { format: ".xls", .. }),
         "{err}"
     );
 }
