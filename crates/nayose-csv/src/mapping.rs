@@ -12,7 +12,8 @@
 //! * layouts: separate columns (保険者番号, 記号, 番号 required; 枝番 optional — without it the
 //!   番号 carries the 枝番, see `number_row.rs`) or one combined column. Separate columns win
 //!   when both are present; `被保険者番号` and `被保険者証番号` are the 番号 when the header also
-//!   has a 記号 column, and the combined column otherwise.
+//!   has a 記号 column (and no column named 番号 or another 番号 name), and the combined column
+//!   when there are no separate columns (and no column with a combined name).
 //!
 //! Recognised names (as header keys, i.e. after the folding above):
 //!
@@ -421,9 +422,11 @@ pub(crate) fn resolve(
     let separate = any_field_named || insurer.is_some() || symbol.is_some();
     if !separate {
         // No separate columns: a combined column, if one is recognised.
-        let mut aliases = ColumnRole::Combined.aliases().to_vec();
-        aliases.extend_from_slice(NUMBER_OR_COMBINED);
-        if let Some((i, how)) = r.find(ColumnRole::Combined, &aliases)? {
+        let combined = match r.find(ColumnRole::Combined, ColumnRole::Combined.aliases())? {
+            Some(hit) => Some(hit),
+            None => r.find(ColumnRole::Combined, NUMBER_OR_COMBINED)?,
+        };
+        if let Some((i, how)) = combined {
             r.push(ColumnRole::Combined, i, how);
             return Ok(ColumnMapping { columns: r.out });
         }
@@ -436,9 +439,14 @@ pub(crate) fn resolve(
         Some((i, how)) => r.push(ColumnRole::Symbol, i, how),
         None => return Err(r.missing(ColumnRole::Symbol)),
     }
-    let mut number_aliases = ColumnRole::Number.aliases().to_vec();
-    number_aliases.extend_from_slice(NUMBER_OR_COMBINED);
-    r.require(ColumnRole::Number, &number_aliases)?;
+    let number = match r.find(ColumnRole::Number, ColumnRole::Number.aliases())? {
+        Some(hit) => Some(hit),
+        None => r.find(ColumnRole::Number, NUMBER_OR_COMBINED)?,
+    };
+    match number {
+        Some((i, how)) => r.push(ColumnRole::Number, i, how),
+        None => return Err(r.missing(ColumnRole::Number)),
+    }
     if let Some((i, how)) = r.find(ColumnRole::Branch, ColumnRole::Branch.aliases())? {
         r.push(ColumnRole::Branch, i, how);
     }

@@ -124,6 +124,11 @@ fn the_combined_column_is_recognised_and_hihokenshabangou_depends_on_a_kigou_col
         r.mapping().get(ColumnRole::Symbol).unwrap().header,
         "被保険者記号"
     );
+    // Beside a 番号 column, 被保険者番号 is neither: it is carried through untouched.
+    let text = "保険者番号,記号,番号,枝番,被保険者番号\n01130012,0647,0950759,03,x\n";
+    let r = held(text.as_bytes(), utf8(), &ColumnSpec::default()).unwrap();
+    assert_eq!(r.mapping().get(ColumnRole::Number).unwrap().header, "番号");
+    assert!(!r.mapping().is_combined());
     // Separate columns win over a combined column in the same file.
     let text = "保険者番号,記号,番号,枝番,被保険者番号等\n01130012,0647,0950759,03,x\n";
     let r = held(text.as_bytes(), utf8(), &ColumnSpec::default()).unwrap();
