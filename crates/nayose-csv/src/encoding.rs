@@ -13,7 +13,8 @@
 //!   is read cell by cell (`workbook.rs`), never decoded as text;
 //! * [`DecodingReader`] decodes chunk by chunk and fails on a malformed byte sequence, reporting
 //!   the 1-based line and byte offset, instead of substituting U+FFFD;
-//! * output ([`encode_row`]) fails on a character the encoding cannot represent.
+//! * output (`encode_row`, in an [`OutputEncoding`]) fails on a character the encoding cannot
+//!   represent.
 
 use std::collections::VecDeque;
 use std::fs::File;
