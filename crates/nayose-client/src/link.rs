@@ -310,6 +310,7 @@ fn read_options(cfg: &Resolved) -> ReadOptions {
     ReadOptions {
         encoding: cfg.encoding.choice(),
         repair: cfg.repair,
+        ..ReadOptions::default()
     }
 }
 

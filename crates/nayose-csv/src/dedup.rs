@@ -13,7 +13,7 @@ use nayose_number::InsuredNumber;
 use crate::error::{CsvError, RowError};
 use crate::held::{HeldReader, HeldRow};
 use crate::options::InvalidRows;
-use crate::report::RowRepair;
+use crate::report::{DiscardReport, ReportCounts, ReportSink, RowRepair};
 
 const NONE: u32 = u32::MAX;
 
@@ -24,6 +24,8 @@ pub struct HeldSet {
     rows: Vec<u32>,
     invalid: Vec<RowError>,
     repairs: Vec<RowRepair>,
+    counts: ReportCounts,
+    blank_rows: u64,
 }
 
 impl HeldSet {
@@ -35,10 +37,22 @@ impl HeldSet {
     /// Reads every row of `reader` (first pass). With [`InvalidRows::Report`], any invalid row
     /// makes the result [`CsvError::InvalidRows`] listing all of them.
     pub fn build<R: Read>(reader: HeldReader<R>, policy: InvalidRows) -> Result<Self, CsvError> {
+        Self::build_with_report(reader, policy, &mut DiscardReport)
+    }
+
+    /// [`HeldSet::build`], handing every report line to `report` as the rows are read; the
+    /// counts by reason are kept ([`HeldSet::report_counts`]).
+    pub fn build_with_report<R: Read>(
+        mut reader: HeldReader<R>,
+        policy: InvalidRows,
+        report: &mut (impl ReportSink + ?Sized),
+    ) -> Result<Self, CsvError> {
         let mut set = HeldSet::new();
-        for row in reader {
-            set.push(row?)?;
+        while let Some(row) = reader.next_row(report)? {
+            set.push(row)?;
         }
+        set.counts = reader.report_counts().clone();
+        set.blank_rows = reader.blank_rows();
         if policy == InvalidRows::Report && !set.invalid.is_empty() {
             return Err(CsvError::InvalidRows {
                 errors: set.invalid,
@@ -124,6 +138,17 @@ impl HeldSet {
     /// Repairs made, in file order.
     pub fn repairs(&self) -> &[RowRepair] {
         &self.repairs
+    }
+
+    /// Report lines of the first pass by reason (filled by [`HeldSet::build`] and
+    /// [`HeldSet::build_with_report`]).
+    pub fn report_counts(&self) -> &ReportCounts {
+        &self.counts
+    }
+
+    /// Blank rows skipped in the first pass (filled by [`HeldSet::build`]).
+    pub fn blank_rows(&self) -> u64 {
+        self.blank_rows
     }
 
     /// Second pass: checks that `row` is what the first pass read at its index (same validity,

@@ -3,11 +3,18 @@
 //!
 //! Invariants:
 //! * detection ([`detect_encoding`]) reads the input once, in fixed-size chunks (memory does not
-//!   grow with the file): a UTF-8 BOM means UTF-8; otherwise input that is valid UTF-8 throughout
-//!   is UTF-8; anything else is CP932 (WHATWG `Shift_JIS`, which is Microsoft's CP932);
+//!   grow with the file): a UTF-16 BOM (`FF FE` or `FE FF`, as Excel's "Unicode text" writes)
+//!   means UTF-16LE or UTF-16BE; a UTF-8 BOM means UTF-8; otherwise input that is valid UTF-8
+//!   throughout is UTF-8; anything else is CP932 (WHATWG `Shift_JIS`, which is Microsoft's CP932);
+//! * a UTF-16 BOM wins over an explicit choice ([`TextEncoding::resolve`]): `FF FE` / `FE FF`
+//!   can start neither UTF-8 nor CP932 text, so such a file can only be UTF-16;
+//! * a file that starts like a ZIP archive (`PK\x03\x04`, an .xlsx workbook) or an OLE2 compound
+//!   file (an old .xls workbook) is [`TextEncoding::Workbook`], whatever the encoding choice: it
+//!   is read cell by cell (`workbook.rs`), never decoded as text;
 //! * [`DecodingReader`] decodes chunk by chunk and fails on a malformed byte sequence, reporting
 //!   the 1-based line and byte offset, instead of substituting U+FFFD;
-//! * output ([`encode_row`]) fails on a character the encoding cannot represent.
+//! * output (`encode_row`, in an [`OutputEncoding`]) fails on a character the encoding cannot
+//!   represent.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -15,12 +22,15 @@ use std::io::{self, BufReader, Read};
 use std::path::Path;
 use std::str::FromStr;
 
-use encoding_rs::{DecoderResult, EncoderResult, SHIFT_JIS, UTF_8};
+use encoding_rs::{DecoderResult, EncoderResult, SHIFT_JIS, UTF_8, UTF_16BE, UTF_16LE};
 
 use crate::error::CsvError;
+use crate::workbook;
 
 const CHUNK: usize = 64 * 1024;
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+const UTF16LE_BOM: &[u8] = b"\xFF\xFE";
+const UTF16BE_BOM: &[u8] = b"\xFE\xFF";
 
 /// The encoding the user asked for.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -61,6 +71,13 @@ pub enum TextEncoding {
     },
     /// CP932 (Shift_JIS with Microsoft's extensions).
     Cp932,
+    /// UTF-16, little-endian, with a BOM (Excel's "Unicode text" export).
+    Utf16Le,
+    /// UTF-16, big-endian, with a BOM.
+    Utf16Be,
+    /// Not a text encoding: the file is an Excel workbook (or an OpenDocument spreadsheet),
+    /// whose first sheet is read cell by cell; its cells are text already.
+    Workbook,
 }
 
 impl TextEncoding {
@@ -69,31 +86,49 @@ impl TextEncoding {
         match self {
             TextEncoding::Utf8 { .. } => "UTF-8",
             TextEncoding::Cp932 => "CP932",
+            TextEncoding::Utf16Le => "UTF-16LE",
+            TextEncoding::Utf16Be => "UTF-16BE",
+            TextEncoding::Workbook => "Excel workbook",
         }
     }
 
-    /// Resolves `choice` for the file at `path` (reading it once if `choice` is `Auto`, and its
-    /// first bytes if it is `Utf8`, to see whether it has a BOM).
+    /// Resolves `choice` for the file at `path`: reads its first bytes (a workbook or a UTF-16
+    /// BOM decides), then the whole file once if `choice` is `Auto`.
     pub fn resolve(path: &Path, choice: EncodingChoice) -> Result<Self, CsvError> {
         let io = |source| CsvError::Io {
             path: path.to_owned(),
             source,
         };
+        let mut f = File::open(path).map_err(io)?;
+        let mut head = [0u8; 8];
+        let n = read_up_to(&mut f, &mut head).map_err(io)?;
+        let head = &head[..n];
+        if workbook::format_of(head).is_some() {
+            return Ok(TextEncoding::Workbook);
+        }
+        if let Some(utf16) = utf16_bom(head) {
+            return Ok(utf16);
+        }
         match choice {
             EncodingChoice::Cp932 => Ok(TextEncoding::Cp932),
             EncodingChoice::Auto => {
                 let f = File::open(path).map_err(io)?;
                 detect_encoding(BufReader::new(f)).map_err(io)
             }
-            EncodingChoice::Utf8 => {
-                let mut f = File::open(path).map_err(io)?;
-                let mut head = [0u8; 3];
-                let n = read_up_to(&mut f, &mut head).map_err(io)?;
-                Ok(TextEncoding::Utf8 {
-                    bom: &head[..n] == UTF8_BOM,
-                })
-            }
+            EncodingChoice::Utf8 => Ok(TextEncoding::Utf8 {
+                bom: head.starts_with(UTF8_BOM),
+            }),
         }
+    }
+}
+
+fn utf16_bom(head: &[u8]) -> Option<TextEncoding> {
+    if head.starts_with(UTF16LE_BOM) {
+        Some(TextEncoding::Utf16Le)
+    } else if head.starts_with(UTF16BE_BOM) {
+        Some(TextEncoding::Utf16Be)
+    } else {
+        None
     }
 }
 
@@ -113,9 +148,15 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 /// Detects the encoding of a whole stream in constant memory (see the module invariants).
 pub fn detect_encoding<R: Read>(mut reader: R) -> io::Result<TextEncoding> {
     let mut buf = vec![0u8; CHUNK];
-    let mut head = [0u8; 3];
+    let mut head = [0u8; 8];
     let n = read_up_to(&mut reader, &mut head)?;
-    if &head[..n] == UTF8_BOM {
+    if workbook::format_of(&head[..n]).is_some() {
+        return Ok(TextEncoding::Workbook);
+    }
+    if let Some(utf16) = utf16_bom(&head[..n]) {
+        return Ok(utf16);
+    }
+    if head[..n].starts_with(UTF8_BOM) {
         return Ok(TextEncoding::Utf8 { bom: true });
     }
     // `carry` holds an incomplete UTF-8 sequence at the end of the previous chunk.
@@ -160,8 +201,8 @@ impl std::fmt::Display for Malformed {
 
 impl std::error::Error for Malformed {}
 
-/// A `Read` adaptor decoding a byte stream in `encoding` to UTF-8, chunk by chunk; a UTF-8 BOM
-/// is removed. Malformed input is an `io::Error` of kind `InvalidData` (mapped to
+/// A `Read` adaptor decoding a byte stream in `encoding` to UTF-8, chunk by chunk; a BOM is
+/// removed. Malformed input is an `io::Error` of kind `InvalidData` (mapped to
 /// [`CsvError::Decode`] by the readers of this crate).
 pub struct DecodingReader<R> {
     inner: R,
@@ -188,8 +229,14 @@ impl<R: Read> DecodingReader<R> {
     /// Wraps `inner`, decoding from `encoding`.
     pub fn new(inner: R, encoding: TextEncoding) -> Self {
         let decoder = match encoding {
-            TextEncoding::Utf8 { .. } => UTF_8.new_decoder_with_bom_removal(),
+            // A workbook is never decoded (the readers read it cell by cell); as text it would
+            // be UTF-8 at best.
+            TextEncoding::Utf8 { .. } | TextEncoding::Workbook => {
+                UTF_8.new_decoder_with_bom_removal()
+            }
             TextEncoding::Cp932 => SHIFT_JIS.new_decoder_without_bom_handling(),
+            TextEncoding::Utf16Le => UTF_16LE.new_decoder_with_bom_removal(),
+            TextEncoding::Utf16Be => UTF_16BE.new_decoder_with_bom_removal(),
         };
         DecodingReader {
             inner,
@@ -307,21 +354,24 @@ impl<R: Read> Read for DecodingReader<R> {
     }
 }
 
+/// Maps an error from reading a [`DecodingReader`] to a [`CsvError`].
+pub(crate) fn map_io_error(io: io::Error) -> CsvError {
+    if let Some(m) = io.get_ref().and_then(|x| x.downcast_ref::<Malformed>()) {
+        CsvError::Decode {
+            line: m.line,
+            offset: m.offset,
+            encoding: m.encoding,
+        }
+    } else {
+        CsvError::Stream(io)
+    }
+}
+
 /// Maps an error from the CSV parser over a [`DecodingReader`] to a [`CsvError`].
 pub(crate) fn map_csv_error(e: csv::Error, line_hint: u64) -> CsvError {
     let line = e.position().map_or(line_hint, |p| p.line());
     match e.into_kind() {
-        csv::ErrorKind::Io(io) => {
-            if let Some(m) = io.get_ref().and_then(|x| x.downcast_ref::<Malformed>()) {
-                CsvError::Decode {
-                    line: m.line,
-                    offset: m.offset,
-                    encoding: m.encoding,
-                }
-            } else {
-                CsvError::Stream(io)
-            }
-        }
+        csv::ErrorKind::Io(io) => map_io_error(io),
         kind => CsvError::Syntax {
             line,
             message: format!("{kind:?}"),
@@ -329,19 +379,80 @@ pub(crate) fn map_csv_error(e: csv::Error, line_hint: u64) -> CsvError {
     }
 }
 
+/// The encoding of a file this crate writes (the output and the row report).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputEncoding {
+    /// UTF-8 starting with a byte-order mark (what Excel needs to open UTF-8 CSV correctly).
+    Utf8Bom,
+    /// UTF-8 without a byte-order mark.
+    Utf8,
+    /// CP932; a character CP932 cannot represent is an error, never replaced.
+    Cp932,
+}
+
+impl OutputEncoding {
+    /// The output encoding that keeps an input's: UTF-8 keeps its BOM or its lack of one, CP932
+    /// stays CP932, and UTF-16 (which this crate does not write) and a workbook become UTF-8
+    /// with a BOM, which Excel opens without garbling Japanese.
+    pub fn like_input(input: TextEncoding) -> Self {
+        match input {
+            TextEncoding::Utf8 { bom: false } => OutputEncoding::Utf8,
+            TextEncoding::Cp932 => OutputEncoding::Cp932,
+            TextEncoding::Utf8 { bom: true }
+            | TextEncoding::Utf16Le
+            | TextEncoding::Utf16Be
+            | TextEncoding::Workbook => OutputEncoding::Utf8Bom,
+        }
+    }
+
+    /// The name [`OutputEncoding::from_str`] accepts first: `utf-8-bom`, `utf-8` or `cp932`.
+    pub fn name(self) -> &'static str {
+        match self {
+            OutputEncoding::Utf8Bom => "utf-8-bom",
+            OutputEncoding::Utf8 => "utf-8",
+            OutputEncoding::Cp932 => "cp932",
+        }
+    }
+
+    /// The bytes a file in this encoding starts with.
+    pub(crate) fn bom(self) -> &'static [u8] {
+        match self {
+            OutputEncoding::Utf8Bom => UTF8_BOM,
+            _ => b"",
+        }
+    }
+}
+
+impl FromStr for OutputEncoding {
+    type Err = CsvError;
+
+    /// Accepts `utf-8-bom`/`utf8-bom`/`utf-8-sig`, `utf-8`/`utf8`, and
+    /// `cp932`/`shift_jis`/`shift-jis`/`sjis`/`windows-31j` (ASCII case-insensitive).
+    fn from_str(s: &str) -> Result<Self, CsvError> {
+        match s.to_ascii_lowercase().as_str() {
+            "utf-8-bom" | "utf8-bom" | "utf-8-sig" => Ok(OutputEncoding::Utf8Bom),
+            "utf-8" | "utf8" => Ok(OutputEncoding::Utf8),
+            "cp932" | "shift_jis" | "shift-jis" | "sjis" | "windows-31j" => {
+                Ok(OutputEncoding::Cp932)
+            }
+            _ => Err(CsvError::UnknownOutputEncoding(s.to_owned())),
+        }
+    }
+}
+
 /// Encodes one complete output row (UTF-8 text) in `encoding`, appending to `out`. On a character
 /// CP932 cannot represent, returns it (the caller names line and column).
 pub(crate) fn encode_row(
     text: &str,
-    encoding: TextEncoding,
+    encoding: OutputEncoding,
     out: &mut Vec<u8>,
 ) -> Result<(), char> {
     match encoding {
-        TextEncoding::Utf8 { .. } => {
+        OutputEncoding::Utf8 | OutputEncoding::Utf8Bom => {
             out.extend_from_slice(text.as_bytes());
             Ok(())
         }
-        TextEncoding::Cp932 => {
+        OutputEncoding::Cp932 => {
             let mut encoder = SHIFT_JIS.new_encoder();
             let mut src = text;
             let start = out.len();
@@ -373,13 +484,5 @@ pub(crate) fn encode_row(
             out.truncate(start + written);
             Ok(())
         }
-    }
-}
-
-/// The byte-order mark to start an output file with, if any.
-pub(crate) fn bom(encoding: TextEncoding) -> &'static [u8] {
-    match encoding {
-        TextEncoding::Utf8 { bom: true } => UTF8_BOM,
-        _ => b"",
     }
 }

@@ -101,18 +101,61 @@ pub enum CsvError {
     #[error("the file is empty: a header line is required")]
     NoHeader,
     /// A required column is missing from the header.
-    #[error("column {column:?} is missing; the header has {found:?}")]
+    #[error("column {column:?} is missing; the header has {found:?}{hint}")]
     MissingColumn {
-        /// The column looked for.
+        /// The column looked for (the name given, or the field's English name when the column
+        /// was to be recognised).
         column: String,
         /// The header's column names.
         found: Vec<String>,
+        /// What to do, starting with "; " (empty when the column was named explicitly).
+        hint: String,
     },
     /// A column name appears twice in the header.
-    #[error("column {column:?} appears more than once in the header")]
+    #[error("column {column:?} appears more than once in the header; rename one of them")]
     DuplicateColumn {
         /// The repeated name.
         column: String,
+    },
+    /// Several header columns look like the same field and none was named.
+    #[error(
+        "columns {columns:?} all look like the {field} column; name the one to use with \
+         {option}"
+    )]
+    AmbiguousColumn {
+        /// The field, e.g. `保険者番号 (insurer number)`.
+        field: String,
+        /// The header names that match it.
+        columns: Vec<String>,
+        /// The command-line option that names it, e.g. `--insurer-column`.
+        option: &'static str,
+    },
+    /// Both a combined column and separate number columns were named.
+    #[error(
+        "both a combined column ({combined:?}) and separate number columns were named; name \
+         either the combined column or the separate columns"
+    )]
+    ConflictingColumns {
+        /// The combined column named.
+        combined: String,
+    },
+    /// The header contains NUL characters: UTF-16 text read as UTF-8 or CP932.
+    #[error(
+        "the header contains NUL characters: the file is probably UTF-16 without a byte-order \
+         mark; save it from Excel as \"CSV UTF-8 (comma delimited)\" and read that file"
+    )]
+    NulInHeader,
+    /// The file starts like an Excel workbook but cannot be read as one.
+    #[error(
+        "the file looks like an Excel {format} workbook but cannot be read ({reason}): open it \
+         in Excel and save it as \"CSV UTF-8 (comma delimited)\" (File > Save As), then pass \
+         the .csv file"
+    )]
+    Workbook {
+        /// `.xlsx` (a ZIP archive) or `.xls` (an OLE2 compound file).
+        format: &'static str,
+        /// What the workbook reader reported.
+        reason: String,
     },
     /// The input already has a column the output would add.
     #[error(
@@ -164,4 +207,10 @@ pub enum CsvError {
     /// An unknown encoding name.
     #[error("unknown encoding {0:?}: use auto, utf-8 or cp932")]
     UnknownEncoding(String),
+    /// An unknown output encoding name.
+    #[error("unknown output encoding {0:?}: use utf-8-bom, utf-8 or cp932")]
+    UnknownOutputEncoding(String),
+    /// An unknown delimiter name.
+    #[error("unknown delimiter {0:?}: use comma or tab")]
+    UnknownDelimiter(String),
 }

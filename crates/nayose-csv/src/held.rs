@@ -1,26 +1,32 @@
-//! The client's held-number file: any CSV with either four number columns (names configurable,
-//! default `insurer_number,symbol,number,branch`) or one column holding a combined string
-//! (dashed or colon form). Every column is carried through untouched in [`HeldRow::record`].
+//! The client's held-number file: any CSV or TSV with either separate number columns (保険者番号,
+//! 記号, 番号 and optionally 枝番) or one column holding a combined string (dashed or colon
+//! form), named by the user or recognised from the header ([`crate::mapping`]). Every column is
+//! carried through untouched in [`HeldRow::record`].
 //!
 //! Invariants: the reader streams (one record in memory at a time) and never fails on an invalid
 //! number — it yields the row with [`HeldRow::number`] set to the error, so the caller can both
-//! report it and write the row to the output. Only I/O, decoding and CSV syntax errors end the
-//! iteration. Data rows are numbered from 0 in [`HeldRow::index`] in file order; two passes over
-//! an unchanged file yield the same indices (the client reads the file twice: once to build the
-//! [`crate::HeldSet`], once to write the output).
+//! report it and write the row to the output. Blank rows (no value in any column, e.g. Excel's
+//! `,,,,`) are not yielded: they are counted and reported ([`crate::ReportReason::BlankRow`]).
+//! Only I/O, decoding, CSV syntax and report-sink errors end the iteration. Data rows are
+//! numbered from 0 in [`HeldRow::index`] in file order (blank rows take no index); two passes
+//! over an unchanged file yield the same indices (the client reads the file twice: once to build
+//! the [`crate::HeldSet`], once to write the output).
 
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::Path;
 
 use csv::StringRecord;
-use nayose_number::{Field, Fields, InsuredNumber, ParseOptions};
+use nayose_number::InsuredNumber;
 
-use crate::columns::{self, Csv};
+use crate::columns::{self, Records};
+use crate::delimiter::Delimiter;
 use crate::encoding::TextEncoding;
-use crate::error::{CsvError, RowError, RowReason};
+use crate::error::{CsvError, RowError};
+use crate::mapping::{ColumnMapping, ColumnSpec, FileKind};
+use crate::number_row::{NumberColumns, check_width};
 use crate::options::ReadOptions;
-use crate::report::RowRepair;
+use crate::report::{DiscardReport, ReportCounts, ReportLine, ReportSink, RowRepair};
 
 /// Which columns of the held file hold the number.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,37 +68,6 @@ impl HeldColumns {
             column: "insured_number".into(),
         }
     }
-
-    fn names(&self) -> Vec<&str> {
-        match self {
-            HeldColumns::Fields {
-                insurer,
-                symbol,
-                number,
-                branch,
-            } => {
-                vec![insurer, symbol, number, branch]
-            }
-            HeldColumns::Combined { column } => vec![column],
-        }
-    }
-
-    fn column_of(&self, field: Field) -> &str {
-        match self {
-            HeldColumns::Combined { column } => column,
-            HeldColumns::Fields {
-                insurer,
-                symbol,
-                number,
-                branch,
-            } => match field {
-                Field::Symbol => symbol,
-                Field::Number => number,
-                Field::Branch => branch,
-                _ => insurer,
-            },
-        }
-    }
 }
 
 /// One data row of the held file.
@@ -112,27 +87,28 @@ pub struct HeldRow {
 
 /// A streaming reader of a held-number file.
 pub struct HeldReader<R> {
-    csv: Csv<R>,
-    columns: HeldColumns,
-    cols: Vec<usize>,
+    records: Records<R>,
+    numbers: NumberColumns,
+    mapping: ColumnMapping,
     headers: StringRecord,
     encoding: TextEncoding,
-    parse: ParseOptions,
+    delimiter: Option<Delimiter>,
+    counts: ReportCounts,
+    blank_rows: u64,
     line: u64,
     index: u64,
     done: bool,
 }
 
 impl HeldReader<BufReader<File>> {
-    /// Opens the held file at `path`, resolving `options.encoding` (detection reads the file
-    /// once more, in constant memory).
+    /// Opens the held file at `path` with every number column named, resolving
+    /// `options.encoding` (detection reads the file once more, in constant memory).
     pub fn open(
         path: &Path,
         columns: &HeldColumns,
         options: &ReadOptions,
     ) -> Result<Self, CsvError> {
-        let encoding = TextEncoding::resolve(path, options.encoding)?;
-        Self::open_with_encoding(path, encoding, columns, options)
+        Self::open_mapped(path, &ColumnSpec::from(columns), options)
     }
 
     /// Opens the held file at `path` in an encoding already resolved (for the second pass, use
@@ -143,33 +119,68 @@ impl HeldReader<BufReader<File>> {
         columns: &HeldColumns,
         options: &ReadOptions,
     ) -> Result<Self, CsvError> {
+        Self::open_mapped_with_encoding(path, encoding, &ColumnSpec::from(columns), options)
+    }
+
+    /// Opens the held file at `path`, resolving `options.encoding` and `options.delimiter`;
+    /// columns not named in `spec` are recognised from the header ([`HeldReader::mapping`]).
+    pub fn open_mapped(
+        path: &Path,
+        spec: &ColumnSpec,
+        options: &ReadOptions,
+    ) -> Result<Self, CsvError> {
+        let encoding = TextEncoding::resolve(path, options.encoding)?;
+        Self::open_mapped_with_encoding(path, encoding, spec, options)
+    }
+
+    /// [`HeldReader::open_mapped`] in an encoding already resolved. For the second pass pass
+    /// the first pass's [`HeldReader::encoding`] and the same `spec` and options: the mapping
+    /// and the detected delimiter depend only on the file, so they come out the same.
+    pub fn open_mapped_with_encoding(
+        path: &Path,
+        encoding: TextEncoding,
+        spec: &ColumnSpec,
+        options: &ReadOptions,
+    ) -> Result<Self, CsvError> {
         let file = File::open(path).map_err(|source| CsvError::Io {
             path: path.to_owned(),
             source,
         })?;
-        Self::from_reader(BufReader::new(file), encoding, columns, options)
+        Self::from_reader_mapped(BufReader::new(file), encoding, spec, options)
     }
 }
 
 impl<R: Read> HeldReader<R> {
-    /// Reads a held file from a stream in a known encoding (`options.encoding` is ignored).
+    /// Reads a held file from a stream in a known encoding with every number column named
+    /// (`options.encoding` is ignored).
     pub fn from_reader(
         reader: R,
         encoding: TextEncoding,
         columns: &HeldColumns,
         options: &ReadOptions,
     ) -> Result<Self, CsvError> {
-        let (csv, headers) = columns::open(reader, encoding)?;
-        let cols = columns::find(&headers, &columns.names())?;
+        Self::from_reader_mapped(reader, encoding, &ColumnSpec::from(columns), options)
+    }
+
+    /// Reads a held file from a stream in a known encoding; columns not named in `spec` are
+    /// recognised from the header (`options.encoding` is ignored).
+    pub fn from_reader_mapped(
+        reader: R,
+        encoding: TextEncoding,
+        spec: &ColumnSpec,
+        options: &ReadOptions,
+    ) -> Result<Self, CsvError> {
+        let (records, headers, delimiter) = columns::open(reader, encoding, options.delimiter)?;
+        let mapping = crate::mapping::resolve(&headers, spec, FileKind::Held)?;
         Ok(HeldReader {
-            csv,
-            columns: columns.clone(),
-            cols,
+            records,
+            numbers: NumberColumns::new(&mapping, &headers, options.repair),
+            mapping,
             headers,
             encoding,
-            parse: ParseOptions {
-                repair: options.repair,
-            },
+            delimiter,
+            counts: ReportCounts::default(),
+            blank_rows: 0,
             line: 1,
             index: 0,
             done: false,
@@ -186,63 +197,89 @@ impl<R: Read> HeldReader<R> {
         self.encoding
     }
 
-    fn parse_row(
-        &self,
-        line: u64,
-        record: &StringRecord,
-    ) -> (Result<InsuredNumber, RowError>, Vec<RowRepair>) {
-        if record.len() != self.headers.len() {
-            let reason = RowReason::FieldCount {
-                expected: self.headers.len(),
-                found: record.len(),
-            };
-            return (
-                Err(RowError {
-                    line,
-                    column: None,
-                    reason,
-                }),
-                Vec::new(),
-            );
+    /// The field delimiter (given or detected); `None` for a workbook.
+    pub fn delimiter(&self) -> Option<Delimiter> {
+        self.delimiter
+    }
+
+    /// Which header column serves which field.
+    pub fn mapping(&self) -> &ColumnMapping {
+        &self.mapping
+    }
+
+    /// Report lines so far, by reason (kept whether or not a sink was given).
+    pub fn report_counts(&self) -> &ReportCounts {
+        &self.counts
+    }
+
+    /// Blank rows skipped so far.
+    pub fn blank_rows(&self) -> u64 {
+        self.blank_rows
+    }
+
+    fn emit(
+        &mut self,
+        sink: &mut (impl ReportSink + ?Sized),
+        line: ReportLine,
+    ) -> Result<(), CsvError> {
+        self.counts.add(line.reason);
+        sink.report(line)
+    }
+
+    /// The next data row, handing its report lines (and those of blank rows before it) to
+    /// `sink`; `Ok(None)` at the end.
+    pub fn next_row(
+        &mut self,
+        sink: &mut (impl ReportSink + ?Sized),
+    ) -> Result<Option<HeldRow>, CsvError> {
+        if self.done {
+            return Ok(None);
         }
-        let parsed = match &self.columns {
-            HeldColumns::Combined { .. } => {
-                InsuredNumber::parse_with(columns::field(record, self.cols[0]), self.parse)
+        let r = self.read_row(sink);
+        if !matches!(r, Ok(Some(_))) {
+            self.done = true;
+        }
+        r
+    }
+
+    fn read_row(
+        &mut self,
+        sink: &mut (impl ReportSink + ?Sized),
+    ) -> Result<Option<HeldRow>, CsvError> {
+        let mut record = StringRecord::new();
+        loop {
+            let Some(line) = columns::next_record(&mut self.records, &mut record, self.line)?
+            else {
+                return Ok(None);
+            };
+            self.line = line;
+            if columns::is_blank(&record) {
+                self.blank_rows += 1;
+                self.emit(sink, ReportLine::blank(line))?;
+                continue;
             }
-            HeldColumns::Fields { .. } => InsuredNumber::from_fields_with(
-                Fields {
-                    insurer: columns::field(record, self.cols[0]),
-                    symbol: columns::field(record, self.cols[1]),
-                    number: columns::field(record, self.cols[2]),
-                    branch: columns::field(record, self.cols[3]),
-                },
-                self.parse,
-            ),
-        };
-        match parsed {
-            Ok(p) => {
-                let repairs = p
-                    .repairs
-                    .into_iter()
-                    .map(|repair| RowRepair {
-                        line,
-                        column: self.columns.column_of(repair.field).to_owned(),
-                        repair,
-                    })
-                    .collect();
-                (Ok(p.number), repairs)
-            }
-            Err(e) => {
-                let column = Some(self.columns.column_of(e.field()).to_owned());
-                (
-                    Err(RowError {
-                        line,
-                        column,
-                        reason: RowReason::Number(e),
-                    }),
-                    Vec::new(),
-                )
-            }
+            let index = self.index;
+            self.index += 1;
+            let (number, repairs) = match check_width(line, &record, self.headers.len()) {
+                Err(e) => {
+                    self.emit(sink, ReportLine::invalid(&e, ""))?;
+                    (Err(e), Vec::new())
+                }
+                Ok(()) => {
+                    let outcome = self.numbers.parse(line, &record);
+                    for l in outcome.lines {
+                        self.emit(sink, l)?;
+                    }
+                    (outcome.number, outcome.repairs)
+                }
+            };
+            return Ok(Some(HeldRow {
+                line,
+                index,
+                record,
+                number,
+                repairs,
+            }));
         }
     }
 }
@@ -250,33 +287,8 @@ impl<R: Read> HeldReader<R> {
 impl<R: Read> Iterator for HeldReader<R> {
     type Item = Result<HeldRow, CsvError>;
 
+    /// [`HeldReader::next_row`] with report lines counted but not kept.
     fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
-        }
-        let mut record = StringRecord::new();
-        match columns::next_record(&mut self.csv, &mut record, self.line) {
-            Ok(Some(line)) => {
-                self.line = line;
-                let index = self.index;
-                self.index += 1;
-                let (number, repairs) = self.parse_row(line, &record);
-                Some(Ok(HeldRow {
-                    line,
-                    index,
-                    record,
-                    number,
-                    repairs,
-                }))
-            }
-            Ok(None) => {
-                self.done = true;
-                None
-            }
-            Err(e) => {
-                self.done = true;
-                Some(Err(e))
-            }
-        }
+        self.next_row(&mut DiscardReport).transpose()
     }
 }

@@ -2,36 +2,59 @@
 //! (client) and the client's output.
 //!
 //! Layout:
-//! * [`encoding`] — detection (BOM → UTF-8, valid UTF-8 → UTF-8, else CP932), a streaming
-//!   decoding `Read` adaptor, encoding without silent replacement;
-//! * [`RegistryReader`] — `person_id,insurer_number,symbol,number,branch`;
-//! * [`HeldReader`] — four number columns (configurable names) or one combined column, every
+//! * [`encoding`] — detection (workbook, UTF-16 BOM → UTF-16, UTF-8 BOM → UTF-8, valid UTF-8 →
+//!   UTF-8, else CP932), a streaming decoding `Read` adaptor, encoding without silent
+//!   replacement ([`OutputEncoding`]);
+//! * `workbook` — an .xlsx/.xls (even renamed to .csv) read through calamine: the first sheet,
+//!   cells as text, lines as Excel's row numbers;
+//! * [`Delimiter`] — comma or tab, given or detected from the header line;
+//! * [`mapping`] — which header column serves which field: named ([`ColumnSpec`]) or recognised
+//!   Japanese and English header names ([`ColumnMapping`]);
+//! * [`RegistryReader`] — a person id and a number per row;
+//! * [`HeldReader`] — separate number columns (枝番 optional) or one combined column, every
 //!   column carried through;
+//! * [`ReportLine`], [`ReportSink`], [`ReportWriter`] — the row report: every invalid, repaired,
+//!   blank or changed row, streamed to the caller, with counts and hints by [`ReportReason`];
 //! * [`HeldSet`] — the client's dedup set (each distinct number once) and the row → number map;
-//! * [`OutputWriter`] — input rows plus `nayose_group`, `nayose_status`, in the input's encoding,
-//!   atomically renamed into place.
+//! * [`OutputWriter`] — input rows plus `nayose_group`, `nayose_status`, in a chosen encoding,
+//!   owner-only, atomically renamed into place.
 //!
-//! Invariants: readers hold one record at a time (memory does not grow with the file; the only
-//! growing structure is the [`HeldSet`], which stores distinct numbers and 4 bytes per row);
-//! every row-level error names the 1-based line (header = line 1), the column and the reason.
+//! Invariants: readers of text files hold one record at a time (memory does not grow with the
+//! file; a workbook is the exception, held whole by calamine; the only
+//! growing structures are the [`HeldSet`], which stores distinct numbers and 4 bytes per row, and
+//! the lists of invalid rows and repairs that the whole-pass helpers return); every row-level
+//! error and report line names the 1-based line (header = line 1), the column and the reason.
+
+#![forbid(unsafe_code)]
 
 pub mod encoding;
+pub mod mapping;
 
+mod atomic;
 mod columns;
 mod dedup;
+mod delimiter;
 mod error;
 mod held;
+mod number_row;
 mod options;
 mod output;
 mod registry;
 mod report;
+mod report_writer;
+mod workbook;
 
 pub use csv::StringRecord;
 pub use dedup::HeldSet;
-pub use encoding::{DecodingReader, EncodingChoice, TextEncoding, detect_encoding};
+pub use delimiter::Delimiter;
+pub use encoding::{DecodingReader, EncodingChoice, OutputEncoding, TextEncoding, detect_encoding};
 pub use error::{CsvError, RowError, RowReason};
 pub use held::{HeldColumns, HeldReader, HeldRow};
+pub use mapping::{ColumnMapping, ColumnRole, ColumnSpec, MappedColumn, MatchedBy};
 pub use options::{InvalidRows, ReadOptions};
 pub use output::{GROUP_COLUMN, OutputWriter, STATUS_COLUMN};
 pub use registry::{REGISTRY_COLUMNS, RegistryEntry, RegistryReader};
-pub use report::{ReadReport, RowRepair};
+pub use report::{
+    DiscardReport, ReadReport, ReportCounts, ReportLine, ReportReason, ReportSink, RowRepair,
+};
+pub use report_writer::{REPORT_COLUMNS, ReportWriter};

@@ -1,5 +1,6 @@
 //! Options shared by the readers.
 
+use crate::delimiter::Delimiter;
 use crate::encoding::EncodingChoice;
 
 /// How to read an input file.
@@ -9,6 +10,9 @@ pub struct ReadOptions {
     pub encoding: EncodingChoice,
     /// Opt-in repair of spreadsheet damage (lost leading zeros), each repair reported.
     pub repair: bool,
+    /// The field delimiter; `None` (the default) detects it from the header line (see
+    /// [`Delimiter::detect`]).
+    pub delimiter: Option<Delimiter>,
 }
 
 /// What to do with invalid rows in a whole pass.

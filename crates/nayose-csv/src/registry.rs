@@ -1,23 +1,30 @@
-//! The server's registry file: `person_id,insurer_number,symbol,number,branch`.
+//! The server's registry file: a person id and an insured number per row. The documented header
+//! is `person_id,insurer_number,symbol,number,branch`; Japanese and other recognised header
+//! names, a combined number column and a file without a 枝番 column are read the same way as a
+//! held file ([`crate::mapping`], `number_row.rs`).
 //!
 //! Invariants: the reader streams (one record in memory at a time); each valid row yields a
 //! [`RegistryEntry`], each invalid row a [`CsvError::InvalidRow`] after which iteration goes on;
-//! any other error (I/O, decoding, CSV syntax) ends the iteration. Columns are found by header
-//! name, in any order; other columns are ignored. The person id is opaque: surrounding ASCII
-//! spaces are trimmed and it must not be empty; it is not otherwise normalized.
+//! blank rows are skipped, counted and reported; any other error (I/O, decoding, CSV syntax, the
+//! report sink) ends the iteration. Columns are found by header name, in any order; other
+//! columns are ignored. The person id is opaque: surrounding ASCII spaces are trimmed and it
+//! must not be empty; it is not otherwise normalized.
 
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::Path;
 
 use csv::StringRecord;
-use nayose_number::{Field, Fields, InsuredNumber, ParseOptions, Repair};
+use nayose_number::{InsuredNumber, Repair};
 
-use crate::columns::{self, Csv};
+use crate::columns::{self, Records};
+use crate::delimiter::Delimiter;
 use crate::encoding::TextEncoding;
 use crate::error::{CsvError, RowError, RowReason};
+use crate::mapping::{ColumnMapping, ColumnRole, ColumnSpec, FileKind};
+use crate::number_row::{NumberColumns, check_width};
 use crate::options::{InvalidRows, ReadOptions};
-use crate::report::{ReadReport, RowRepair};
+use crate::report::{DiscardReport, ReadReport, ReportCounts, ReportLine, ReportSink, RowRepair};
 
 /// The registry header columns, in their documented order.
 pub const REGISTRY_COLUMNS: [&str; 5] =
@@ -38,46 +45,76 @@ pub struct RegistryEntry {
 
 /// A streaming reader of a registry file.
 pub struct RegistryReader<R> {
-    csv: Csv<R>,
-    cols: [usize; 5],
-    headers_len: usize,
+    records: Records<R>,
+    numbers: NumberColumns,
+    person: usize,
+    mapping: ColumnMapping,
+    headers: StringRecord,
     encoding: TextEncoding,
-    parse: ParseOptions,
+    delimiter: Option<Delimiter>,
+    counts: ReportCounts,
+    blank_rows: u64,
     record: StringRecord,
     line: u64,
     done: bool,
 }
 
+/// What one non-blank row of the registry gave.
+type RowResult = Result<(RegistryEntry, Vec<RowRepair>), RowError>;
+
 impl RegistryReader<BufReader<File>> {
-    /// Opens the registry file at `path`.
+    /// Opens the registry file at `path`, recognising its columns from the header.
     pub fn open(path: &Path, options: &ReadOptions) -> Result<Self, CsvError> {
+        Self::open_mapped(path, &ColumnSpec::default(), options)
+    }
+
+    /// Opens the registry file at `path`; columns not named in `spec` are recognised from the
+    /// header ([`RegistryReader::mapping`]).
+    pub fn open_mapped(
+        path: &Path,
+        spec: &ColumnSpec,
+        options: &ReadOptions,
+    ) -> Result<Self, CsvError> {
         let encoding = TextEncoding::resolve(path, options.encoding)?;
         let file = File::open(path).map_err(|source| CsvError::Io {
             path: path.to_owned(),
             source,
         })?;
-        Self::from_reader(BufReader::new(file), encoding, options)
+        Self::from_reader_mapped(BufReader::new(file), encoding, spec, options)
     }
 }
 
 impl<R: Read> RegistryReader<R> {
-    /// Reads a registry from a stream in a known encoding (`options.encoding` is ignored).
+    /// Reads a registry from a stream in a known encoding, recognising its columns
+    /// (`options.encoding` is ignored).
     pub fn from_reader(
         reader: R,
         encoding: TextEncoding,
         options: &ReadOptions,
     ) -> Result<Self, CsvError> {
-        let (csv, headers) = columns::open(reader, encoding)?;
-        let found = columns::find(&headers, &REGISTRY_COLUMNS)?;
-        let cols = [found[0], found[1], found[2], found[3], found[4]];
+        Self::from_reader_mapped(reader, encoding, &ColumnSpec::default(), options)
+    }
+
+    /// Reads a registry from a stream in a known encoding; columns not named in `spec` are
+    /// recognised (`options.encoding` is ignored).
+    pub fn from_reader_mapped(
+        reader: R,
+        encoding: TextEncoding,
+        spec: &ColumnSpec,
+        options: &ReadOptions,
+    ) -> Result<Self, CsvError> {
+        let (records, headers, delimiter) = columns::open(reader, encoding, options.delimiter)?;
+        let mapping = crate::mapping::resolve(&headers, spec, FileKind::Registry)?;
         Ok(RegistryReader {
-            csv,
-            cols,
-            headers_len: headers.len(),
+            records,
+            numbers: NumberColumns::new(&mapping, &headers, options.repair),
+            person: mapping.index(ColumnRole::PersonId).unwrap_or(0),
+            mapping,
+            headers,
             encoding,
-            parse: ParseOptions {
-                repair: options.repair,
-            },
+            delimiter,
+            counts: ReportCounts::default(),
+            blank_rows: 0,
             record: StringRecord::new(),
             line: 1,
             done: false,
@@ -89,117 +126,164 @@ impl<R: Read> RegistryReader<R> {
         self.encoding
     }
 
+    /// The field delimiter (given or detected); `None` for a workbook.
+    pub fn delimiter(&self) -> Option<Delimiter> {
+        self.delimiter
+    }
+
+    /// Which header column serves which field.
+    pub fn mapping(&self) -> &ColumnMapping {
+        &self.mapping
+    }
+
+    /// Report lines so far, by reason (kept whether or not a sink was given).
+    pub fn report_counts(&self) -> &ReportCounts {
+        &self.counts
+    }
+
+    /// Blank rows skipped so far.
+    pub fn blank_rows(&self) -> u64 {
+        self.blank_rows
+    }
+
     /// Reads the whole file, handing each valid entry to `sink`. Invalid rows are collected;
     /// with [`InvalidRows::Report`] any invalid row makes the result [`CsvError::InvalidRows`]
     /// listing all of them (after the whole file was read, so the list is complete).
     pub fn for_each_valid(
         self,
         policy: InvalidRows,
+        sink: impl FnMut(RegistryEntry),
+    ) -> Result<ReadReport, CsvError> {
+        self.for_each_valid_with_report(policy, &mut DiscardReport, sink)
+    }
+
+    /// [`RegistryReader::for_each_valid`], handing every report line to `report` as it goes.
+    pub fn for_each_valid_with_report(
+        mut self,
+        policy: InvalidRows,
+        report: &mut (impl ReportSink + ?Sized),
         mut sink: impl FnMut(RegistryEntry),
     ) -> Result<ReadReport, CsvError> {
-        let mut report = ReadReport::default();
-        for item in self {
-            match item {
-                Ok(entry) => {
-                    report.rows += 1;
-                    report.valid += 1;
-                    let line = entry.line;
-                    report
-                        .repairs
-                        .extend(entry.repairs.iter().map(|r| RowRepair {
-                            line,
-                            column: REGISTRY_COLUMNS[repair_column(r.field)].to_owned(),
-                            repair: r.clone(),
-                        }));
+        let mut out = ReadReport::default();
+        while let Some(row) = self.next_row(report)? {
+            out.rows += 1;
+            match row {
+                Ok((entry, repairs)) => {
+                    out.valid += 1;
+                    out.repairs.extend(repairs);
                     sink(entry);
                 }
-                Err(CsvError::InvalidRow(e)) => {
-                    report.rows += 1;
-                    report.invalid.push(e);
-                }
-                Err(e) => return Err(e),
+                Err(e) => out.invalid.push(e),
             }
         }
-        if policy == InvalidRows::Report && !report.invalid.is_empty() {
+        out.blank_rows = self.blank_rows;
+        out.counts = self.counts;
+        if policy == InvalidRows::Report && !out.invalid.is_empty() {
             return Err(CsvError::InvalidRows {
-                errors: report.invalid,
+                errors: out.invalid,
             });
         }
-        Ok(report)
+        Ok(out)
     }
 
-    fn row(&self, line: u64) -> Result<RegistryEntry, RowError> {
+    /// The next non-blank row (valid or not), handing its report lines and those of blank rows
+    /// before it to `report`; `Ok(None)` at the end.
+    pub fn next_entry(
+        &mut self,
+        report: &mut (impl ReportSink + ?Sized),
+    ) -> Result<Option<Result<RegistryEntry, RowError>>, CsvError> {
+        Ok(self.next_row(report)?.map(|r| r.map(|(entry, _)| entry)))
+    }
+
+    fn next_row(
+        &mut self,
+        report: &mut (impl ReportSink + ?Sized),
+    ) -> Result<Option<RowResult>, CsvError> {
+        if self.done {
+            return Ok(None);
+        }
+        let r = self.read_row(report);
+        if !matches!(r, Ok(Some(_))) {
+            self.done = true;
+        }
+        r
+    }
+
+    fn emit(
+        &mut self,
+        report: &mut (impl ReportSink + ?Sized),
+        line: ReportLine,
+    ) -> Result<(), CsvError> {
+        self.counts.add(line.reason);
+        report.report(line)
+    }
+
+    fn read_row(
+        &mut self,
+        report: &mut (impl ReportSink + ?Sized),
+    ) -> Result<Option<RowResult>, CsvError> {
+        loop {
+            let Some(line) = columns::next_record(&mut self.records, &mut self.record, self.line)?
+            else {
+                return Ok(None);
+            };
+            self.line = line;
+            if columns::is_blank(&self.record) {
+                self.blank_rows += 1;
+                self.emit(report, ReportLine::blank(line))?;
+                continue;
+            }
+            let (row, lines) = self.row(line);
+            for l in lines {
+                self.emit(report, l)?;
+            }
+            return Ok(Some(row));
+        }
+    }
+
+    /// One non-blank row and its report lines.
+    fn row(&self, line: u64) -> (RowResult, Vec<ReportLine>) {
         let r = &self.record;
-        if r.len() != self.headers_len {
-            return Err(RowError {
-                line,
-                column: None,
-                reason: RowReason::FieldCount {
-                    expected: self.headers_len,
-                    found: r.len(),
-                },
-            });
+        if let Err(e) = check_width(line, r, self.headers.len()) {
+            let l = ReportLine::invalid(&e, "");
+            return (Err(e), vec![l]);
         }
-        let person_id =
-            columns::field(r, self.cols[0]).trim_matches(|c: char| c.is_ascii_whitespace());
+        let written = columns::field(r, self.person);
+        let person_id = written.trim_matches(|c: char| c.is_ascii_whitespace());
         if person_id.is_empty() {
-            return Err(RowError {
+            let e = RowError {
                 line,
-                column: Some(REGISTRY_COLUMNS[0].to_owned()),
+                column: Some(self.headers.get(self.person).unwrap_or("").to_owned()),
                 reason: RowReason::EmptyPersonId,
-            });
+            };
+            let l = ReportLine::invalid(&e, written);
+            return (Err(e), vec![l]);
         }
-        let fields = Fields {
-            insurer: columns::field(r, self.cols[1]),
-            symbol: columns::field(r, self.cols[2]),
-            number: columns::field(r, self.cols[3]),
-            branch: columns::field(r, self.cols[4]),
-        };
-        match InsuredNumber::from_fields_with(fields, self.parse) {
-            Ok(p) => Ok(RegistryEntry {
+        let outcome = self.numbers.parse(line, r);
+        let row = outcome.number.map(|number| {
+            let entry = RegistryEntry {
                 line,
                 person_id: person_id.to_owned(),
-                number: p.number,
-                repairs: p.repairs,
-            }),
-            Err(e) => Err(RowError {
-                line,
-                column: Some(REGISTRY_COLUMNS[repair_column(e.field())].to_owned()),
-                reason: RowReason::Number(e),
-            }),
-        }
-    }
-}
-
-fn repair_column(field: Field) -> usize {
-    match field {
-        Field::Symbol => 2,
-        Field::Number => 3,
-        Field::Branch => 4,
-        _ => 1,
+                number,
+                repairs: outcome.repairs.iter().map(|r| r.repair.clone()).collect(),
+            };
+            (entry, outcome.repairs)
+        });
+        (row, outcome.lines)
     }
 }
 
 impl<R: Read> Iterator for RegistryReader<R> {
     type Item = Result<RegistryEntry, CsvError>;
 
+    /// The next row: an entry, or [`CsvError::InvalidRow`] for an invalid row (iteration goes
+    /// on), or another error (iteration ends). Report lines are counted, not kept.
     fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
-        }
-        match columns::next_record(&mut self.csv, &mut self.record, self.line) {
-            Ok(Some(line)) => {
-                self.line = line;
-                Some(self.row(line).map_err(CsvError::InvalidRow))
-            }
-            Ok(None) => {
-                self.done = true;
-                None
-            }
-            Err(e) => {
-                self.done = true;
-                Some(Err(e))
-            }
+        match self.next_entry(&mut DiscardReport) {
+            Ok(Some(Ok(entry))) => Some(Ok(entry)),
+            Ok(Some(Err(e))) => Some(Err(CsvError::InvalidRow(e))),
+            Ok(None) => None,
+            Err(e) => Some(Err(e)),
         }
     }
 }

@@ -71,7 +71,7 @@ fn registry_files_on_disk_with_detection() {
     // Forcing UTF-8 on a CP932 file is a decode error naming the line.
     let opts = ReadOptions {
         encoding: EncodingChoice::Utf8,
-        repair: false,
+        ..ReadOptions::default()
     };
     // (The small file is decoded while the header is read, so open itself reports it.)
     let err = match RegistryReader::open(&path, &opts) {

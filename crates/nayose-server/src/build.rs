@@ -341,6 +341,7 @@ pub fn build_epoch(opts: &BuildOptions) -> Result<BuildReport, ServerError> {
     let read_opts = ReadOptions {
         encoding: opts.encoding,
         repair: opts.repair,
+        ..ReadOptions::default()
     };
     let reader = RegistryReader::open(&opts.registry, &read_opts)
         .map_err(|e| registry_err(&opts.registry, e))?;
