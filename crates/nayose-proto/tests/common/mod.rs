@@ -1,0 +1,454 @@
+//! An in-memory nayose/2 server (a model of protocol-spec/flows.md §5, no I/O) and a driver that
+//! runs a [`LinkCore`] against it, persisting its cache writes in memory, on a seeded RNG.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, HashMap};
+
+use nayose_oprf::{Mode, Output, ServerKey};
+use nayose_proto::{Action, Caches, LinkConfig, LinkCore, LinkResult, PartialBase, ProtoError};
+use nayose_table::{
+    ClientEntry, ClientId, ClientTable, KeyPeriodId, LabelMasterKey, TableEntry, Tag,
+    encrypt_entry, label_for, table_digest,
+};
+use nayose_wire::{
+    BaseChunk, BaseEnd, BaseEntry, ChunkList, CurrentState, DeltaChunk, DeltaEnd, ElementBatch,
+    EncryptedLabel, Entry, ErrorCode, ErrorResponse, EvaluateResponse, InfoResponse,
+    KeyPeriodId as WireKp, Proof, PublicKeyBytes, Request, Response, TableDigest as WireDigest,
+    Tag as WireTag,
+};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+/// A number of the model registry: its canonical bytes are `b"n" || seed`.
+pub fn number(seed: u64) -> Vec<u8> {
+    let mut v = b"n".to_vec();
+    v.extend_from_slice(&seed.to_be_bytes());
+    v
+}
+
+struct Delta {
+    epoch: u32,
+    removed: Vec<Tag>,
+    upserts: Vec<(TableEntry, String)>,
+}
+
+/// The server's side of the protocol, in memory.
+pub struct ModelServer {
+    pub key: ServerKey,
+    pub kp_number: u64,
+    pub kp: KeyPeriodId,
+    pub master: LabelMasterKey,
+    pub epoch: u32,
+    pub registry: BTreeMap<u64, String>,
+    table: BTreeMap<Tag, (TableEntry, String)>,
+    deltas: Vec<Delta>,
+    /// Deltas of epochs at or below this are compacted away.
+    pub compacted_through: u32,
+    pub evaluations: u64,
+    pub quota_key_period: u64,
+    pub max_batch: u32,
+    pub chunk: usize,
+    rng: StdRng,
+}
+
+impl ModelServer {
+    pub fn new(seed: u64, registry: BTreeMap<u64, String>) -> Self {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let key = ServerKey::generate(&mut rng);
+        let kp = KeyPeriodId::new(1, &key.public_key().to_bytes());
+        let mut s = ModelServer {
+            key,
+            kp_number: 1,
+            kp,
+            master: LabelMasterKey::from_bytes(&[0x42; 32]).unwrap(),
+            epoch: 1,
+            registry: BTreeMap::new(),
+            table: BTreeMap::new(),
+            deltas: Vec::new(),
+            compacted_through: 0,
+            evaluations: 0,
+            quota_key_period: u64::MAX,
+            max_batch: 64,
+            chunk: 7,
+            rng,
+        };
+        s.rebuild(registry);
+        s
+    }
+
+    fn entry(&self, seed: u64, version: u32) -> TableEntry {
+        let o = self.key.evaluate(Mode::Voprf, &number(seed)).unwrap();
+        TableEntry::derive(o.as_bytes(), 0, version)
+    }
+
+    fn rebuild(&mut self, registry: BTreeMap<u64, String>) {
+        self.table = registry
+            .iter()
+            .map(|(s, p)| {
+                let e = self.entry(*s, self.epoch);
+                (e.tag, (e, p.clone()))
+            })
+            .collect();
+        self.registry = registry;
+        self.deltas.clear();
+    }
+
+    /// A new epoch of the same key period with registry `next`.
+    pub fn advance(&mut self, next: BTreeMap<u64, String>) {
+        self.epoch += 1;
+        let epoch = self.epoch;
+        let mut removed = Vec::new();
+        let mut upserts = Vec::new();
+        let gone: Vec<u64> = self
+            .registry
+            .keys()
+            .filter(|s| !next.contains_key(s))
+            .copied()
+            .collect();
+        for s in gone {
+            let tag = self.entry(s, 0).tag;
+            self.table.remove(&tag);
+            removed.push(tag);
+        }
+        for (s, p) in &next {
+            if self.registry.get(s) != Some(p) {
+                let e = self.entry(*s, epoch);
+                self.table.insert(e.tag, (e.clone(), p.clone()));
+                upserts.push((e, p.clone()));
+            }
+        }
+        removed.sort();
+        upserts.sort_by_key(|u| u.0.tag);
+        self.registry = next;
+        self.deltas.push(Delta {
+            epoch,
+            removed,
+            upserts,
+        });
+    }
+
+    /// A new key period: fresh key, every entry re-derived, no deltas.
+    pub fn new_key_period(&mut self) {
+        self.key = ServerKey::generate(&mut self.rng);
+        self.kp_number += 1;
+        self.kp = KeyPeriodId::new(self.kp_number, &self.key.public_key().to_bytes());
+        self.epoch += 1;
+        self.compacted_through = self.epoch;
+        let reg = self.registry.clone();
+        self.rebuild(reg);
+    }
+
+    pub fn oldest_delta_base(&self) -> u32 {
+        let first = self.deltas.first().map_or(self.epoch, |d| d.epoch - 1);
+        first.max(self.compacted_through).min(self.epoch)
+    }
+
+    fn digest(&self) -> WireDigest {
+        WireDigest(
+            table_digest(
+                self.kp,
+                self.epoch,
+                self.table.iter().map(|(t, (e, _))| (t, e.version)),
+            )
+            .unwrap()
+            .0,
+        )
+    }
+
+    fn current(&self) -> CurrentState {
+        CurrentState {
+            key_period: WireKp(self.kp.to_bytes()),
+            epoch: self.epoch,
+        }
+    }
+
+    fn err(&self, code: ErrorCode, msg: &str) -> Vec<Response> {
+        vec![Response::Error(ErrorResponse::with_current(
+            code,
+            self.current(),
+            msg,
+        ))]
+    }
+
+    /// Every response frame to `request` from client `c`.
+    pub fn answer(&mut self, c: &ClientId, request: &Request) -> Vec<Response> {
+        if let Some(k) = request.key_period()
+            && k.0 != self.kp.to_bytes()
+        {
+            return self.err(ErrorCode::KeyPeriodChanged, "key period changed");
+        }
+        match request {
+            Request::Info => vec![Response::Info(InfoResponse {
+                key_period: WireKp(self.kp.to_bytes()),
+                public_key: PublicKeyBytes(self.key.public_key().to_bytes()),
+                epoch: self.epoch,
+                table_entries: self.table.len() as u64,
+                table_digest: self.digest(),
+                oldest_delta_base: self.oldest_delta_base(),
+                max_batch: self.max_batch,
+                quota_left_today: u64::MAX / 2,
+                quota_reset_secs: 3600,
+                quota_left_key_period: self.quota_key_period,
+            })],
+            Request::Evaluate(r) => {
+                if r.elements.len() > self.max_batch as usize {
+                    return self.err(ErrorCode::BatchTooLarge, "too large");
+                }
+                let (els, proof) = self
+                    .key
+                    .blind_evaluate_batch_with_proof(&r.elements.to_arrays(), &mut self.rng)
+                    .unwrap();
+                self.evaluations += els.len() as u64;
+                self.quota_key_period = self.quota_key_period.saturating_sub(els.len() as u64);
+                vec![Response::Evaluated(EvaluateResponse {
+                    key_period: r.key_period,
+                    elements: ElementBatch::from_arrays(&els).unwrap(),
+                    proof: Proof(proof.to_bytes()),
+                })]
+            }
+            Request::FetchBase(r) => {
+                if r.epoch != self.epoch {
+                    return self.err(ErrorCode::EpochChanged, "epoch changed");
+                }
+                let all: Vec<ClientEntry> = self
+                    .table
+                    .values()
+                    .map(|(e, p)| encrypt_entry(e, c, self.kp, &self.master, p.as_bytes()))
+                    .collect();
+                let total = all.len() as u64;
+                if r.offset > total {
+                    return self.err(ErrorCode::OffsetOutOfRange, "offset");
+                }
+                let mut out = Vec::new();
+                let mut at = r.offset as usize;
+                while at < all.len() {
+                    let end = (at + self.chunk).min(all.len());
+                    let entries = all[at..end]
+                        .iter()
+                        .map(|e| BaseEntry {
+                            tag: WireTag(e.tag.0),
+                            version: e.version,
+                            label: EncryptedLabel(e.label.0),
+                        })
+                        .collect();
+                    out.push(Response::BaseChunk(BaseChunk {
+                        key_period: WireKp(self.kp.to_bytes()),
+                        epoch: self.epoch,
+                        offset: at as u64,
+                        total,
+                        entries: ChunkList::new(entries).unwrap(),
+                    }));
+                    at = end;
+                }
+                out.push(Response::BaseEnd(BaseEnd {
+                    key_period: WireKp(self.kp.to_bytes()),
+                    epoch: self.epoch,
+                    total,
+                }));
+                out
+            }
+            Request::FetchDelta(r) => {
+                if r.from_epoch < self.oldest_delta_base() || r.from_epoch > self.epoch {
+                    return self.err(ErrorCode::DeltaUnavailable, "no delta");
+                }
+                let mut out = Vec::new();
+                for d in self.deltas.iter().filter(|d| d.epoch > r.from_epoch) {
+                    let removed: Vec<WireTag> = d.removed.iter().map(|t| WireTag(t.0)).collect();
+                    let upserts: Vec<Entry> = d
+                        .upserts
+                        .iter()
+                        .map(|(e, p)| {
+                            let ce = encrypt_entry(e, c, self.kp, &self.master, p.as_bytes());
+                            Entry {
+                                tag: WireTag(ce.tag.0),
+                                label: EncryptedLabel(ce.label.0),
+                            }
+                        })
+                        .collect();
+                    out.push(Response::DeltaChunk(DeltaChunk {
+                        key_period: WireKp(self.kp.to_bytes()),
+                        epoch: d.epoch,
+                        removed: ChunkList::new(removed).unwrap(),
+                        upserts: ChunkList::new(upserts).unwrap(),
+                    }));
+                }
+                out.push(Response::DeltaEnd(DeltaEnd {
+                    key_period: WireKp(self.kp.to_bytes()),
+                    epoch: self.epoch,
+                    total: self.table.len() as u64,
+                }));
+                out
+            }
+        }
+    }
+
+    /// The label client `c` must see for number `seed` now.
+    pub fn label_of(&self, c: &ClientId, seed: u64) -> Option<nayose_table::Label> {
+        self.registry
+            .get(&seed)
+            .map(|p| label_for(&self.master, c, p.as_bytes()))
+    }
+}
+
+/// What the client persisted (its cache directory), in memory.
+#[derive(Default)]
+pub struct Disk {
+    pub kp: Option<KeyPeriodId>,
+    pub oprf: HashMap<[u8; 16], [u8; 64]>,
+    pub table: Option<ClientTable>,
+    pub partial: Option<PartialBase>,
+}
+
+impl Disk {
+    fn caches(&mut self, kp: KeyPeriodId) -> Caches {
+        if self.kp != Some(kp) {
+            *self = Disk {
+                kp: Some(kp),
+                ..Disk::default()
+            };
+        }
+        Caches {
+            oprf: self
+                .oprf
+                .iter()
+                .map(|(k, v)| (*k, Output::from_bytes(*v)))
+                .collect(),
+            table: self.table.clone(),
+            partial: self.partial.clone(),
+        }
+    }
+
+    fn apply(&mut self, a: &Action) {
+        match a {
+            Action::SaveOprf { entries, .. } => {
+                for (k, o) in entries {
+                    self.oprf.insert(*k, *o.as_bytes());
+                }
+            }
+            Action::AppendPartialBase {
+                key_period,
+                epoch,
+                offset,
+                entries,
+            } => {
+                if *offset == 0 {
+                    self.partial = Some(PartialBase {
+                        key_period: *key_period,
+                        epoch: *epoch,
+                        entries: Vec::new(),
+                    });
+                }
+                if let Some(p) = &mut self.partial {
+                    assert_eq!(p.entries.len() as u64, *offset, "appends are contiguous");
+                    p.entries.extend_from_slice(entries);
+                }
+            }
+            Action::DiscardPartialBase { .. } => self.partial = None,
+            Action::SaveTable { table } => {
+                self.table = Some(table.clone());
+                self.partial = None;
+            }
+            Action::DiscardTable { .. } => self.table = None,
+            _ => {}
+        }
+    }
+}
+
+/// Counts of one run.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Traffic {
+    pub requests: u64,
+    pub frames: u64,
+}
+
+/// Hooks that perturb a run: called before each server answer with the request count so far.
+pub type Perturb<'a> = &'a mut dyn FnMut(u64, &mut ModelServer) -> Option<Fail>;
+
+/// What a perturbation does to the request about to be answered.
+pub enum Fail {
+    /// The stream fails in transit after `frames` response frames.
+    Transit { frames: usize },
+    /// The client process crashes here (the run ends; the disk keeps what was persisted).
+    Crash,
+}
+
+/// Runs one link of `seeds` for client `c` against `server`, with `disk` as the client's cache.
+/// Returns `Ok(None)` if a perturbation crashed the client.
+pub fn run(
+    server: &mut ModelServer,
+    disk: &mut Disk,
+    c: &ClientId,
+    seeds: &[u64],
+    rng_seed: u64,
+    perturb: Perturb<'_>,
+) -> Result<Option<(LinkResult, Traffic)>, ProtoError> {
+    let inputs: Vec<Vec<u8>> = seeds.iter().map(|s| number(*s)).collect();
+    let mut core = LinkCore::new(
+        c.clone(),
+        inputs,
+        LinkConfig {
+            batch_size: 16,
+            window: 3,
+            ..LinkConfig::default()
+        },
+    );
+    let mut rng = StdRng::seed_from_u64(rng_seed);
+    let mut traffic = Traffic::default();
+    let mut pending: Vec<(u64, Request)> = Vec::new();
+    for _ in 0..100_000 {
+        match core.poll_action(&mut rng)? {
+            Action::Send { id, request } => pending.push((id, request)),
+            Action::LoadCaches { key_period } => {
+                let caches = disk.caches(key_period);
+                core.on_caches(caches)?;
+            }
+            Action::Done(r) => return Ok(Some((*r, traffic))),
+            Action::Wait | Action::Backoff(_) => {
+                // Answer the oldest request (in-order delivery; pipelining is exercised by the
+                // window, since several requests wait here at once).
+                assert!(!pending.is_empty(), "the core waits with nothing in flight");
+                let (id, request) = pending.remove(0);
+                traffic.requests += 1;
+                let fail = perturb(traffic.requests, server);
+                let frames = server.answer(c, &request);
+                match fail {
+                    Some(Fail::Crash) => return Ok(None),
+                    Some(Fail::Transit { frames: keep }) => {
+                        for f in frames.into_iter().take(keep) {
+                            if f.is_final() {
+                                break;
+                            }
+                            traffic.frames += 1;
+                            core.on_response(id, f)?;
+                        }
+                        core.on_transit_failure(id);
+                    }
+                    None => {
+                        for f in frames {
+                            traffic.frames += 1;
+                            core.on_response(id, f)?;
+                        }
+                    }
+                }
+            }
+            other => disk.apply(&other),
+        }
+    }
+    panic!("the run did not finish");
+}
+
+/// Registry: `seed → person` for `n` numbers over `persons` persons.
+pub fn registry(seeds: impl Iterator<Item = u64>, persons: u64) -> BTreeMap<u64, String> {
+    seeds.map(|s| (s, format!("P{}", s % persons))).collect()
+}
+
+/// Checks every label of a result against the server's truth.
+pub fn assert_labels(server: &ModelServer, c: &ClientId, seeds: &[u64], r: &LinkResult) {
+    for (i, s) in seeds.iter().enumerate() {
+        assert_eq!(
+            r.matches.label(i),
+            server.label_of(c, *s),
+            "number seed {s}"
+        );
+    }
+}

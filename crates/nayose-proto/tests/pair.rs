@@ -1,0 +1,322 @@
+//! The client core against an in-memory server, on a seeded RNG: sync from several epochs
+//! behind, compaction, a key-period change, an epoch change in the middle of a run, transit
+//! failures and a crash between any two steps.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use nayose_proto::{ProtoError, SyncKind};
+use nayose_table::ClientId;
+
+fn client() -> ClientId {
+    ClientId::new("hospital-a").unwrap()
+}
+
+fn no_perturb() -> impl FnMut(u64, &mut ModelServer) -> Option<Fail> {
+    |_, _| None
+}
+
+/// Holds numbers 0..40 and 1000..1005 (unknown to the server).
+fn held() -> Vec<u64> {
+    (0..40).chain(1000..1005).collect()
+}
+
+#[test]
+fn first_run_downloads_a_base_and_a_rerun_costs_nothing() {
+    let mut server = ModelServer::new(1, registry(0..100, 30));
+    let mut disk = Disk::default();
+    let c = client();
+    let seeds = held();
+    let (r, t1) = run(&mut server, &mut disk, &c, &seeds, 7, &mut no_perturb())
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.evaluated, seeds.len() as u64);
+    assert_eq!(
+        r.sync,
+        SyncKind::Base {
+            epoch: 1,
+            resumed_from: 0
+        }
+    );
+    assert_labels(&server, &c, &seeds, &r);
+    assert_eq!(r.matches.matched(), 40);
+
+    let evaluations = server.evaluations;
+    let (r2, t2) = run(&mut server, &mut disk, &c, &seeds, 8, &mut no_perturb())
+        .unwrap()
+        .unwrap();
+    assert_eq!(r2.evaluated, 0, "outputs come from the OPRF cache");
+    assert_eq!(r2.from_cache, seeds.len() as u64);
+    assert_eq!(server.evaluations, evaluations, "nothing charged");
+    assert_eq!(r2.sync, SyncKind::Current { epoch: 1 });
+    assert_eq!(t2.requests, 1, "only Info");
+    assert!(t2.frames < t1.frames);
+    assert_labels(&server, &c, &seeds, &r2);
+}
+
+#[test]
+fn several_epochs_behind_syncs_by_deltas_and_evaluates_only_new_numbers() {
+    let mut server = ModelServer::new(2, registry(0..100, 30));
+    let mut disk = Disk::default();
+    let c = client();
+    let mut seeds = held();
+    run(&mut server, &mut disk, &c, &seeds, 1, &mut no_perturb())
+        .unwrap()
+        .unwrap();
+    // Three epochs: adds, removals, relabels (a number moves to another person), merges.
+    let mut reg = server.registry.clone();
+    reg.remove(&3);
+    reg.insert(200, "P7".into());
+    reg.insert(5, "P99".into());
+    server.advance(reg.clone());
+    reg.insert(1001, "P5".into()); // a number the client holds becomes known
+    server.advance(reg.clone());
+    reg.insert(6, "P5".into());
+    reg.remove(&7);
+    server.advance(reg);
+    seeds.push(200); // a new held number
+    let before = server.evaluations;
+    let (r, _) = run(&mut server, &mut disk, &c, &seeds, 2, &mut no_perturb())
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.sync, SyncKind::Delta { from: 1, to: 4 });
+    assert_eq!(r.evaluated, 1, "only the new held number");
+    assert_eq!(server.evaluations - before, 1);
+    assert_eq!(r.delta_counts.removed, 2);
+    assert_labels(&server, &c, &seeds, &r);
+    assert!(
+        r.matches
+            .label(seeds.iter().position(|s| *s == 1001).unwrap())
+            .is_some()
+    );
+}
+
+#[test]
+fn compacted_history_falls_back_to_a_base() {
+    let mut server = ModelServer::new(3, registry(0..60, 20));
+    let mut disk = Disk::default();
+    let c = client();
+    let seeds = held();
+    run(&mut server, &mut disk, &c, &seeds, 1, &mut no_perturb())
+        .unwrap()
+        .unwrap();
+    let mut reg = server.registry.clone();
+    reg.insert(300, "P1".into());
+    server.advance(reg.clone());
+    reg.insert(301, "P1".into());
+    server.advance(reg);
+    server.compacted_through = 2; // the delta of epoch 2 is gone
+    let (r, _) = run(&mut server, &mut disk, &c, &seeds, 2, &mut no_perturb())
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        r.sync,
+        SyncKind::Base {
+            epoch: 3,
+            resumed_from: 0
+        }
+    );
+    assert_eq!(r.evaluated, 0);
+    assert_labels(&server, &c, &seeds, &r);
+}
+
+#[test]
+fn a_new_key_period_starts_over_and_old_outputs_are_not_used() {
+    let mut server = ModelServer::new(4, registry(0..60, 20));
+    let mut disk = Disk::default();
+    let c = client();
+    let seeds = held();
+    run(&mut server, &mut disk, &c, &seeds, 1, &mut no_perturb())
+        .unwrap()
+        .unwrap();
+    server.new_key_period();
+    let (r, _) = run(&mut server, &mut disk, &c, &seeds, 2, &mut no_perturb())
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        r.evaluated,
+        seeds.len() as u64,
+        "new key, every number again"
+    );
+    assert!(matches!(r.sync, SyncKind::Base { .. }));
+    assert_eq!(r.key_period, server.kp);
+    assert_labels(&server, &c, &seeds, &r);
+}
+
+#[test]
+fn a_key_period_change_in_the_middle_of_a_run_restarts_it() {
+    let mut server = ModelServer::new(5, registry(0..60, 20));
+    let mut disk = Disk::default();
+    let c = client();
+    let seeds = held();
+    let mut once = false;
+    let mut perturb = |n: u64, s: &mut ModelServer| {
+        if n == 3 && !once {
+            once = true;
+            s.new_key_period();
+        }
+        None
+    };
+    let (r, _) = run(&mut server, &mut disk, &c, &seeds, 1, &mut perturb)
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.key_period, server.kp);
+    assert_labels(&server, &c, &seeds, &r);
+}
+
+#[test]
+fn an_epoch_change_during_a_base_download_restarts_the_sync_at_the_new_epoch() {
+    let mut server = ModelServer::new(6, registry(0..80, 20));
+    server.chunk = 5;
+    let mut disk = Disk::default();
+    let c = client();
+    let seeds = held();
+    let mut done = false;
+    let mut perturb = |_n: u64, s: &mut ModelServer| {
+        // Before the first FetchBase is answered (after Info and the Evaluate batches).
+        if !done && s.evaluations >= 45 {
+            done = true;
+            let mut reg = s.registry.clone();
+            reg.insert(500, "P3".into());
+            reg.insert(2, "P77".into());
+            s.advance(reg);
+        }
+        None
+    };
+    let (r, _) = run(&mut server, &mut disk, &c, &seeds, 1, &mut perturb)
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.epoch, 2);
+    assert_labels(&server, &c, &seeds, &r);
+}
+
+#[test]
+fn a_base_download_resumes_at_its_offset_after_a_transit_failure_and_after_a_crash() {
+    let mut server = ModelServer::new(7, registry(0..90, 20));
+    server.chunk = 4;
+    let mut disk = Disk::default();
+    let c = client();
+    let seeds = held();
+    // A stream fails after 5 chunks; then the client crashes on the next FetchBase.
+    let mut fetches = 0;
+    let mut perturb = |_n: u64, s: &mut ModelServer| {
+        if s.evaluations >= seeds.len() as u64 {
+            fetches += 1;
+            return match fetches {
+                1 => Some(Fail::Transit { frames: 5 }),
+                2 => Some(Fail::Transit { frames: 3 }),
+                3 => Some(Fail::Crash),
+                _ => None,
+            };
+        }
+        None
+    };
+    assert!(
+        run(&mut server, &mut disk, &c, &seeds, 1, &mut perturb)
+            .unwrap()
+            .is_none()
+    );
+    let held_partial = disk.partial.as_ref().map_or(0, |p| p.entries.len());
+    assert_eq!(held_partial, 32, "8 chunks of 4 entries persisted");
+    let evaluations = server.evaluations;
+    let (r, _) = run(&mut server, &mut disk, &c, &seeds, 2, &mut no_perturb())
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        r.sync,
+        SyncKind::Base {
+            epoch: 1,
+            resumed_from: 32
+        }
+    );
+    assert_eq!(
+        server.evaluations, evaluations,
+        "outputs were cached before the crash"
+    );
+    assert_labels(&server, &c, &seeds, &r);
+}
+
+#[test]
+fn a_crash_between_any_two_steps_recovers_to_the_same_result() {
+    for crash_at in 1..14u64 {
+        let mut server = ModelServer::new(8, registry(0..50, 15));
+        server.chunk = 9;
+        let mut disk = Disk::default();
+        let c = client();
+        let seeds = held();
+        run(&mut server, &mut disk, &c, &seeds, 1, &mut no_perturb())
+            .unwrap()
+            .unwrap();
+        let mut reg = server.registry.clone();
+        reg.insert(77, "P2".into());
+        reg.remove(&4);
+        reg.insert(8, "P40".into());
+        server.advance(reg);
+        let mut more = seeds.clone();
+        more.extend(400..420);
+        let mut perturb = |n: u64, _s: &mut ModelServer| (n == crash_at).then_some(Fail::Crash);
+        let first = run(&mut server, &mut disk, &c, &more, 2, &mut perturb).unwrap();
+        let (r, _) = match first {
+            Some(done) => done,
+            None => run(&mut server, &mut disk, &c, &more, 3, &mut no_perturb())
+                .unwrap()
+                .unwrap(),
+        };
+        assert_eq!(r.epoch, 2, "crash at request {crash_at}");
+        assert_labels(&server, &c, &more, &r);
+    }
+}
+
+#[test]
+fn a_damaged_cached_state_is_replaced_by_a_base() {
+    let mut server = ModelServer::new(9, registry(0..50, 15));
+    let mut disk = Disk::default();
+    let c = client();
+    let seeds = held();
+    run(&mut server, &mut disk, &c, &seeds, 1, &mut no_perturb())
+        .unwrap()
+        .unwrap();
+    // Drop one entry from the cached state: it no longer matches the digest.
+    let t = disk.table.take().unwrap();
+    let mut entries = t.entries().to_vec();
+    entries.remove(10);
+    disk.table =
+        Some(nayose_table::ClientTable::from_entries(t.key_period(), t.epoch(), entries).unwrap());
+    let (r, _) = run(&mut server, &mut disk, &c, &seeds, 2, &mut no_perturb())
+        .unwrap()
+        .unwrap();
+    assert!(matches!(r.sync, SyncKind::Base { .. }));
+    assert_labels(&server, &c, &seeds, &r);
+}
+
+#[test]
+fn a_batch_refused_as_too_large_is_sent_again_in_halves() {
+    let mut server = ModelServer::new(10, registry(0..50, 15));
+    server.max_batch = 64;
+    let mut disk = Disk::default();
+    let c = client();
+    let seeds = held();
+    let mut perturb = |n: u64, s: &mut ModelServer| {
+        if n == 2 {
+            s.max_batch = 5; // the server's limit shrank after Info
+        }
+        None
+    };
+    let (r, _) = run(&mut server, &mut disk, &c, &seeds, 1, &mut perturb)
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.evaluated, seeds.len() as u64);
+    assert_labels(&server, &c, &seeds, &r);
+}
+
+#[test]
+fn too_little_key_period_quota_fails_before_any_evaluation() {
+    let mut server = ModelServer::new(11, registry(0..50, 15));
+    server.quota_key_period = 10;
+    let mut disk = Disk::default();
+    let c = client();
+    let err = run(&mut server, &mut disk, &c, &held(), 1, &mut no_perturb()).unwrap_err();
+    assert!(matches!(err, ProtoError::Quota { need: 45, .. }), "{err}");
+    assert_eq!(server.evaluations, 0);
+}
