@@ -25,9 +25,10 @@
 //! opens the log, removes a torn final line and advances the head over unanchored records.
 //!
 //! Records carry what protocol-spec/security.md §5.2 requires (time, client id, certificate
-//! fingerprint, peer, connection and stream, request type, epochs, counts, prefix *length*,
-//! bytes, duration, quota before and after, outcome) and never a number, element, proof, OPRF
-//! output, tag, prefix value, label key, label, person id or key.
+//! fingerprint, peer, connection and stream, request type, key periods and epochs requested and
+//! current, counts, offsets, bytes, duration, both quotas before and after, outcome) and never a
+//! number, element, proof, OPRF output, tag, label key, label, encrypted label, person id or
+//! key.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -55,7 +56,7 @@ pub struct AuditRecord {
     /// When the record was written, RFC 3339 UTC.
     pub time: String,
     /// `connected`, `refused`, `closed` (connection events), `request` (one per request, written
-    /// before its answer is sent) or `fetch_end` (the end of a FetchAll stream).
+    /// before its answer is sent) or `fetch_end` (the end of a FetchBase or FetchDelta stream).
     pub event: String,
     /// Client id from the certificate (empty if none could be read).
     pub client: String,
@@ -68,25 +69,32 @@ pub struct AuditRecord {
     /// The QUIC stream id of a request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<u64>,
-    /// `Info`, `Evaluate`, `FetchRange`, `FetchAll`, or `Invalid` (undecodable request).
+    /// `Info`, `Evaluate`, `FetchBase`, `FetchDelta`, or `Invalid` (undecodable request).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub op: String,
-    /// The epoch the request named (`<number>-<key check>`).
+    /// The key period the request named (`<number>-<key check>`).
     #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub epoch_requested: String,
+    pub key_period_requested: String,
+    /// The server's current key period for the request.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub key_period_current: String,
+    /// The epoch a FetchBase named (or a FetchDelta's `from_epoch`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch_requested: Option<u32>,
     /// The server's current epoch for the request.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub epoch_current: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch_current: Option<u32>,
+    /// The epoch a FetchDelta stream reached (its DeltaEnd `epoch`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch_reached: Option<u32>,
     /// Blinded elements in an Evaluate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub elements: Option<u64>,
-    /// FetchRange prefix length in bits (never the prefix value: security.md §5.2).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prefix_bits: Option<u8>,
-    /// Entries returned (FetchRange), to be sent (FetchAll `request`) or sent (`fetch_end`).
+    /// Entries (FetchBase) or delta items (FetchDelta) to be sent (`request`) or sent
+    /// (`fetch_end`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entries: Option<u64>,
-    /// FetchAll start offset.
+    /// FetchBase start offset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offset: Option<u64>,
     /// Request bytes received on the stream.
@@ -105,6 +113,12 @@ pub struct AuditRecord {
     /// Evaluations left today after the request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quota_after: Option<u64>,
+    /// Evaluations left in the key period before the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_period_quota_before: Option<u64>,
+    /// Evaluations left in the key period after the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_period_quota_after: Option<u64>,
     /// `ok`, or the error / close code.
     pub outcome: String,
     /// Free text: the refusal reason, the decoder's error for a malformed request, the close

@@ -1,23 +1,48 @@
 //! `nayose server build`: one new epoch from the registry, published atomically.
 //!
-//! Phases: (1) stream the registry CSV (nayose-csv), map person ids to indices, and evaluate
-//! each chunk of canonical numbers under a fresh VOPRF key (`ServerKey::evaluate_batch`, all
-//! cores), deriving tag and label key per number; (2) sort by tag and resolve repeats: the same
-//! number under one person is a duplicate row (kept once), under two or more persons a
-//! conflict (the number is left out and reported); (3) write the epoch into a private temporary
-//! directory `epochs/.build-*`; (4) publish.
+//! **Which key period.** A build starts a new key period (fresh VOPRF key, the data directory's
+//! label master key copied into the key period, every number evaluated, every version = the new
+//! epoch, no delta) when no epoch was published yet or when [`BuildOptions::new_key_period`] is
+//! set, and only then (table.md §4). Otherwise it builds the next epoch of the current key
+//! period (table.md §8.2), refusing if the label master key was rotated since the key period
+//! started.
 //!
-//! Publication protocol (every step durable before the next; a crash at any point leaves the
-//! previous epoch current and no partial epoch visible):
-//! 1. write every file of the epoch into `epochs/.build-<pid>-<random>/`, fsync each file;
-//! 2. fsync the temporary directory;
-//! 3. rename it to `epochs/<20-digit number>/` and fsync `epochs/` — the epoch is now complete
-//!    but not yet current (a server only ever loads the epoch `current` names);
-//! 4. replace `current` atomically (temp file, fsync, rename, fsync the data directory).
+//! **Next epoch of a key period.** Phases: (1) stream the registry CSV (nayose-csv) into
+//! (canonical number, person, line) rows; (2) sort by canonical number and resolve repeats: the
+//! same number under one person is a duplicate row (kept once), under two or more persons a
+//! conflict (left out and reported); (3) merge-join with the previous epoch's number index
+//! (`index.bin`, number → tag): same number and same person id (bytes) → the entry is kept
+//! (tag, label key, version); same number, other person → RELABEL (version = new epoch); new
+//! number → ADD, the only numbers evaluated (`ServerKey::evaluate_batch` in VOPRF mode, all
+//! cores); a number of the previous epoch absent now → REMOVE; (4) sort the entries by tag
+//! (equal tags of distinct numbers: `TableError::DuplicateTags`, the epoch is not published and
+//! a new key period must be started, table.md §8.3), compute the table digest, the delta
+//! (removed tags ascending; upserts = entries whose version is the new epoch, ascending by tag,
+//! with their label keys and person ids) and the new index; (5) write; (6) publish. The work is
+//! one sequential pass over the registry and the previous index plus work proportional to the
+//! change.
 //!
-//! A crash before step 3 leaves a `.build-*` directory that no reader looks at (the next build
-//! removes it); a crash between 3 and 4 leaves a complete, unreferenced epoch (the next build
-//! uses a higher number). Step 4 is a single rename: readers see the old or the new name.
+//! **Epoch numbers** are u32, strictly increasing across key periods and never reused: a new
+//! epoch gets the greatest number ever allocated in the data directory (published epoch
+//! directories, delta files, `current` and the `last-epoch` counter, which is written before
+//! anything else) plus 1.
+//!
+//! **Publication protocol** (every step durable before the next; a crash at any point leaves
+//! the previous epoch current and no partial epoch visible):
+//! 1. allocate the number (`last-epoch`); for a new key period, write `keyperiods/<n>/`
+//!    through a temporary directory and a rename (an unreferenced key period is harmless: the
+//!    next one takes a higher number);
+//! 2. write every file of the epoch into `epochs/.build-<pid>-<random>/`, fsync each file and
+//!    the directory;
+//! 3. write the epoch's delta to `deltas/<epoch>.bin` atomically (an orphan delta of an epoch
+//!    that never became current is never part of a chain: chains follow `previous` links from
+//!    the current epoch);
+//! 4. rename the temporary directory to `epochs/<20-digit number>/` and fsync `epochs/` — the
+//!    epoch is complete but not yet current (a server only loads the epoch `current` names);
+//! 5. replace `current` atomically (temp file, fsync, rename, fsync the data directory);
+//! 6. prune: epoch directories beyond `keep_epochs` (never the current one), delta files beyond
+//!    the last `delta_history` of the chain or of another key period, key period directories no
+//!    kept epoch uses.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -29,44 +54,53 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nayose_csv::{CsvError, ReadOptions, RegistryReader, RowError};
 use nayose_oprf::{Mode, ServerKey};
-use nayose_table::{EpochId, LabelMasterKey, TableEntry, derive_entry_secrets};
+use nayose_table::{
+    KeyPeriodId, LabelKey, LabelMasterKey, RECORD_LEN, RecordTable, TableEntry, Tag,
+    derive_entry_secrets,
+};
 use rayon::prelude::*;
-use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
 
 pub use nayose_csv::EncodingChoice;
 
 use crate::epoch::{
-    MAX_PERSON_ID_LEN, Manifest, PERSONS_MAGIC, TABLE_MAGIC, encode_persons, published_epochs,
-    read_current, sha256_hex,
+    KeyPeriod, KeyPeriodMeta, MAX_PERSON_ID_LEN, Manifest, TABLE_MAGIC, decode_index,
+    decode_persons, encode_delta, encode_index, encode_persons, numbered_entries, published_epochs,
+    read_current, read_index, read_manifest, sha256_hex, to_toml,
 };
 use crate::error::ServerError;
-use crate::fsutil::{atomic_write, create_dir_private, create_new_private, fsync_dir};
-use crate::keys::{generate_oprf_key, load_or_create_label_master_key};
+use crate::fsutil::{atomic_write, create_dir_private, create_new_private, fsync_dir, read_secret};
+use crate::keys::{generate_oprf_key, load_or_create_label_master_key, write_label_master_key};
 use crate::layout::{
-    DataDir, EPOCH_LABEL_MASTER_KEY, MANIFEST, OPRF_KEY, PERSONS, TABLE, epoch_dir_name,
+    DataDir, INDEX, KEY_PERIOD_LABEL_MASTER_KEY, KEY_PERIOD_META, MANIFEST, OPRF_KEY, PERSONS,
+    TABLE, epoch_dir_name, parse_delta_file_name, parse_dir_name, parse_epoch_dir_name,
 };
 
-/// Numbers evaluated per OPRF batch while the registry streams in.
+/// Numbers evaluated per OPRF batch.
 const CHUNK: usize = 1 << 16;
+
+/// Default number of epochs whose deltas are kept.
+pub const DEFAULT_DELTA_HISTORY: u32 = 90;
 
 /// A point in the publication protocol at which a test can make the build fail, to check that
 /// a crash there leaves the previous epoch current.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailPoint {
-    /// After the table file was written into the temporary directory (step 1).
+    /// After the table file was written into the temporary directory (step 2).
     AfterTableWritten,
-    /// After every file was written and the temporary directory synced (before step 3).
+    /// After every file (and the delta) was written, before the epoch directory is renamed.
     BeforeEpochRename,
-    /// After the epoch directory was renamed into place, before `current` changes (3 → 4).
+    /// After the epoch directory was renamed into place, before `current` changes (4 → 5).
     BeforeCurrentSwitch,
 }
 
 /// Progress of a running build, handed to [`BuildOptions::progress`].
 #[derive(Debug, Clone, Copy)]
 pub struct BuildProgress {
-    /// The phase: `"evaluate"`, `"sort"`, `"write"` or `"publish"`.
+    /// The phase: `"read"`, `"diff"`, `"evaluate"`, `"write"` or `"publish"`.
     pub phase: &'static str,
-    /// Registry rows read so far (in `"evaluate"`), entries otherwise.
+    /// Registry rows read so far (in `"read"`), numbers evaluated (in `"evaluate"`), entries
+    /// otherwise.
     pub done: u64,
 }
 
@@ -86,9 +120,15 @@ pub struct BuildOptions {
     pub skip_invalid: bool,
     /// Repair spreadsheet damage (lost leading zeros), every repair reported.
     pub repair: bool,
-    /// How many published epochs to keep on disk (the new one included; at least 1). Older
-    /// epoch directories, with their keys, are deleted after publication.
+    /// How many published epoch directories to keep on disk (the new one included; at least
+    /// 1, default 2). Older ones are deleted after publication.
     pub keep_epochs: usize,
+    /// How many epochs' deltas to keep (default 90): clients whose table is older than that
+    /// download a base instead.
+    pub delta_history: u32,
+    /// Start a new key period (fresh VOPRF key; every number evaluated; clients download a
+    /// base). Also what makes a rotated label master key take effect. Default false.
+    pub new_key_period: bool,
     /// Called with progress while the build runs.
     pub progress: Option<ProgressFn>,
     /// Crash-safety testing: fail at this point of the publication protocol.
@@ -97,7 +137,7 @@ pub struct BuildOptions {
 
 impl BuildOptions {
     /// Options with the defaults: detect encoding, fail on invalid rows, no repair, keep 2
-    /// epochs, no progress callback.
+    /// epochs and 90 deltas, same key period (a new one only if none exists), no progress.
     pub fn new(data_dir: impl Into<PathBuf>, registry: impl Into<PathBuf>) -> Self {
         BuildOptions {
             data_dir: data_dir.into(),
@@ -106,6 +146,8 @@ impl BuildOptions {
             skip_invalid: false,
             repair: false,
             keep_epochs: 2,
+            delta_history: DEFAULT_DELTA_HISTORY,
+            new_key_period: false,
             progress: None,
             fail_at: None,
         }
@@ -121,6 +163,8 @@ impl fmt::Debug for BuildOptions {
             .field("skip_invalid", &self.skip_invalid)
             .field("repair", &self.repair)
             .field("keep_epochs", &self.keep_epochs)
+            .field("delta_history", &self.delta_history)
+            .field("new_key_period", &self.new_key_period)
             .field("fail_at", &self.fail_at)
             .finish_non_exhaustive()
     }
@@ -152,11 +196,12 @@ impl fmt::Display for Conflict {
 pub struct PhaseTimes {
     /// Reading and parsing the registry.
     pub read: Duration,
-    /// OPRF evaluation and tag / label-key derivation.
-    pub evaluate: Duration,
-    /// Sorting by tag and resolving duplicates and conflicts.
+    /// Sorting by number, resolving duplicates and conflicts, and the diff against the
+    /// previous epoch.
     pub sort: Duration,
-    /// Writing and syncing the epoch files.
+    /// OPRF evaluation of the added numbers and tag / label-key derivation.
+    pub evaluate: Duration,
+    /// Sorting by tag, digest, delta, writing and syncing the files.
     pub write: Duration,
     /// Renaming into place and switching `current`.
     pub publish: Duration,
@@ -171,13 +216,19 @@ pub struct BuildReport {
     pub registry: PathBuf,
     /// The registry's encoding as detected or chosen.
     pub encoding: &'static str,
-    /// The new epoch's sequence number.
-    pub epoch_number: u64,
-    /// The new epoch's id (`<number>-<key check>`).
-    pub epoch_id: String,
-    /// The new epoch's VOPRF public key, hex.
+    /// The new epoch's number.
+    pub epoch_number: u32,
+    /// The previous epoch of the same key period (`None` for the first epoch of a key period).
+    pub previous_epoch: Option<u32>,
+    /// The key period id as displayed, `<number>-<16 hex digits>`.
+    pub key_period: String,
+    /// The key period's number.
+    pub key_period_number: u64,
+    /// Whether this build started the key period.
+    pub new_key_period: bool,
+    /// The key period's VOPRF public key, hex.
     pub public_key: String,
-    /// Public id of the label master key the epoch uses.
+    /// Public id of the key period's label master key.
     pub label_master_key_id: String,
     /// Whether this build created the label master key (first build of the data directory).
     pub label_master_key_created: bool,
@@ -187,6 +238,16 @@ pub struct BuildReport {
     pub numbers: u64,
     /// Persons with at least one published number.
     pub persons: u64,
+    /// Entries added against the previous epoch (every entry in a new key period).
+    pub added: u64,
+    /// Entries of the previous epoch whose number is gone.
+    pub removed: u64,
+    /// Entries whose number moved to another person.
+    pub relabelled: u64,
+    /// Numbers evaluated under the key period's key (the added ones).
+    pub evaluated: u64,
+    /// The table digest of the new epoch, hex.
+    pub digest: String,
     /// Rows repeating a number already seen under the same person (kept once).
     pub duplicate_rows: u64,
     /// Rows rejected as invalid (only with `skip_invalid`; otherwise the build fails).
@@ -200,7 +261,9 @@ pub struct BuildReport {
     /// Whole build.
     pub total: Duration,
     /// Epoch directories deleted after publication.
-    pub pruned: Vec<u64>,
+    pub pruned: Vec<u32>,
+    /// Delta files deleted after publication.
+    pub pruned_deltas: Vec<u32>,
 }
 
 fn secs(d: Duration) -> String {
@@ -211,10 +274,23 @@ impl fmt::Display for BuildReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "published epoch {} in {}",
-            self.epoch_id,
+            "published epoch {} (key period {}{}) in {}",
+            self.epoch_number,
+            self.key_period,
+            if self.new_key_period {
+                ", new key period"
+            } else {
+                ""
+            },
             self.data_dir.display()
         )?;
+        match self.previous_epoch {
+            Some(p) => writeln!(f, "  previous epoch   {p}")?,
+            None => writeln!(
+                f,
+                "  previous epoch   none (first epoch of the key period: clients download a base)"
+            )?,
+        }
         writeln!(f, "  public key       {}", self.public_key)?;
         writeln!(
             f,
@@ -235,6 +311,11 @@ impl fmt::Display for BuildReport {
         writeln!(f, "  rows             {}", self.rows)?;
         writeln!(f, "  numbers          {}", self.numbers)?;
         writeln!(f, "  persons          {}", self.persons)?;
+        writeln!(f, "  added            {}", self.added)?;
+        writeln!(f, "  removed          {}", self.removed)?;
+        writeln!(f, "  relabelled       {}", self.relabelled)?;
+        writeln!(f, "  evaluated        {}", self.evaluated)?;
+        writeln!(f, "  digest           {}", self.digest)?;
         writeln!(f, "  duplicate rows   {}", self.duplicate_rows)?;
         writeln!(f, "  rejected rows    {}", self.rejected.len())?;
         writeln!(f, "  repairs          {}", self.repairs)?;
@@ -242,10 +323,10 @@ impl fmt::Display for BuildReport {
         let p = &self.phases;
         writeln!(
             f,
-            "  time             read {}, evaluate {}, sort {}, write {}, publish {}, total {}",
+            "  time             read {}, sort {}, evaluate {}, write {}, publish {}, total {}",
             secs(p.read),
-            secs(p.evaluate),
             secs(p.sort),
+            secs(p.evaluate),
             secs(p.write),
             secs(p.publish),
             secs(self.total)
@@ -272,8 +353,15 @@ impl fmt::Display for BuildReport {
             )?;
         }
         if !self.pruned.is_empty() {
-            let p: Vec<String> = self.pruned.iter().map(u64::to_string).collect();
+            let p: Vec<String> = self.pruned.iter().map(u32::to_string).collect();
             writeln!(f, "  removed old epochs {}", p.join(", "))?;
+        }
+        if !self.pruned_deltas.is_empty() {
+            writeln!(
+                f,
+                "  removed {} old delta file(s)",
+                self.pruned_deltas.len()
+            )?;
         }
         Ok(())
     }
@@ -286,58 +374,28 @@ fn registry_err(path: &Path, e: CsvError) -> ServerError {
     }
 }
 
-/// Entries being collected: the table entry and the registry line it came from.
-struct Collected {
-    entries: Vec<(TableEntry, u64)>,
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
-fn evaluate_chunk(
-    key: &ServerKey,
-    inputs: &[Vec<u8>],
-    meta: &[(u32, u64)],
-    out: &mut Collected,
-) -> Result<(), ServerError> {
-    let refs: Vec<&[u8]> = inputs.iter().map(Vec::as_slice).collect();
-    let outputs = key.evaluate_batch(Mode::Voprf, &refs)?;
-    let derived: Vec<(TableEntry, u64)> = outputs
-        .par_iter()
-        .zip(meta.par_iter())
-        .map(|(o, &(person, line))| {
-            let (tag, label_key) = derive_entry_secrets(o.as_bytes());
-            (
-                TableEntry {
-                    tag,
-                    label_key,
-                    person,
-                },
-                line,
-            )
-        })
-        .collect();
-    out.entries.extend(derived);
-    Ok(())
+/// The registry after reading and resolving repeats: distinct numbers ascending, each with its
+/// person index.
+struct Registry {
+    encoding: &'static str,
+    rows: u64,
+    repairs: u64,
+    rejected: Vec<RowError>,
+    persons: Vec<String>,
+    /// (canonical number, person index), strictly ascending by number.
+    numbers: Vec<(Vec<u8>, u32)>,
+    duplicate_rows: u64,
+    conflicts: Vec<Conflict>,
 }
 
-/// Builds a new epoch from `opts.registry` and publishes it in `opts.data_dir` (see the module
-/// documentation for the phases and the publication protocol).
-pub fn build_epoch(opts: &BuildOptions) -> Result<BuildReport, ServerError> {
-    let started = Instant::now();
-    let data = DataDir::create(&opts.data_dir)?;
-    let (master, master_created) = load_or_create_label_master_key(&data)?;
-    create_dir_private(&data.epochs())?;
-    remove_stale_builds(&data)?;
-
-    let last = published_epochs(&data)?.last().copied().unwrap_or(0);
-    let current = read_current(&data)?
-        .and_then(|n| crate::layout::parse_epoch_dir_name(&n))
-        .unwrap_or(0);
-    let number = last.max(current) + 1;
-    let key = generate_oprf_key()?;
-    let public_key = key.public_key().to_bytes();
-    let epoch_id = EpochId::new(number, &public_key);
-    tracing::info!(epoch = %epoch_id, registry = %opts.registry.display(), "building epoch");
-
-    // Phase 1: read and evaluate.
+fn read_registry(opts: &BuildOptions, phases: &mut PhaseTimes) -> Result<Registry, ServerError> {
+    let t = Instant::now();
     let read_opts = ReadOptions {
         encoding: opts.encoding,
         repair: opts.repair,
@@ -346,18 +404,11 @@ pub fn build_epoch(opts: &BuildOptions) -> Result<BuildReport, ServerError> {
     let reader = RegistryReader::open(&opts.registry, &read_opts)
         .map_err(|e| registry_err(&opts.registry, e))?;
     let encoding = reader.encoding().name();
-    let mut phases = PhaseTimes::default();
     let mut person_index: HashMap<String, u32> = HashMap::new();
     let mut persons: Vec<String> = Vec::new();
-    let mut collected = Collected {
-        entries: Vec::new(),
-    };
-    let mut chunk: Vec<Vec<u8>> = Vec::with_capacity(CHUNK);
-    let mut meta: Vec<(u32, u64)> = Vec::with_capacity(CHUNK);
-    let mut rows = 0u64;
-    let mut repairs = 0u64;
+    let mut raw: Vec<(Vec<u8>, u64, u32)> = Vec::new();
+    let (mut rows, mut repairs) = (0u64, 0u64);
     let mut rejected: Vec<RowError> = Vec::new();
-    let mut t_read = Instant::now();
     for item in reader {
         let entry = match item {
             Ok(entry) => entry,
@@ -389,25 +440,17 @@ pub fn build_epoch(opts: &BuildOptions) -> Result<BuildReport, ServerError> {
                 p
             }
         };
-        chunk.push(entry.number.canonical_bytes());
-        meta.push((person, entry.line));
-        if chunk.len() == CHUNK {
-            phases.read += t_read.elapsed();
-            let t = Instant::now();
-            evaluate_chunk(&key, &chunk, &meta, &mut collected)?;
-            phases.evaluate += t.elapsed();
-            chunk.clear();
-            meta.clear();
-            if let Some(p) = &opts.progress {
-                p(BuildProgress {
-                    phase: "evaluate",
-                    done: rows,
-                });
-            }
-            t_read = Instant::now();
+        raw.push((entry.number.canonical_bytes(), entry.line, person));
+        if rows.is_multiple_of(CHUNK as u64)
+            && let Some(p) = &opts.progress
+        {
+            p(BuildProgress {
+                phase: "read",
+                done: rows,
+            });
         }
     }
-    phases.read += t_read.elapsed();
+    phases.read = t.elapsed();
     if !rejected.is_empty() && !opts.skip_invalid {
         let n = rejected.len();
         let list: Vec<String> = rejected.iter().take(20).map(|e| format!("  {e}")).collect();
@@ -425,101 +468,389 @@ pub fn build_epoch(opts: &BuildOptions) -> Result<BuildReport, ServerError> {
             ),
         });
     }
-    if !chunk.is_empty() {
-        let t = Instant::now();
-        evaluate_chunk(&key, &chunk, &meta, &mut collected)?;
-        phases.evaluate += t.elapsed();
-        if let Some(p) = &opts.progress {
-            p(BuildProgress {
-                phase: "evaluate",
-                done: rows,
-            });
-        }
-    }
-    drop((chunk, meta, person_index));
+    drop(person_index);
 
-    // Phase 2: sort, duplicates, conflicts.
     let t = Instant::now();
-    let mut entries = collected.entries;
-    entries.par_sort_unstable_by(|a, b| (a.0.tag, a.1).cmp(&(b.0.tag, b.1)));
-    let mut kept: Vec<TableEntry> = Vec::with_capacity(entries.len());
+    raw.par_sort_unstable_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    let mut numbers = Vec::with_capacity(raw.len());
     let mut conflicts = Vec::new();
     let mut duplicate_rows = 0u64;
     let mut i = 0;
-    while i < entries.len() {
+    while i < raw.len() {
         let mut j = i + 1;
-        while j < entries.len() && entries[j].0.tag == entries[i].0.tag {
+        while j < raw.len() && raw[j].0 == raw[i].0 {
             j += 1;
         }
-        let group = &entries[i..j];
-        let mut group_persons: Vec<u32> = group.iter().map(|(e, _)| e.person).collect();
+        let group = &raw[i..j];
+        let mut group_persons: Vec<u32> = group.iter().map(|r| r.2).collect();
         group_persons.sort_unstable();
         group_persons.dedup();
         if group_persons.len() == 1 {
             duplicate_rows += (group.len() - 1) as u64;
-            kept.push(group[0].0.clone());
+            numbers.push((std::mem::take(&mut raw[i].0), group_persons[0]));
         } else {
             conflicts.push(Conflict {
-                lines: group.iter().map(|(_, l)| *l).collect(),
+                lines: group.iter().map(|r| r.1).collect(),
                 persons: group_persons.len(),
             });
         }
         i = j;
     }
-    drop(entries);
-    if kept.is_empty() {
+    drop(raw);
+    if numbers.is_empty() {
         return Err(ServerError::EmptyRegistry {
             path: opts.registry.clone(),
         });
     }
-    let mut used = vec![false; persons.len()];
-    for e in &kept {
-        used[e.person as usize] = true;
-    }
-    let persons_used = used.iter().filter(|u| **u).count() as u64;
     phases.sort = t.elapsed();
+    Ok(Registry {
+        encoding,
+        rows,
+        repairs,
+        rejected,
+        persons,
+        numbers,
+        duplicate_rows,
+        conflicts,
+    })
+}
+
+/// Evaluates `inputs` (in chunks, all cores) and derives (tag, label key) for each, in order.
+fn evaluate(
+    key: &ServerKey,
+    inputs: &[&[u8]],
+    progress: Option<&ProgressFn>,
+) -> Result<Vec<(Tag, LabelKey)>, ServerError> {
+    let mut out = Vec::with_capacity(inputs.len());
+    for chunk in inputs.chunks(CHUNK) {
+        let outputs = key.evaluate_batch(Mode::Voprf, chunk)?;
+        let derived: Vec<(Tag, LabelKey)> = outputs
+            .par_iter()
+            .map(|o| derive_entry_secrets(o.as_bytes()))
+            .collect();
+        out.extend(derived);
+        if let Some(p) = progress {
+            p(BuildProgress {
+                phase: "evaluate",
+                done: out.len() as u64,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The greatest epoch number ever allocated in `data` (0 if none).
+fn last_allocated_epoch(data: &DataDir) -> Result<u32, ServerError> {
+    let mut last = published_epochs(data)?.last().copied().unwrap_or(0);
+    if let Some(n) = read_current(data)?.and_then(|n| parse_epoch_dir_name(&n)) {
+        last = last.max(n);
+    }
+    if let Some(&n) = numbered_entries(&data.deltas(), parse_delta_file_name)?.last() {
+        last = last.max(n);
+    }
+    let path = data.last_epoch();
+    match fs::read_to_string(&path) {
+        Ok(s) => {
+            let n: u32 = s.trim().parse().map_err(|_| ServerError::CorruptEpoch {
+                epoch: "last-epoch".into(),
+                path: path.clone(),
+                reason: "does not hold an epoch number".into(),
+            })?;
+            last = last.max(n);
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(ServerError::Io {
+                action: "cannot read",
+                path,
+                source: e,
+            });
+        }
+    }
+    Ok(last)
+}
+
+/// The previous epoch a build diffs against.
+struct Previous {
+    manifest: Manifest,
+    kp: KeyPeriod,
+    table: Zeroizing<Vec<u8>>,
+    persons: Vec<Box<[u8]>>,
+    index: Zeroizing<Vec<u8>>,
+}
+
+fn load_previous(data: &DataDir, number: u32) -> Result<Previous, ServerError> {
+    let manifest = read_manifest(data, number)?;
+    let kp = KeyPeriod::load(data, manifest.key_period)?;
+    let dir = data.epoch_dir(number);
+    let what = epoch_dir_name(u64::from(number));
+    let corrupt = |path: &Path, reason: &str| ServerError::CorruptEpoch {
+        epoch: what.clone(),
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    };
+    let tpath = dir.join(TABLE);
+    let table = read_secret(&tpath)?;
+    if sha256_hex(&table) != manifest.table_sha256 || !table.starts_with(TABLE_MAGIC) {
+        return Err(corrupt(
+            &tpath,
+            "SHA-256 or header does not match the manifest",
+        ));
+    }
+    RecordTable::new(kp.id, number, manifest.persons, &table[16..])
+        .map_err(|e| corrupt(&tpath, &e.to_string()))?;
+    let ppath = dir.join(PERSONS);
+    let pbytes = read_secret(&ppath)?;
+    if sha256_hex(&pbytes) != manifest.persons_sha256 {
+        return Err(corrupt(&ppath, "SHA-256 does not match the manifest"));
+    }
+    let persons = decode_persons(&what, &ppath, &pbytes, manifest.persons)?;
+    let index = read_index(data, &manifest)?;
+    Ok(Previous {
+        manifest,
+        kp,
+        table,
+        persons,
+        index,
+    })
+}
+
+/// One entry of the new table with where it came from.
+struct NewEntry {
+    entry: TableEntry,
+    /// Index into `Registry::numbers`.
+    number: usize,
+}
+
+/// Builds a new epoch from `opts.registry` and publishes it in `opts.data_dir` (see the module
+/// documentation for the phases and the publication protocol).
+pub fn build_epoch(opts: &BuildOptions) -> Result<BuildReport, ServerError> {
+    let started = Instant::now();
+    let data = DataDir::create(&opts.data_dir)?;
+    let (root_master, master_created) = load_or_create_label_master_key(&data)?;
+    create_dir_private(&data.epochs())?;
+    create_dir_private(&data.deltas())?;
+    create_dir_private(&data.key_periods())?;
+    remove_stale_builds(&data)?;
+
+    // The previous epoch, when this build continues its key period.
+    let current = read_current(&data)?.and_then(|n| parse_epoch_dir_name(&n));
+    let previous = match current {
+        Some(c) if !opts.new_key_period => {
+            let p = load_previous(&data, c)?;
+            if p.kp.meta.label_master_key_id != root_master.key_id().to_string() {
+                return Err(ServerError::LabelKeyRotated {
+                    key_period: p.kp.id.to_string(),
+                    in_use: p.kp.meta.label_master_key_id.clone(),
+                    rotated: root_master.key_id().to_string(),
+                });
+            }
+            Some(p)
+        }
+        _ => None,
+    };
+
+    let mut phases = PhaseTimes::default();
+    let reg = read_registry(opts, &mut phases)?;
+
+    // Allocate the epoch number before writing anything (never reused).
+    let number = last_allocated_epoch(&data)?
+        .checked_add(1)
+        .ok_or_else(|| ServerError::Internal("epoch numbers are exhausted (u32)".into()))?;
+    atomic_write(&data.last_epoch(), format!("{number}\n").as_bytes())?;
+
+    // The key period: the previous epoch's, or a new one.
+    let (kp, new_kp) = match &previous {
+        Some(p) => (KeyPeriod::load(&data, p.manifest.key_period)?, false),
+        None => (start_key_period(&data, number, &root_master)?, true),
+    };
+    tracing::info!(epoch = number, key_period = %kp.id, new_key_period = new_kp, registry = %opts.registry.display(), "building epoch");
+
+    // Diff against the previous epoch (merge-join on canonical numbers).
+    let t = Instant::now();
+    let mut entries: Vec<NewEntry> = Vec::with_capacity(reg.numbers.len());
+    let mut to_evaluate: Vec<usize> = Vec::new();
+    let mut removed: Vec<Tag> = Vec::new();
+    let mut relabelled = 0u64;
+    match &previous {
+        None => to_evaluate.extend(0..reg.numbers.len()),
+        Some(p) => {
+            let what = epoch_dir_name(u64::from(p.manifest.number));
+            let ipath = data.epoch_dir(p.manifest.number).join(INDEX);
+            let index = decode_index(&what, &ipath, &p.index)?;
+            let records = &p.table[16..];
+            let prev_table =
+                RecordTable::new(p.kp.id, p.manifest.number, p.manifest.persons, records)?;
+            let (mut i, mut j) = (0usize, 0usize);
+            while i < reg.numbers.len() || j < index.len() {
+                let ord = match (reg.numbers.get(i), index.get(j)) {
+                    (Some(a), Some(b)) => a.0.as_slice().cmp(b.0),
+                    (Some(_), None) => std::cmp::Ordering::Less,
+                    _ => std::cmp::Ordering::Greater,
+                };
+                match ord {
+                    std::cmp::Ordering::Less => {
+                        to_evaluate.push(i);
+                        i += 1;
+                    }
+                    std::cmp::Ordering::Greater => {
+                        removed.push(index[j].1);
+                        j += 1;
+                    }
+                    std::cmp::Ordering::Equal => {
+                        let tag = index[j].1;
+                        let at =
+                            prev_table
+                                .find(&tag)
+                                .ok_or_else(|| ServerError::CorruptEpoch {
+                                    epoch: what.clone(),
+                                    path: ipath.clone(),
+                                    reason: "the number index names a tag the table does not hold"
+                                        .into(),
+                                })?;
+                        let mut e = prev_table.entry(at);
+                        let (_, person) = &reg.numbers[i];
+                        let same = p.persons[e.person as usize].as_ref()
+                            == reg.persons[*person as usize].as_bytes();
+                        if !same {
+                            e.version = number;
+                            relabelled += 1;
+                        }
+                        e.person = *person;
+                        entries.push(NewEntry {
+                            entry: e,
+                            number: i,
+                        });
+                        i += 1;
+                        j += 1;
+                    }
+                }
+            }
+            removed.sort_unstable();
+        }
+    }
+    phases.sort += t.elapsed();
     if let Some(p) = &opts.progress {
         p(BuildProgress {
-            phase: "sort",
-            done: kept.len() as u64,
+            phase: "diff",
+            done: reg.numbers.len() as u64,
         });
     }
 
-    // Phase 3: write into a private temporary directory.
+    // Evaluate the added numbers only.
     let t = Instant::now();
+    let inputs: Vec<&[u8]> = to_evaluate
+        .iter()
+        .map(|&i| reg.numbers[i].0.as_slice())
+        .collect();
+    let derived = evaluate(&kp.key, &inputs, opts.progress.as_ref())?;
+    drop(inputs);
+    for (&i, (tag, label_key)) in to_evaluate.iter().zip(derived) {
+        entries.push(NewEntry {
+            entry: TableEntry {
+                tag,
+                label_key,
+                person: reg.numbers[i].1,
+                version: number,
+            },
+            number: i,
+        });
+    }
+    phases.evaluate = t.elapsed();
+    let added = to_evaluate.len() as u64;
+    let evaluated = added;
+
+    // Sort by tag; equal tags of distinct numbers are a collision (table.md §8.3).
+    let t = Instant::now();
+    entries.par_sort_unstable_by(|a, b| a.entry.tag.cmp(&b.entry.tag));
+    if entries.windows(2).any(|w| w[0].entry.tag == w[1].entry.tag) {
+        return Err(ServerError::TagCollision {
+            key_period: kp.id.to_string(),
+        });
+    }
+    // The table's tag for each number, for the index.
+    let mut tag_of = vec![Tag([0u8; 16]); reg.numbers.len()];
+    let mut records = Zeroizing::new(Vec::with_capacity(16 + entries.len() * RECORD_LEN));
+    records.extend_from_slice(TABLE_MAGIC);
+    for e in &entries {
+        tag_of[e.number] = e.entry.tag;
+        records.extend_from_slice(e.entry.to_record().as_ref());
+    }
+    let person_count = u32::try_from(reg.persons.len()).unwrap_or(u32::MAX);
+    let digest = RecordTable::new(kp.id, number, person_count, &records[16..])?.digest();
+    let index = encode_index(
+        reg.numbers.len() as u64,
+        reg.numbers
+            .iter()
+            .zip(&tag_of)
+            .map(|((n, _), t)| (n.as_slice(), *t)),
+    );
+    let delta = previous.as_ref().map(|p| {
+        let ups: Vec<(Tag, &LabelKey, &[u8])> = entries
+            .iter()
+            .filter(|e| e.entry.version == number)
+            .map(|e| {
+                (
+                    e.entry.tag,
+                    &e.entry.label_key,
+                    reg.persons[e.entry.person as usize].as_bytes(),
+                )
+            })
+            .collect();
+        encode_delta(kp.id, number, p.manifest.number, &removed, &ups)
+    });
+    let mut used = vec![false; reg.persons.len()];
+    for e in &entries {
+        used[e.entry.person as usize] = true;
+    }
+    let persons_used = used.iter().filter(|u| **u).count() as u64;
+    let pbytes = encode_persons(&reg.persons);
+    let manifest = Manifest {
+        format: 2,
+        number,
+        key_period: kp.id.number(),
+        key_period_id: hex::encode(kp.id.to_bytes()),
+        public_key: kp.meta.public_key.clone(),
+        label_master_key_id: kp.meta.label_master_key_id.clone(),
+        previous_epoch: previous.as_ref().map(|p| p.manifest.number),
+        created_unix: now_unix(),
+        entries: entries.len() as u64,
+        persons: person_count,
+        added,
+        removed: removed.len() as u64,
+        relabelled,
+        digest: digest.to_string(),
+        table_sha256: sha256_hex(&records),
+        persons_sha256: sha256_hex(&pbytes),
+        index_sha256: sha256_hex(&index),
+        delta_sha256: delta.as_ref().map(|d| sha256_hex(d)),
+    };
+    drop(entries);
+
     let tmp = data.epochs().join(format!(
         ".build-{}-{:016x}",
         std::process::id(),
         rand::random::<u64>()
     ));
-    let written = write_epoch_files(
-        &tmp,
-        &kept,
-        &persons,
-        &key,
-        &master,
-        number,
-        epoch_id,
-        opts.fail_at,
-    );
-    let manifest = match written {
-        Ok(m) => m,
-        Err(e) => {
-            if !matches!(e, ServerError::InjectedFailure(_)) {
-                let _ = fs::remove_dir_all(&tmp);
-            }
-            return Err(e);
+    let written = write_epoch_files(&tmp, &records, &pbytes, &index, &manifest, opts.fail_at);
+    if let Err(e) = written {
+        if !matches!(e, ServerError::InjectedFailure(_)) {
+            let _ = fs::remove_dir_all(&tmp);
         }
-    };
+        return Err(e);
+    }
+    if let Some(d) = &delta {
+        atomic_write(&data.delta_file(number), d)?;
+    }
     phases.write = t.elapsed();
     if let Some(p) = &opts.progress {
         p(BuildProgress {
             phase: "write",
-            done: kept.len() as u64,
+            done: manifest.entries,
         });
     }
 
-    // Phase 4: publish.
+    // Publish.
     let t = Instant::now();
     if opts.fail_at == Some(FailPoint::BeforeEpochRename) {
         return Err(ServerError::InjectedFailure(FailPoint::BeforeEpochRename));
@@ -540,133 +871,163 @@ pub fn build_epoch(opts: &BuildOptions) -> Result<BuildReport, ServerError> {
     }
     atomic_write(
         &data.current(),
-        format!("{}\n", epoch_dir_name(number)).as_bytes(),
+        format!("{}\n", epoch_dir_name(u64::from(number))).as_bytes(),
     )?;
     phases.publish = t.elapsed();
     if let Some(p) = &opts.progress {
         p(BuildProgress {
             phase: "publish",
-            done: kept.len() as u64,
+            done: manifest.entries,
         });
     }
-    let pruned = prune_epochs(&data, number, opts.keep_epochs.max(1))?;
-    tracing::info!(epoch = %epoch_id, numbers = kept.len(), "epoch published");
+    let pruned = prune_epochs(&data, number, current, opts.keep_epochs.max(1))?;
+    let pruned_deltas = prune_deltas(&data, &manifest, &kp, opts.delta_history)?;
+    prune_key_periods(&data, kp.id.number())?;
+    tracing::info!(epoch = number, key_period = %kp.id, numbers = manifest.entries, added, removed = manifest.removed, relabelled, "epoch published");
 
     Ok(BuildReport {
         data_dir: opts.data_dir.clone(),
         registry: opts.registry.clone(),
-        encoding,
+        encoding: reg.encoding,
         epoch_number: number,
-        epoch_id: epoch_id.to_string(),
-        public_key: manifest.public_key,
-        label_master_key_id: manifest.label_master_key_id,
+        previous_epoch: manifest.previous_epoch,
+        key_period: kp.id.to_string(),
+        key_period_number: kp.id.number(),
+        new_key_period: new_kp,
+        public_key: manifest.public_key.clone(),
+        label_master_key_id: manifest.label_master_key_id.clone(),
         label_master_key_created: master_created,
-        rows,
-        numbers: kept.len() as u64,
+        rows: reg.rows,
+        numbers: manifest.entries,
         persons: persons_used,
-        duplicate_rows,
-        rejected,
-        repairs,
-        conflicts,
+        added,
+        removed: manifest.removed,
+        relabelled,
+        evaluated,
+        digest: manifest.digest.clone(),
+        duplicate_rows: reg.duplicate_rows,
+        rejected: reg.rejected,
+        repairs: reg.repairs,
+        conflicts: reg.conflicts,
         phases,
         total: started.elapsed(),
         pruned,
+        pruned_deltas,
     })
 }
 
+/// Starts key period (greatest existing number + 1): fresh skS, a copy of the data directory's
+/// K_L, metadata; written through a temporary directory and a rename.
+fn start_key_period(
+    data: &DataDir,
+    first_epoch: u32,
+    master: &LabelMasterKey,
+) -> Result<KeyPeriod, ServerError> {
+    let kps = numbered_entries(&data.key_periods(), parse_dir_name)?;
+    let kp_number = kps.last().copied().unwrap_or(0) + 1;
+    let key = generate_oprf_key()?;
+    let public_key = key.public_key().to_bytes();
+    let id = KeyPeriodId::new(kp_number, &public_key);
+    let meta = KeyPeriodMeta {
+        format: 1,
+        number: kp_number,
+        key_period_id: hex::encode(id.to_bytes()),
+        public_key: hex::encode(public_key),
+        label_master_key_id: master.key_id().to_string(),
+        first_epoch,
+        created_unix: now_unix(),
+    };
+    let tmp = data.key_periods().join(format!(
+        ".new-{}-{:016x}",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
+    let result = (|| {
+        create_dir_private(&tmp)?;
+        write_file_synced(&tmp.join(OPRF_KEY), key.to_bytes().as_ref())?;
+        write_label_master_key(&tmp.join(KEY_PERIOD_LABEL_MASTER_KEY), master)?;
+        write_file_synced(&tmp.join(KEY_PERIOD_META), to_toml(&meta)?.as_bytes())?;
+        fsync_dir(&tmp)?;
+        let dir = data.key_period_dir(kp_number);
+        fs::rename(&tmp, &dir).map_err(ServerError::io("cannot rename into place", &dir))?;
+        fsync_dir(&data.key_periods())
+    })();
+    if let Err(e) = result {
+        let _ = fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    tracing::info!(key_period = %id, first_epoch, "key period started");
+    KeyPeriod::load(data, kp_number)
+}
+
 fn write_file_synced(path: &Path, bytes: &[u8]) -> Result<(), ServerError> {
-    let mut f = create_new_private(path)?;
-    f.write_all(bytes)
+    let f = create_new_private(path)?;
+    let mut w = BufWriter::with_capacity(1 << 20, f);
+    w.write_all(bytes)
         .map_err(ServerError::io("cannot write", path))?;
+    let f = w.into_inner().map_err(|e| ServerError::Io {
+        action: "cannot write",
+        path: path.to_path_buf(),
+        source: e.into_error(),
+    })?;
     f.sync_all().map_err(ServerError::io("cannot fsync", path))
 }
 
-#[allow(clippy::too_many_arguments)]
 fn write_epoch_files(
     dir: &Path,
-    kept: &[TableEntry],
-    persons: &[String],
-    key: &ServerKey,
-    master: &LabelMasterKey,
-    number: u64,
-    epoch_id: EpochId,
+    table: &[u8],
+    persons: &[u8],
+    index: &[u8],
+    manifest: &Manifest,
     fail_at: Option<FailPoint>,
-) -> Result<Manifest, ServerError> {
+) -> Result<(), ServerError> {
     create_dir_private(dir)?;
-    // table.bin, hashed while it is written.
-    let tpath = dir.join(TABLE);
-    let f = create_new_private(&tpath)?;
-    let mut w = BufWriter::with_capacity(1 << 20, f);
-    let mut h = Sha256::new();
-    w.write_all(TABLE_MAGIC)
-        .map_err(ServerError::io("cannot write", &tpath))?;
-    h.update(TABLE_MAGIC);
-    for e in kept {
-        let rec = e.to_record();
-        w.write_all(rec.as_ref())
-            .map_err(ServerError::io("cannot write", &tpath))?;
-        h.update(rec.as_ref());
-    }
-    let f = w.into_inner().map_err(|e| ServerError::Io {
-        action: "cannot write",
-        path: tpath.clone(),
-        source: e.into_error(),
-    })?;
-    f.sync_all()
-        .map_err(ServerError::io("cannot fsync", &tpath))?;
-    drop(f);
-    let table_sha256 = hex::encode(h.finalize().as_slice());
+    write_file_synced(&dir.join(TABLE), table)?;
+    debug_assert_eq!(sha256_hex(table), manifest.table_sha256);
     if fail_at == Some(FailPoint::AfterTableWritten) {
         return Err(ServerError::InjectedFailure(FailPoint::AfterTableWritten));
     }
-
-    let pbytes = encode_persons(persons);
-    debug_assert!(pbytes.starts_with(PERSONS_MAGIC));
-    write_file_synced(&dir.join(PERSONS), &pbytes)?;
-    write_file_synced(&dir.join(OPRF_KEY), key.to_bytes().as_ref())?;
-    write_file_synced(
-        &dir.join(EPOCH_LABEL_MASTER_KEY),
-        master.to_bytes().as_ref(),
-    )?;
-    let manifest = Manifest {
-        format: 1,
-        number,
-        epoch_id: hex::encode(epoch_id.to_bytes()),
-        public_key: hex::encode(key.public_key().to_bytes()),
-        label_master_key_id: master.key_id().to_string(),
-        created_unix: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
-        entries: kept.len() as u64,
-        persons: u32::try_from(persons.len()).unwrap_or(u32::MAX),
-        table_sha256,
-        persons_sha256: sha256_hex(&pbytes),
-    };
-    write_file_synced(&dir.join(MANIFEST), manifest.to_toml()?.as_bytes())?;
-    fsync_dir(dir)?;
-    Ok(manifest)
+    write_file_synced(&dir.join(PERSONS), persons)?;
+    write_file_synced(&dir.join(INDEX), index)?;
+    write_file_synced(&dir.join(MANIFEST), to_toml(manifest)?.as_bytes())?;
+    fsync_dir(dir)
 }
 
-/// Removes `epochs/.build-*` directories left by builds that did not finish.
+/// Removes `.build-*` and `.new-*` directories left by builds that did not finish.
 fn remove_stale_builds(data: &DataDir) -> Result<(), ServerError> {
-    let dir = data.epochs();
-    let rd = fs::read_dir(&dir).map_err(ServerError::io("cannot list", &dir))?;
-    for ent in rd {
-        let ent = ent.map_err(ServerError::io("cannot list", &dir))?;
-        let name = ent.file_name();
-        if name.to_string_lossy().starts_with(".build-") {
-            let p = ent.path();
-            tracing::warn!(path = %p.display(), "removing an unfinished build");
-            fs::remove_dir_all(&p).map_err(ServerError::io("cannot remove", &p))?;
+    for (dir, prefix) in [(data.epochs(), ".build-"), (data.key_periods(), ".new-")] {
+        let rd = fs::read_dir(&dir).map_err(ServerError::io("cannot list", &dir))?;
+        for ent in rd {
+            let ent = ent.map_err(ServerError::io("cannot list", &dir))?;
+            if ent.file_name().to_string_lossy().starts_with(prefix) {
+                let p = ent.path();
+                tracing::warn!(path = %p.display(), "removing an unfinished build");
+                fs::remove_dir_all(&p).map_err(ServerError::io("cannot remove", &p))?;
+            }
         }
     }
     Ok(())
 }
 
-/// Deletes published epochs older than the newest `keep` (never the current one).
-fn prune_epochs(data: &DataDir, current: u64, keep: usize) -> Result<Vec<u64>, ServerError> {
-    let all = published_epochs(data)?;
+/// Deletes epoch directories that never became current (numbers between the previous current
+/// epoch and the new one: builds that failed after their rename), then published epochs older
+/// than the newest `keep` (never the current one).
+fn prune_epochs(
+    data: &DataDir,
+    current: u32,
+    previous_current: Option<u32>,
+    keep: usize,
+) -> Result<Vec<u32>, ServerError> {
     let mut pruned = Vec::new();
+    let floor = previous_current.unwrap_or(0);
+    for n in published_epochs(data)? {
+        if n > floor && n != current && n < current {
+            let p = data.epoch_dir(n);
+            fs::remove_dir_all(&p).map_err(ServerError::io("cannot remove", &p))?;
+            pruned.push(n);
+        }
+    }
+    let all = published_epochs(data)?;
     if all.len() > keep {
         for &n in &all[..all.len() - keep] {
             if n == current {
@@ -676,7 +1037,83 @@ fn prune_epochs(data: &DataDir, current: u64, keep: usize) -> Result<Vec<u64>, S
             fs::remove_dir_all(&p).map_err(ServerError::io("cannot remove", &p))?;
             pruned.push(n);
         }
+    }
+    if !pruned.is_empty() {
         fsync_dir(&data.epochs())?;
     }
+    pruned.sort_unstable();
     Ok(pruned)
+}
+
+/// Keeps the delta files of the last `history` epochs of the current chain; deletes every other
+/// delta file (older ones, other key periods', orphans of unpublished epochs).
+fn prune_deltas(
+    data: &DataDir,
+    current: &Manifest,
+    kp: &KeyPeriod,
+    history: u32,
+) -> Result<Vec<u32>, ServerError> {
+    let mut keep = std::collections::BTreeSet::new();
+    let mut e = current.number;
+    let mut prev = current.previous_epoch;
+    while let Some(p) = prev {
+        if keep.len() >= history as usize {
+            break;
+        }
+        keep.insert(e);
+        if p <= kp.meta.first_epoch {
+            break;
+        }
+        // The previous epoch's predecessor, from its delta's header.
+        let path = data.delta_file(p);
+        let Ok(bytes) = read_secret(&path) else {
+            break;
+        };
+        let Ok(d) = crate::epoch::decode_delta("delta", &path, &bytes) else {
+            break;
+        };
+        e = p;
+        prev = Some(d.previous);
+    }
+    let mut pruned = Vec::new();
+    for n in numbered_entries(&data.deltas(), parse_delta_file_name)? {
+        if !keep.contains(&n) {
+            let p = data.delta_file(n);
+            fs::remove_file(&p).map_err(ServerError::io("cannot remove", &p))?;
+            pruned.push(n);
+        }
+    }
+    if !pruned.is_empty() {
+        fsync_dir(&data.deltas())?;
+    }
+    Ok(pruned)
+}
+
+/// Deletes key period directories that no kept epoch uses (never the current key period).
+fn prune_key_periods(data: &DataDir, current: u64) -> Result<(), ServerError> {
+    let mut used = std::collections::BTreeSet::from([current]);
+    for n in published_epochs(data)? {
+        if let Ok(m) = read_manifest(data, n) {
+            used.insert(m.key_period);
+        } else {
+            // An unreadable epoch: keep every key period rather than guess.
+            return Ok(());
+        }
+    }
+    let mut removed = false;
+    for n in numbered_entries(&data.key_periods(), parse_dir_name)? {
+        if n < current && !used.contains(&n) {
+            let p = data.key_period_dir(n);
+            fs::remove_dir_all(&p).map_err(ServerError::io("cannot remove", &p))?;
+            tracing::info!(
+                key_period = n,
+                "key period retired: its key and label key deleted"
+            );
+            removed = true;
+        }
+    }
+    if removed {
+        fsync_dir(&data.key_periods())?;
+    }
+    Ok(())
 }

@@ -5,6 +5,14 @@
 //! as a command-line flag instead (the CLI overrides fields after [`ServerConfig::load`]).
 //! Relative paths in a file are relative to the file's directory. Unknown keys are errors, so a
 //! typo never silently falls back to a default.
+//!
+//! `clients.toml` lists the accredited clients, each with two evaluation quotas
+//! (protocol-spec/security.md §5.1): `evaluations_per_day` (required; per quota day, 00:00 to
+//! 24:00 at `quota_utc_offset_minutes`, JST by default) and `evaluations_per_key_period`
+//! (optional; default **10 × `evaluations_per_day`**, i.e. ten full days of evaluations for
+//! the whole lifetime of a key period — a client evaluates each held number once per key period
+//! thanks to its OPRF cache, so it needs about its holding plus its daily growth; set it
+//! explicitly for clients with large holdings).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -50,15 +58,15 @@ pub struct ServerConfig {
     pub request_timeout_ms: u64,
     /// Most elements in one Evaluate (1 to 4096); announced in Info as `max_batch`.
     pub max_batch: u32,
-    /// Whether k-anon mode (FetchRange) is offered.
-    pub k_anon: bool,
-    /// k of k-anon mode: the least number of entries every served range holds.
-    pub min_range_entries: u32,
-    /// Entries per TableChunk of a FetchAll download (1 to 65536).
+    /// Entries per BaseChunk of a FetchBase download (1 to 65536).
     pub fetch_chunk_entries: u32,
-    /// Whole-table downloads a client may make per epoch: FetchAll streams may send it at most
-    /// this many times the table's entries per epoch (resumed downloads count what they resend).
-    pub full_downloads_per_epoch: u32,
+    /// Most epochs whose deltas are served (the server announces `oldest_delta_base`
+    /// accordingly; the build keeps `delta_history` delta files, default 90).
+    pub delta_history: u32,
+    /// Most FetchBase downloads one client may have in progress; more are answered `Busy`.
+    pub max_base_downloads_per_client: u32,
+    /// Most FetchBase downloads in progress server-wide; more are answered `Busy`.
+    pub max_base_downloads: u32,
     /// Seconds between status lines in the log (0: no status lines).
     pub status_interval_secs: u64,
     /// How often, in milliseconds, the server checks the `current` file for a new epoch.
@@ -85,10 +93,10 @@ impl Default for ServerConfig {
             idle_timeout_ms: DEFAULT_IDLE_TIMEOUT_MS,
             request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
             max_batch: MAX_BATCH_ELEMENTS as u32,
-            k_anon: true,
-            min_range_entries: 256,
             fetch_chunk_entries: 16_384,
-            full_downloads_per_epoch: 3,
+            delta_history: crate::build::DEFAULT_DELTA_HISTORY,
+            max_base_downloads_per_client: 2,
+            max_base_downloads: 16,
             status_interval_secs: 60,
             epoch_poll_ms: 1000,
             shutdown_grace_ms: 10_000,
@@ -171,22 +179,23 @@ impl ServerConfig {
             MAX_BATCH_ELEMENTS as u64,
         )?;
         check(
-            "min_range_entries",
-            self.min_range_entries.into(),
-            1,
-            u64::from(u32::MAX),
-        )?;
-        check(
             "fetch_chunk_entries",
             self.fetch_chunk_entries.into(),
             1,
             MAX_ENTRIES_PER_CHUNK as u64,
         )?;
+        check("delta_history", self.delta_history.into(), 0, 100_000)?;
         check(
-            "full_downloads_per_epoch",
-            self.full_downloads_per_epoch.into(),
+            "max_base_downloads_per_client",
+            self.max_base_downloads_per_client.into(),
             1,
-            1000,
+            1024,
+        )?;
+        check(
+            "max_base_downloads",
+            self.max_base_downloads.into(),
+            1,
+            1 << 16,
         )?;
         check("epoch_poll_ms", self.epoch_poll_ms, 50, 3_600_000)?;
         check("shutdown_grace_ms", self.shutdown_grace_ms, 0, 600_000)?;
@@ -217,6 +226,34 @@ pub struct ClientEntry {
     pub id: String,
     /// Blinded elements the client may have evaluated per quota day.
     pub evaluations_per_day: u64,
+    /// Blinded elements the client may have evaluated per key period (default: 10 ×
+    /// `evaluations_per_day`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluations_per_key_period: Option<u64>,
+}
+
+/// Multiplier of the daily quota that gives the default key-period quota.
+pub const DEFAULT_KEY_PERIOD_QUOTA_DAYS: u64 = 10;
+
+/// The two evaluation quotas of one client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientLimits {
+    /// Evaluations per quota day.
+    pub per_day: u64,
+    /// Evaluations per key period.
+    pub per_key_period: u64,
+}
+
+impl ClientEntry {
+    fn limits(&self) -> ClientLimits {
+        ClientLimits {
+            per_day: self.evaluations_per_day,
+            per_key_period: self.evaluations_per_key_period.unwrap_or(
+                self.evaluations_per_day
+                    .saturating_mul(DEFAULT_KEY_PERIOD_QUOTA_DAYS),
+            ),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -229,7 +266,7 @@ struct ClientsFile {
 /// The accredited clients (`clients.toml`), by id.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AccreditedClients {
-    clients: BTreeMap<ClientId, u64>,
+    clients: BTreeMap<ClientId, ClientLimits>,
 }
 
 impl AccreditedClients {
@@ -248,7 +285,7 @@ impl AccreditedClients {
         let mut clients = BTreeMap::new();
         for (i, c) in file.client.into_iter().enumerate() {
             let id = ClientId::new(&c.id).map_err(|e| format!("[[client]] #{}: {e}", i + 1))?;
-            if clients.insert(id, c.evaluations_per_day).is_some() {
+            if clients.insert(id, c.limits()).is_some() {
                 return Err(format!(
                     "[[client]] #{}: id {:?} is listed twice",
                     i + 1,
@@ -264,7 +301,7 @@ impl AccreditedClients {
         let mut clients = BTreeMap::new();
         for c in entries {
             let id = ClientId::new(&c.id).map_err(|e| e.to_string())?;
-            if clients.insert(id, c.evaluations_per_day).is_some() {
+            if clients.insert(id, c.limits()).is_some() {
                 return Err(format!("id {:?} is listed twice", c.id));
             }
         }
@@ -273,6 +310,11 @@ impl AccreditedClients {
 
     /// The daily evaluation quota of `id`, or `None` if `id` is not accredited.
     pub fn quota_of(&self, id: &ClientId) -> Option<u64> {
+        self.clients.get(id).map(|l| l.per_day)
+    }
+
+    /// Both evaluation quotas of `id`, or `None` if `id` is not accredited.
+    pub fn limits_of(&self, id: &ClientId) -> Option<ClientLimits> {
         self.clients.get(id).copied()
     }
 
@@ -299,6 +341,10 @@ mod tests {
         let c = ServerConfig::from_toml_str("max_batch = 10\nlisten = \"127.0.0.1:9\"").unwrap();
         assert_eq!(c.max_batch, 10);
         assert!(ServerConfig::from_toml_str("max_btach = 10").is_err());
+        assert!(
+            ServerConfig::from_toml_str("k_anon = true").is_err(),
+            "nayose/2 has no k-anon settings"
+        );
         let c = ServerConfig::from_toml_str("max_batch = 5000").unwrap();
         assert!(c.validate().unwrap_err().to_string().contains("max_batch"));
     }
@@ -311,6 +357,24 @@ mod tests {
         )
         .unwrap();
         assert_eq!(a.quota_of(&ClientId::new("hosp-a").unwrap()), Some(10));
+        assert_eq!(
+            a.limits_of(&ClientId::new("hosp-a").unwrap()),
+            Some(ClientLimits {
+                per_day: 10,
+                per_key_period: 100
+            }),
+            "the key-period quota defaults to 10 days' worth"
+        );
+        let b = AccreditedClients::from_toml_str(
+            "[[client]]\nid = \"x\"\nevaluations_per_day = 10\nevaluations_per_key_period = 15\n",
+        )
+        .unwrap();
+        assert_eq!(
+            b.limits_of(&ClientId::new("x").unwrap())
+                .unwrap()
+                .per_key_period,
+            15
+        );
         assert_eq!(a.quota_of(&ClientId::new("hosp-c").unwrap()), None);
         assert!(AccreditedClients::from_toml_str(
             "[[client]]\nid = \"a\"\nevaluations_per_day = 1\n[[client]]\nid = \"a\"\nevaluations_per_day = 1\n"

@@ -1,27 +1,42 @@
-//! A published epoch on disk and in memory: manifest, files, checksum-verified loading, and the
-//! reads the service makes (prefix ranges, entries encrypted for one client).
+//! Published epochs, key periods and deltas on disk, and the snapshot the service serves.
 //!
-//! File formats (server-local, never on the wire):
-//! - `table.bin`: the 16 bytes `TABLE_MAGIC`, then `entries` records of 52 bytes
-//!   (`tag (16) || label_key (32) || person index (u32 LE)`, nayose-table's record format),
-//!   strictly ascending by tag.
+//! File formats (server-local, never on the wire; table.md §14 leaves them to the server):
+//! - `table.bin`: the 16 bytes [`TABLE_MAGIC`], then `entries` records of 56 bytes
+//!   (`tag (16) || label_key (32) || person index (u32 LE) || version (u32 LE)`, nayose-table's
+//!   record format), strictly ascending by tag.
 //! - `persons.bin`: the 16 bytes `PERSONS_MAGIC`, then per person `u16 LE length || id bytes`;
 //!   person index i is the i-th id.
-//! - `manifest.toml`: [`Manifest`]; its SHA-256 sums cover the two files byte for byte.
+//! - `index.bin`: the 16 bytes `INDEX_MAGIC`, `u64 LE count`, then per number
+//!   `u8 length || canonical number bytes || tag (16)`, strictly ascending by number bytes: the
+//!   number → tag map the next build of the key period diffs against. It holds numbers.
+//! - `deltas/<epoch>.bin`: the 16 bytes `DELTA_MAGIC`, key period id (16), epoch (u32 LE),
+//!   previous epoch (u32 LE), removed count r (u64 LE), upsert count u (u64 LE), r removed tags
+//!   ascending, u upserts ascending by tag each `tag (16) || label_key (32) || u16 LE length ||
+//!   person id`, then the SHA-256 of everything before it (32). Self-contained, so it outlives
+//!   its epoch's directory. Every upsert's version is the delta's epoch.
+//! - `manifest.toml` ([`Manifest`], format 2) with the SHA-256 of the three epoch files and the
+//!   table digest; `keyperiods/<n>/keyperiod.toml` ([`KeyPeriodMeta`]).
 //!
-//! Invariants of a loaded [`Epoch`]: both checksums matched the manifest; the records passed
-//! nayose-table's `RecordTable::new` check once at load (whole records, strictly ascending
-//! tags, person indices below the person count); skS matches the manifest's pkS and the epoch id
-//! is `EpochId::new(number, pkS)`; the epoch's K_L copy has the manifest's key id. The table
-//! (which holds label keys) lives in zeroizing memory. memmap2 needs `unsafe`, which this
-//! workspace forbids, so the table is read into memory once at load.
+//! Invariants of a loaded [`Epoch`] (a snapshot): every checksum matched; the records passed
+//! nayose-table's `RecordTable::new` check (whole records, strictly ascending tags, person
+//! indices in range, no version after the epoch) and their digest equals the manifest's; skS
+//! matches the key period's pkS and the key period id is `KeyPeriodId::new(number, pkS)`; the
+//! key period's K_L has the key id both the key period and the manifest name. Its delta chain
+//! holds, ascending, the kept deltas of the epochs after `oldest_delta_base` up to the epoch,
+//! each verified and held open (a later build may unlink the file; the open handle still reads
+//! it). The table (which holds label keys) lives in zeroizing memory; memmap2 needs `unsafe`,
+//! which this workspace forbids, so it is read into memory once at load.
 
-use std::fs;
-use std::ops::Range;
+use std::fs::{self, File};
+use std::io::Read;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use nayose_oprf::ServerKey;
-use nayose_table::{ClientId, EpochId, LabelMasterKey, RECORD_LEN, RecordTable, TagPrefix};
+use nayose_table::{
+    ClientEntry, ClientId, KeyPeriodId, LABEL_KEY_LEN, LabelKey, LabelMasterKey, RECORD_LEN,
+    RecordTable, TAG_LEN, TableDigest, TableEntry, Tag, encrypt_entry,
+};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
@@ -30,67 +45,90 @@ use crate::error::ServerError;
 use crate::fsutil::{check_owner_only, read_secret};
 use crate::keys::{read_label_master_key, read_oprf_key};
 use crate::layout::{
-    DataDir, EPOCH_LABEL_MASTER_KEY, MANIFEST, OPRF_KEY, PERSONS, TABLE, parse_epoch_dir_name,
+    DataDir, INDEX, KEY_PERIOD_LABEL_MASTER_KEY, KEY_PERIOD_META, MANIFEST, OPRF_KEY, PERSONS,
+    TABLE, parse_epoch_dir_name,
 };
 
 /// First 16 bytes of `table.bin`.
-pub(crate) const TABLE_MAGIC: &[u8; 16] = b"nayose-table-v1\n";
+pub(crate) const TABLE_MAGIC: &[u8; 16] = b"nayose-table-v2\n";
 /// First 16 bytes of `persons.bin`.
 pub(crate) const PERSONS_MAGIC: &[u8; 16] = b"nayose-persons1\n";
+/// First 16 bytes of `index.bin`.
+pub(crate) const INDEX_MAGIC: &[u8; 16] = b"nayose-index-v2\n";
+/// First 16 bytes of a delta file.
+pub(crate) const DELTA_MAGIC: &[u8; 16] = b"nayose-delta-v2\n";
 /// Longest person id accepted, in bytes.
 pub(crate) const MAX_PERSON_ID_LEN: usize = 1024;
+/// Bytes of a delta file before the lists.
+const DELTA_HEADER_LEN: usize = 16 + 16 + 4 + 4 + 8 + 8;
 
-/// The manifest of a published epoch (`manifest.toml`).
+/// The manifest of a published epoch (`manifest.toml`, format 2).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
-    /// Manifest format version (1).
+    /// Manifest format version (2).
     pub format: u32,
-    /// The epoch's sequence number.
-    pub number: u64,
-    /// The epoch id, 32 lowercase hex digits.
-    pub epoch_id: String,
-    /// The VOPRF public key pkS, 64 lowercase hex digits.
+    /// The epoch number.
+    pub number: u32,
+    /// The key period's number.
+    pub key_period: u64,
+    /// The key period id, 32 lowercase hex digits.
+    pub key_period_id: String,
+    /// The key period's VOPRF public key pkS, 64 lowercase hex digits.
     pub public_key: String,
-    /// Public id of the label master key copied into the epoch, 16 hex digits.
+    /// Public id of the key period's label master key, 16 hex digits.
     pub label_master_key_id: String,
+    /// The previous epoch of the same key period (absent for the first epoch of a key period).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_epoch: Option<u32>,
     /// Unix time (seconds) the epoch was built.
     pub created_unix: u64,
     /// Number of table entries (distinct numbers).
     pub entries: u64,
     /// Number of persons in `persons.bin`.
     pub persons: u32,
+    /// Entries added against the previous epoch (all entries for a first epoch).
+    pub added: u64,
+    /// Entries removed against the previous epoch.
+    pub removed: u64,
+    /// Entries relabelled against the previous epoch.
+    pub relabelled: u64,
+    /// The table digest (table.md §9.4), 64 lowercase hex digits.
+    pub digest: String,
     /// SHA-256 of `table.bin`, hex.
     pub table_sha256: String,
     /// SHA-256 of `persons.bin`, hex.
     pub persons_sha256: String,
+    /// SHA-256 of `index.bin`, hex.
+    pub index_sha256: String,
+    /// SHA-256 of the epoch's delta file (absent for the first epoch of a key period), hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta_sha256: Option<String>,
 }
 
-/// One loaded epoch, ready to serve.
-pub(crate) struct Epoch {
-    id: EpochId,
-    dir_name: String,
-    key: ServerKey,
-    public_key: [u8; 32],
-    master: LabelMasterKey,
-    table: Zeroizing<Vec<u8>>,
-    persons: Vec<Box<[u8]>>,
-    max_prefix_bits: Option<u8>,
+/// A key period's metadata (`keyperiods/<n>/keyperiod.toml`), written once when it starts.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct KeyPeriodMeta {
+    /// Format version (1).
+    pub(crate) format: u32,
+    /// The key period number.
+    pub(crate) number: u64,
+    /// The key period id, 32 hex digits.
+    pub(crate) key_period_id: String,
+    /// pkS, 64 hex digits.
+    pub(crate) public_key: String,
+    /// The key id of the key period's label master key.
+    pub(crate) label_master_key_id: String,
+    /// The first epoch of the key period.
+    pub(crate) first_epoch: u32,
+    /// Unix time it started.
+    pub(crate) created_unix: u64,
 }
 
-impl std::fmt::Debug for Epoch {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Epoch")
-            .field("id", &self.id.to_string())
-            .field("entries", &self.len())
-            .field("persons", &self.persons.len())
-            .finish_non_exhaustive()
-    }
-}
-
-fn corrupt(dir_name: &str, path: &Path, reason: impl Into<String>) -> ServerError {
+fn corrupt(what: &str, path: &Path, reason: impl Into<String>) -> ServerError {
     ServerError::CorruptEpoch {
-        epoch: dir_name.to_string(),
+        epoch: what.to_string(),
         path: path.to_path_buf(),
         reason: reason.into(),
     }
@@ -98,6 +136,10 @@ fn corrupt(dir_name: &str, path: &Path, reason: impl Into<String>) -> ServerErro
 
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes).as_slice())
+}
+
+pub(crate) fn to_toml<T: Serialize>(v: &T) -> Result<String, ServerError> {
+    toml::to_string(v).map_err(|e| ServerError::Internal(format!("toml encoding: {e}")))
 }
 
 /// Reads `DATA_DIR/current`: the name of the current epoch directory (`None` if no epoch was
@@ -125,24 +167,27 @@ pub(crate) fn read_current(data: &DataDir) -> Result<Option<String>, ServerError
     }
 }
 
-/// Numbers of the published epoch directories in `DATA_DIR/epochs`, ascending.
-pub(crate) fn published_epochs(data: &DataDir) -> Result<Vec<u64>, ServerError> {
-    let dir = data.epochs();
+/// Numbers named by the entries of `dir` that `parse` accepts, ascending (empty if `dir` does
+/// not exist).
+pub(crate) fn numbered_entries<T: Ord>(
+    dir: &Path,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<Vec<T>, ServerError> {
     let mut out = Vec::new();
-    let rd = match fs::read_dir(&dir) {
+    let rd = match fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
         Err(e) => {
             return Err(ServerError::Io {
                 action: "cannot list",
-                path: dir,
+                path: dir.to_path_buf(),
                 source: e,
             });
         }
     };
     for ent in rd {
-        let ent = ent.map_err(ServerError::io("cannot list", &dir))?;
-        if let Some(n) = ent.file_name().to_str().and_then(parse_epoch_dir_name) {
+        let ent = ent.map_err(ServerError::io("cannot list", dir))?;
+        if let Some(n) = ent.file_name().to_str().and_then(&parse) {
             out.push(n);
         }
     }
@@ -150,21 +195,99 @@ pub(crate) fn published_epochs(data: &DataDir) -> Result<Vec<u64>, ServerError> 
     Ok(out)
 }
 
-impl Manifest {
-    pub(crate) fn to_toml(&self) -> Result<String, ServerError> {
-        toml::to_string(self).map_err(|e| ServerError::Internal(format!("manifest encoding: {e}")))
-    }
+/// Numbers of the published epoch directories in `DATA_DIR/epochs`, ascending.
+pub(crate) fn published_epochs(data: &DataDir) -> Result<Vec<u32>, ServerError> {
+    numbered_entries(&data.epochs(), parse_epoch_dir_name)
 }
 
 fn hex_array<const N: usize>(
-    dir_name: &str,
+    what: &str,
     path: &Path,
     field: &str,
     s: &str,
 ) -> Result<[u8; N], ServerError> {
-    let v = hex::decode(s).map_err(|_| corrupt(dir_name, path, format!("{field} is not hex")))?;
+    let v = hex::decode(s).map_err(|_| corrupt(what, path, format!("{field} is not hex")))?;
     v.try_into()
-        .map_err(|_| corrupt(dir_name, path, format!("{field} is not {N} bytes")))
+        .map_err(|_| corrupt(what, path, format!("{field} is not {N} bytes")))
+}
+
+/// Reads and parses a manifest.
+pub(crate) fn read_manifest(data: &DataDir, number: u32) -> Result<Manifest, ServerError> {
+    let dir_name = crate::layout::epoch_dir_name(u64::from(number));
+    let mpath = data.epoch_dir(number).join(MANIFEST);
+    let text = fs::read_to_string(&mpath).map_err(ServerError::io("cannot read", &mpath))?;
+    let m: Manifest =
+        toml::from_str(&text).map_err(|e| corrupt(&dir_name, &mpath, e.to_string()))?;
+    if m.format != 2 || m.number != number {
+        return Err(corrupt(
+            &dir_name,
+            &mpath,
+            format!(
+                "format {} / number {} do not match the directory (a nayose/2 server reads \
+                 manifest format 2 only)",
+                m.format, m.number
+            ),
+        ));
+    }
+    Ok(m)
+}
+
+/// A key period's keys and metadata.
+pub(crate) struct KeyPeriod {
+    pub(crate) meta: KeyPeriodMeta,
+    pub(crate) id: KeyPeriodId,
+    pub(crate) key: ServerKey,
+    pub(crate) public_key: [u8; 32],
+    pub(crate) master: LabelMasterKey,
+}
+
+impl KeyPeriod {
+    /// Loads and checks key period `number` (metadata, skS against pkS, K_L against its id).
+    pub(crate) fn load(data: &DataDir, number: u64) -> Result<KeyPeriod, ServerError> {
+        let what = format!("key period {number}");
+        let dir = data.key_period_dir(number);
+        let mpath = dir.join(KEY_PERIOD_META);
+        let text = fs::read_to_string(&mpath).map_err(ServerError::io("cannot read", &mpath))?;
+        let meta: KeyPeriodMeta =
+            toml::from_str(&text).map_err(|e| corrupt(&what, &mpath, e.to_string()))?;
+        if meta.format != 1 || meta.number != number {
+            return Err(corrupt(&what, &mpath, "format or number does not match"));
+        }
+        let public_key: [u8; 32] = hex_array(&what, &mpath, "public_key", &meta.public_key)?;
+        let id = KeyPeriodId::new(number, &public_key);
+        if hex::encode(id.to_bytes()) != meta.key_period_id {
+            return Err(corrupt(
+                &what,
+                &mpath,
+                "key_period_id does not match number and public key",
+            ));
+        }
+        let kpath = dir.join(OPRF_KEY);
+        let key = read_oprf_key(&kpath)?;
+        if key.public_key().to_bytes() != public_key {
+            return Err(corrupt(
+                &what,
+                &kpath,
+                "the key does not match the key period's public key",
+            ));
+        }
+        let lpath = dir.join(KEY_PERIOD_LABEL_MASTER_KEY);
+        let master = read_label_master_key(&lpath)?;
+        if master.key_id().to_string() != meta.label_master_key_id {
+            return Err(corrupt(
+                &what,
+                &lpath,
+                "the label master key does not match the key period's key id",
+            ));
+        }
+        Ok(KeyPeriod {
+            meta,
+            id,
+            key,
+            public_key,
+            master,
+        })
+    }
 }
 
 /// Encodes person ids as `persons.bin`.
@@ -181,31 +304,31 @@ pub(crate) fn encode_persons<P: AsRef<[u8]>>(persons: &[P]) -> Vec<u8> {
     out
 }
 
-fn decode_persons(
-    dir_name: &str,
+pub(crate) fn decode_persons(
+    what: &str,
     path: &Path,
     bytes: &[u8],
     expected: u32,
 ) -> Result<Vec<Box<[u8]>>, ServerError> {
     let mut rest = bytes
         .strip_prefix(PERSONS_MAGIC.as_slice())
-        .ok_or_else(|| corrupt(dir_name, path, "wrong file header (not a persons file)"))?;
+        .ok_or_else(|| corrupt(what, path, "wrong file header (not a persons file)"))?;
     // `expected` comes from the manifest: never reserve more than the file could hold.
     let mut out = Vec::with_capacity((expected as usize).min(bytes.len() / 2));
     while !rest.is_empty() {
         let Some((len, tail)) = rest.split_first_chunk::<2>() else {
-            return Err(corrupt(dir_name, path, "truncated person id length"));
+            return Err(corrupt(what, path, "truncated person id length"));
         };
         let len = u16::from_le_bytes(*len) as usize;
         let Some((id, tail)) = tail.split_at_checked(len) else {
-            return Err(corrupt(dir_name, path, "truncated person id"));
+            return Err(corrupt(what, path, "truncated person id"));
         };
         out.push(Box::from(id));
         rest = tail;
     }
     if out.len() != expected as usize {
         return Err(corrupt(
-            dir_name,
+            what,
             path,
             format!("{} person ids, the manifest says {expected}", out.len()),
         ));
@@ -213,13 +336,267 @@ fn decode_persons(
     Ok(out)
 }
 
+/// Encodes the number index: `(canonical number, tag)` pairs, already ascending by number.
+pub(crate) fn encode_index<'a>(
+    count: u64,
+    items: impl Iterator<Item = (&'a [u8], Tag)>,
+) -> Zeroizing<Vec<u8>> {
+    let mut out = Zeroizing::new(Vec::new());
+    out.extend_from_slice(INDEX_MAGIC);
+    out.extend_from_slice(&count.to_le_bytes());
+    for (n, t) in items {
+        // Canonical encodings are far shorter than 256 bytes (numbers.md).
+        out.push(n.len() as u8);
+        out.extend_from_slice(n);
+        out.extend_from_slice(t.as_bytes());
+    }
+    out
+}
+
+/// Parses the number index into `(number, tag)` pairs (checked: ascending, count, lengths).
+pub(crate) fn decode_index<'a>(
+    what: &str,
+    path: &Path,
+    bytes: &'a [u8],
+) -> Result<Vec<(&'a [u8], Tag)>, ServerError> {
+    let rest = bytes
+        .strip_prefix(INDEX_MAGIC.as_slice())
+        .ok_or_else(|| corrupt(what, path, "wrong file header (not a number index)"))?;
+    let Some((count, mut rest)) = rest.split_first_chunk::<8>() else {
+        return Err(corrupt(what, path, "truncated count"));
+    };
+    let count = u64::from_le_bytes(*count);
+    let mut out: Vec<(&[u8], Tag)> = Vec::with_capacity((count as usize).min(rest.len() / 17));
+    while !rest.is_empty() {
+        let len = rest[0] as usize;
+        let Some((n, tail)) = rest[1..].split_at_checked(len) else {
+            return Err(corrupt(what, path, "truncated number"));
+        };
+        let Some((t, tail)) = tail.split_first_chunk::<TAG_LEN>() else {
+            return Err(corrupt(what, path, "truncated tag"));
+        };
+        if let Some((last, _)) = out.last()
+            && *last >= n
+        {
+            return Err(corrupt(what, path, "numbers are not strictly ascending"));
+        }
+        out.push((n, Tag(*t)));
+        rest = tail;
+    }
+    if out.len() as u64 != count {
+        return Err(corrupt(what, path, "number count does not match"));
+    }
+    Ok(out)
+}
+
+/// One upsert of a delta as stored: tag, label key, person id.
+pub(crate) struct StoredUpsert {
+    pub(crate) tag: Tag,
+    pub(crate) label_key: LabelKey,
+    pub(crate) person: Box<[u8]>,
+}
+
+/// A parsed delta file.
+pub(crate) struct Delta {
+    pub(crate) key_period: KeyPeriodId,
+    pub(crate) epoch: u32,
+    pub(crate) previous: u32,
+    pub(crate) removed: Vec<Tag>,
+    pub(crate) upserts: Vec<StoredUpsert>,
+}
+
+/// Encodes a delta file (the lists must already be ascending by tag).
+pub(crate) fn encode_delta(
+    key_period: KeyPeriodId,
+    epoch: u32,
+    previous: u32,
+    removed: &[Tag],
+    upserts: &[(Tag, &LabelKey, &[u8])],
+) -> Zeroizing<Vec<u8>> {
+    let mut out = Zeroizing::new(Vec::new());
+    out.extend_from_slice(DELTA_MAGIC);
+    out.extend_from_slice(key_period.as_bytes());
+    out.extend_from_slice(&epoch.to_le_bytes());
+    out.extend_from_slice(&previous.to_le_bytes());
+    out.extend_from_slice(&(removed.len() as u64).to_le_bytes());
+    out.extend_from_slice(&(upserts.len() as u64).to_le_bytes());
+    for t in removed {
+        out.extend_from_slice(t.as_bytes());
+    }
+    for (t, k, p) in upserts {
+        out.extend_from_slice(t.as_bytes());
+        out.extend_from_slice(k.as_bytes());
+        out.extend_from_slice(&(p.len() as u16).to_le_bytes());
+        out.extend_from_slice(p);
+    }
+    let sum = Sha256::digest(out.as_slice());
+    out.extend_from_slice(sum.as_slice());
+    out
+}
+
+/// Parses and verifies a delta file's bytes.
+pub(crate) fn decode_delta(what: &str, path: &Path, bytes: &[u8]) -> Result<Delta, ServerError> {
+    let bad = |r: &str| corrupt(what, path, r.to_string());
+    if bytes.len() < DELTA_HEADER_LEN + 32 || !bytes.starts_with(DELTA_MAGIC) {
+        return Err(bad("wrong file header (not a delta file)"));
+    }
+    let (body, sum) = bytes.split_at(bytes.len() - 32);
+    if Sha256::digest(body).as_slice() != sum {
+        return Err(bad("checksum does not match (damaged delta file)"));
+    }
+    let u32_at = |o: usize| u32::from_le_bytes([body[o], body[o + 1], body[o + 2], body[o + 3]]);
+    let u64_at = |o: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&body[o..o + 8]);
+        u64::from_le_bytes(b)
+    };
+    let mut kp = [0u8; 16];
+    kp.copy_from_slice(&body[16..32]);
+    let (epoch, previous) = (u32_at(32), u32_at(36));
+    let (r, u) = (u64_at(40), u64_at(48));
+    let mut rest = &body[DELTA_HEADER_LEN..];
+    if (rest.len() as u64) < r.saturating_mul(TAG_LEN as u64) {
+        return Err(bad("truncated removed list"));
+    }
+    let mut removed = Vec::with_capacity(r as usize);
+    for _ in 0..r {
+        let Some((t, tail)) = rest.split_first_chunk::<TAG_LEN>() else {
+            return Err(bad("truncated removed list"));
+        };
+        removed.push(Tag(*t));
+        rest = tail;
+    }
+    let mut upserts = Vec::with_capacity((u as usize).min(rest.len() / 50));
+    for _ in 0..u {
+        let Some((t, tail)) = rest.split_first_chunk::<TAG_LEN>() else {
+            return Err(bad("truncated upsert"));
+        };
+        let Some((k, tail)) = tail.split_first_chunk::<LABEL_KEY_LEN>() else {
+            return Err(bad("truncated upsert"));
+        };
+        let Some((len, tail)) = tail.split_first_chunk::<2>() else {
+            return Err(bad("truncated upsert"));
+        };
+        let Some((p, tail)) = tail.split_at_checked(u16::from_le_bytes(*len) as usize) else {
+            return Err(bad("truncated upsert"));
+        };
+        upserts.push(StoredUpsert {
+            tag: Tag(*t),
+            label_key: LabelKey::from_bytes(k),
+            person: Box::from(p),
+        });
+        rest = tail;
+    }
+    if !rest.is_empty() {
+        return Err(bad("trailing bytes"));
+    }
+    let ascending =
+        removed.windows(2).all(|w| w[0] < w[1]) && upserts.windows(2).all(|w| w[0].tag < w[1].tag);
+    if !ascending || epoch <= previous {
+        return Err(bad("lists not ascending or epochs out of order"));
+    }
+    Ok(Delta {
+        key_period: KeyPeriodId::from_bytes(kp),
+        epoch,
+        previous,
+        removed,
+        upserts,
+    })
+}
+
+/// A kept delta of the snapshot's chain: verified at load, held open.
+#[derive(Debug)]
+pub(crate) struct DeltaHandle {
+    pub(crate) epoch: u32,
+    pub(crate) previous: u32,
+    file: File,
+    len: u64,
+}
+
+impl DeltaHandle {
+    /// Opens and fully verifies `deltas/<epoch>.bin`; `None` if it does not exist.
+    fn open(data: &DataDir, epoch: u32) -> Result<Option<(DeltaHandle, Delta)>, ServerError> {
+        let path = data.delta_file(epoch);
+        let mut file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(ServerError::Io {
+                    action: "cannot open",
+                    path,
+                    source: e,
+                });
+            }
+        };
+        check_owner_only(&path)?;
+        let mut bytes = Zeroizing::new(Vec::new());
+        file.read_to_end(&mut bytes)
+            .map_err(ServerError::io("cannot read", &path))?;
+        let d = decode_delta(&format!("delta of epoch {epoch}"), &path, &bytes)?;
+        if d.epoch != epoch {
+            return Err(corrupt(
+                &format!("delta of epoch {epoch}"),
+                &path,
+                format!("the file holds the delta of epoch {}", d.epoch),
+            ));
+        }
+        Ok(Some((
+            DeltaHandle {
+                epoch,
+                previous: d.previous,
+                file,
+                len: bytes.len() as u64,
+            },
+            d,
+        )))
+    }
+
+    /// Reads the (immutable, already verified) delta again for serving.
+    pub(crate) fn read(&self) -> Result<Delta, ServerError> {
+        let path = format!("deltas/{}.bin", self.epoch);
+        let mut bytes = Zeroizing::new(vec![0u8; self.len as usize]);
+        self.file
+            .read_exact_at(&mut bytes, 0)
+            .map_err(ServerError::io("cannot read", &path))?;
+        decode_delta(
+            &format!("delta of epoch {}", self.epoch),
+            path.as_ref(),
+            &bytes,
+        )
+    }
+}
+
+/// One loaded epoch with its key period, ready to serve (the service's snapshot).
+pub(crate) struct Epoch {
+    number: u32,
+    dir_name: String,
+    kp: KeyPeriod,
+    table: Zeroizing<Vec<u8>>,
+    persons: Vec<Box<[u8]>>,
+    digest: TableDigest,
+    /// The kept deltas of the chain, ascending by epoch; the first one's `previous` is
+    /// `oldest_delta_base`.
+    deltas: Vec<DeltaHandle>,
+}
+
+impl std::fmt::Debug for Epoch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Epoch")
+            .field("number", &self.number)
+            .field("key_period", &self.kp.id.to_string())
+            .field("entries", &self.len())
+            .field("persons", &self.persons.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Epoch {
-    /// Loads and checks the epoch in directory `DATA_DIR/epochs/<dir_name>`. `min_range_entries`
-    /// is k of k-anon mode (`None`: mode disabled).
+    /// Loads and checks the epoch in directory `DATA_DIR/epochs/<dir_name>`, with its key
+    /// period and up to `delta_history` deltas of its chain.
     pub(crate) fn load(
         data: &DataDir,
         dir_name: &str,
-        min_range_entries: Option<u32>,
+        delta_history: u32,
     ) -> Result<Epoch, ServerError> {
         let number = parse_epoch_dir_name(dir_name).ok_or_else(|| {
             corrupt(
@@ -228,46 +605,18 @@ impl Epoch {
                 "not a 20-digit epoch directory name",
             )
         })?;
-        let dir = data.epochs().join(dir_name);
+        let dir = data.epoch_dir(number);
         let mpath = dir.join(MANIFEST);
-        let text = fs::read_to_string(&mpath).map_err(ServerError::io("cannot read", &mpath))?;
-        let m: Manifest =
-            toml::from_str(&text).map_err(|e| corrupt(dir_name, &mpath, e.to_string()))?;
-        if m.format != 1 || m.number != number {
+        let m = read_manifest(data, number)?;
+        let kp = KeyPeriod::load(data, m.key_period)?;
+        if hex::encode(kp.id.to_bytes()) != m.key_period_id
+            || m.label_master_key_id != kp.meta.label_master_key_id
+            || m.public_key != kp.meta.public_key
+        {
             return Err(corrupt(
                 dir_name,
                 &mpath,
-                format!(
-                    "format {} / number {} do not match the directory",
-                    m.format, m.number
-                ),
-            ));
-        }
-        let public_key: [u8; 32] = hex_array(dir_name, &mpath, "public_key", &m.public_key)?;
-        let epoch_id: [u8; 16] = hex_array(dir_name, &mpath, "epoch_id", &m.epoch_id)?;
-        let id = EpochId::new(number, &public_key);
-        if id.to_bytes() != epoch_id {
-            return Err(corrupt(
-                dir_name,
-                &mpath,
-                "epoch_id does not match number and public key",
-            ));
-        }
-
-        let key = read_oprf_key(&dir.join(OPRF_KEY))?;
-        if key.public_key().to_bytes() != public_key {
-            return Err(corrupt(
-                dir_name,
-                &dir.join(OPRF_KEY),
-                "the key does not match the manifest's public key",
-            ));
-        }
-        let master = read_label_master_key(&dir.join(EPOCH_LABEL_MASTER_KEY))?;
-        if master.key_id().to_string() != m.label_master_key_id {
-            return Err(corrupt(
-                dir_name,
-                &dir.join(EPOCH_LABEL_MASTER_KEY),
-                "the label master key does not match the manifest's key id",
+                "key period id, public key or label master key id differ from the key period's",
             ));
         }
 
@@ -293,7 +642,6 @@ impl Epoch {
             ));
         }
         let ppath = dir.join(PERSONS);
-        check_owner_only(&ppath)?;
         let pbytes = read_secret(&ppath)?;
         if sha256_hex(&pbytes) != m.persons_sha256 {
             return Err(corrupt(
@@ -303,65 +651,104 @@ impl Epoch {
             ));
         }
         let persons = decode_persons(dir_name, &ppath, &pbytes, m.persons)?;
-
-        let rt = RecordTable::new(id, m.persons, &table[16..])
+        let rt = RecordTable::new(kp.id, number, m.persons, &table[16..])
             .map_err(|e| corrupt(dir_name, &tpath, e.to_string()))?;
-        let max_prefix_bits = match min_range_entries {
-            Some(k) => rt.k_anonymous_prefix_bits(u64::from(k))?,
-            None => None,
-        };
+        let digest = rt.digest();
+        if digest.to_string() != m.digest {
+            return Err(corrupt(
+                dir_name,
+                &tpath,
+                "the table digest does not match the manifest",
+            ));
+        }
+
+        // The delta chain: from this epoch back through `previous` links while deltas are
+        // kept. Only epochs after the key period's first have a delta.
+        let mut deltas = Vec::new();
+        if m.previous_epoch.is_some() {
+            let mut e = number;
+            while deltas.len() < delta_history as usize {
+                let Some((h, d)) = DeltaHandle::open(data, e)? else {
+                    break;
+                };
+                if d.key_period != kp.id || (e == number && Some(d.previous) != m.previous_epoch) {
+                    return Err(corrupt(
+                        &format!("delta of epoch {e}"),
+                        &data.delta_file(e),
+                        "its key period or previous epoch does not match the epoch chain",
+                    ));
+                }
+                let p = h.previous;
+                deltas.push(h);
+                if p <= kp.meta.first_epoch {
+                    break;
+                }
+                e = p;
+            }
+        }
+        deltas.reverse();
         Ok(Epoch {
-            id,
+            number,
             dir_name: dir_name.to_string(),
-            key,
-            public_key,
-            master,
+            kp,
             table,
             persons,
-            max_prefix_bits,
+            digest,
+            deltas,
         })
     }
 
     /// Loads the epoch `DATA_DIR/current` names.
-    pub(crate) fn load_current(
-        data: &DataDir,
-        min_range_entries: Option<u32>,
-    ) -> Result<Epoch, ServerError> {
+    pub(crate) fn load_current(data: &DataDir, delta_history: u32) -> Result<Epoch, ServerError> {
         let name = read_current(data)?.ok_or_else(|| ServerError::NoEpoch {
             data_dir: data.root().to_path_buf(),
         })?;
-        Self::load(data, &name, min_range_entries)
+        Self::load(data, &name, delta_history)
     }
 
-    pub(crate) fn id(&self) -> EpochId {
-        self.id
+    pub(crate) fn number(&self) -> u32 {
+        self.number
     }
 
     pub(crate) fn dir_name(&self) -> &str {
         &self.dir_name
     }
 
+    pub(crate) fn key_period(&self) -> KeyPeriodId {
+        self.kp.id
+    }
+
     pub(crate) fn key(&self) -> &ServerKey {
-        &self.key
+        &self.kp.key
     }
 
     pub(crate) fn public_key(&self) -> [u8; 32] {
-        self.public_key
+        self.kp.public_key
     }
 
-    /// Longest FetchRange prefix (k-anon mode), `None` if the mode is not offered.
-    pub(crate) fn max_prefix_bits(&self) -> Option<u8> {
-        self.max_prefix_bits
+    pub(crate) fn digest(&self) -> TableDigest {
+        self.digest
+    }
+
+    /// The least `from_epoch` a FetchDelta can name (the current epoch if no delta is kept).
+    pub(crate) fn oldest_delta_base(&self) -> u32 {
+        self.deltas.first().map_or(self.number, |d| d.previous)
+    }
+
+    /// The epochs a FetchDelta may start from below the current one: every kept delta's
+    /// previous epoch, ascending.
+    pub(crate) fn delta_bases(&self) -> Vec<u32> {
+        self.deltas.iter().map(|d| d.previous).collect()
+    }
+
+    /// The kept deltas of the epochs after `from`, ascending.
+    pub(crate) fn deltas_after(&self, from: u32) -> &[DeltaHandle] {
+        let i = self.deltas.partition_point(|d| d.epoch <= from);
+        &self.deltas[i..]
     }
 
     fn records(&self) -> &[u8] {
         &self.table[16..]
-    }
-
-    /// The table as nayose-table's view; the records were checked by `RecordTable::new` at load
-    /// and never change afterwards.
-    fn view(&self) -> Result<RecordTable<'_>, nayose_table::TableError> {
-        RecordTable::from_checked(self.id, self.persons.len() as u32, self.records())
     }
 
     /// Number of entries.
@@ -369,67 +756,143 @@ impl Epoch {
         self.records().len() / RECORD_LEN
     }
 
-    /// The entries whose tag starts with `prefix` (a contiguous range: the table is sorted).
-    pub(crate) fn range_for_prefix(&self, prefix: &TagPrefix) -> Range<usize> {
-        self.view().map_or(0..0, |t| t.range_for_prefix(prefix))
+    /// Number of persons.
+    pub(crate) fn persons(&self) -> usize {
+        self.persons.len()
     }
 
-    /// Entries `range` as `client` receives them: tag and label encrypted for (client, epoch).
-    /// `range` is clamped to the table.
-    pub(crate) fn entries_for_client(
+    /// Base entries `range` (clamped to the table) as `client` receives them: tag, version,
+    /// label encrypted under the versioned pad; in parallel for long ranges.
+    pub(crate) fn base_entries(
         &self,
-        range: Range<usize>,
+        range: std::ops::Range<usize>,
         client: &ClientId,
-    ) -> Result<Vec<nayose_wire::Entry>, nayose_table::TableError> {
+    ) -> Result<Vec<nayose_wire::BaseEntry>, ServerError> {
         let range = range.start.min(self.len())..range.end.min(self.len());
-        let entries =
-            self.view()?
-                .entries_for_client_par(range, client, &self.master, &self.persons)?;
+        // The records were checked by RecordTable::new at load and never change.
+        let records = self.records();
+        let one = |i: usize| -> ClientEntry {
+            let e = TableEntry::from_record(&records[i * RECORD_LEN..(i + 1) * RECORD_LEN])
+                .unwrap_or_else(|_| unreachable!("a record slice is RECORD_LEN bytes"));
+            encrypt_entry(
+                &e,
+                client,
+                self.kp.id,
+                &self.kp.master,
+                &self.persons[e.person as usize],
+            )
+        };
+        use rayon::prelude::*;
+        let entries: Vec<ClientEntry> = if range.len() < 4096 {
+            range.map(one).collect()
+        } else {
+            range.into_par_iter().map(one).collect()
+        };
         Ok(entries
             .into_iter()
-            .map(|(tag, label)| nayose_wire::Entry {
-                tag: nayose_wire::Tag(tag.0),
-                label: nayose_wire::EncryptedLabel(label.0),
+            .map(|c| nayose_wire::BaseEntry {
+                tag: nayose_wire::Tag(c.tag.0),
+                version: c.version,
+                label: nayose_wire::EncryptedLabel(c.label.0),
             })
             .collect())
+    }
+
+    /// Upserts of `delta` as `client` receives them (version = the delta's epoch).
+    pub(crate) fn delta_upserts(
+        &self,
+        delta: &Delta,
+        range: std::ops::Range<usize>,
+        client: &ClientId,
+    ) -> Vec<nayose_wire::Entry> {
+        use rayon::prelude::*;
+        let one = |u: &StoredUpsert| {
+            let e = TableEntry {
+                tag: u.tag,
+                label_key: u.label_key.clone(),
+                person: 0,
+                version: delta.epoch,
+            };
+            let c = encrypt_entry(&e, client, self.kp.id, &self.kp.master, &u.person);
+            nayose_wire::Entry {
+                tag: nayose_wire::Tag(c.tag.0),
+                label: nayose_wire::EncryptedLabel(c.label.0),
+            }
+        };
+        let items = &delta.upserts[range];
+        if items.len() < 4096 {
+            items.iter().map(one).collect()
+        } else {
+            items.par_iter().map(one).collect()
+        }
     }
 }
 
 /// A published epoch as [`check_current_epoch`] found it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EpochSummary {
-    /// The epoch's sequence number.
-    pub number: u64,
-    /// The epoch id, `<number>-<key check>`.
-    pub epoch_id: String,
+    /// The epoch number.
+    pub number: u32,
+    /// The key period id as displayed (`<number>-<16 hex digits>`).
+    pub key_period: String,
+    /// The key period's number.
+    pub key_period_number: u64,
     /// The VOPRF public key, hex.
     pub public_key: String,
     /// Table entries.
     pub entries: u64,
     /// Persons in the person list.
     pub persons: u64,
+    /// The table digest, hex.
+    pub digest: String,
+    /// The least epoch a FetchDelta can start from.
+    pub oldest_delta_base: u32,
 }
 
 impl std::fmt::Display for EpochSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "current epoch {} ({} entries, {} persons), public key {}",
-            self.epoch_id, self.entries, self.persons, self.public_key
+            "current epoch {} (key period {}; {} entries, {} persons; digest {}; deltas from \
+             epoch {}), public key {}",
+            self.number,
+            self.key_period,
+            self.entries,
+            self.persons,
+            self.digest,
+            self.oldest_delta_base,
+            self.public_key
         )
     }
 }
 
-/// Loads and fully checks the epoch `current` names (checksums, key files and permissions, tag
-/// order): what a server start would do, without serving.
+/// Loads and fully checks the epoch `current` names (checksums, digest, key files and
+/// permissions, tag order, the kept deltas): what a server start would do, without serving.
 pub fn check_current_epoch(data_dir: &Path) -> Result<EpochSummary, ServerError> {
     let data = DataDir::new(data_dir);
-    let e = Epoch::load_current(&data, None)?;
+    let e = Epoch::load_current(&data, u32::MAX)?;
     Ok(EpochSummary {
-        number: e.id().number(),
-        epoch_id: e.id().to_string(),
+        number: e.number(),
+        key_period: e.key_period().to_string(),
+        key_period_number: e.key_period().number(),
         public_key: hex::encode(e.public_key()),
         entries: e.len() as u64,
-        persons: e.persons.len() as u64,
+        persons: e.persons() as u64,
+        digest: e.digest().to_string(),
+        oldest_delta_base: e.oldest_delta_base(),
     })
+}
+
+/// The index of an epoch, for the next build's diff.
+pub(crate) fn read_index(data: &DataDir, m: &Manifest) -> Result<Zeroizing<Vec<u8>>, ServerError> {
+    let path = data.epoch_dir(m.number).join(INDEX);
+    let bytes = read_secret(&path)?;
+    if sha256_hex(&bytes) != m.index_sha256 {
+        return Err(corrupt(
+            &m.number.to_string(),
+            &path,
+            "SHA-256 does not match the manifest",
+        ));
+    }
+    Ok(bytes)
 }

@@ -141,6 +141,29 @@ pub enum ServerError {
         /// The first inconsistency found: which record and what is wrong.
         reason: String,
     },
+    /// The label master key was rotated since the current key period started; a build of the
+    /// same key period would silently keep the old key.
+    #[error(
+        "the label master key was rotated ({rotated}) after key period {key_period} started with \
+         {in_use}; start a new key period (--new-key-period) to use the rotated label master key"
+    )]
+    LabelKeyRotated {
+        /// The current key period (display form).
+        key_period: String,
+        /// Key id of the K_L the key period uses.
+        in_use: String,
+        /// Key id of the rotated K_L in the data directory.
+        rotated: String,
+    },
+    /// Two distinct numbers got the same tag under the key period's key (table.md §8.3).
+    #[error(
+        "two distinct numbers have the same tag in key period {key_period} (a 2^-70 event); the \
+         epoch was not published: start a new key period (--new-key-period)"
+    )]
+    TagCollision {
+        /// The key period (display form).
+        key_period: String,
+    },
     /// A build was stopped at an injected failure point (tests of crash safety only).
     #[error("build stopped at injected failure point {0:?}")]
     InjectedFailure(crate::build::FailPoint),

@@ -1,12 +1,16 @@
-//! Key files: the label master key K_L and each epoch's VOPRF key skS.
+//! Key files: the label master key K_L and each key period's VOPRF key skS.
 //!
 //! Both are 32 raw bytes in an owner-only (0600) file, generated from the OS RNG. They are read
 //! only after [`crate::fsutil::check_owner_only`] passes, held in zeroizing types, and never
 //! formatted: `Debug` of the key types prints nothing secret and no function here logs bytes.
 //!
-//! K_L lives in `DATA_DIR/label-master.key` and persists across epochs; every build copies it
-//! into the epoch directory it publishes, so a published epoch is self-contained and a rotation
-//! ([`rotate_label_master_key`]) takes effect with the next published epoch.
+//! skS is generated once per key period (`keyperiods/<n>/oprf.key`), never per epoch.
+//! `DATA_DIR/label-master.key` is the K_L the *next* key period will use: a build that starts a
+//! key period copies it once into `keyperiods/<n>/label-master.key`, and every epoch of that key
+//! period uses that copy (K_L is fixed within a key period, table.md §4). A rotation
+//! ([`rotate_label_master_key`]) therefore takes effect with the next new key period; until
+//! then a build of the next epoch refuses to run, so the operator cannot believe a rotation is
+//! in force when it is not.
 
 use std::path::{Path, PathBuf};
 
@@ -77,7 +81,7 @@ pub(crate) fn write_label_master_key(path: &Path, key: &LabelMasterKey) -> Resul
     atomic_write(path, bytes.as_ref())
 }
 
-/// Reads an epoch's VOPRF key file (must be owner-only).
+/// Reads a key period's VOPRF key file (must be owner-only).
 pub(crate) fn read_oprf_key(path: &Path) -> Result<ServerKey, ServerError> {
     let bytes = read_key_bytes(path)?;
     ServerKey::from_bytes(&bytes).map_err(|e| ServerError::BadKeyFile {
@@ -126,15 +130,19 @@ impl std::fmt::Display for RotationReport {
         writeln!(f, "key file: {}", self.path.display())?;
         write!(
             f,
-            "the new key takes effect with the next `nayose server build`; every client's labels \
-             change then (labels from before and after cannot be compared)"
+            "the new key takes effect with the next NEW KEY PERIOD (`nayose server build \
+             --new-key-period`); until then builds of the current key period are refused. Every \
+             client's labels change with the new key period (labels from before and after cannot \
+             be compared)"
         )
     }
 }
 
 /// Replaces the label master key of `data_dir` with a fresh one from the OS RNG (the explicit
-/// operator command; K_L otherwise persists across epochs). The published epochs keep their
-/// own copy: the new key is used from the next build on.
+/// operator command; K_L otherwise persists across key periods). The running key period keeps
+/// its own copy: the new key is used from the next new key period on (`new_key_period` in
+/// [`crate::BuildOptions`]); a build of another epoch of the current key period is refused
+/// until then.
 pub fn rotate_label_master_key(data_dir: &Path) -> Result<RotationReport, ServerError> {
     let data = DataDir::create(data_dir)?;
     let path = data.label_master_key();

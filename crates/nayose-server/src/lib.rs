@@ -1,39 +1,71 @@
-//! The management body's server node: epoch build and QUIC service.
+//! The management body's server node for nayose/2: epoch build and QUIC service.
 //!
-//! - [`build_epoch`] (`nayose server build`): registry CSV → a new epoch, published atomically
-//!   ([`build`] documents the crash-safe publication protocol).
-//! - [`Server::start`] (`nayose server serve`): the nayose/1 service over QUIC with mutual TLS,
-//!   quotas ([`quota`]), an audit log ([`audit`]), epoch pickup without restart, graceful
-//!   shutdown and status lines.
-//! - [`verify_audit`] (`nayose server audit verify`) and [`rotate_label_master_key`].
+//! - [`build_epoch`] (`nayose server build [--new-key-period]`): registry CSV → a new epoch,
+//!   evaluating only the numbers added since the previous epoch of the key period, with its
+//!   table digest and delta, published atomically ([`build`] documents the diff and the
+//!   crash-safe publication protocol).
+//! - [`Server::start`] (`nayose server serve`): the nayose/2 service over QUIC with mutual TLS
+//!   and no session resumption: Info, Evaluate, FetchBase (resumable base) and FetchDelta (kept
+//!   deltas); both quotas ([`ClientLimits`]); an audit log ([`audit`]); epoch and key period
+//!   pickup without restart; graceful shutdown and status lines. The per-request decision is an
+//!   I/O-free core (`decide`), the service only drives it.
+//! - [`verify_audit`] (`nayose server audit verify`), [`check_current_epoch`] and
+//!   [`rotate_label_master_key`].
 //! - [`ServerConfig`] (`server.toml`) and [`AccreditedClients`] (`clients.toml`).
 //!
-//! The data directory layout is in [`layout`]. Invariants across the crate: secrets (skS, K_L,
-//! label keys) live in owner-only files and zeroizing memory and are never logged; every file
-//! the server replaces is replaced atomically; every answer is audited durably before it is
-//! sent. Time comes from a [`Clock`], so quotas can be tested without waiting.
+//! nayose/2 invariants kept by this crate (protocol-spec/table.md §4–§9, flows.md §5):
+//! - **Key periods.** One VOPRF key per key period, generated only by a build that starts one
+//!   (no epoch yet, or `new_key_period`); never reused. Its id is
+//!   `KeyPeriodId::new(number, pkS)`. K_L is fixed within a key period: a rotation takes effect
+//!   with the next new key period, and a build of the current key period after a rotation is
+//!   refused.
+//! - **Epochs.** u32 numbers, strictly increasing across key periods, never reused (the greatest
+//!   number ever allocated + 1). Within a key period an entry's tag and label key never change;
+//!   its version is the epoch in which it was added or last relabelled; the table is sorted by
+//!   tag with unique tags, and its digest is computed once at build and re-checked at load.
+//! - **Deltas.** The delta of epoch e against its previous epoch p holds exactly the tags of p
+//!   absent from e and the entries of e whose version is e; applying the kept deltas after a to
+//!   a client's state of epoch a gives exactly the base of the current epoch.
+//!   `oldest_delta_base` is the least a of the current key period such that every delta after
+//!   a is kept. A new key period has no delta.
+//! - **Service.** Every request is answered against one snapshot (key period, epoch, table,
+//!   digest, kept deltas); a request naming another key period gets `KeyPeriodChanged`, a
+//!   FetchBase naming another epoch `EpochChanged`, both with the current state, with no grace
+//!   period. Labels are computed per request for the connection's authenticated client id only,
+//!   under the versioned pad, never stored.
+//! - **Files.** Secrets (skS, K_L, label keys, and the numbers of the index) live in owner-only
+//!   files and zeroizing memory and are never logged; every file the server replaces is
+//!   replaced atomically; every answer is audited durably before it is sent; both quotas are
+//!   charged durably before an evaluation. Time comes from a [`Clock`], so quotas can be tested
+//!   without waiting.
+//!
+//! The data directory layout is in [`layout`].
 
 pub mod audit;
 pub mod build;
 mod clock;
 mod config;
+mod decide;
 mod epoch;
 mod error;
 mod fsutil;
 mod keys;
 pub mod layout;
-pub mod quota;
+mod quota;
 mod service;
 mod stats;
 mod tls;
 
 pub use audit::{AuditHead, AuditRecord, AuditSummary, verify_audit};
 pub use build::{
-    BuildOptions, BuildProgress, BuildReport, Conflict, EncodingChoice, FailPoint, PhaseTimes,
-    ProgressFn, build_epoch,
+    BuildOptions, BuildProgress, BuildReport, Conflict, DEFAULT_DELTA_HISTORY, EncodingChoice,
+    FailPoint, PhaseTimes, ProgressFn, build_epoch,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{AccreditedClients, ClientEntry, DEFAULT_LISTEN, ServerConfig};
+pub use config::{
+    AccreditedClients, ClientEntry, ClientLimits, DEFAULT_KEY_PERIOD_QUOTA_DAYS, DEFAULT_LISTEN,
+    ServerConfig,
+};
 pub use epoch::{EpochSummary, Manifest, check_current_epoch};
 pub use error::ServerError;
 pub use keys::{RotationReport, rotate_label_master_key};

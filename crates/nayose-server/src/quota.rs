@@ -1,13 +1,18 @@
-//! Per-client daily evaluation quotas, persisted in `DATA_DIR/state/quota.json`.
+//! Per-client evaluation quotas, per quota day and per key period, persisted in
+//! `DATA_DIR/state/quota.json`.
 //!
-//! A quota day runs from 00:00 to 24:00 at the configured UTC offset (default +09:00, JST).
-//! An Evaluate of n elements is admitted only if n elements are left; admission and the new
-//! usage are written to disk atomically (temp file, fsync, rename, fsync dir) before the
-//! elements are evaluated, so a restart — or a crash — never hands out evaluations twice. An
-//! evaluation that then fails (an invalid element) is refunded.
+//! A quota day runs from 00:00 to 24:00 at the configured UTC offset (default +09:00, JST); a
+//! key period's counter starts at zero with the key period (it is keyed by the key period id).
+//! An Evaluate of n elements is admitted only if n elements are left on **both** counters
+//! ([`crate::decide`] decides); the admission and the new usage of both counters are written to
+//! disk in one atomic replacement (temp file, fsync, rename, fsync dir) before the elements are
+//! evaluated, so a restart — or a crash — never hands out evaluations twice. An evaluation that
+//! then fails (an invalid element) is refunded on both counters.
 //!
-//! Invariant: `used` of a client refers to the day recorded next to it; a different day means
-//! nothing was used yet that day.
+//! Invariant: `used` of a client refers to the day recorded next to it, `key_period_used` to
+//! the key period recorded next to it; a different day or key period means nothing was used
+//! yet there. The decision runs under the book's lock, so two concurrent requests of a client
+//! cannot both spend the last evaluations.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -17,6 +22,8 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::unix_secs;
+use crate::config::ClientLimits;
+use crate::decide::{QuotaView, quota_day};
 use crate::error::ServerError;
 use crate::fsutil::atomic_write;
 
@@ -26,22 +33,12 @@ struct Usage {
     day: i64,
     /// Evaluations used that day.
     used: u64,
-    /// Counters of the epoch the client last used (security.md §5.1).
+    /// The key period (`<number>-<key check>`) of `key_period_used`.
     #[serde(default)]
-    epoch: EpochUsage,
-}
-
-/// Per-epoch counters of one client.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-struct EpochUsage {
-    /// The epoch id (`<number>-<key check>`); other epochs count from zero.
-    id: String,
-    /// Elements evaluated in the epoch.
-    evaluations: u64,
-    /// FetchRange requests accepted in the epoch.
-    range_fetches: u64,
-    /// FetchAll entries granted in the epoch.
-    full_entries: u64,
+    key_period: String,
+    /// Evaluations used in that key period.
+    #[serde(default)]
+    key_period_used: u64,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -49,15 +46,6 @@ struct EpochUsage {
 struct QuotaFile {
     format: u32,
     clients: BTreeMap<String, Usage>,
-}
-
-/// Where a client stands in the current quota day.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct QuotaStatus {
-    /// Evaluations left today.
-    pub left: u64,
-    /// Seconds until the quota day ends.
-    pub reset_secs: u32,
 }
 
 /// The quota book: usage per client, persisted.
@@ -69,9 +57,9 @@ pub(crate) struct QuotaBook {
 }
 
 impl QuotaBook {
-    /// Opens (or starts) the book at `path`.
+    /// Opens (or starts) the book at `path`. A nayose/1 book (format 1) keeps its daily usage.
     pub(crate) fn open(path: PathBuf, utc_offset_minutes: i32) -> Result<Self, ServerError> {
-        let state = match std::fs::read(&path) {
+        let mut state: QuotaFile = match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| ServerError::Config {
                 path: path.clone(),
                 reason: format!(
@@ -79,7 +67,7 @@ impl QuotaBook {
                 ),
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => QuotaFile {
-                format: 1,
+                format: 2,
                 clients: BTreeMap::new(),
             },
             Err(e) => {
@@ -90,6 +78,7 @@ impl QuotaBook {
                 });
             }
         };
+        state.format = 2;
         Ok(QuotaBook {
             path,
             offset_secs: i64::from(utc_offset_minutes) * 60,
@@ -97,31 +86,8 @@ impl QuotaBook {
         })
     }
 
-    fn day(&self, now: SystemTime) -> (i64, u32) {
-        let local = unix_secs(now) + self.offset_secs;
-        let day = local.div_euclid(86_400);
-        let reset = 86_400 - local.rem_euclid(86_400);
-        (day, reset as u32)
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, QuotaFile> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The client's standing today under a daily limit of `limit`.
-    pub(crate) fn status(&self, client: &str, limit: u64, now: SystemTime) -> QuotaStatus {
-        let (day, reset_secs) = self.day(now);
-        let st = self.lock();
-        let used = st
-            .clients
-            .get(client)
-            .filter(|u| u.day == day)
-            .map_or(0, |u| u.used);
-        drop(st);
-        QuotaStatus {
-            left: limit.saturating_sub(used),
-            reset_secs,
-        }
     }
 
     fn persist(&self, st: &QuotaFile) -> Result<(), ServerError> {
@@ -130,140 +96,96 @@ impl QuotaBook {
         atomic_write(&self.path, &bytes)
     }
 
-    /// Admits `n` evaluations for `client` if that many are left today, persisting the new
-    /// usage before returning. `Err(status)` (nothing consumed) if fewer are left; the outer
-    /// error is a failure to persist (nothing consumed either).
-    pub(crate) fn try_consume(
-        &self,
-        client: &str,
-        limit: u64,
-        n: u64,
-        now: SystemTime,
-        epoch: &str,
-    ) -> Result<Result<QuotaStatus, QuotaStatus>, ServerError> {
-        let (day, reset_secs) = self.day(now);
-        let mut st = self.lock();
-        let prev = st.clients.get(client).cloned();
-        let mut u = prev.clone().unwrap_or_default();
+    /// `client`'s usage normalised to the day of `now` and to `key_period`.
+    fn usage(st: &QuotaFile, client: &str, day: i64, key_period: &str) -> Usage {
+        let mut u = st.clients.get(client).cloned().unwrap_or_default();
         if u.day != day {
             u.day = day;
             u.used = 0;
         }
-        let left = limit.saturating_sub(u.used);
-        if n > left {
-            return Ok(Err(QuotaStatus { left, reset_secs }));
+        if u.key_period != key_period {
+            u.key_period = key_period.to_string();
+            u.key_period_used = 0;
         }
-        u.used += n;
-        epoch_of(&mut u, epoch).evaluations += n;
-        self.commit(&mut st, client, u, prev)?;
-        Ok(Ok(QuotaStatus {
-            left: left - n,
-            reset_secs,
-        }))
+        u
     }
 
-    /// Stores `u` for `client` and persists; restores `prev` if persisting fails.
-    fn commit(
+    /// Runs `decide` on `client`'s quotas now (under the book's lock); if it returns a charge
+    /// n > 0, charges n on both counters and persists the book before returning. On a failure
+    /// to persist nothing is charged.
+    pub(crate) fn decide_and_charge<T>(
         &self,
-        st: &mut QuotaFile,
         client: &str,
-        u: Usage,
-        prev: Option<Usage>,
-    ) -> Result<(), ServerError> {
-        st.clients.insert(client.to_string(), u);
-        if let Err(e) = self.persist(st) {
+        limits: ClientLimits,
+        key_period: &str,
+        now: SystemTime,
+        decide: impl FnOnce(QuotaView) -> (T, u64),
+    ) -> Result<(T, QuotaView), ServerError> {
+        let (day, reset_secs) = quota_day(unix_secs(now), self.offset_secs);
+        let mut st = self.lock();
+        let mut u = Self::usage(&st, client, day, key_period);
+        let view = QuotaView {
+            left_today: limits.per_day.saturating_sub(u.used),
+            left_key_period: limits.per_key_period.saturating_sub(u.key_period_used),
+            reset_secs,
+        };
+        let (out, charge) = decide(view);
+        if charge == 0 {
+            return Ok((out, view));
+        }
+        u.used = u.used.saturating_add(charge);
+        u.key_period_used = u.key_period_used.saturating_add(charge);
+        let prev = st.clients.insert(client.to_string(), u);
+        if let Err(e) = self.persist(&st) {
             match prev {
                 Some(p) => st.clients.insert(client.to_string(), p),
                 None => st.clients.remove(client),
             };
             return Err(e);
         }
-        Ok(())
+        Ok((out, view))
     }
 
-    /// Admits one FetchRange in `epoch` if the client has made fewer range fetches in it than
-    /// it has had elements evaluated in it (security.md §5.1). `Ok(false)`: allowance spent.
-    pub(crate) fn try_range_fetch(&self, client: &str, epoch: &str) -> Result<bool, ServerError> {
-        let mut st = self.lock();
-        let prev = st.clients.get(client).cloned();
-        let mut u = prev.clone().unwrap_or_default();
-        let e = epoch_of(&mut u, epoch);
-        if e.range_fetches >= e.evaluations {
-            return Ok(false);
-        }
-        e.range_fetches += 1;
-        self.commit(&mut st, client, u, prev)?;
-        Ok(true)
-    }
-
-    /// Admits a FetchAll of `entries` entries in `epoch` if the client's full-download entries
-    /// in the epoch stay within `allowance`. `Ok(false)`: allowance spent.
-    pub(crate) fn try_full_download(
+    /// Both quotas of `client` now (nothing charged).
+    #[cfg(test)]
+    pub(crate) fn view(
         &self,
         client: &str,
-        epoch: &str,
-        entries: u64,
-        allowance: u64,
-    ) -> Result<bool, ServerError> {
-        let mut st = self.lock();
-        let prev = st.clients.get(client).cloned();
-        let mut u = prev.clone().unwrap_or_default();
-        let e = epoch_of(&mut u, epoch);
-        if e.full_entries.saturating_add(entries) > allowance {
-            return Ok(false);
+        limits: ClientLimits,
+        key_period: &str,
+        now: SystemTime,
+    ) -> QuotaView {
+        let (day, reset_secs) = quota_day(unix_secs(now), self.offset_secs);
+        let st = self.lock();
+        let u = Self::usage(&st, client, day, key_period);
+        QuotaView {
+            left_today: limits.per_day.saturating_sub(u.used),
+            left_key_period: limits.per_key_period.saturating_sub(u.key_period_used),
+            reset_secs,
         }
-        e.full_entries += entries;
-        self.commit(&mut st, client, u, prev)?;
-        Ok(true)
     }
 
-    /// Gives back full-download entries granted but not sent (a cancelled stream).
-    pub(crate) fn refund_full_download(
-        &self,
-        client: &str,
-        epoch: &str,
-        entries: u64,
-    ) -> Result<(), ServerError> {
-        let mut st = self.lock();
-        if let Some(u) = st.clients.get_mut(client)
-            && u.epoch.id == epoch
-        {
-            u.epoch.full_entries = u.epoch.full_entries.saturating_sub(entries);
-            self.persist(&st)?;
-        }
-        Ok(())
-    }
-
-    /// Gives back `n` evaluations admitted today that were not performed.
+    /// Gives back `n` evaluations charged at `now` in `key_period` that were not performed.
     pub(crate) fn refund(
         &self,
         client: &str,
         n: u64,
         now: SystemTime,
-        epoch: &str,
+        key_period: &str,
     ) -> Result<(), ServerError> {
-        let (day, _) = self.day(now);
+        let (day, _) = quota_day(unix_secs(now), self.offset_secs);
         let mut st = self.lock();
-        if let Some(u) = st.clients.get_mut(client).filter(|u| u.day == day) {
-            u.used = u.used.saturating_sub(n);
-            if u.epoch.id == epoch {
-                u.epoch.evaluations = u.epoch.evaluations.saturating_sub(n);
-            }
-            self.persist(&st)?;
-        }
-        Ok(())
-    }
-}
-
-/// The client's counters for `epoch`, reset if they belonged to another epoch.
-fn epoch_of<'a>(u: &'a mut Usage, epoch: &str) -> &'a mut EpochUsage {
-    if u.epoch.id != epoch {
-        u.epoch = EpochUsage {
-            id: epoch.to_string(),
-            ..EpochUsage::default()
+        let Some(u) = st.clients.get_mut(client) else {
+            return Ok(());
         };
+        if u.day == day {
+            u.used = u.used.saturating_sub(n);
+        }
+        if u.key_period == key_period {
+            u.key_period_used = u.key_period_used.saturating_sub(n);
+        }
+        self.persist(&st)
     }
-    &mut u.epoch
 }
 
 #[cfg(test)]
@@ -271,46 +193,54 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    const L: ClientLimits = ClientLimits {
+        per_day: 10,
+        per_key_period: 15,
+    };
+
+    fn take(book: &QuotaBook, n: u64, kp: &str, t: SystemTime) -> Result<QuotaView, QuotaView> {
+        let (admitted, view) = book
+            .decide_and_charge("a", L, kp, t, |v| {
+                let ok = n <= v.left_today && n <= v.left_key_period;
+                (ok, if ok { n } else { 0 })
+            })
+            .unwrap();
+        if admitted { Ok(view) } else { Err(view) }
+    }
+
     #[test]
-    fn days_limits_and_persistence() {
+    fn both_counters_persist_and_reset_independently() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("quota.json");
         // 2026-01-01T00:00:00Z = 09:00 JST.
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600);
         let book = QuotaBook::open(p.clone(), 540).unwrap();
-        assert_eq!(book.status("a", 10, t0).reset_secs, 15 * 3600);
-        assert_eq!(
-            book.try_consume("a", 10, 7, t0, "e1").unwrap(),
-            Ok(QuotaStatus {
-                left: 3,
-                reset_secs: 15 * 3600
-            })
-        );
-        assert_eq!(
-            book.try_consume("a", 10, 4, t0, "e1")
-                .unwrap()
-                .unwrap_err()
-                .left,
-            3
-        );
+        assert_eq!(book.view("a", L, "1-aa", t0).reset_secs, 15 * 3600);
+        take(&book, 7, "1-aa", t0).unwrap();
+        let refused = take(&book, 4, "1-aa", t0).unwrap_err();
+        assert_eq!((refused.left_today, refused.left_key_period), (3, 8));
         drop(book);
-        let book = QuotaBook::open(p, 540).unwrap();
-        assert_eq!(book.status("a", 10, t0).left, 3);
-        book.refund("a", 2, t0, "e1").unwrap();
-        // 5 evaluations in e1 allow 5 range fetches there, none in e2.
-        for _ in 0..5 {
-            assert!(book.try_range_fetch("a", "e1").unwrap());
-        }
-        assert!(!book.try_range_fetch("a", "e1").unwrap());
-        assert!(book.try_full_download("a", "e1", 30, 30).unwrap());
-        assert!(!book.try_full_download("a", "e1", 1, 30).unwrap());
-        book.refund_full_download("a", "e1", 10).unwrap();
-        assert!(book.try_full_download("a", "e1", 10, 30).unwrap());
-        assert!(!book.try_range_fetch("a", "e2").unwrap());
-        assert_eq!(book.status("a", 10, t0).left, 5);
-        // 15 hours later a new JST day starts.
+        let book = QuotaBook::open(p.clone(), 540).unwrap();
+        let v = book.view("a", L, "1-aa", t0);
+        assert_eq!((v.left_today, v.left_key_period), (3, 8), "persisted");
+        book.refund("a", 2, t0, "1-aa").unwrap();
+        let v = book.view("a", L, "1-aa", t0);
+        assert_eq!((v.left_today, v.left_key_period), (5, 10));
+        // The next JST day: the daily counter resets, the key-period counter does not.
         let t1 = t0 + Duration::from_secs(15 * 3600);
-        assert_eq!(book.status("a", 10, t1).left, 10);
-        assert_eq!(book.status("a", 10, t1).reset_secs, 86_400);
+        let v = book.view("a", L, "1-aa", t1);
+        assert_eq!(
+            (v.left_today, v.left_key_period, v.reset_secs),
+            (10, 10, 86_400)
+        );
+        take(&book, 10, "1-aa", t1).unwrap();
+        let refused = take(&book, 1, "1-aa", t1).unwrap_err();
+        assert_eq!(refused.left_key_period, 0);
+        // A new key period starts its counter at zero.
+        let v = book.view("a", L, "2-bb", t1);
+        assert_eq!((v.left_today, v.left_key_period), (0, 15));
+        drop(book);
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(text.contains("\"key_period_used\": 15"), "{text}");
     }
 }

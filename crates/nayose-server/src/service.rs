@@ -1,22 +1,29 @@
-//! The QUIC service: connections, request streams, and the four requests of nayose/1.
+//! The QUIC service: connections, request streams, and the four requests of nayose/2.
 //!
-//! Per connection: TLS (see [`crate::tls`]) verified the client certificate; the client id is
-//! its subject CommonName (`nayose_pki::client_id_of`); a client not in `clients.toml` is closed
-//! with `CloseCode::NotAccredited`, one over its connection allowance with
-//! `CloseCode::TooManyConnections`. Each bidirectional stream carries one request frame (then
-//! FIN) and gets one response (FetchAll: chunks then TableEnd, or an Error), then FIN.
+//! This module is a driver: it moves bytes, files and time; the per-request decision is
+//! [`crate::decide`] (no I/O). Per connection: TLS (see [`crate::tls`]) verified the client
+//! certificate; the client id is its subject CommonName (`nayose_pki::client_id_of`); a client
+//! not in `clients.toml` gets `NotAccredited` and is closed with `CloseCode::NotAccredited`, one
+//! over its connection allowance is closed with `CloseCode::TooManyConnections`. Each
+//! bidirectional stream carries one request frame (then FIN) and gets its response frames
+//! (FetchBase: BaseChunks then BaseEnd; FetchDelta: DeltaChunks then DeltaEnd; otherwise one
+//! frame), then FIN.
 //!
-//! Per request, in order: read the frame within `request_timeout_ms` (oversize header →
-//! `FrameTooLarge` without reading the payload; undecodable → the codec's error code); refuse
-//! with `ShuttingDown` during shutdown and `Busy` when `max_concurrent_requests` are running;
-//! take the current epoch (the request finishes against it even if a new one is published
-//! meanwhile) and refuse a request naming another epoch with `EpochChanged`; check limits and
-//! quota; compute; append the audit record (durably); send.
+//! Per request, in order: read the frame within `request_timeout_ms` (a header announcing more
+//! than `nayose_wire::MAX_REQUEST_LEN` → `FrameTooLarge` without reading the payload;
+//! undecodable → the codec's error code); refuse with `ShuttingDown` during shutdown and `Busy`
+//! when `max_concurrent_requests` are running; take the current snapshot once (key period,
+//! epoch, table, digest, kept deltas: the request finishes against it even if a new epoch or key
+//! period is published meanwhile); re-read the client's accreditation; decide
+//! ([`crate::decide::decide`], under the quota book's lock, which persists an Evaluate's charge
+//! of both quotas before the answer); compute (evaluate, or encrypt entries for this client);
+//! append the audit record (durably); send.
 //!
 //! Invariants: no answer leaves before its audit record is on disk (if the audit log cannot be
-//! written the client gets `Internal`); quota is debited on disk before evaluating; nothing
-//! secret (keys, label keys, person ids) and nothing client-private (elements, tags, labels)
-//! is logged.
+//! written the client gets `Internal`); both quotas are debited on disk before evaluating and
+//! refunded only if nothing was evaluated; labels are computed for the connection's
+//! authenticated client id only; nothing secret (keys, label keys, person ids) and nothing
+//! client-private (elements, tags, labels) is logged.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -25,11 +32,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use nayose_table::{ClientId, TagPrefix};
+use nayose_table::ClientId;
 use nayose_wire::{
-    CloseCode, ElementBatch, EntryList, EpochId as WireEpochId, ErrorCode, ErrorResponse,
-    EvaluateResponse, FRAME_HEADER_LEN, InfoResponse, MAX_ENTRIES_PER_CHUNK, Proof, PublicKeyBytes,
-    RangeResponse, Request, Response, StreamCode, TableChunk, TableEnd, WireError, decode_request,
+    BaseChunk, ChunkList, CloseCode, DeltaChunk, ElementBatch, ErrorCode, ErrorResponse,
+    EvaluateResponse, FRAME_HEADER_LEN, KeyPeriodId as WireKeyPeriodId, MAX_ENTRIES_PER_CHUNK,
+    MAX_REQUEST_LEN, Proof, Request, Response, StreamCode, WireError, decode_request,
     encode_response_frame, frame_len,
 };
 use quinn::VarInt;
@@ -40,6 +47,7 @@ use tracing::{debug, error, info, warn};
 use crate::audit::{AuditEntry, AuditHead, AuditLog};
 use crate::clock::{Clock, SystemClock, rfc3339};
 use crate::config::{AccreditedClients, ServerConfig};
+use crate::decide::{BaseLoad, Current, Decision, Standing, decide, display_kp};
 use crate::epoch::{Epoch, read_current};
 use crate::error::ServerError;
 use crate::layout::DataDir;
@@ -65,6 +73,8 @@ struct Shared {
     stats: Stats,
     clock: Arc<dyn Clock>,
     conns: Mutex<HashMap<ClientId, u32>>,
+    /// Base downloads in progress, per client and in total.
+    bases: Mutex<(HashMap<ClientId, u32>, u32)>,
     busy: Semaphore,
     inflight: AtomicUsize,
     idle: Notify,
@@ -126,11 +136,6 @@ impl Drop for ConnTaskGuard {
     }
 }
 
-/// The longest valid request payload: an Evaluate with the most elements (message type u32,
-/// epoch id, u64 count, the elements).
-const MAX_REQUEST_LEN: usize =
-    4 + nayose_wire::EPOCH_ID_LEN + 8 + nayose_wire::MAX_BATCH_ELEMENTS * nayose_wire::ELEMENT_LEN;
-
 /// The server node's entry point.
 #[derive(Debug, Clone, Copy)]
 pub struct Server;
@@ -190,11 +195,11 @@ impl Server {
         }
         let tls = crate::tls::server_config(&cert, &key, &client_ca)?;
         let data = DataDir::new(&data_dir);
-        let k = config.k_anon.then_some(config.min_range_entries);
+        let history = config.delta_history;
         let (data2, epoch) = {
             let data = data.clone();
             tokio::task::spawn_blocking(move || {
-                let e = Epoch::load_current(&data, k);
+                let e = Epoch::load_current(&data, history);
                 (data, e)
             })
             .await
@@ -236,9 +241,10 @@ impl Server {
         })?;
         info!(
             addr = %local_addr,
-            epoch = %epoch.id(),
+            epoch = epoch.number(),
+            key_period = %epoch.key_period(),
             entries = epoch.len(),
-            k_anon_max_prefix_bits = ?epoch.max_prefix_bits(),
+            oldest_delta_base = epoch.oldest_delta_base(),
             clients = clients.len(),
             "nayose server listening"
         );
@@ -255,6 +261,7 @@ impl Server {
             stats: Stats::default(),
             clock,
             conns: Mutex::new(HashMap::new()),
+            bases: Mutex::new((HashMap::new(), 0)),
             inflight: AtomicUsize::new(0),
             idle: Notify::new(),
             conn_tasks: AtomicUsize::new(0),
@@ -300,9 +307,25 @@ impl RunningServer {
         self.local_addr
     }
 
-    /// The current epoch id, `<number>-<key check>`.
+    /// The current epoch and key period, `<epoch> (key period <number>-<key check>)`.
     pub fn epoch_id(&self) -> String {
-        self.shared.epoch().id().to_string()
+        let e = self.shared.epoch();
+        format!("{} (key period {})", e.number(), e.key_period())
+    }
+
+    /// The current epoch number.
+    pub fn epoch(&self) -> u32 {
+        self.shared.epoch().number()
+    }
+
+    /// The current key period id as displayed, `<number>-<key check>`.
+    pub fn key_period(&self) -> String {
+        self.shared.epoch().key_period().to_string()
+    }
+
+    /// The least epoch a FetchDelta can start from now.
+    pub fn oldest_delta_base(&self) -> u32 {
+        self.shared.epoch().oldest_delta_base()
     }
 
     /// Counters per client id since start.
@@ -438,17 +461,16 @@ async fn epoch_watcher(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             continue;
         }
         let data = shared.s.data.clone();
-        let k = shared
-            .s
-            .cfg
-            .k_anon
-            .then_some(shared.s.cfg.min_range_entries);
+        let history = shared.s.cfg.delta_history;
         let n2 = name.clone();
-        let loaded = tokio::task::spawn_blocking(move || Epoch::load(&data, &n2, k)).await;
+        let loaded = tokio::task::spawn_blocking(move || Epoch::load(&data, &n2, history)).await;
         match loaded {
             Ok(Ok(e)) => {
-                let old = shared.epoch().id();
-                info!(old = %old, new = %e.id(), entries = e.len(), "new epoch is now current");
+                let old = shared.epoch();
+                if old.key_period() != e.key_period() {
+                    info!(old = %old.key_period(), new = %e.key_period(), "new key period is now current");
+                }
+                info!(old = old.number(), new = e.number(), key_period = %e.key_period(), entries = e.len(), oldest_delta_base = e.oldest_delta_base(), "new epoch is now current");
                 *shared.epoch.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(e);
                 failed = None;
             }
@@ -515,7 +537,8 @@ async fn status_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             .sum();
         let head = shared.audit.head();
         info!(
-            epoch = %shared.epoch().id(),
+            epoch = shared.epoch().number(),
+            key_period = %shared.epoch().key_period(),
             connections = conns,
             audit_records = head.count,
             audit_head = %head.hash,
@@ -633,7 +656,7 @@ async fn handle_connection(
         ..AuditEntry::default()
     };
     let (client, limit) = match client_id_from(leaf.as_deref()) {
-        Ok(c) => match shared.clients().quota_of(&c) {
+        Ok(c) => match shared.clients().limits_of(&c) {
             Some(limit) => (c, limit),
             None => {
                 let why = format!("client id {c} is not accredited");
@@ -861,18 +884,47 @@ async fn read_request(
     decode_request(&payload).map_err(|e| ReadFail::Bad(e, false))
 }
 
-/// A FetchAll stream to send after the audit record: (epoch, first entry, total).
-struct TableStream {
-    epoch: Arc<Epoch>,
-    offset: u64,
-    total: u64,
+/// What to stream after the audit record.
+enum Stream {
+    /// A base of the snapshot's epoch from `offset`.
+    Base {
+        epoch: Arc<Epoch>,
+        cur: Current,
+        offset: u64,
+        _slot: BaseSlot,
+    },
+    /// The deltas of the snapshot's chain after `from`.
+    Delta {
+        epoch: Arc<Epoch>,
+        cur: Current,
+        from: u32,
+    },
 }
 
-/// An Evaluate's charge, refunded if its response cannot be written.
+/// A base download in progress (released when dropped).
+struct BaseSlot {
+    shared: Arc<Shared>,
+    client: ClientId,
+}
+
+impl Drop for BaseSlot {
+    fn drop(&mut self) {
+        let mut b = self.shared.bases.lock().unwrap_or_else(|p| p.into_inner());
+        b.1 = b.1.saturating_sub(1);
+        if let Some(n) = b.0.get_mut(&self.client) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                b.0.remove(&self.client);
+            }
+        }
+    }
+}
+
+/// An Evaluate's charge, refunded if nothing was evaluated.
 struct Charge {
     n: u64,
     now: SystemTime,
-    epoch: String,
+    key_period: String,
 }
 
 /// The outcome of one request: what to audit and what to send.
@@ -880,7 +932,7 @@ struct Answer {
     frame: Option<Response>,
     audit: AuditEntry,
     counters: ClientCounters,
-    stream: Option<TableStream>,
+    stream: Option<Stream>,
     charge: Option<Charge>,
 }
 
@@ -898,10 +950,6 @@ impl Answer {
 
 fn err_resp(code: ErrorCode, message: &str) -> Response {
     Response::Error(ErrorResponse::new(code, message))
-}
-
-fn wire_epoch(e: &Epoch) -> WireEpochId {
-    WireEpochId(e.id().to_bytes())
 }
 
 fn encode(r: &Response) -> Option<Vec<u8>> {
@@ -949,7 +997,7 @@ async fn handle_stream(
     };
     let read = tokio::time::timeout(timeout, read_request(&mut recv, &mut counters.bytes_in)).await;
     // The request's slot of `max_concurrent_requests`, held until its answer is fully sent, so
-    // table streaming (FetchAll) counts against the limit as well.
+    // base and delta streaming count against the limit as well.
     let mut permit = None;
     let answer = match read {
         Err(_) => {
@@ -995,10 +1043,12 @@ async fn handle_stream(
         Ok(Ok(req)) => {
             let a = AuditEntry {
                 op: req.name().into(),
-                epoch_requested: req
-                    .epoch()
-                    .map(|e| nayose_table::EpochId::from_bytes(e.0).to_string())
-                    .unwrap_or_default(),
+                key_period_requested: req.key_period().map(display_kp).unwrap_or_default(),
+                epoch_requested: match &req {
+                    Request::FetchBase(r) => Some(r.epoch),
+                    Request::FetchDelta(r) => Some(r.from_epoch),
+                    _ => None,
+                },
                 ..base
             };
             if shared.is_shutting_down() {
@@ -1059,7 +1109,7 @@ async fn send_answer(
     ans.audit.bytes_in = Some(ans.counters.bytes_in);
     ans.audit.bytes_out = frame.as_ref().map(|f| f.len() as u64);
     ans.audit.duration_ms = ms_since(started);
-    let fetch_base = ans.audit.clone();
+    let stream_record = ans.audit.clone();
     if let Err(e) = audit(shared, ans.audit).await {
         error!("cannot write the audit log; refusing to answer: {e}");
         frame = encode(&err_resp(
@@ -1081,18 +1131,23 @@ async fn send_answer(
             bytes_out += f.len() as u64;
         }
     }
-    if let Some(ts) = ans.stream.take() {
-        let (sent, completed) = stream_table(shared, ctx, &mut send, &ts, &mut bytes_out).await;
+    if let Some(st) = ans.stream.take() {
+        let (sent, completed, reached) = match &st {
+            Stream::Base {
+                epoch, cur, offset, ..
+            } => {
+                let (n, done) =
+                    stream_base(shared, ctx, &mut send, epoch, cur, *offset, &mut bytes_out).await;
+                (n, done, None)
+            }
+            Stream::Delta { epoch, cur, from } => {
+                let (n, done) =
+                    stream_delta(ctx, &mut send, epoch, cur, *from, &mut bytes_out).await;
+                (n, done, done.then_some(cur.epoch))
+            }
+        };
+        drop(st);
         ok = completed;
-        let unsent = ts.total - ts.offset - sent;
-        if unsent > 0 {
-            let s = shared.clone();
-            let (client, epoch) = (ctx.client.to_string(), ts.epoch.id().to_string());
-            let _ = tokio::task::spawn_blocking(move || {
-                s.quota.refund_full_download(&client, &epoch, unsent)
-            })
-            .await;
-        }
         ans.counters.entries = sent;
         let _ = audit(
             shared,
@@ -1100,11 +1155,12 @@ async fn send_answer(
                 event: "fetch_end".into(),
                 time: String::new(),
                 entries: Some(sent),
+                epoch_reached: reached,
                 bytes_in: None,
                 bytes_out: Some(bytes_out),
                 duration_ms: ms_since(started),
                 outcome: if completed { "completed" } else { "cancelled" }.into(),
-                ..fetch_base
+                ..stream_record
             },
         )
         .await;
@@ -1123,69 +1179,134 @@ async fn send_answer(
 async fn refund(shared: &Arc<Shared>, ctx: &ConnCtx, c: Charge) {
     let s = shared.clone();
     let client = ctx.client.to_string();
-    let r =
-        tokio::task::spawn_blocking(move || s.quota.refund(&client, c.n, c.now, &c.epoch)).await;
+    let r = tokio::task::spawn_blocking(move || s.quota.refund(&client, c.n, c.now, &c.key_period))
+        .await;
     if !matches!(r, Ok(Ok(()))) {
         warn!(client = %ctx.client, "cannot refund {} evaluations", c.n);
     }
 }
 
-/// Sends the chunks and TableEnd; returns (entries sent, whether the stream completed).
-async fn stream_table(
+/// Sends the BaseChunks from `offset` and BaseEnd; returns (entries sent, whether the stream
+/// completed).
+async fn stream_base(
     shared: &Arc<Shared>,
     ctx: &ConnCtx,
     send: &mut quinn::SendStream,
-    ts: &TableStream,
+    epoch: &Arc<Epoch>,
+    cur: &Current,
+    offset: u64,
     bytes_out: &mut u64,
 ) -> (u64, bool) {
     let chunk = u64::from(shared.s.cfg.fetch_chunk_entries).min(MAX_ENTRIES_PER_CHUNK as u64);
-    let mut at = ts.offset;
-    while at < ts.total {
-        let end = (at + chunk).min(ts.total);
-        let e = ts.epoch.clone();
+    let mut at = offset;
+    while at < cur.entries {
+        let end = (at + chunk).min(cur.entries);
+        let e = epoch.clone();
         let client = ctx.client.clone();
-        let entries = tokio::task::spawn_blocking(move || {
-            e.entries_for_client(at as usize..end as usize, &client)
-        })
-        .await;
+        let entries =
+            tokio::task::spawn_blocking(move || e.base_entries(at as usize..end as usize, &client))
+                .await;
         let Ok(Ok(entries)) = entries else {
-            return (at - ts.offset, false);
+            return (at - offset, false);
         };
-        let Ok(list) = EntryList::new(entries) else {
-            return (at - ts.offset, false);
+        let Ok(list) = ChunkList::new(entries) else {
+            return (at - offset, false);
         };
-        let r = Response::TableChunk(TableChunk {
-            epoch: wire_epoch(&ts.epoch),
+        let r = Response::BaseChunk(BaseChunk {
+            key_period: cur.key_period,
+            epoch: cur.epoch,
             offset: at,
-            total: ts.total,
+            total: cur.entries,
             entries: list,
         });
         if write_frame(send, &r, bytes_out).await.is_err() {
             // A chunk whose write started counts as sent: the client may hold most of it.
-            return (end - ts.offset, false);
+            return (end - offset, false);
         }
         at = end;
     }
-    let r = Response::TableEnd(TableEnd {
-        epoch: wire_epoch(&ts.epoch),
-        total: ts.total,
-    });
-    let ok = write_frame(send, &r, bytes_out).await.is_ok();
-    (ts.total - ts.offset, ok)
+    let ok = write_frame(send, &crate::decide::base_end(cur), bytes_out)
+        .await
+        .is_ok();
+    (cur.entries - offset, ok)
 }
 
-fn epoch_changed(epoch: &Epoch) -> Response {
-    Response::Error(ErrorResponse::epoch_changed(
-        wire_epoch(epoch),
-        &format!("epoch changed: the current epoch is {}", epoch.id()),
-    ))
+/// Sends the DeltaChunks of every kept epoch after `from` and DeltaEnd; returns (items sent,
+/// whether the stream completed).
+async fn stream_delta(
+    ctx: &ConnCtx,
+    send: &mut quinn::SendStream,
+    epoch: &Arc<Epoch>,
+    cur: &Current,
+    from: u32,
+    bytes_out: &mut u64,
+) -> (u64, bool) {
+    let mut sent = 0u64;
+    let count = epoch.deltas_after(from).len();
+    for i in 0..count {
+        let e = epoch.clone();
+        let client = ctx.client.clone();
+        // Read and encrypt one epoch's delta off the async threads.
+        let built = tokio::task::spawn_blocking(move || {
+            let h = &e.deltas_after(from)[i];
+            let d = h.read()?;
+            let mut frames = Vec::new();
+            for (r, u) in
+                crate::decide::delta_chunks(d.removed.len(), d.upserts.len(), MAX_ENTRIES_PER_CHUNK)
+            {
+                let removed: Vec<nayose_wire::Tag> =
+                    d.removed[r].iter().map(|t| nayose_wire::Tag(t.0)).collect();
+                let upserts = e.delta_upserts(&d, u, &client);
+                let items = (removed.len() + upserts.len()) as u64;
+                let chunk = DeltaChunk {
+                    key_period: WireKeyPeriodId(e.key_period().to_bytes()),
+                    epoch: d.epoch,
+                    removed: ChunkList::new(removed)
+                        .map_err(|e| ServerError::Internal(e.to_string()))?,
+                    upserts: ChunkList::new(upserts)
+                        .map_err(|e| ServerError::Internal(e.to_string()))?,
+                };
+                frames.push((Response::DeltaChunk(chunk), items));
+            }
+            Ok::<_, ServerError>(frames)
+        })
+        .await;
+        let frames = match built {
+            Ok(Ok(f)) => f,
+            Ok(Err(e)) => {
+                error!("cannot serve a delta: {e}");
+                return (sent, false);
+            }
+            Err(e) => {
+                error!("delta task failed: {e}");
+                return (sent, false);
+            }
+        };
+        for (f, items) in frames {
+            if write_frame(send, &f, bytes_out).await.is_err() {
+                return (sent + items, false);
+            }
+            sent += items;
+        }
+    }
+    let ok = write_frame(send, &crate::decide::delta_end(cur), bytes_out)
+        .await
+        .is_ok();
+    (sent, ok)
 }
 
-fn allowance_spent(what: &str) -> Response {
-    Response::Error(ErrorResponse::new(
-        ErrorCode::QuotaExhausted,
-        &format!("{what} allowance for this epoch is spent; it renews with the next epoch"),
-    ))
+/// The snapshot as the decision sees it.
+fn current_of(epoch: &Epoch, cfg: &ServerConfig) -> Current {
+    Current {
+        key_period: WireKeyPeriodId(epoch.key_period().to_bytes()),
+        public_key: epoch.public_key(),
+        epoch: epoch.number(),
+        entries: epoch.len() as u64,
+        digest: epoch.digest().0,
+        oldest_delta_base: epoch.oldest_delta_base(),
+        delta_bases: epoch.delta_bases(),
+        max_batch: cfg.max_batch,
+    }
 }
 
 async fn answer(
@@ -1195,22 +1316,12 @@ async fn answer(
     mut a: AuditEntry,
     mut counters: ClientCounters,
 ) -> Answer {
+    // One snapshot for the whole request (flows.md §5.2).
     let epoch = shared.epoch();
-    let epoch_str = epoch.id().to_string();
-    a.epoch_current = epoch_str.clone();
-    let cfg = &shared.s.cfg;
-    // Accreditation is checked on every request, so removing an id from clients.toml takes
-    // effect without a restart (wire.md §2.4).
-    let Some(limit) = shared.clients().quota_of(&ctx.client) else {
-        a.outcome = "NotAccredited".into();
-        let why = format!("client id {} is no longer accredited", ctx.client);
-        return Answer::one(err_resp(ErrorCode::NotAccredited, &why), a, counters);
-    };
-    if let Some(named) = req.epoch()
-        && named.0 != epoch.id().to_bytes()
-    {
-        return Answer::one(epoch_changed(&epoch), a, counters);
-    }
+    let cur = current_of(&epoch, &shared.s.cfg);
+    let kp = epoch.key_period().to_string();
+    a.key_period_current = kp.clone();
+    a.epoch_current = Some(cur.epoch);
     let internal = |mut a: AuditEntry, counters, why: &str| {
         error!("{why}");
         a.outcome = "Internal".into();
@@ -1220,71 +1331,114 @@ async fn answer(
             counters,
         )
     };
-    match req {
-        Request::Info => {
-            let q = shared
-                .quota
-                .status(ctx.client.as_str(), limit, shared.clock.now());
-            a.quota_before = Some(q.left);
-            a.quota_after = Some(q.left);
-            let info = InfoResponse {
-                epoch: wire_epoch(&epoch),
-                public_key: PublicKeyBytes(epoch.public_key()),
-                table_entries: epoch.len() as u64,
-                max_prefix_bits: if cfg.k_anon {
-                    epoch.max_prefix_bits()
-                } else {
-                    None
-                },
-                min_range_entries: cfg.min_range_entries,
-                max_batch: cfg.max_batch,
-                quota_left: q.left,
-                quota_reset_secs: q.reset_secs,
-            };
-            Answer::one(Response::Info(info), a, counters)
-        }
-        Request::Evaluate(r) => {
-            let n = r.elements.len() as u64;
-            a.elements = Some(n);
-            if n > u64::from(cfg.max_batch) {
-                let msg = format!(
-                    "batch of {n} elements; this server accepts at most {}",
-                    cfg.max_batch
-                );
-                return Answer::one(err_resp(ErrorCode::BatchTooLarge, &msg), a, counters);
-            }
-            let now = shared.clock.now();
-            let s = shared.clone();
-            let client = ctx.client.to_string();
-            let ep = epoch_str.clone();
-            let admitted = tokio::task::spawn_blocking(move || {
-                s.quota.try_consume(&client, limit, n, now, &ep)
-            })
-            .await;
-            match admitted {
-                Ok(Ok(Ok(st))) => {
-                    a.quota_before = Some(st.left + n);
-                    a.quota_after = Some(st.left);
-                }
-                Ok(Ok(Err(st))) => {
-                    a.quota_before = Some(st.left);
-                    a.quota_after = Some(st.left);
-                    let mut e = ErrorResponse::new(
-                        ErrorCode::QuotaExhausted,
-                        &format!("quota: {} left today, the request needs {n}", st.left),
+    // Accreditation is re-read on every request, so removing an id from clients.toml takes
+    // effect without a restart (wire.md §2.4).
+    let Some(limits) = shared.clients().limits_of(&ctx.client) else {
+        let d = decide(ctx.client.as_str(), Standing::NotAccredited, &req, &cur);
+        let Decision::Reply(r) = d else {
+            unreachable!("an unaccredited client only gets a reply")
+        };
+        a.outcome = "NotAccredited".into();
+        return Answer::one(r, a, counters);
+    };
+    let now = shared.clock.now();
+    let decided = {
+        let s = shared.clone();
+        let client = ctx.client.clone();
+        let kp = kp.clone();
+        let req = req.clone();
+        let cur = cur.clone();
+        let (max_client, max_total) = (
+            shared.s.cfg.max_base_downloads_per_client,
+            shared.s.cfg.max_base_downloads,
+        );
+        tokio::task::spawn_blocking(move || {
+            s.quota
+                .decide_and_charge(client.as_str(), limits, &kp, now, |quota| {
+                    // The base-download counters are taken and, for a base stream, incremented
+                    // under the same locks as the decision.
+                    let mut b = s.bases.lock().unwrap_or_else(|p| p.into_inner());
+                    let bases = BaseLoad {
+                        client: b.0.get(&client).copied().unwrap_or(0),
+                        total: b.1,
+                        max_client,
+                        max_total,
+                    };
+                    let d = decide(
+                        client.as_str(),
+                        Standing::Accredited { quota, bases },
+                        &req,
+                        &cur,
                     );
-                    e.retry_after_secs = st.reset_secs;
-                    return Answer::one(Response::Error(e), a, counters);
-                }
-                Ok(Err(e)) => {
-                    return internal(a, counters, &format!("cannot persist the quota state: {e}"));
-                }
-                Err(e) => return internal(a, counters, &format!("quota task failed: {e}")),
+                    let slot = if matches!(d, Decision::StreamBase { .. }) {
+                        *b.0.entry(client.clone()).or_insert(0) += 1;
+                        b.1 += 1;
+                        Some(BaseSlot {
+                            shared: s.clone(),
+                            client: client.clone(),
+                        })
+                    } else {
+                        None
+                    };
+                    let charge = match d {
+                        Decision::Evaluate { charge } => charge,
+                        _ => 0,
+                    };
+                    ((d, slot), charge)
+                })
+        })
+        .await
+    };
+    let ((decision, slot), quota) = match decided {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => {
+            return internal(a, counters, &format!("cannot persist the quota state: {e}"));
+        }
+        Err(e) => return internal(a, counters, &format!("quota task failed: {e}")),
+    };
+    a.quota_before = Some(quota.left_today);
+    a.quota_after = Some(quota.left_today);
+    a.key_period_quota_before = Some(quota.left_key_period);
+    a.key_period_quota_after = Some(quota.left_key_period);
+    match decision {
+        Decision::Reply(r) => Answer::one(r, a, counters),
+        Decision::StreamBase { offset } => {
+            a.offset = Some(offset);
+            a.entries = Some(cur.entries - offset);
+            let Some(slot) = slot else {
+                return internal(a, counters, "base download slot missing");
+            };
+            Answer {
+                frame: None,
+                audit: a,
+                counters,
+                stream: Some(Stream::Base {
+                    epoch,
+                    cur,
+                    offset,
+                    _slot: slot,
+                }),
+                charge: None,
             }
+        }
+        Decision::StreamDelta { from } => Answer {
+            frame: None,
+            audit: a,
+            counters,
+            stream: Some(Stream::Delta { epoch, cur, from }),
+            charge: None,
+        },
+        Decision::Evaluate { charge: n } => {
+            a.elements = Some(n);
+            a.quota_after = Some(quota.left_today - n);
+            a.key_period_quota_after = Some(quota.left_key_period - n);
             let charge = Charge {
                 n,
                 now,
-                epoch: epoch_str.clone(),
+                key_period: kp,
+            };
+            let Request::Evaluate(r) = req else {
+                unreachable!("only an Evaluate is evaluated")
             };
             let e2 = epoch.clone();
             let arrays = r.elements.to_arrays();
@@ -1296,7 +1450,7 @@ async fn answer(
             let outcome = match evaluated {
                 Ok(Ok((elements, proof))) => match ElementBatch::from_arrays(&elements) {
                     Ok(batch) => Ok(Response::Evaluated(EvaluateResponse {
-                        epoch: wire_epoch(&epoch),
+                        key_period: cur.key_period,
                         elements: batch,
                         proof: Proof(proof.to_bytes()),
                     })),
@@ -1319,6 +1473,7 @@ async fn answer(
                 Err((code, msg)) => {
                     refund(shared, ctx, charge).await;
                     a.quota_after = a.quota_before;
+                    a.key_period_quota_after = a.key_period_quota_before;
                     if code == ErrorCode::Internal {
                         error!("{msg}");
                     }
@@ -1329,132 +1484,6 @@ async fn answer(
                     };
                     Answer::one(err_resp(code, text), a, counters)
                 }
-            }
-        }
-        Request::FetchRange(r) => {
-            let bits = r.prefix.bits();
-            let value = r.prefix.value();
-            a.prefix_bits = Some(bits);
-            let max_bits = if cfg.k_anon {
-                epoch.max_prefix_bits()
-            } else {
-                None
-            };
-            let Some(max_bits) = max_bits else {
-                return Answer::one(
-                    err_resp(
-                        ErrorCode::ModeNotOffered,
-                        "this server does not offer k-anon mode (FetchRange) for this epoch; use FetchAll",
-                    ),
-                    a,
-                    counters,
-                );
-            };
-            if bits > max_bits {
-                let msg = format!(
-                    "prefix of {bits} bits is longer than the {max_bits} bits this epoch allows"
-                );
-                return Answer::one(err_resp(ErrorCode::RangeTooSmall, &msg), a, counters);
-            }
-            let prefix =
-                match TagPrefix::new(u16::from(bits), &value[..usize::from(bits).div_ceil(8)]) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        return Answer::one(
-                            err_resp(ErrorCode::BadRequest, &e.to_string()),
-                            a,
-                            counters,
-                        );
-                    }
-                };
-            let range = epoch.range_for_prefix(&prefix);
-            if (range.len() as u64) < u64::from(cfg.min_range_entries) {
-                let msg = format!(
-                    "the range holds {} entries, fewer than {}",
-                    range.len(),
-                    cfg.min_range_entries
-                );
-                return Answer::one(err_resp(ErrorCode::RangeTooSmall, &msg), a, counters);
-            }
-            if range.len() > MAX_ENTRIES_PER_CHUNK {
-                let msg = format!(
-                    "the range holds {} entries, more than {MAX_ENTRIES_PER_CHUNK}; use a longer prefix",
-                    range.len()
-                );
-                return Answer::one(err_resp(ErrorCode::RangeTooLarge, &msg), a, counters);
-            }
-            let s = shared.clone();
-            let (client, ep) = (ctx.client.to_string(), epoch_str.clone());
-            match tokio::task::spawn_blocking(move || s.quota.try_range_fetch(&client, &ep)).await {
-                Ok(Ok(true)) => {}
-                Ok(Ok(false)) => {
-                    return Answer::one(
-                        allowance_spent("the range-fetch (one per evaluated element)"),
-                        a,
-                        counters,
-                    );
-                }
-                Ok(Err(e)) => {
-                    return internal(a, counters, &format!("cannot persist the quota state: {e}"));
-                }
-                Err(e) => return internal(a, counters, &format!("quota task failed: {e}")),
-            }
-            let e2 = epoch.clone();
-            let client = ctx.client.clone();
-            let entries =
-                tokio::task::spawn_blocking(move || e2.entries_for_client(range, &client)).await;
-            let list = match entries.map(|r| r.map(EntryList::new)) {
-                Ok(Ok(Ok(l))) => l,
-                _ => return internal(a, counters, "range encryption failed"),
-            };
-            a.entries = Some(list.len() as u64);
-            counters.entries = list.len() as u64;
-            Answer::one(
-                Response::Range(RangeResponse {
-                    epoch: wire_epoch(&epoch),
-                    prefix: r.prefix,
-                    entries: list,
-                }),
-                a,
-                counters,
-            )
-        }
-        Request::FetchAll(r) => {
-            let total = epoch.len() as u64;
-            a.offset = Some(r.offset);
-            if r.offset > total {
-                let msg = format!("offset {} is beyond the table's {total} entries", r.offset);
-                return Answer::one(err_resp(ErrorCode::OffsetOutOfRange, &msg), a, counters);
-            }
-            let want = total - r.offset;
-            let allowance = total.saturating_mul(u64::from(cfg.full_downloads_per_epoch));
-            let s = shared.clone();
-            let (client, ep) = (ctx.client.to_string(), epoch_str.clone());
-            match tokio::task::spawn_blocking(move || {
-                s.quota.try_full_download(&client, &ep, want, allowance)
-            })
-            .await
-            {
-                Ok(Ok(true)) => {}
-                Ok(Ok(false)) => {
-                    return Answer::one(allowance_spent("the full-download"), a, counters);
-                }
-                Ok(Err(e)) => {
-                    return internal(a, counters, &format!("cannot persist the quota state: {e}"));
-                }
-                Err(e) => return internal(a, counters, &format!("quota task failed: {e}")),
-            }
-            a.entries = Some(want);
-            Answer {
-                frame: None,
-                audit: a,
-                counters,
-                stream: Some(TableStream {
-                    epoch,
-                    offset: r.offset,
-                    total,
-                }),
-                charge: None,
             }
         }
     }

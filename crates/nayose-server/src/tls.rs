@@ -1,5 +1,7 @@
-//! TLS for the QUIC endpoint: rustls with the ring provider, TLS 1.3 only, ALPN `nayose/1`,
-//! mutual TLS against the configured client CA, 0-RTT disabled.
+//! TLS for the QUIC endpoint: rustls with the ring provider, TLS 1.3 only, ALPN `nayose/2`,
+//! mutual TLS against the configured client CA, 0-RTT disabled, and no session resumption
+//! (wire.md §2.1: no tickets are issued and no session is cached, so every connection is a full
+//! handshake that verifies the client certificate again).
 //!
 //! Invariant: a connection reaches the service only after rustls verified the client's
 //! certificate chain to the client CA (`WebPkiClientVerifier`, client authentication
@@ -74,5 +76,33 @@ pub(crate) fn server_config(
         })?;
     cfg.alpn_protocols = vec![nayose_wire::ALPN.to_vec()];
     cfg.max_early_data_size = 0;
+    cfg.send_tls13_tickets = 0;
+    cfg.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
     Ok(cfg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_resumption_no_early_data_and_nayose_2() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = nayose_pki::generate_ca("test CA").unwrap();
+        let server = nayose_pki::issue_server_cert(&ca, "localhost").unwrap();
+        let (ca_pem, cert, key) = (
+            dir.path().join("ca.pem"),
+            dir.path().join("s.pem"),
+            dir.path().join("s.key"),
+        );
+        std::fs::write(&ca_pem, &ca.cert_pem).unwrap();
+        std::fs::write(&cert, &server.cert_pem).unwrap();
+        crate::fsutil::atomic_write(&key, server.key_pem.as_bytes()).unwrap();
+        let cfg = server_config(&cert, &key, &ca_pem).unwrap();
+        assert_eq!(cfg.send_tls13_tickets, 0);
+        assert_eq!(cfg.max_early_data_size, 0);
+        assert!(!cfg.ticketer.enabled());
+        assert!(!cfg.session_storage.can_cache());
+        assert_eq!(cfg.alpn_protocols, vec![b"nayose/2".to_vec()]);
+    }
 }

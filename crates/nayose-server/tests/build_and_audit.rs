@@ -1,5 +1,5 @@
-//! Epoch build (duplicates, conflicts, invalid rows, crash safety), key-file permissions and
-//! the audit chain.
+//! Epoch build (duplicates, conflicts, invalid rows, deltas, key periods, label-key rotation,
+//! crash safety), key-file permissions and the audit chain.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use common::*;
 use nayose_server::{
-    BuildOptions, FailPoint, Server, ServerError, build_epoch, check_current_epoch, verify_audit,
+    BuildOptions, FailPoint, Server, ServerError, build_epoch, check_current_epoch,
+    rotate_label_master_key, verify_audit,
 };
 use nayose_wire::Request;
 
@@ -60,6 +61,131 @@ fn duplicates_conflicts_and_invalid_rows_are_reported() {
     assert_eq!(r.rejected.len(), 1);
     assert_eq!(r.rejected[0].line, rows.len() as u64 + 2);
     assert_eq!(r.epoch_number, 2);
+    assert_eq!(r.previous_epoch, Some(1));
+    assert!(!r.new_key_period);
+    assert_eq!(
+        (r.added, r.removed, r.relabelled, r.evaluated),
+        (0, 0, 0, 0)
+    );
+}
+
+fn build_with(data: &Path, reg: &Path, new_key_period: bool) -> nayose_server::BuildReport {
+    let mut o = BuildOptions::new(data, reg);
+    o.new_key_period = new_key_period;
+    build_epoch(&o).unwrap()
+}
+
+#[test]
+fn delta_builds_evaluate_only_added_numbers_and_key_periods_are_explicit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let reg = tmp.path().join("registry.csv");
+    let rows = registry_rows(60, 0);
+    write_registry(&reg, &rows);
+    let first = build(&data, &reg);
+    assert_eq!(first.epoch_number, 1);
+    assert!(first.new_key_period && first.previous_epoch.is_none());
+    assert_eq!(first.key_period_number, 1);
+    assert!(first.key_period.starts_with("1-"), "{}", first.key_period);
+    assert_eq!(first.added, first.numbers);
+    assert_eq!(first.evaluated, first.numbers);
+    assert_eq!((first.removed, first.relabelled), (0, 0));
+    // One VOPRF key per key period, and no key in the epoch directory.
+    let kp1 = data.join("keyperiods").join(format!("{:020}", 1));
+    for f in ["oprf.key", "label-master.key"] {
+        assert_eq!(
+            fs::metadata(kp1.join(f)).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    let e1 = data.join("epochs").join(format!("{:020}", 1));
+    assert!(!e1.join("oprf.key").exists() && !e1.join("label-master.key").exists());
+    assert!(!data.join("deltas").join(format!("{:020}.bin", 1)).exists());
+
+    // Epoch 2: drop 5 numbers, move 4 numbers to another person, add 7 new numbers.
+    let mut next: Vec<Row> = rows[5..].to_vec();
+    for r in next.iter_mut().take(4) {
+        r.person = format!("{}-moved", r.person);
+    }
+    let extra = registry_rows(7, 500);
+    next.extend(extra.iter().take(7).map(|r| Row {
+        person: format!("N{}", r.person),
+        number: format!("9{}", r.number),
+        ..r.clone()
+    }));
+    write_registry(&reg, &next);
+    let second = build(&data, &reg);
+    assert_eq!(second.epoch_number, 2);
+    assert_eq!(second.previous_epoch, Some(1));
+    assert_eq!(second.key_period, first.key_period, "same key period");
+    assert_eq!(second.public_key, first.public_key, "no new key");
+    assert!(!second.new_key_period);
+    assert_eq!((second.added, second.removed, second.relabelled), (7, 5, 4));
+    assert_eq!(second.evaluated, 7, "only the added numbers are evaluated");
+    assert_eq!(second.numbers, first.numbers - 5 + 7);
+    assert_ne!(second.digest, first.digest);
+    let text = second.to_string();
+    assert!(
+        text.contains("added            7") && text.contains("relabelled       4"),
+        "{text}"
+    );
+    assert!(data.join("deltas").join(format!("{:020}.bin", 2)).exists());
+
+    // Epoch 3: the same registry: an empty delta, only the digest changes (epoch number).
+    let third = build(&data, &reg);
+    assert_eq!(
+        (
+            third.added,
+            third.removed,
+            third.relabelled,
+            third.evaluated
+        ),
+        (0, 0, 0, 0)
+    );
+    assert_eq!(third.numbers, second.numbers);
+    assert_ne!(third.digest, second.digest);
+    let cur = check_current_epoch(&data).unwrap();
+    assert_eq!((cur.number, cur.oldest_delta_base), (3, 1));
+    assert_eq!(cur.digest, third.digest);
+
+    // A new key period only when asked: fresh key, everything evaluated, no delta.
+    let fourth = build_with(&data, &reg, true);
+    assert_eq!(fourth.epoch_number, 4);
+    assert!(fourth.new_key_period && fourth.previous_epoch.is_none());
+    assert_eq!(fourth.key_period_number, 2);
+    assert_ne!(fourth.public_key, first.public_key);
+    assert_eq!(fourth.evaluated, fourth.numbers);
+    let cur = check_current_epoch(&data).unwrap();
+    assert_eq!((cur.number, cur.oldest_delta_base), (4, 4));
+    // The old key period's deltas are gone; its key period directory stays while an epoch of
+    // it is kept (keep_epochs = 2: epoch 3).
+    assert!(!data.join("deltas").join(format!("{:020}.bin", 2)).exists());
+    assert!(kp1.exists());
+    let fifth = build(&data, &reg);
+    assert_eq!((fifth.epoch_number, fifth.key_period_number), (5, 2));
+    assert!(
+        !kp1.exists(),
+        "a key period no kept epoch uses is destroyed"
+    );
+
+    // Rotating K_L takes effect only with a new key period; until then builds are refused.
+    let rot = rotate_label_master_key(&data).unwrap();
+    assert!(rot.to_string().contains("NEW KEY PERIOD"), "{rot}");
+    let e = build_epoch(&BuildOptions::new(&data, &reg))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("start a new key period (--new-key-period) to use the rotated label master key"),
+        "{e}"
+    );
+    assert_eq!(check_current_epoch(&data).unwrap().number, 5);
+    let sixth = build_with(&data, &reg, true);
+    assert_eq!(sixth.label_master_key_id, rot.new_key_id.to_string());
+    assert_ne!(sixth.label_master_key_id, fifth.label_master_key_id);
+    assert!(
+        sixth.epoch_number > 5,
+        "numbers are never reused, even after a refusal"
+    );
 }
 
 #[test]
@@ -83,8 +209,9 @@ fn every_injected_failure_leaves_the_previous_epoch_current() {
             "{e}"
         );
         let cur = check_current_epoch(&data).unwrap();
-        assert_eq!(cur.epoch_id, first.epoch_id, "after {fp:?}");
+        assert_eq!(cur.number, first.epoch_number, "after {fp:?}");
         assert_eq!(cur.entries, first.numbers);
+        assert_eq!(cur.digest, first.digest);
         let names: Vec<String> = fs::read_dir(data.join("epochs"))
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -102,10 +229,36 @@ fn every_injected_failure_leaves_the_previous_epoch_current() {
             }
         }
     }
-    // The next build cleans up and publishes a higher number.
+    // A failed new key period leaves the old one current, and the next ordinary build
+    // continues it (the orphan key period is never adopted).
+    let mut opts = BuildOptions::new(&data, &reg);
+    opts.new_key_period = true;
+    opts.fail_at = Some(FailPoint::BeforeCurrentSwitch);
+    assert!(build_epoch(&opts).is_err());
+    assert_eq!(
+        check_current_epoch(&data).unwrap().key_period,
+        first.key_period
+    );
+    // The next build cleans up and publishes a higher number, as a delta of the first epoch.
     let next = build(&data, &reg);
     assert!(next.epoch_number > first.epoch_number + 1);
-    assert_eq!(check_current_epoch(&data).unwrap().epoch_id, next.epoch_id);
+    assert_eq!(next.previous_epoch, Some(first.epoch_number));
+    assert_eq!(next.key_period, first.key_period);
+    assert_eq!(
+        check_current_epoch(&data).unwrap().number,
+        next.epoch_number
+    );
+    assert_eq!(
+        check_current_epoch(&data).unwrap().oldest_delta_base,
+        first.epoch_number,
+        "the chain skips the numbers of failed builds"
+    );
+    // Only the published delta is kept; orphan deltas of failed builds are removed.
+    let deltas: Vec<String> = fs::read_dir(data.join("deltas"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(deltas, vec![format!("{:020}.bin", next.epoch_number)]);
     assert!(!fs::read_dir(data.join("epochs")).unwrap().any(|e| {
         e.unwrap()
             .file_name()
@@ -136,7 +289,7 @@ fn a_build_killed_at_any_moment_leaves_a_servable_epoch() {
     let big = tmp.path().join("big.csv");
     write_registry(&big, &registry_rows(6_000, 3));
     let exe = std::env::current_exe().unwrap();
-    let mut current = first.epoch_id.clone();
+    let mut current = first.epoch_number;
     let mut published = 0;
     for delay_ms in [
         0u64, 10, 30, 60, 100, 150, 200, 300, 400, 600, 900, 1300, 2000, 4000,
@@ -155,20 +308,24 @@ fn a_build_killed_at_any_moment_leaves_a_servable_epoch() {
         // Whatever the moment, `current` names a complete epoch that passes every check: the
         // previous one, or (if the child finished) the new one.
         let now = check_current_epoch(&data).unwrap();
-        if now.epoch_id != current {
+        if now.number != current {
             assert!(
                 status.success(),
                 "a new epoch became current only after a full build"
             );
             assert_eq!(now.entries, 12_000);
             published += 1;
-            current = now.epoch_id;
+            current = now.number;
         }
     }
     eprintln!("{published} of 14 killed builds had finished");
     // A normal build afterwards still works.
     let last = build(&data, &small);
-    assert_eq!(check_current_epoch(&data).unwrap().epoch_id, last.epoch_id);
+    assert_eq!(
+        check_current_epoch(&data).unwrap().number,
+        last.epoch_number
+    );
+    assert_eq!(last.key_period, first.key_period);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -180,8 +337,8 @@ async fn key_files_readable_by_others_are_refused() {
     write_registry(&reg, &registry_rows(10, 0));
     let r = build(&data, &reg);
     let key = data
-        .join("epochs")
-        .join(format!("{:020}", r.epoch_number))
+        .join("keyperiods")
+        .join(format!("{:020}", r.key_period_number))
         .join("oprf.key");
     assert_eq!(
         fs::metadata(&key).unwrap().permissions().mode() & 0o777,
@@ -268,7 +425,7 @@ async fn the_audit_chain_detects_modified_removed_and_truncated_records() {
     let d = tmp.path().join("modified");
     copy_audit(&data, &d);
     let mut l = original.clone();
-    l[1] = l[1].replace("\"op\":\"Info\"", "\"op\":\"FetchAll\"");
+    l[1] = l[1].replace("\"op\":\"Info\"", "\"op\":\"FetchBase\"");
     write_lines(&d, &l);
     let e = verify_audit(&d).unwrap_err().to_string();
     assert!(
@@ -341,7 +498,9 @@ async fn the_audit_chain_detects_modified_removed_and_truncated_records() {
     for e in ["current", "label-master.key"] {
         fs::copy(data.join(e), bad_data.join(e)).unwrap();
     }
-    copy_dir(&data.join("epochs"), &bad_data.join("epochs"));
+    for d in ["epochs", "keyperiods", "deltas"] {
+        copy_dir(&data.join(d), &bad_data.join(d));
+    }
     copy_audit(&broken, &bad_data);
     let err = Server::start(config(&pki, &bad_data, clients))
         .await

@@ -1,5 +1,6 @@
 //! Test fixtures: a development PKI, synthetic registries, a server on 127.0.0.1, and a minimal
-//! nayose/1 client (quinn + rustls + nayose-wire + nayose-oprf) independent of nayose-client.
+//! nayose/2 client (quinn + rustls + nayose-wire + nayose-oprf + nayose-table) independent of
+//! nayose-client.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 use std::fs;
@@ -8,8 +9,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use nayose_oprf::{ClientBatch, Mode, PublicKey};
 use nayose_server::{BuildOptions, BuildReport, ServerConfig, build_epoch};
-use nayose_wire::{FrameDecoder, Request, Response, decode_response, encode_request_frame};
+use nayose_table::{ClientEntry, ClientId, ClientTable, EncryptedLabel, KeyPeriodId, Tag};
+use nayose_wire::{
+    ElementBatch, EvaluateRequest, FetchBaseRequest, FetchDeltaRequest, FrameDecoder, InfoResponse,
+    Request, Response, decode_response, encode_request_frame,
+};
 use quinn::crypto::rustls::QuicClientConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -130,7 +136,6 @@ pub fn config(pki: &Pki, data: &Path, clients_toml: &str) -> ServerConfig {
         key: Some(pki.dir.join("server.key")),
         client_ca: Some(pki.ca_pem()),
         clients: Some(clients),
-        min_range_entries: 4,
         max_batch: 64,
         epoch_poll_ms: 100,
         status_interval_secs: 0,
@@ -247,4 +252,207 @@ pub fn init_tracing() {
         )
         .with_test_writer()
         .try_init();
+}
+
+/// The key period id of an Info, as nayose-table's type (checked against pkS).
+pub fn key_period(i: &InfoResponse) -> KeyPeriodId {
+    let kp = KeyPeriodId::from_bytes(i.key_period.0);
+    assert!(
+        kp.matches_public_key(&i.public_key.0),
+        "key period id matches pkS"
+    );
+    kp
+}
+
+/// Blinds `inputs`, evaluates them over `conn` in key period `kp`, verifies the proof against
+/// `info`'s pkS, and returns the outputs; the server's answer if it was not Evaluated.
+pub async fn evaluate_in(
+    conn: &quinn::Connection,
+    info: &InfoResponse,
+    kp: nayose_wire::KeyPeriodId,
+    inputs: &[Vec<u8>],
+) -> Result<Vec<[u8; 64]>, Response> {
+    let refs: Vec<&[u8]> = inputs.iter().map(Vec::as_slice).collect();
+    let mut rng = rand::rng();
+    let batch = ClientBatch::blind(Mode::Voprf, &refs, &mut rng).unwrap();
+    let blinded = batch.blinded_elements().to_vec();
+    let req = Request::Evaluate(EvaluateRequest {
+        key_period: kp,
+        elements: ElementBatch::from_arrays(&blinded).unwrap(),
+    });
+    match one(conn, &req).await {
+        Response::Evaluated(ev) => {
+            assert_eq!(ev.key_period, kp);
+            let pk = PublicKey::from_bytes(&info.public_key.0).unwrap();
+            let verified = batch
+                .verify(&pk, &ev.elements.to_arrays(), &ev.proof.0)
+                .expect("the server's DLEQ proof verifies against pkS from Info");
+            Ok(verified.finalize().iter().map(|o| *o.as_bytes()).collect())
+        }
+        other => Err(other),
+    }
+}
+
+/// [`evaluate_in`] the key period of `info`.
+pub async fn evaluate(
+    conn: &quinn::Connection,
+    info: &InfoResponse,
+    inputs: &[Vec<u8>],
+) -> Result<Vec<[u8; 64]>, Response> {
+    evaluate_in(conn, info, info.key_period, inputs).await
+}
+
+/// FetchBase of `info`'s epoch from `offset`: the entries received (checked: contiguous
+/// offsets, constant total, ascending tags, versions ≤ epoch, BaseEnd last), or the Error.
+pub async fn fetch_base(
+    conn: &quinn::Connection,
+    info: &InfoResponse,
+    offset: u64,
+) -> Result<Vec<ClientEntry>, Response> {
+    let frames = request(
+        conn,
+        &Request::FetchBase(FetchBaseRequest {
+            key_period: info.key_period,
+            epoch: info.epoch,
+            offset,
+        }),
+    )
+    .await
+    .unwrap();
+    if let [Response::Error(_)] = frames.as_slice() {
+        return Err(frames.into_iter().next().unwrap());
+    }
+    let mut out: Vec<ClientEntry> = Vec::new();
+    let (last, chunks) = frames.split_last().unwrap();
+    for f in chunks {
+        match f {
+            Response::BaseChunk(c) => {
+                assert_eq!(c.key_period, info.key_period);
+                assert_eq!(c.epoch, info.epoch);
+                assert_eq!(c.offset, offset + out.len() as u64, "contiguous chunks");
+                assert_eq!(c.total, info.table_entries);
+                for e in c.entries.as_slice() {
+                    assert!(e.version >= 1 && e.version <= info.epoch);
+                    out.push(ClientEntry {
+                        tag: Tag(e.tag.0),
+                        version: e.version,
+                        label: EncryptedLabel(e.label.0),
+                    });
+                }
+            }
+            other => panic!("expected a BaseChunk, got {other:?}"),
+        }
+    }
+    match last {
+        Response::BaseEnd(e) => {
+            assert_eq!((e.key_period, e.epoch), (info.key_period, info.epoch));
+            assert_eq!(e.total, info.table_entries);
+        }
+        other => panic!("expected BaseEnd, got {other:?}"),
+    }
+    assert!(
+        out.windows(2).all(|w| w[0].tag < w[1].tag),
+        "ascending tags"
+    );
+    Ok(out)
+}
+
+/// One epoch's delta as received: (epoch, removed, upserts, number of chunks).
+pub type EpochDelta = (u32, Vec<Tag>, Vec<(Tag, EncryptedLabel)>, usize);
+
+/// FetchDelta from `from`: the deltas per epoch and the DeltaEnd (epoch, total), checked
+/// against the chunking rules of wire.md §5.2.5; or the Error.
+pub async fn fetch_delta(
+    conn: &quinn::Connection,
+    kp: nayose_wire::KeyPeriodId,
+    from: u32,
+) -> Result<(Vec<EpochDelta>, u32, u64), Response> {
+    let frames = request(
+        conn,
+        &Request::FetchDelta(FetchDeltaRequest {
+            key_period: kp,
+            from_epoch: from,
+        }),
+    )
+    .await
+    .unwrap();
+    if let [Response::Error(_)] = frames.as_slice() {
+        return Err(frames.into_iter().next().unwrap());
+    }
+    let (last, chunks) = frames.split_last().unwrap();
+    let mut out: Vec<EpochDelta> = Vec::new();
+    for f in chunks {
+        let Response::DeltaChunk(c) = f else {
+            panic!("expected a DeltaChunk, got {f:?}");
+        };
+        assert_eq!(c.key_period, kp);
+        assert!(c.epoch > from);
+        assert!(c.removed.len() + c.upserts.len() <= 65_536);
+        let removed: Vec<Tag> = c.removed.as_slice().iter().map(|t| Tag(t.0)).collect();
+        let upserts: Vec<(Tag, EncryptedLabel)> = c
+            .upserts
+            .as_slice()
+            .iter()
+            .map(|e| (Tag(e.tag.0), EncryptedLabel(e.label.0)))
+            .collect();
+        match out.last_mut() {
+            Some(d) if d.0 == c.epoch => {
+                assert!(
+                    removed.is_empty() || d.2.is_empty(),
+                    "no removed tag after an upsert"
+                );
+                assert!(
+                    !removed.is_empty() || !upserts.is_empty(),
+                    "no empty follow-up chunk"
+                );
+                d.1.extend(removed);
+                d.2.extend(upserts);
+                d.3 += 1;
+            }
+            Some(d) => {
+                assert!(c.epoch > d.0, "epochs ascend");
+                out.push((c.epoch, removed, upserts, 1));
+            }
+            None => out.push((c.epoch, removed, upserts, 1)),
+        }
+    }
+    match last {
+        Response::DeltaEnd(e) => {
+            assert_eq!(e.key_period, kp);
+            assert_eq!(e.epoch, out.last().map_or(from, |d| d.0));
+            Ok((out, e.epoch, e.total))
+        }
+        other => panic!("expected DeltaEnd, got {other:?}"),
+    }
+}
+
+/// Applies received deltas to `table` (nayose-table's client logic).
+pub fn apply(table: &mut ClientTable, deltas: &[EpochDelta]) {
+    for (e, removed, upserts, _) in deltas {
+        table.apply_delta(*e, removed, upserts).unwrap();
+    }
+}
+
+/// The label master key of key period `kp` (the test plays auditor).
+pub fn label_master_key(data: &Path, kp: u64) -> nayose_table::LabelMasterKey {
+    let bytes: [u8; 32] = fs::read(
+        data.join("keyperiods")
+            .join(format!("{kp:020}"))
+            .join("label-master.key"),
+    )
+    .unwrap()
+    .try_into()
+    .unwrap();
+    nayose_table::LabelMasterKey::from_bytes(&bytes).unwrap()
+}
+
+/// The labels of `outputs` in `table` for `client`.
+pub fn labels(
+    client: &str,
+    table: &ClientTable,
+    outputs: &[[u8; 64]],
+) -> Vec<Option<nayose_table::Label>> {
+    nayose_table::match_outputs(&ClientId::new(client).unwrap(), table, outputs)
+        .labels()
+        .to_vec()
 }
