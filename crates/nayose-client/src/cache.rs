@@ -1,87 +1,48 @@
-//! The on-disk cache of one epoch's full table, as received by one client from one server.
+//! The client's caches on disk, per (server name, client id, key period): what the link core
+//! asks to persist ([`nayose_proto::Action`]) and hands back on the next run.
 //!
-//! Layout of `<cache_dir>/<server name>/<client id>/<epoch>.table` (all integers LE):
+//! `<cache_dir>/<server name>/<client id>/<key period id hex>/` (directories 0700, files 0600):
 //!
-//! | offset | size | field |
-//! |---|---|---|
-//! | 0 | 16 | magic `NAYOSE-TABLE-v1` + `\n` |
-//! | 16 | 16 | epoch id |
-//! | 32 | 32 | the epoch's VOPRF public key pkS |
-//! | 64 | 32 | identity = SHA-512(len ‖ server name ‖ len ‖ client id)\[..32\] (u16 BE lengths) |
-//! | 96 | 8 | entry count N |
-//! | 104 | 32·N | entries: tag (16) ‖ encrypted label (16), ascending by tag |
-//! | 104+32N | 32 | checksum = SHA-512(every preceding byte)\[..32\] |
+//! * `oprf.bin` — OPRF outputs of the numbers evaluated in this key period. Header: magic
+//!   `NAYOSE-OPRF-v2\n\0` (16) ‖ key period id (16); then records of 88 bytes:
+//!   cache key (16) ‖ o_y (64) ‖ check (8) = SHA-512(key period id ‖ cache key ‖ o_y)\[..8\].
+//!   Appended after each verified batch; on load every record is checked and the file is cut
+//!   back to its last good record (a crash mid-append loses only that batch).
+//! * `table.bin` — the last verified table state. Magic `NAYOSE-STATE-v2\n` (16) ‖ key period
+//!   id (16) ‖ epoch (u32 LE) ‖ entry count N (u64 LE) ‖ N × 36-byte entries (tag ‖ version
+//!   u32 LE ‖ encrypted label) ‖ checksum = SHA-512(every preceding byte)\[..32\]. Written to a
+//!   temporary name, fsynced, renamed. The core also checks its table digest against Info.
+//! * `base.partial` — an unfinished base download. Magic `NAYOSE-BASE-v2\n\0` (16) ‖ key period
+//!   id (16) ‖ epoch (u32 LE) ‖ entries (36 bytes each), appended per chunk; a trailing partial
+//!   entry is cut off on load. A damaged partial base is caught by the digest at its end.
 //!
-//! Invariants: labels are encrypted per client and epoch, so a cache file is keyed — by its path
-//! and again by its header — by server name, client id, epoch id and public key; a file is used
-//! only if its size, header and checksum all match, otherwise it is ignored and replaced. Files
-//! are written to a temporary name, fsynced and renamed, so a crash never leaves a file that
-//! looks complete; after a new epoch's file is complete, the older epochs' files of the same
-//! server and client are deleted (they can never be used again).
+//! Invariants: a file is used only if its header names the key period of its directory and its
+//! checks pass; otherwise it is deleted and rebuilt. Caches of any other key period are deleted
+//! when a run learns the current one (they can never be used again). o_y values are secrets:
+//! held in zeroizing buffers, never logged.
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use nayose_table::{EncryptedLabel, Tag};
-use nayose_wire::{ENTRY_LEN, EpochId, PublicKeyBytes};
+use nayose_oprf::Output;
+use nayose_proto::{Caches, PartialBase};
+use nayose_table::{CLIENT_ENTRY_LEN, ClientEntry, ClientTable, KeyPeriodId};
 use sha2::{Digest, Sha512};
+use zeroize::Zeroizing;
 
-const MAGIC: &[u8; 16] = b"NAYOSE-TABLE-v1\n";
-const HEADER_LEN: usize = 104;
-const CHECKSUM_LEN: usize = 32;
-/// Entries read per block when replaying a cache file.
-pub(crate) const READ_BLOCK: usize = 65_536;
+const OPRF_MAGIC: &[u8; 16] = b"NAYOSE-OPRF-v2\n\0";
+const STATE_MAGIC: &[u8; 16] = b"NAYOSE-STATE-v2\n";
+const BASE_MAGIC: &[u8; 16] = b"NAYOSE-BASE-v2\n\0";
+const OPRF_RECORD: usize = 16 + 64 + 8;
 
-/// Whose table a cache file holds.
+/// The cache directory of one server and client, or none (caching disabled).
 #[derive(Debug, Clone)]
-pub(crate) struct CacheKey {
-    pub(crate) server_name: String,
-    pub(crate) client_id: String,
-    pub(crate) epoch: EpochId,
-    pub(crate) public_key: PublicKeyBytes,
+pub(crate) struct CacheStore {
+    dir: Option<PathBuf>,
 }
 
-impl CacheKey {
-    fn identity(&self) -> [u8; 32] {
-        let mut h = Sha512::new();
-        for part in [self.server_name.as_bytes(), self.client_id.as_bytes()] {
-            h.update((part.len() as u16).to_be_bytes());
-            h.update(part);
-        }
-        let d = h.finalize();
-        let mut out = [0u8; 32];
-        out.copy_from_slice(&d[..32]);
-        out
-    }
-
-    fn header(&self, total: u64) -> [u8; HEADER_LEN] {
-        let mut hdr = [0u8; HEADER_LEN];
-        hdr[..16].copy_from_slice(MAGIC);
-        hdr[16..32].copy_from_slice(self.epoch.as_bytes());
-        hdr[32..64].copy_from_slice(self.public_key.as_bytes());
-        hdr[64..96].copy_from_slice(&self.identity());
-        hdr[96..104].copy_from_slice(&total.to_le_bytes());
-        hdr
-    }
-
-    /// The directory holding this server's and client's cache files.
-    fn dir(&self, root: &Path) -> PathBuf {
-        root.join(safe_component(&self.server_name))
-            .join(safe_component(&self.client_id))
-    }
-
-    fn file_name(&self) -> String {
-        format!("{}.table", hex::encode(self.epoch.as_bytes()))
-    }
-
-    /// The cache file's path under `root`.
-    pub(crate) fn path(&self, root: &Path) -> PathBuf {
-        self.dir(root).join(self.file_name())
-    }
-}
-
-/// A path component from a name: `[A-Za-z0-9._-]` kept, anything else as `%XX`; never `.`/`..`.
 fn safe_component(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     for b in name.bytes() {
@@ -94,187 +55,322 @@ fn safe_component(name: &str) -> String {
     if out.is_empty() { "%".into() } else { out }
 }
 
-fn checksum(h: Sha512) -> [u8; CHECKSUM_LEN] {
-    let d = h.finalize();
-    let mut out = [0u8; CHECKSUM_LEN];
-    out.copy_from_slice(&d[..CHECKSUM_LEN]);
-    out
+fn kp_hex(kp: KeyPeriodId) -> String {
+    kp.as_bytes().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Why a cache file was not used.
-#[derive(Debug)]
-pub(crate) enum CacheMiss {
-    /// No file for this key.
-    Absent,
-    /// A file exists but is damaged, stale or for another key.
-    Invalid(String),
-    /// The consumer of the entries failed (e.g. the matcher rejected them).
-    Consumer(String),
-}
-
-/// Replays the cached table for `key`, if a valid one with `total` entries exists: `consume`
-/// gets blocks of entries in file order. The checksum is verified at the end; on
-/// [`CacheMiss::Invalid`] the caller must discard whatever `consume` built.
-pub(crate) fn replay(
-    root: &Path,
-    key: &CacheKey,
-    total: u64,
-    mut consume: impl FnMut(&[(Tag, EncryptedLabel)]) -> Result<(), String>,
-) -> Result<(), CacheMiss> {
-    let path = key.path(root);
-    let file = match File::open(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(CacheMiss::Absent),
-        Err(e) => return Err(CacheMiss::Invalid(format!("{}: {e}", path.display()))),
-    };
-    let invalid = |why: &str| CacheMiss::Invalid(format!("{}: {why}", path.display()));
-    let expected_len = (total as u128) * ENTRY_LEN as u128 + (HEADER_LEN + CHECKSUM_LEN) as u128;
-    let len = file.metadata().map_err(|e| invalid(&e.to_string()))?.len();
-    if u128::from(len) != expected_len {
-        return Err(invalid("size does not match the epoch's table"));
-    }
-    let mut r = BufReader::with_capacity(1 << 20, file);
-    let mut hdr = [0u8; HEADER_LEN];
-    r.read_exact(&mut hdr)
-        .map_err(|e| invalid(&e.to_string()))?;
-    if hdr != key.header(total) {
-        return Err(invalid("header is for another server, client or epoch"));
-    }
-    let mut h = Sha512::new();
-    h.update(hdr);
-    let mut left = total;
-    let mut buf = vec![0u8; READ_BLOCK * ENTRY_LEN];
-    let mut entries = Vec::with_capacity(READ_BLOCK);
-    while left > 0 {
-        let n = left.min(READ_BLOCK as u64) as usize;
-        let bytes = &mut buf[..n * ENTRY_LEN];
-        r.read_exact(bytes).map_err(|e| invalid(&e.to_string()))?;
-        h.update(&*bytes);
-        entries.clear();
-        entries.extend(bytes.chunks_exact(ENTRY_LEN).map(split_entry));
-        consume(&entries).map_err(CacheMiss::Consumer)?;
-        left -= n as u64;
-    }
-    let mut sum = [0u8; CHECKSUM_LEN];
-    r.read_exact(&mut sum)
-        .map_err(|e| invalid(&e.to_string()))?;
-    if sum != checksum(h) {
-        return Err(invalid("checksum mismatch (damaged file)"));
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     }
     Ok(())
 }
 
-fn split_entry(b: &[u8]) -> (Tag, EncryptedLabel) {
-    let mut tag = [0u8; 16];
-    let mut label = [0u8; 16];
-    tag.copy_from_slice(&b[..16]);
-    label.copy_from_slice(&b[16..32]);
-    (Tag(tag), EncryptedLabel(label))
+fn open_private(path: &Path, append: bool) -> std::io::Result<File> {
+    let mut o = OpenOptions::new();
+    o.write(true).create(true);
+    if append {
+        o.append(true);
+    } else {
+        o.truncate(true);
+    }
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    o.open(path)
 }
 
-/// Writes a cache file as the table arrives; [`CacheWriter::finish`] publishes it.
-pub(crate) struct CacheWriter {
-    root: PathBuf,
-    key: CacheKey,
-    tmp: PathBuf,
-    file: Option<BufWriter<File>>,
-    hash: Sha512,
-    total: u64,
-    written: u64,
+fn read_secret(path: &Path) -> Option<Zeroizing<Vec<u8>>> {
+    let mut f = File::open(path).ok()?;
+    let mut buf = Zeroizing::new(Vec::new());
+    f.read_to_end(&mut buf).ok()?;
+    Some(buf)
 }
 
-impl CacheWriter {
-    /// Starts a cache file for `key` holding `total` entries.
-    pub(crate) fn create(root: &Path, key: &CacheKey, total: u64) -> std::io::Result<Self> {
-        let dir = key.dir(root);
-        std::fs::create_dir_all(&dir)?;
-        // The entries are this client's (encrypted) labels: keep them to the owner.
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+fn oprf_check(kp: KeyPeriodId, key: &[u8], o: &[u8]) -> [u8; 8] {
+    let mut h = Sha512::new();
+    h.update(kp.as_bytes());
+    h.update(key);
+    h.update(o);
+    let d = h.finalize();
+    let mut c = [0u8; 8];
+    c.copy_from_slice(&d[..8]);
+    c
+}
+
+fn state_checksum(bytes: &[u8]) -> [u8; 32] {
+    let d = Sha512::digest(bytes);
+    let mut c = [0u8; 32];
+    c.copy_from_slice(&d[..32]);
+    c
+}
+
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+fn u64_at(b: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
+}
+
+fn entries_of(bytes: &[u8]) -> Vec<ClientEntry> {
+    bytes
+        .chunks_exact(CLIENT_ENTRY_LEN)
+        .map(|c| {
+            let mut a = [0u8; CLIENT_ENTRY_LEN];
+            a.copy_from_slice(c);
+            ClientEntry::from_bytes(&a)
+        })
+        .collect()
+}
+
+impl CacheStore {
+    /// The store under `root` for one server name and client id (`root` = None: no caching).
+    pub(crate) fn new(root: Option<&Path>, server_name: &str, client_id: &str) -> Self {
+        CacheStore {
+            dir: root.map(|r| {
+                r.join(safe_component(server_name))
+                    .join(safe_component(client_id))
+            }),
         }
-        let tmp = dir.join(format!(
-            ".{}.{}.partial",
-            key.file_name(),
-            std::process::id()
-        ));
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
-        let mut w = CacheWriter {
-            root: root.to_owned(),
-            key: key.clone(),
-            tmp,
-            file: Some(BufWriter::with_capacity(1 << 20, file)),
-            hash: Sha512::new(),
-            total,
-            written: 0,
+    }
+
+    fn kp_dir(&self, kp: KeyPeriodId) -> Option<PathBuf> {
+        self.dir.as_ref().map(|d| d.join(kp_hex(kp)))
+    }
+
+    /// Loads the caches of `kp` (each checked; a bad file is deleted) and deletes the caches of
+    /// every other key period. Returns notes on what was discarded.
+    pub(crate) fn load(&self, kp: KeyPeriodId) -> (Caches, Vec<String>) {
+        let mut notes = Vec::new();
+        let (Some(root), Some(dir)) = (&self.dir, self.kp_dir(kp)) else {
+            return (Caches::default(), notes);
         };
-        let hdr = key.header(total);
-        w.write(&hdr)?;
-        Ok(w)
-    }
-
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        self.hash.update(bytes);
-        match self.file.as_mut() {
-            Some(f) => f.write_all(bytes),
-            None => Err(std::io::Error::other("cache file already finished")),
-        }
-    }
-
-    /// Appends the next entries (must continue exactly where the last call stopped).
-    pub(crate) fn append(&mut self, entries: &[nayose_wire::Entry]) -> std::io::Result<()> {
-        let mut bytes = Vec::with_capacity(entries.len() * ENTRY_LEN);
-        for e in entries {
-            bytes.extend_from_slice(e.tag.as_bytes());
-            bytes.extend_from_slice(e.label.as_bytes());
-        }
-        self.write(&bytes)?;
-        self.written += entries.len() as u64;
-        Ok(())
-    }
-
-    /// Writes the checksum, fsyncs, renames into place, and deletes the same server's and
-    /// client's files of other epochs.
-    pub(crate) fn finish(mut self) -> std::io::Result<PathBuf> {
-        if self.written != self.total {
-            return Err(std::io::Error::other(format!(
-                "cache holds {} of {} entries",
-                self.written, self.total
-            )));
-        }
-        let sum = checksum(std::mem::take(&mut self.hash));
-        let Some(mut f) = self.file.take() else {
-            return Err(std::io::Error::other("cache file already finished"));
-        };
-        f.write_all(&sum)?;
-        let file = f.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        drop(file);
-        let path = self.key.path(&self.root);
-        std::fs::rename(&self.tmp, &path)?;
-        let keep = self.key.file_name();
-        if let Ok(dir) = std::fs::read_dir(self.key.dir(&self.root)) {
-            for entry in dir.flatten() {
-                let name = entry.file_name();
-                let name = name.to_string_lossy();
-                if name.ends_with(".table") && name != keep {
-                    let _ = std::fs::remove_file(entry.path());
+        if let Ok(rd) = std::fs::read_dir(root) {
+            for e in rd.flatten() {
+                if e.path() != dir && e.path().is_dir() {
+                    let _ = std::fs::remove_dir_all(e.path());
+                    notes.push("deleted the caches of an earlier key period".to_owned());
                 }
             }
         }
-        Ok(path)
+        let caches = Caches {
+            oprf: self.load_oprf(kp, &dir, &mut notes),
+            table: self.load_table(kp, &dir, &mut notes),
+            partial: self.load_partial(kp, &dir, &mut notes),
+        };
+        (caches, notes)
     }
-}
 
-impl Drop for CacheWriter {
-    fn drop(&mut self) {
-        if self.file.take().is_some() {
-            let _ = std::fs::remove_file(&self.tmp);
+    fn load_oprf(
+        &self,
+        kp: KeyPeriodId,
+        dir: &Path,
+        notes: &mut Vec<String>,
+    ) -> HashMap<[u8; 16], Output> {
+        let path = dir.join("oprf.bin");
+        let mut out = HashMap::new();
+        let Some(bytes) = read_secret(&path) else {
+            return out;
+        };
+        if bytes.len() < 32 || &bytes[..16] != OPRF_MAGIC || bytes[16..32] != kp.as_bytes()[..] {
+            let _ = std::fs::remove_file(&path);
+            notes.push("the OPRF cache had a wrong header and was deleted".to_owned());
+            return out;
+        }
+        let mut good = 32;
+        for r in bytes[32..].chunks_exact(OPRF_RECORD) {
+            let (key, rest) = r.split_at(16);
+            let (o, check) = rest.split_at(64);
+            if oprf_check(kp, key, o) != check {
+                break;
+            }
+            let mut k = [0u8; 16];
+            k.copy_from_slice(key);
+            let mut v = [0u8; 64];
+            v.copy_from_slice(o);
+            out.insert(k, Output::from_bytes(v));
+            v.fill(0);
+            good += OPRF_RECORD;
+        }
+        if good != bytes.len() {
+            // Cut back to the last good record (a crash mid-append, or damage).
+            if let Ok(f) = OpenOptions::new().write(true).open(&path) {
+                let _ = f.set_len(good as u64);
+            }
+            notes.push("the OPRF cache ended in a damaged record; it was cut back".to_owned());
+        }
+        out
+    }
+
+    fn load_table(
+        &self,
+        kp: KeyPeriodId,
+        dir: &Path,
+        notes: &mut Vec<String>,
+    ) -> Option<ClientTable> {
+        let path = dir.join("table.bin");
+        let bytes = std::fs::read(&path).ok()?;
+        let parsed = (|| {
+            if bytes.len() < 44 + 32
+                || &bytes[..16] != STATE_MAGIC
+                || bytes[16..32] != kp.as_bytes()[..]
+            {
+                return None;
+            }
+            let epoch = u32_at(&bytes, 32)?;
+            let n = usize::try_from(u64_at(&bytes, 36)?).ok()?;
+            let body_end = n.checked_mul(CLIENT_ENTRY_LEN)?.checked_add(44)?;
+            if bytes.len() != body_end + 32
+                || state_checksum(&bytes[..body_end]) != bytes[body_end..]
+            {
+                return None;
+            }
+            ClientTable::from_entries(kp, epoch, entries_of(&bytes[44..body_end])).ok()
+        })();
+        if parsed.is_none() {
+            let _ = std::fs::remove_file(&path);
+            notes.push("the cached table failed its check and was deleted".to_owned());
+        }
+        parsed
+    }
+
+    fn load_partial(
+        &self,
+        kp: KeyPeriodId,
+        dir: &Path,
+        notes: &mut Vec<String>,
+    ) -> Option<PartialBase> {
+        let path = dir.join("base.partial");
+        let bytes = std::fs::read(&path).ok()?;
+        if bytes.len() < 36 || &bytes[..16] != BASE_MAGIC || bytes[16..32] != kp.as_bytes()[..] {
+            let _ = std::fs::remove_file(&path);
+            notes.push("a partial base download had a wrong header and was deleted".to_owned());
+            return None;
+        }
+        let epoch = u32_at(&bytes, 32)?;
+        let whole = (bytes.len() - 36) / CLIENT_ENTRY_LEN * CLIENT_ENTRY_LEN;
+        if 36 + whole != bytes.len()
+            && let Ok(f) = OpenOptions::new().write(true).open(&path)
+        {
+            let _ = f.set_len((36 + whole) as u64);
+        }
+        Some(PartialBase {
+            key_period: kp,
+            epoch,
+            entries: entries_of(&bytes[36..36 + whole]),
+        })
+    }
+
+    /// Appends verified outputs to the OPRF cache of `kp`.
+    pub(crate) fn save_oprf(
+        &self,
+        kp: KeyPeriodId,
+        entries: &[([u8; 16], Output)],
+    ) -> std::io::Result<()> {
+        let Some(dir) = self.kp_dir(kp) else {
+            return Ok(());
+        };
+        private_dir(&dir)?;
+        let path = dir.join("oprf.bin");
+        let new = !path.exists();
+        let mut f = open_private(&path, true)?;
+        let mut buf = Zeroizing::new(Vec::with_capacity(32 + entries.len() * OPRF_RECORD));
+        if new {
+            buf.extend_from_slice(OPRF_MAGIC);
+            buf.extend_from_slice(kp.as_bytes());
+        }
+        for (k, o) in entries {
+            buf.extend_from_slice(k);
+            buf.extend_from_slice(o.as_bytes());
+            buf.extend_from_slice(&oprf_check(kp, k, o.as_bytes()));
+        }
+        f.write_all(&buf)?;
+        f.sync_data()
+    }
+
+    /// Appends `entries` to the partial base of (kp, epoch) at `offset` (0 starts it anew).
+    pub(crate) fn append_partial(
+        &self,
+        kp: KeyPeriodId,
+        epoch: u32,
+        offset: u64,
+        entries: &[ClientEntry],
+    ) -> std::io::Result<()> {
+        let Some(dir) = self.kp_dir(kp) else {
+            return Ok(());
+        };
+        private_dir(&dir)?;
+        let path = dir.join("base.partial");
+        let mut buf = Vec::with_capacity(36 + entries.len() * CLIENT_ENTRY_LEN);
+        let mut f = if offset == 0 {
+            buf.extend_from_slice(BASE_MAGIC);
+            buf.extend_from_slice(kp.as_bytes());
+            buf.extend_from_slice(&epoch.to_le_bytes());
+            open_private(&path, false)?
+        } else {
+            let len = std::fs::metadata(&path)?.len();
+            if len != 36 + offset * CLIENT_ENTRY_LEN as u64 {
+                return Err(std::io::Error::other(
+                    "the partial base on disk does not end where this chunk starts",
+                ));
+            }
+            open_private(&path, true)?
+        };
+        for e in entries {
+            buf.extend_from_slice(&e.to_bytes());
+        }
+        f.write_all(&buf)?;
+        f.sync_data()
+    }
+
+    /// Deletes the partial base of `kp`.
+    pub(crate) fn discard_partial(&self, kp: KeyPeriodId) {
+        if let Some(dir) = self.kp_dir(kp) {
+            let _ = std::fs::remove_file(dir.join("base.partial"));
+        }
+    }
+
+    /// Replaces the table state of its key period atomically and deletes the partial base.
+    pub(crate) fn save_table(&self, table: &ClientTable) -> std::io::Result<()> {
+        let Some(dir) = self.kp_dir(table.key_period()) else {
+            return Ok(());
+        };
+        private_dir(&dir)?;
+        let mut buf = Vec::with_capacity(44 + table.len() * CLIENT_ENTRY_LEN + 32);
+        buf.extend_from_slice(STATE_MAGIC);
+        buf.extend_from_slice(table.key_period().as_bytes());
+        buf.extend_from_slice(&table.epoch().to_le_bytes());
+        buf.extend_from_slice(&(table.len() as u64).to_le_bytes());
+        for e in table.entries() {
+            buf.extend_from_slice(&e.to_bytes());
+        }
+        let sum = state_checksum(&buf);
+        buf.extend_from_slice(&sum);
+        let tmp = dir.join(format!(".table.bin.{}.tmp", std::process::id()));
+        let written = (|| {
+            let mut f = open_private(&tmp, false)?;
+            f.write_all(&buf)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, dir.join("table.bin"))
+        })();
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written?;
+        if let Ok(d) = File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        self.discard_partial(table.key_period());
+        Ok(())
+    }
+
+    /// Deletes the table state of `kp`.
+    pub(crate) fn discard_table(&self, kp: KeyPeriodId) {
+        if let Some(dir) = self.kp_dir(kp) {
+            let _ = std::fs::remove_file(dir.join("table.bin"));
         }
     }
 }
@@ -283,131 +379,81 @@ impl Drop for CacheWriter {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use nayose_wire::{EncryptedLabel as WLabel, Entry, Tag as WTag};
+    use nayose_table::{EncryptedLabel, Tag};
 
-    fn key(epoch: u8) -> CacheKey {
-        CacheKey {
-            server_name: "linkage.example.jp".into(),
-            client_id: "hospital-a".into(),
-            epoch: EpochId([epoch; 16]),
-            public_key: PublicKeyBytes([7; 32]),
+    fn kp(n: u64) -> KeyPeriodId {
+        KeyPeriodId::new(n, &[n as u8; 32])
+    }
+
+    fn entry(b: u8, v: u32) -> ClientEntry {
+        ClientEntry {
+            tag: Tag([b; 16]),
+            version: v,
+            label: EncryptedLabel([b ^ 0xff; 16]),
         }
-    }
-
-    fn entries(n: usize) -> Vec<Entry> {
-        (0..n)
-            .map(|i| {
-                let mut t = [0u8; 16];
-                t[..8].copy_from_slice(&(i as u64).to_be_bytes());
-                Entry {
-                    tag: WTag(t),
-                    label: WLabel([i as u8; 16]),
-                }
-            })
-            .collect()
-    }
-
-    fn write(root: &Path, k: &CacheKey, e: &[Entry]) -> PathBuf {
-        let mut w = CacheWriter::create(root, k, e.len() as u64).unwrap();
-        for c in e.chunks(3) {
-            w.append(c).unwrap();
-        }
-        w.finish().unwrap()
-    }
-
-    fn read(
-        root: &Path,
-        k: &CacheKey,
-        total: u64,
-    ) -> Result<Vec<(Tag, EncryptedLabel)>, CacheMiss> {
-        let mut got = Vec::new();
-        replay(root, k, total, |b| {
-            got.extend_from_slice(b);
-            Ok(())
-        })?;
-        Ok(got)
     }
 
     #[test]
-    fn round_trip_and_keying() {
+    fn everything_round_trips_and_damage_is_dropped() {
         let dir = tempfile::tempdir().unwrap();
-        let e = entries(10);
-        let path = write(dir.path(), &key(1), &e);
+        let store = CacheStore::new(Some(dir.path()), "server.example", "hospital-a");
+        let k = kp(1);
+        store
+            .save_oprf(k, &[([1; 16], Output::from_bytes([2; 64]))])
+            .unwrap();
+        store
+            .save_oprf(k, &[([3; 16], Output::from_bytes([4; 64]))])
+            .unwrap();
+        store.append_partial(k, 5, 0, &[entry(1, 1)]).unwrap();
+        store.append_partial(k, 5, 1, &[entry(2, 5)]).unwrap();
+        assert!(store.append_partial(k, 5, 7, &[entry(3, 5)]).is_err());
+        let (c, notes) = store.load(k);
+        assert!(notes.is_empty(), "{notes:?}");
+        assert_eq!(c.oprf.len(), 2);
+        assert_eq!(c.oprf[&[3u8; 16]].as_bytes(), &[4u8; 64]);
+        assert_eq!(c.partial.unwrap().entries, vec![entry(1, 1), entry(2, 5)]);
+        let t = ClientTable::from_entries(k, 5, vec![entry(1, 1), entry(2, 5)]).unwrap();
+        store.save_table(&t).unwrap();
+        let (c, _) = store.load(k);
+        assert_eq!(c.table.unwrap(), t);
         assert!(
-            path.ends_with("linkage.example.jp/hospital-a/01010101010101010101010101010101.table")
+            c.partial.is_none(),
+            "a saved state deletes the partial base"
         );
-        let got = read(dir.path(), &key(1), 10).unwrap();
-        assert_eq!(got.len(), 10);
-        assert_eq!(got[3].0.0, e[3].tag.0);
-        assert_eq!(got[3].1.0, e[3].label.0);
-        // Another epoch, another client, another total: not used.
-        assert!(matches!(
-            read(dir.path(), &key(2), 10),
-            Err(CacheMiss::Absent)
-        ));
-        let mut other = key(1);
-        other.client_id = "hospital-b".into();
-        assert!(matches!(
-            read(dir.path(), &other, 10),
-            Err(CacheMiss::Absent)
-        ));
-        assert!(matches!(
-            read(dir.path(), &key(1), 9),
-            Err(CacheMiss::Invalid(_))
-        ));
-        // Same path, different public key in the header: not used.
-        let mut pk = key(1);
-        pk.public_key = PublicKeyBytes([8; 32]);
-        assert!(matches!(
-            read(dir.path(), &pk, 10),
-            Err(CacheMiss::Invalid(_))
-        ));
+
+        // Damage: flip a byte of the state and of the second OPRF record.
+        let kd = dir.path().join("server.example/hospital-a").join(kp_hex(k));
+        let mut b = std::fs::read(kd.join("table.bin")).unwrap();
+        b[50] ^= 1;
+        std::fs::write(kd.join("table.bin"), b).unwrap();
+        let mut b = std::fs::read(kd.join("oprf.bin")).unwrap();
+        let last = b.len() - 1;
+        b[last] ^= 1;
+        std::fs::write(kd.join("oprf.bin"), b).unwrap();
+        let (c, notes) = store.load(k);
+        assert!(c.table.is_none());
+        assert_eq!(c.oprf.len(), 1, "cut back to the last good record");
+        assert_eq!(notes.len(), 2, "{notes:?}");
+
+        // Another key period: the old caches are deleted.
+        let (c, _) = store.load(kp(2));
+        assert!(c.oprf.is_empty());
+        assert!(!kd.exists());
     }
 
+    #[cfg(unix)]
     #[test]
-    fn damage_is_detected() {
+    fn files_are_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
-        let path = write(dir.path(), &key(1), &entries(5));
-        let mut bytes = std::fs::read(&path).unwrap();
-        bytes[HEADER_LEN + 40] ^= 1;
-        std::fs::write(&path, &bytes).unwrap();
-        match read(dir.path(), &key(1), 5) {
-            Err(CacheMiss::Invalid(why)) => assert!(why.contains("checksum"), "{why}"),
-            other => panic!("{:?}", other.map(|v| v.len())),
-        }
-    }
-
-    #[test]
-    fn unfinished_writer_leaves_nothing_and_new_epoch_evicts_old() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let mut w = CacheWriter::create(dir.path(), &key(1), 5).unwrap();
-            w.append(&entries(2)).unwrap();
-        }
-        let sub = key(1).dir(dir.path());
-        assert_eq!(std::fs::read_dir(&sub).unwrap().count(), 0);
-        let mut w = CacheWriter::create(dir.path(), &key(1), 5).unwrap();
-        w.append(&entries(2)).unwrap();
-        assert!(
-            w.finish().is_err(),
-            "incomplete table must not be published"
+        let store = CacheStore::new(Some(dir.path()), "s", "c");
+        store
+            .save_oprf(kp(1), &[([1; 16], Output::from_bytes([2; 64]))])
+            .unwrap();
+        let f = dir.path().join("s/c").join(kp_hex(kp(1))).join("oprf.bin");
+        assert_eq!(
+            std::fs::metadata(f).unwrap().permissions().mode() & 0o777,
+            0o600
         );
-        assert_eq!(std::fs::read_dir(&sub).unwrap().count(), 0);
-        write(dir.path(), &key(1), &entries(4));
-        write(dir.path(), &key(2), &entries(4));
-        let names: Vec<_> = std::fs::read_dir(&sub)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        assert_eq!(names, vec![key(2).file_name()]);
-        assert!(read(dir.path(), &key(2), 4).is_ok());
-    }
-
-    #[test]
-    fn names_are_safe_path_components() {
-        assert_eq!(safe_component("a.b-c_9"), "a.b-c_9");
-        assert_eq!(safe_component(".."), "%2E.");
-        assert_eq!(safe_component("a/b"), "a%2Fb");
-        assert_eq!(safe_component(""), "%");
     }
 }

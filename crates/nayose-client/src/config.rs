@@ -5,7 +5,6 @@
 //! applies defaults and checks that every required setting is present and in range, and a
 //! [`Resolved`] value is therefore always usable as it is.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -18,54 +17,8 @@ use crate::error::ClientError;
 
 /// Default Evaluate batch size (elements per request; capped by the server's `max_batch`).
 pub const DEFAULT_BATCH_SIZE: u32 = 1024;
-/// Default cap on the k-anon prefix length, in bits.
-pub const DEFAULT_MAX_PREFIX_BITS: u8 = 20;
 /// Default number of requests in flight on the one connection.
 pub const DEFAULT_PIPELINE_DEPTH: u32 = 8;
-
-/// How the client retrieves table entries, and therefore what the server learns.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Privacy {
-    /// Download the whole epoch table (cached per epoch): the server learns only how many
-    /// numbers were evaluated.
-    #[default]
-    #[serde(rename = "full")]
-    Full,
-    /// Download only the tag-prefix ranges of the client's own tags: the server also learns one
-    /// k-anonymous range per distinct number.
-    #[serde(rename = "k-anon")]
-    KAnon,
-}
-
-impl Privacy {
-    /// `full` or `k-anon`, as written in `client.toml` and on the command line.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Privacy::Full => "full",
-            Privacy::KAnon => "k-anon",
-        }
-    }
-}
-
-impl fmt::Display for Privacy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Privacy {
-    type Err = ClientError;
-    fn from_str(s: &str) -> Result<Self, ClientError> {
-        match s {
-            "full" => Ok(Privacy::Full),
-            "k-anon" | "kanon" => Ok(Privacy::KAnon),
-            _ => Err(ClientError::Config {
-                setting: "privacy",
-                reason: format!("{s:?} is not a privacy mode; use full or k-anon"),
-            }),
-        }
-    }
-}
 
 /// Text encoding of the input file (the output is written in the same encoding).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -198,15 +151,10 @@ pub struct ClientConfig {
     pub input: Option<PathBuf>,
     /// Where to write the output CSV.
     pub output: Option<PathBuf>,
-    /// `full` (default) or `k-anon`.
-    pub privacy: Option<Privacy>,
-    /// k-anon mode: the longest tag prefix, in bits, this client reveals, whatever the server
-    /// announces (a malicious server could announce a long one). Default 20.
-    pub max_prefix_bits: Option<u8>,
-    /// Directory for the per-epoch table cache (full mode). Default: `$XDG_CACHE_HOME/nayose`
-    /// or `$HOME/.cache/nayose`.
+    /// Directory for the caches of each key period (OPRF outputs, the table, a partial base
+    /// download). Default: `$XDG_CACHE_HOME/nayose` or `$HOME/.cache/nayose`.
     pub cache_dir: Option<PathBuf>,
-    /// Disable the table cache (full mode downloads the table every run).
+    /// Disable the caches (every run evaluates every number and downloads a base).
     pub no_cache: Option<bool>,
     /// Input column names.
     pub columns: Option<ColumnNames>,
@@ -277,8 +225,6 @@ impl ClientConfig {
             key,
             input,
             output,
-            privacy,
-            max_prefix_bits,
             cache_dir,
             no_cache,
             encoding,
@@ -360,14 +306,6 @@ impl ClientConfig {
             request_timeout: Duration::from_millis(r.request_timeout_ms.unwrap_or(60_000).max(1)),
             max_epoch_restarts: r.max_epoch_restarts.unwrap_or(3),
         };
-        let privacy = self.privacy.unwrap_or_default();
-        let max_prefix_bits = self.max_prefix_bits.unwrap_or(DEFAULT_MAX_PREFIX_BITS);
-        if max_prefix_bits > nayose_wire::MAX_PREFIX_BITS {
-            return Err(ClientError::Config {
-                setting: "max_prefix_bits",
-                reason: format!("{max_prefix_bits} is more than 64"),
-            });
-        }
         let cache_dir = if self.no_cache.unwrap_or(false) {
             None
         } else {
@@ -381,8 +319,6 @@ impl ClientConfig {
             key: need(&self.key, "key")?,
             input,
             output,
-            privacy,
-            max_prefix_bits,
             cache_dir,
             columns: self.columns.clone().unwrap_or_default().resolve()?,
             encoding: self.encoding.unwrap_or_default(),
@@ -475,11 +411,7 @@ pub struct Resolved {
     pub input: PathBuf,
     /// Output CSV.
     pub output: PathBuf,
-    /// Retrieval mode asked for.
-    pub privacy: Privacy,
-    /// k-anon mode: the client's cap on the prefix length.
-    pub max_prefix_bits: u8,
-    /// Table cache directory (`None`: no cache).
+    /// Cache directory (`None`: no cache).
     pub cache_dir: Option<PathBuf>,
     /// Number columns (`None`: detect, see [`ColumnNames`]).
     pub columns: Option<HeldColumns>,
@@ -527,7 +459,6 @@ cert = "/abs/c.pem"
 key = "pki/c.key"
 input = "held.csv"
 output = "out.csv"
-privacy = "k-anon"
 encoding = "cp932"
 batch_size = 512
 [columns]
@@ -548,7 +479,6 @@ max_attempts = 3
         assert_eq!(cfg.cert.as_deref(), Some(Path::new("/abs/c.pem")));
         let r = cfg.resolve().unwrap();
         assert_eq!(r.server_name, "linkage.example.jp");
-        assert_eq!(r.privacy, Privacy::KAnon);
         assert_eq!(r.encoding, Encoding::Cp932);
         assert_eq!(r.batch_size, 512);
         assert_eq!(r.retry.max_attempts, 3);
@@ -564,7 +494,7 @@ max_attempts = 3
         std::fs::write(&path, "sever = \"x:1\"\n").unwrap();
         let e = ClientConfig::load(&path).unwrap_err().to_string();
         assert!(e.contains("sever"), "{e}");
-        std::fs::write(&path, "privacy = \"partial\"\n").unwrap();
+        std::fs::write(&path, "privacy = \"k-anon\"\n").unwrap();
         assert!(ClientConfig::load(&path).is_err());
     }
 
@@ -576,7 +506,6 @@ max_attempts = 3
             ..Default::default()
         });
         cfg.merge(ClientConfig {
-            privacy: Some(Privacy::KAnon),
             server_name: Some("srv".into()),
             columns: Some(ColumnNames {
                 insurer: Some("a".into()),
@@ -592,7 +521,6 @@ max_attempts = 3
             ..Default::default()
         });
         let r = cfg.resolve().unwrap();
-        assert_eq!(r.privacy, Privacy::KAnon);
         assert_eq!(r.server_name, "srv");
         assert_eq!(r.server, "127.0.0.1:4433");
         assert_eq!(r.retry.max_attempts, 9);

@@ -101,31 +101,15 @@ pub enum ClientError {
         /// The server's message.
         message: String,
     },
-    /// The run needs more evaluations than the client's quota has left.
-    #[error(
-        "quota exhausted: this run needs {needed} evaluations but only {left} are left; the quota \
-         resets in {reset_secs} s"
-    )]
-    Quota {
-        /// Evaluations the run needs.
-        needed: u64,
-        /// Evaluations left.
-        left: u64,
-        /// Seconds until the quota resets.
-        reset_secs: u64,
-    },
+    /// The link core stopped the run (quota, a server error, an inconsistent server, …).
+    #[error(transparent)]
+    Link(nayose_proto::ProtoError),
     /// A VOPRF proof did not verify: the server did not evaluate with the key it published for
-    /// the epoch. No result of the run is used and no output is written.
-    #[error(
-        "the server's VOPRF proof for Evaluate batch {batch} (epoch {epoch}) does not verify \
-         against the epoch's public key: the server is misconfigured or not trustworthy; no \
-         output was written"
-    )]
+    /// the key period. Nothing of that batch is used and no output is written.
+    #[error("{detail}; no output was written")]
     ProofInvalid {
-        /// Index of the failing batch.
-        batch: usize,
-        /// The epoch whose key was expected.
-        epoch: String,
+        /// What failed.
+        detail: String,
     },
     /// The server answered with an error that retrying does not fix.
     #[error("the server refused {request}: {code:?} (code {code_value}): {message}")]
@@ -143,12 +127,6 @@ pub enum ClientError {
     /// order, an epoch id that does not match its public key).
     #[error("protocol violation by the server: {0}")]
     Protocol(String),
-    /// The server changed epochs more often than the run could restart.
-    #[error("the server changed epochs {restarts} times during the run; try again later")]
-    EpochUnstable {
-        /// Restarts made.
-        restarts: u32,
-    },
     /// The async runtime could not be started.
     #[error("could not start the async runtime: {0}")]
     Runtime(String),

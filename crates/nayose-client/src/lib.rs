@@ -1,40 +1,39 @@
 //! The accredited entity's client node: one `link` run over QUIC.
 //!
-//! [`link`] (or [`link_async`]) reads the held CSV file, deduplicates its numbers, evaluates
-//! each distinct number once through the server's VOPRF (pipelined Evaluate batches on one
-//! mutual-TLS QUIC connection, every proof verified against the epoch's public key), retrieves
-//! the table entries it needs — the whole table, cached on disk per epoch ([`Privacy::Full`]),
-//! or only the tag-prefix ranges of its own tags ([`Privacy::KAnon`]) — matches and decrypts
-//! them, and writes every input row with `nayose_group` and `nayose_status`.
+//! [`link`] (or [`link_async`]) reads the held CSV file, deduplicates its numbers, and runs the
+//! nayose/2 link core (`nayose-proto`) over one mutual-TLS QUIC connection: numbers not yet in
+//! the OPRF cache of the key period are evaluated (pipelined Evaluate batches, every proof
+//! verified against the key period's public key), the cached table is brought up to the
+//! server's epoch (nothing, deltas, or a resumable base download) and verified against the
+//! server's digest, labels are decrypted, and every input row is written with `nayose_group`
+//! and `nayose_status`.
 //!
 //! Modules:
 //! - [`config`]: the settings, [`ClientConfig`] (`client.toml` + overrides), and their resolution;
 //! - [`progress`]: the callback trait [`Progress`] (the CLI draws bars; the library never
 //!   touches the terminal);
 //! - [`summary`]: the run's [`LinkSummary`];
-//! - `link`: the run; `session`: connection, retries, Evaluate, retrieval; `net`: one
-//!   connection and failure classification; `plan`: resume bookkeeping; `cache`: the per-epoch
-//!   table cache; `tls`: credentials.
+//! - `link`: the run; `driver`: carries out the core's actions; `session`: connection and
+//!   retries; `net`: one connection and failure classification; `cache`: the caches of each
+//!   key period on disk; `tls`: credentials.
 //!
 //! Invariants: a run that returns an error has written no output file; results never mix two
-//! epochs; nothing secret (numbers, blinds, OPRF outputs, label keys) is logged or reported.
+//! key periods or epochs; nothing secret (numbers, blinds, OPRF outputs, label keys) is logged or reported.
 
 mod cache;
 pub mod config;
+mod driver;
 mod error;
 mod link;
 mod net;
-mod plan;
 pub mod progress;
 mod session;
 pub mod summary;
 mod tls;
 
-pub use config::{
-    ClientConfig, ColumnNames, Encoding, Privacy, Resolved, RetryPolicy, RetrySettings,
-};
+pub use config::{ClientConfig, ColumnNames, Encoding, Resolved, RetryPolicy, RetrySettings};
 pub use error::ClientError;
 pub use link::{STATUS_INVALID, STATUS_LINKED, STATUS_NOT_FOUND, link, link_async};
 pub use nayose_csv::{GROUP_COLUMN, HeldColumns, STATUS_COLUMN};
 pub use progress::{NoProgress, Phase, Progress};
-pub use summary::LinkSummary;
+pub use summary::{LinkSummary, SyncSummary};

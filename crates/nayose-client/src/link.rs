@@ -8,21 +8,22 @@
 //! * the output file appears (atomically, by rename) only after every step succeeded; any error
 //!   leaves no output file (and an existing file at the output path untouched).
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use nayose_csv::{
     CsvError, HeldColumns, HeldReader, HeldSet, InvalidRows, OutputWriter, ReadOptions,
     TextEncoding,
 };
+use nayose_proto::{LinkConfig, LinkCore, SyncKind};
 use nayose_table::Matches;
-use zeroize::Zeroizing;
 
-use crate::config::{ClientConfig, Privacy, Resolved};
+use crate::cache::CacheStore;
+use crate::config::{ClientConfig, Resolved};
+use crate::driver::drive;
 use crate::error::ClientError;
 use crate::progress::{Phase, Progress};
-use crate::session::{Interrupt, RangeOutcome, Session, fresh_matcher};
-use crate::summary::LinkSummary;
+use crate::session::Session;
+use crate::summary::{LinkSummary, SyncSummary};
 use crate::tls;
 
 /// Status of a row whose number was found.
@@ -56,8 +57,6 @@ pub async fn link_async(
     let creds = tls::load(&cfg)?;
     check_output_dir(&cfg)?;
     let mut summary = LinkSummary {
-        mode: cfg.privacy,
-        requested_mode: cfg.privacy,
         client_id: creds.client_id.as_str().to_owned(),
         ..Default::default()
     };
@@ -82,19 +81,34 @@ pub async fn link_async(
         .map(|e| e.to_string())
         .collect();
 
-    // Network: Info, Evaluate, fetch and match, all in one epoch.
+    // Network: Info, Evaluate the numbers not cached, sync the table, match: one key period
+    // and one epoch (the link core decides, the driver carries out).
     let matches = if held.is_empty() {
         progress.note("no valid number in the input: nothing sent to the server");
         None
     } else {
-        let inputs: Arc<Vec<Zeroizing<Vec<u8>>>> = Arc::new(
-            held.canonical_inputs()
-                .into_iter()
-                .map(Zeroizing::new)
-                .collect(),
+        let inputs: Vec<Vec<u8>> = held.canonical_inputs();
+        let store = CacheStore::new(
+            cfg.cache_dir.as_deref(),
+            &cfg.server_name,
+            creds.client_id.as_str(),
+        );
+        let mut core = LinkCore::new(
+            creds.client_id.clone(),
+            inputs,
+            LinkConfig {
+                batch_size: cfg.batch_size,
+                window: cfg.pipeline_depth as usize,
+                max_key_period_restarts: cfg.retry.max_epoch_restarts,
+                ..LinkConfig::default()
+            },
         );
         let mut session = Session::new(&cfg, creds.quic, creds.client_id, progress);
-        let result = run_network(&cfg, &mut session, inputs, &mut summary).await;
+        let mut times = std::collections::BTreeMap::new();
+        let result = drive(&mut session, &mut core, &store, progress, &mut times).await;
+        for (phase, d) in times {
+            summary.add_phase(phase, d);
+        }
         session.shutdown().await;
         summary.bytes_sent = session
             .counters
@@ -107,8 +121,38 @@ pub async fn link_async(
         summary.connections = session.stats.connections;
         summary.evaluate_requests = session.stats.evaluate_requests;
         summary.entries_received = session.stats.entries_received;
-        summary.ranges_fetched = session.stats.ranges_fetched;
-        Some(result?)
+        let r = result?;
+        summary.epoch = r.epoch;
+        summary.key_period = r.key_period.to_string();
+        summary.table_entries = r.table_entries;
+        summary.evaluated_numbers = r.evaluated;
+        summary.numbers_from_cache = r.from_cache;
+        summary.sync = match r.sync {
+            SyncKind::Current { epoch } => SyncSummary {
+                kind: "current".into(),
+                to: epoch,
+                ..Default::default()
+            },
+            SyncKind::Delta { from, to } => SyncSummary {
+                kind: "delta".into(),
+                from: Some(from),
+                to,
+                added: r.delta_counts.added,
+                removed: r.delta_counts.removed,
+                relabelled: r.delta_counts.relabelled,
+                ..Default::default()
+            },
+            SyncKind::Base {
+                epoch,
+                resumed_from,
+            } => SyncSummary {
+                kind: "base".into(),
+                to: epoch,
+                resumed_from: Some(resumed_from),
+                ..Default::default()
+            },
+        };
+        Some(r.matches)
     };
     if let Some(m) = &matches {
         summary.linked_numbers = m.matched() as u64;
@@ -136,97 +180,6 @@ pub async fn link_async(
     summary.not_found_rows = not_found;
     summary.total_ms = started.elapsed().as_millis() as u64;
     Ok(summary)
-}
-
-async fn run_network(
-    cfg: &Resolved,
-    session: &mut Session<'_>,
-    inputs: Arc<Vec<Zeroizing<Vec<u8>>>>,
-    summary: &mut LinkSummary,
-) -> Result<Matches, ClientError> {
-    let mut restarts = 0u32;
-    let mut mode = cfg.privacy;
-    if mode == Privacy::KAnon {
-        session.progress().note(
-            "k-anon mode: the server learns one k-anonymous tag prefix per distinct number; \
-             looking the same numbers up in k-anon mode in another epoch would let it intersect \
-             the ranges (protocol-spec/security.md §3.4) — use full mode for repeated runs",
-        );
-    }
-    loop {
-        let t = Instant::now();
-        session.progress().start(Phase::Connect, None);
-        let info = session.info().await?;
-        session.progress().finish(Phase::Connect);
-        summary.add_phase(Phase::Connect, t.elapsed());
-        let epoch = nayose_table::EpochId::from_bytes(info.epoch.0);
-        summary.epoch = epoch.to_string();
-        summary.table_entries = info.table_entries;
-        if info.quota_left < inputs.len() as u64 {
-            return Err(ClientError::Quota {
-                needed: inputs.len() as u64,
-                left: info.quota_left,
-                reset_secs: u64::from(info.quota_reset_secs),
-            });
-        }
-        summary.prefix_bits = None;
-        summary.cache_used = false;
-        let attempt: Result<Matches, Interrupt> = async {
-            let t = Instant::now();
-            let outputs = session.evaluate(&info, inputs.clone()).await?;
-            summary.add_phase(Phase::Evaluate, t.elapsed());
-            let t = Instant::now();
-            let mut matcher = fresh_matcher(session.client_id(), info.epoch, &outputs);
-            if mode == Privacy::KAnon {
-                match session.fetch_ranges(&info, &mut matcher).await? {
-                    RangeOutcome::Done(bits) => summary.prefix_bits = Some(bits),
-                    RangeOutcome::UseFull(why) => {
-                        session
-                            .progress()
-                            .note(&format!("k-anon mode not used: {why}; using full mode"));
-                        summary.mode_note = Some(why);
-                        mode = Privacy::Full;
-                        matcher = fresh_matcher(session.client_id(), info.epoch, &outputs);
-                    }
-                }
-            }
-            if mode == Privacy::Full {
-                summary.cache_used = session.fetch_full(&info, &mut matcher, &outputs).await?;
-            }
-            summary.add_phase(Phase::Fetch, t.elapsed());
-            Ok(matcher.finish())
-        }
-        .await;
-        match attempt {
-            Ok(m) => {
-                summary.mode = mode;
-                summary.epoch_restarts = u64::from(restarts);
-                return Ok(m);
-            }
-            Err(Interrupt::Fatal(e)) => return Err(e),
-            Err(Interrupt::Restart) => {
-                restarts += 1;
-                if restarts > cfg.retry.max_epoch_restarts {
-                    return Err(ClientError::EpochUnstable { restarts });
-                }
-                // flows.md §3.4: the old epoch's cache is useless now.
-                session.discard_cache(&info);
-                if mode == Privacy::KAnon && session.stats.ranges_requested > 0 {
-                    // security.md §3.4: ranges of the same numbers in two epochs can be
-                    // intersected by the server.
-                    let why = "the epoch changed after ranges were fetched, and fetching the \
-                               same numbers' ranges in a second epoch would let the server \
-                               intersect them"
-                        .to_owned();
-                    summary.mode_note = Some(why);
-                    mode = Privacy::Full;
-                }
-                session
-                    .progress()
-                    .note("the server moved to a new epoch; starting over with it");
-            }
-        }
-    }
 }
 
 /// Fails early, before any network work (and before any quota is spent), if the output cannot

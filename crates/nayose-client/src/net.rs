@@ -1,6 +1,7 @@
 //! One QUIC connection to the server: one request per bidirectional stream, framed responses,
-//! byte counters, and the classification of every failure into "reconnect and retry", "retry
-//! later", "the epoch changed" or "give up".
+//! byte counters, and the classification of every connection failure into "reconnect and
+//! retry", "retry later" or "give up". Error responses are protocol events: they go to the link
+//! core (`nayose-proto`), except `NotAccredited`, which ends the run here.
 //!
 //! Invariants: every response is checked against its request ([`Request::accepts`]) before it
 //! is used; a response frame is never larger than [`MAX_FRAME_LEN`]; every wait on the peer is
@@ -11,8 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use nayose_wire::{
-    CloseCode, EpochId, ErrorCode, ErrorResponse, FRAME_HEADER_LEN, MAX_FRAME_LEN, Request,
-    Response, decode_response, encode_request_frame, frame_len,
+    CloseCode, ErrorCode, FRAME_HEADER_LEN, MAX_FRAME_LEN, Request, Response, decode_response,
+    encode_request_frame, frame_len,
 };
 
 use crate::error::ClientError;
@@ -36,8 +37,6 @@ pub(crate) enum Failure {
         /// For messages.
         reason: String,
     },
-    /// The server is in another epoch now.
-    EpochChanged(Option<EpochId>),
     /// Retrying cannot help.
     Fatal(ClientError),
 }
@@ -94,28 +93,6 @@ pub(crate) fn classify_connection(e: &quinn::ConnectionError, client_id: &str) -
 /// QUIC carries TLS alerts as transport error codes 0x100..=0x1ff (RFC 9001 §4.8).
 fn is_tls_code(code: u64) -> bool {
     (0x100..=0x1ff).contains(&code)
-}
-
-/// The failure an Error response stands for.
-pub(crate) fn classify_error(request: &'static str, e: ErrorResponse, client_id: &str) -> Failure {
-    let message = e.message.as_str().to_owned();
-    match e.code {
-        ErrorCode::EpochChanged => Failure::EpochChanged(e.current_epoch),
-        c if c.is_retryable() => Failure::RetryLater {
-            after: Duration::from_secs(u64::from(e.retry_after_secs)),
-            reason: format!("server answered {request} with {c}: {message}"),
-        },
-        ErrorCode::NotAccredited => Failure::Fatal(ClientError::NotAccredited {
-            client_id: client_id.to_owned(),
-            message,
-        }),
-        code => Failure::Fatal(ClientError::Server {
-            request,
-            code,
-            code_value: code.to_u16(),
-            message,
-        }),
-    }
 }
 
 fn read_failure(what: &str, e: impl std::fmt::Display) -> Failure {
@@ -208,21 +185,6 @@ impl Conn {
             client_id: self.client_id.clone(),
         })
     }
-
-    /// Sends `request` and returns its one response (an Error response becomes a [`Failure`]).
-    pub(crate) async fn call(&self, request: &Request) -> Result<Response, Failure> {
-        let mut stream = self.send(request).await?;
-        // wire.md §7 / flows.md §4.3: a stream that ends without a response is a transit
-        // failure (e.g. the server was stopped mid-request): reconnect and send again.
-        let response = stream.next(request).await?.ok_or_else(|| {
-            Failure::Transport(format!(
-                "{} stream ended without a response",
-                request.name()
-            ))
-        })?;
-        stream.expect_end(request).await?;
-        Ok(response)
-    }
 }
 
 impl ResponseStream {
@@ -254,8 +216,9 @@ impl ResponseStream {
         Ok(true)
     }
 
-    /// The next response on the stream, or `None` at its clean end. An Error response is
-    /// turned into its [`Failure`].
+    /// The next response on the stream, or `None` at its clean end. A `NotAccredited` Error
+    /// response is turned into a fatal [`Failure`]; every other response, Error included, is
+    /// returned for the link core to judge.
     pub(crate) async fn next(&mut self, request: &Request) -> Result<Option<Response>, Failure> {
         let mut header = [0u8; FRAME_HEADER_LEN];
         if !self.read_exact(&mut header, true).await? {
@@ -278,7 +241,12 @@ impl ResponseStream {
             )));
         }
         match response {
-            Response::Error(e) => Err(classify_error(request.name(), e, &self.client_id)),
+            Response::Error(e) if e.code == ErrorCode::NotAccredited => {
+                Err(Failure::Fatal(ClientError::NotAccredited {
+                    client_id: self.client_id.to_string(),
+                    message: e.message.as_str().to_owned(),
+                }))
+            }
             r => Ok(Some(r)),
         }
     }

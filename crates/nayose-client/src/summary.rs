@@ -9,67 +9,80 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::config::Privacy;
 use crate::progress::Phase;
+
+/// How the run brought its table up to date (`sync` in the JSON summary).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SyncSummary {
+    /// `current` (the cached table was already at the server's epoch), `delta` (deltas from
+    /// `from` to `to`) or `base` (a base download of `to`, resumed at `resumed_from` entries).
+    pub kind: String,
+    /// The cached table's epoch (delta only).
+    pub from: Option<u32>,
+    /// The epoch reached.
+    pub to: u32,
+    /// Entries already held when a base download resumed (base only).
+    pub resumed_from: Option<u64>,
+    /// Entries the deltas added.
+    pub added: u64,
+    /// Entries the deltas removed.
+    pub removed: u64,
+    /// Entries the deltas relabelled.
+    pub relabelled: u64,
+}
 
 /// What a link run did. `Serialize` gives the `--json` form; `Display` the human summary.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct LinkSummary {
-    /// Data rows in the input (header excluded).
+    /// Data rows read.
     pub rows: u64,
-    /// Distinct valid numbers (each evaluated once).
+    /// Distinct valid numbers.
     pub distinct_numbers: u64,
-    /// Rows with status `linked` (their number was found; it has a group).
+    /// Rows whose number was found.
     pub linked_rows: u64,
-    /// Rows with status `not_found` (valid number unknown to the server).
+    /// Rows whose number the server does not know.
     pub not_found_rows: u64,
-    /// Rows with status `invalid` (skipped with `skip_invalid`).
+    /// Rows without a valid number.
     pub invalid_rows: u64,
-    /// Distinct numbers found in the table.
+    /// Distinct numbers found.
     pub linked_numbers: u64,
-    /// Distinct numbers not found in the table.
+    /// Distinct numbers not found.
     pub not_found_numbers: u64,
-    /// Groups (persons) among the linked numbers.
+    /// Groups (persons) among the found numbers.
     pub groups: u64,
-    /// Group size (distinct numbers per group) → number of groups of that size.
+    /// group size → number of groups.
     pub group_size_histogram: BTreeMap<u64, u64>,
-    /// Numbers repaired (only with `repair`).
+    /// Repairs made (with `--repair`).
     pub repaired: u64,
-    /// The first invalid rows (line, column, reason) when they were skipped.
+    /// The first invalid rows, as messages.
     pub invalid_examples: Vec<String>,
-    /// Application bytes sent to the server (frames, all connections).
+    /// Application bytes sent (frames, all connections).
     pub bytes_sent: u64,
-    /// Application bytes received from the server (frames, all connections).
+    /// Application bytes received (frames, all connections).
     pub bytes_received: u64,
-    /// Evaluate requests that succeeded.
+    /// Numbers the server evaluated in this run (charged to the quotas).
+    pub evaluated_numbers: u64,
+    /// Numbers whose OPRF output came from the cache of this key period.
+    pub numbers_from_cache: u64,
+    /// Evaluate requests sent.
     pub evaluate_requests: u64,
-    /// Table entries received from the server in this run (0 when the cache was used).
+    /// Table entries received (base downloads).
     pub entries_received: u64,
-    /// Entries in the epoch's table.
+    /// Entries in the table of the epoch.
     pub table_entries: u64,
-    /// k-anon mode: the prefix length used, in bits.
-    pub prefix_bits: Option<u8>,
-    /// k-anon mode: the ranges fetched.
-    pub ranges_fetched: u64,
-    /// Connections opened (1 + reconnects).
+    /// Connections opened.
     pub connections: u64,
-    /// Times the run started over because the server changed epochs.
-    pub epoch_restarts: u64,
-    /// The epoch the results belong to, `<number>-<key check>`.
-    pub epoch: String,
-    /// The retrieval mode used.
-    pub mode: Privacy,
-    /// The retrieval mode asked for.
-    pub requested_mode: Privacy,
-    /// Why the mode used differs from the one asked for (k-anon falls back to full).
-    pub mode_note: Option<String>,
-    /// Whether the table came from the on-disk cache.
-    pub cache_used: bool,
-    /// The client id (certificate CommonName) the labels are for.
+    /// The epoch of the results.
+    pub epoch: u32,
+    /// The key period of the results (`<number>-<16 hex digits>`).
+    pub key_period: String,
+    /// How the table was brought up to date.
+    pub sync: SyncSummary,
+    /// The client id (from the certificate).
     pub client_id: String,
-    /// Wall time per phase, in milliseconds.
+    /// Milliseconds per phase.
     pub phase_ms: BTreeMap<Phase, u64>,
-    /// Wall time of the whole run, in milliseconds.
+    /// Milliseconds in all.
     pub total_ms: u64,
 }
 
@@ -128,46 +141,38 @@ impl fmt::Display for LinkSummary {
                 hist.join(" ")
             }
         )?;
-        let retrieval = match (self.mode, self.cache_used) {
-            (Privacy::Full, true) => format!(
-                "full table of {} entries from the cache",
-                self.table_entries
+        let sync = match self.sync.kind.as_str() {
+            "current" => "the cached table was current".to_owned(),
+            "delta" => format!(
+                "deltas from epoch {} ({} added, {} removed, {} relabelled)",
+                self.sync.from.unwrap_or(0),
+                self.sync.added,
+                self.sync.removed,
+                self.sync.relabelled
             ),
-            (Privacy::Full, false) => format!(
-                "full table of {} entries downloaded ({} received)",
-                self.table_entries, self.entries_received
-            ),
-            (Privacy::KAnon, _) => format!(
-                "k-anon: {} ranges of {} bits, {} entries received",
-                self.ranges_fetched,
-                self.prefix_bits.unwrap_or(0),
-                self.entries_received
-            ),
+            "base" => match self.sync.resumed_from {
+                Some(n) if n > 0 => format!("base download, resumed at entry {n}"),
+                _ => "base download".to_owned(),
+            },
+            _ => "no table needed".to_owned(),
         };
         writeln!(
             f,
-            "epoch {} as client {}; {retrieval}",
-            self.epoch, self.client_id
+            "epoch {} of key period {} ({} entries) as client {}; {sync}",
+            self.epoch, self.key_period, self.table_entries, self.client_id
         )?;
-        if let Some(note) = &self.mode_note {
-            writeln!(
-                f,
-                "{} mode was asked for, {} used: {note}",
-                self.requested_mode, self.mode
-            )?;
-        }
         writeln!(
             f,
-            "network: sent {}, received {}, {} Evaluate request(s), {} connection(s){}",
+            "evaluated {} number(s) on the server, {} from the cache of this key period",
+            self.evaluated_numbers, self.numbers_from_cache
+        )?;
+        writeln!(
+            f,
+            "network: sent {}, received {}, {} Evaluate request(s), {} connection(s)",
             bytes(self.bytes_sent),
             bytes(self.bytes_received),
             self.evaluate_requests,
             self.connections,
-            if self.epoch_restarts > 0 {
-                format!(", {} epoch restart(s)", self.epoch_restarts)
-            } else {
-                String::new()
-            }
         )?;
         let phases: Vec<String> = Phase::ALL
             .iter()
@@ -206,9 +211,16 @@ mod tests {
             groups: 4,
             bytes_sent: 2048,
             bytes_received: 3 * 1024 * 1024,
-            epoch: "3-0011223344556677".into(),
-            mode: Privacy::KAnon,
-            prefix_bits: Some(12),
+            epoch: 3,
+            key_period: "1-0011223344556677".into(),
+            evaluated_numbers: 2,
+            sync: SyncSummary {
+                kind: "delta".into(),
+                from: Some(1),
+                to: 3,
+                added: 5,
+                ..Default::default()
+            },
             ..Default::default()
         };
         s.group_size_histogram.insert(1, 3);
@@ -222,9 +234,11 @@ mod tests {
         assert!(text.contains("groups 4 (size:count 1:3 3:1)"), "{text}");
         assert!(text.contains("received 3.0 MiB"), "{text}");
         assert!(text.contains("evaluate 1.50s"), "{text}");
-        assert!(text.contains("k-anon: 0 ranges of 12 bits"), "{text}");
+        assert!(text.contains("deltas from epoch 1 (5 added"), "{text}");
         let json = serde_json::to_value(&s).unwrap();
-        assert_eq!(json["mode"], "k-anon");
+        assert_eq!(json["sync"]["kind"], "delta");
+        assert_eq!(json["evaluated_numbers"], 2);
+        assert_eq!(json["epoch"], 3);
         assert_eq!(json["group_size_histogram"]["3"], 1);
         assert_eq!(json["phase_ms"]["evaluate"], 1500);
     }

@@ -1,6 +1,6 @@
 //! Link runs over real QUIC on 127.0.0.1 against the real server node (and, for a wrong proof,
-//! a fake one): both retrieval modes against the ground truth, the cache, bad input, a bad
-//! proof, a server restart mid-run and an epoch change mid-run.
+//! a fake one): the ground truth across a base download, a free rerun, delta epochs and a new
+//! key period; bad input; a bad proof; a server restart mid-run and an epoch change mid-run.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use common::*;
-use nayose_client::{ClientError, LinkSummary, NoProgress, Phase, Privacy, Progress, link_async};
+use nayose_client::{ClientError, LinkSummary, NoProgress, Phase, Progress, link_async};
 use nayose_csv::CsvError;
 
 const PERSONS: u32 = 1500;
@@ -60,61 +60,105 @@ impl Progress for Hook {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn both_modes_match_the_ground_truth_and_the_cache_is_reused() {
+async fn a_base_a_free_rerun_deltas_and_a_new_key_period_all_match_the_ground_truth() {
     let fx = Fixture::new(PERSONS, |_| {});
     let server = fx.start().await;
     let addr = server.local_addr();
     let input = fx.path("held.csv");
-    let truth = write_held(&input, &fx.reg, STEP, UNKNOWN);
+    let mut truth = write_held(&input, &fx.reg, STEP, UNKNOWN);
 
-    // Full mode, first run: downloads the table.
-    let out1 = fx.path("out-full.csv");
-    let cfg = fx.client(addr, &input, &out1);
-    let s1 = run(&cfg, &NoProgress).await.unwrap();
-    let labels_full = check_ground_truth(&read_output(&out1), &truth);
-    assert_eq!(s1.mode, Privacy::Full);
-    assert!(!s1.cache_used);
+    // First run: evaluates every distinct number, downloads a base.
+    let out1 = fx.path("out1.csv");
+    let s1 = run(&fx.client(addr, &input, &out1), &NoProgress)
+        .await
+        .unwrap();
+    let labels1 = check_ground_truth(&read_output(&out1), &truth);
+    assert_eq!(s1.sync.kind, "base");
+    assert_eq!(s1.evaluated_numbers, s1.distinct_numbers);
     assert_eq!(s1.rows, truth.len() as u64);
     assert_eq!(s1.not_found_rows, u64::from(UNKNOWN));
-    assert_eq!(s1.linked_rows, truth.len() as u64 - u64::from(UNKNOWN));
-    assert_eq!(s1.groups, labels_full.len() as u64);
+    assert_eq!(s1.groups, labels1.len() as u64);
     assert!(
         s1.distinct_numbers < s1.rows,
         "duplicate rows are evaluated once"
     );
     assert_eq!(s1.entries_received, fx.reg.len() as u64);
     assert_eq!(s1.table_entries, fx.reg.len() as u64);
-    assert_eq!(s1.epoch, server.epoch_id());
+    assert_eq!(s1.epoch, server.epoch());
+    assert_eq!(s1.key_period, server.key_period());
     let hist_numbers: u64 = s1.group_size_histogram.iter().map(|(k, v)| k * v).sum();
     assert_eq!(hist_numbers, s1.linked_numbers);
 
-    // Full mode, second run against the same epoch: only Info and Evaluate travel.
-    let out2 = fx.path("out-full-2.csv");
-    let cfg2 = fx.client(addr, &input, &out2);
-    let s2 = run(&cfg2, &NoProgress).await.unwrap();
-    assert!(s2.cache_used);
+    // Rerun, same epoch: nothing evaluated, nothing downloaded, same output.
+    let out2 = fx.path("out2.csv");
+    let s2 = run(&fx.client(addr, &input, &out2), &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(s2.sync.kind, "current");
+    assert_eq!((s2.evaluated_numbers, s2.evaluate_requests), (0, 0));
+    assert_eq!(s2.numbers_from_cache, s2.distinct_numbers);
     assert_eq!(s2.entries_received, 0);
-    assert_eq!(std::fs::read(&out1).unwrap(), std::fs::read(&out2).unwrap());
-    let eval_reply_bound = s2.distinct_numbers * 32 + s2.evaluate_requests * 128 + 256;
     assert!(
-        s2.bytes_received <= eval_reply_bound,
-        "second run received {} bytes; evaluation replies are at most {eval_reply_bound}",
+        s2.bytes_received < 1024,
+        "only Info: {} bytes",
         s2.bytes_received
     );
-    assert!(s1.bytes_received > s2.bytes_received + 32 * fx.reg.len() as u64 - 1);
+    assert_eq!(std::fs::read(&out1).unwrap(), std::fs::read(&out2).unwrap());
 
-    // k-anon mode: only the ranges, same labels (same client).
-    let out3 = fx.path("out-kanon.csv");
-    let mut cfg3 = fx.client(addr, &input, &out3);
-    cfg3.privacy = Some(Privacy::KAnon);
-    let s3 = run(&cfg3, &NoProgress).await.unwrap();
-    assert_eq!(s3.mode, Privacy::KAnon, "{:?}", s3.mode_note);
-    let bits = s3.prefix_bits.expect("k-anon used a prefix length");
-    assert!(bits > 0);
-    assert!(s3.ranges_fetched > 0 && s3.ranges_fetched <= s3.distinct_numbers);
-    assert!(s3.entries_received < fx.reg.len() as u64);
-    let labels_kanon = check_ground_truth(&read_output(&out3), &truth);
-    assert_eq!(labels_full, labels_kanon);
+    // Two epochs later (a merge of two held persons, new numbers, a removed number): deltas.
+    let mut reg = fx.reg.clone();
+    let (a, b) = (reg[0].person.clone(), reg[reg.len() - 1].person.clone());
+    let moved_from = reg
+        .iter()
+        .position(|n| n.person != a && labels1.contains_key(&n.person))
+        .unwrap();
+    let from_person = reg[moved_from].person.clone();
+    for n in reg.iter_mut().filter(|n| n.person == from_person) {
+        n.person = a.clone();
+    }
+    for t in truth.iter_mut().flatten() {
+        if *t == from_person {
+            *t = a.clone();
+        }
+    }
+    fx.new_epoch(&reg);
+    reg.retain(|n| n.person != b || labels1.contains_key(&b));
+    reg.push(Num {
+        person: "NEW000001".into(),
+        insurer: insurer(4242),
+        symbol: "77".into(),
+        number: "4242".into(),
+        branch: "01".into(),
+    });
+    fx.new_epoch(&reg);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let out3 = fx.path("out3.csv");
+    let s3 = run(&fx.client(addr, &input, &out3), &NoProgress)
+        .await
+        .unwrap();
+    check_ground_truth(&read_output(&out3), &truth);
+    assert_eq!(s3.sync.kind, "delta", "{s3:?}");
+    assert_eq!(s3.sync.from, Some(s1.epoch));
+    assert_eq!(s3.epoch, server.epoch());
+    assert_eq!(s3.evaluated_numbers, 0);
+    assert!(
+        s3.sync.relabelled >= 1 && s3.sync.added == 1,
+        "{:?}",
+        s3.sync
+    );
+    assert!(s3.bytes_received * 5 < s1.bytes_received);
+
+    // A new key period: every number evaluated again under the new key, a new base.
+    fx.new_key_period();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let out4 = fx.path("out4.csv");
+    let s4 = run(&fx.client(addr, &input, &out4), &NoProgress)
+        .await
+        .unwrap();
+    check_ground_truth(&read_output(&out4), &truth);
+    assert_ne!(s4.key_period, s1.key_period);
+    assert_eq!(s4.sync.kind, "base");
+    assert_eq!(s4.evaluated_numbers, s4.distinct_numbers);
     server.shutdown().await;
 }
 
@@ -190,7 +234,7 @@ async fn a_wrong_proof_fails_the_run_and_writes_nothing() {
     let cfg = client_config(&pki, addr, &input, &out, &dir.path().join("cache"));
     let err = run(&cfg, &NoProgress).await.unwrap_err();
     assert!(matches!(err, ClientError::ProofInvalid { .. }), "{err}");
-    assert!(err.to_string().contains("does not verify"), "{err}");
+    assert!(err.to_string().contains("did not verify"), "{err}");
     assert_eq!(
         std::fs::read_dir(out.parent().unwrap()).unwrap().count(),
         0,
@@ -263,7 +307,6 @@ async fn restart_during(
             "the download resumed from its offset instead of starting over"
         );
     }
-    assert_eq!(s.epoch_restarts, 0);
     restarted.shutdown().await;
 }
 
@@ -278,52 +321,51 @@ async fn a_server_restart_during_the_download_resumes_it() {
 }
 
 /// Publishes a new epoch when the hook fires and waits until the server has picked it up.
-async fn epoch_change_during(phase: Phase, at: u64, privacy: Privacy) -> LinkSummary {
+async fn epoch_change_during(phase: Phase, at: u64) -> (LinkSummary, u32, u32) {
     let fx = Arc::new(Fixture::new(PERSONS, |c| c.fetch_chunk_entries = 200));
     let server = fx.start().await;
-    let before = server.epoch_id();
+    let before = server.epoch();
     let input = fx.path("held.csv");
     let truth = write_held(&input, &fx.reg, STEP, UNKNOWN);
     let out = fx.path("out.csv");
     let mut cfg = fx.client(server.local_addr(), &input, &out);
-    cfg.privacy = Some(privacy);
     cfg.pipeline_depth = Some(1);
     let fx2 = fx.clone();
     let hook = Hook::new(phase, at, move || {
-        fx2.new_epoch();
+        let mut reg = fx2.reg.clone();
+        reg.pop();
+        fx2.new_epoch(&reg);
         std::thread::sleep(Duration::from_millis(600));
     });
     let s = run(&cfg, &hook).await.unwrap();
     assert!(hook.fired.load(Ordering::SeqCst));
-    let after = server.epoch_id();
+    let after = server.epoch();
     assert_ne!(before, after, "the server switched epochs");
-    assert_eq!(s.epoch, after, "results belong to the new epoch only");
-    assert_eq!(s.epoch_restarts, 1);
+    assert_eq!(
+        s.evaluated_numbers, s.distinct_numbers,
+        "outputs stay valid across epochs of one key period: each number evaluated once"
+    );
     check_ground_truth(&read_output(&out), &truth);
     server.shutdown().await;
-    s
+    (s, before, after)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn an_epoch_change_during_evaluate_restarts_cleanly() {
-    let s = epoch_change_during(Phase::Evaluate, 32, Privacy::Full).await;
-    assert_eq!(s.mode, Privacy::Full);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn an_epoch_change_after_ranges_were_fetched_falls_back_to_full_mode() {
-    let s = epoch_change_during(Phase::Fetch, 3, Privacy::KAnon).await;
-    assert_eq!(s.requested_mode, Privacy::KAnon);
+async fn an_epoch_change_during_evaluate_keeps_the_outputs_and_syncs_the_new_epoch() {
+    let (s, _, after) = epoch_change_during(Phase::Evaluate, 32).await;
     assert_eq!(
-        s.mode,
-        Privacy::Full,
-        "no ranges of the same numbers in a second epoch"
+        s.epoch, after,
+        "the sync targets the epoch current after evaluation"
     );
-    assert!(
-        s.mode_note.as_deref().unwrap_or("").contains("epoch"),
-        "{:?}",
-        s.mode_note
-    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_epoch_change_during_the_base_download_gives_one_consistent_epoch() {
+    // The base of the old epoch may still complete (it matches the Info it started from) or the
+    // sync restarts at the new epoch; either way the output is of one verified epoch.
+    let (s, before, after) = epoch_change_during(Phase::Fetch, 400).await;
+    assert!(s.epoch == before || s.epoch == after, "{s:?}");
+    assert_eq!(s.sync.kind, "base");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -341,11 +383,11 @@ async fn an_insufficient_quota_stops_before_evaluating() {
     let out = fx.path("out.csv");
     let cfg = fx.client(server.local_addr(), &input, &out);
     let err = run(&cfg, &NoProgress).await.unwrap_err();
-    let ClientError::Quota { needed, left, .. } = err else {
+    let ClientError::Link(nayose_proto::ProtoError::Quota { need, today, .. }) = err else {
         panic!("expected a quota error, got {err}");
     };
-    assert_eq!(left, 5);
-    assert!(needed > 5);
+    assert_eq!(today, 5);
+    assert!(need > 5);
     assert!(!out.exists());
     let evaluated: u64 = server.stats().values().map(|c| c.evaluations).sum();
     assert_eq!(evaluated, 0, "nothing evaluated");

@@ -234,7 +234,6 @@ impl Fixture {
             key: Some(pki.dir.join("server.key")),
             client_ca: Some(pki.dir.join("ca.pem")),
             clients: Some(clients),
-            min_range_entries: 4,
             max_batch: 256,
             epoch_poll_ms: 100,
             status_interval_secs: 0,
@@ -271,9 +270,17 @@ impl Fixture {
         panic!("restart failed: {last:?}");
     }
 
-    /// Publishes a new epoch (the running server picks it up).
-    pub fn new_epoch(&self) {
+    /// Publishes the next epoch of `reg` (the running server picks it up).
+    pub fn new_epoch(&self, reg: &[Num]) {
+        write_registry(&self.registry_path, reg);
         build_epoch(&BuildOptions::new(&self.data, &self.registry_path)).unwrap();
+    }
+
+    /// Starts a new key period (the running server picks it up).
+    pub fn new_key_period(&self) {
+        let mut o = BuildOptions::new(&self.data, &self.registry_path);
+        o.new_key_period = true;
+        build_epoch(&o).unwrap();
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -316,13 +323,13 @@ pub fn client_config(
     }
 }
 
-/// A fake nayose/1 server that publishes the public key of one key but evaluates with another:
+/// A fake nayose/2 server that publishes the public key of one key but evaluates with another:
 /// every proof it sends is wrong. Returns its address; it serves until the runtime ends.
 pub async fn lying_server(pki: &Pki) -> std::net::SocketAddr {
     fake_server(pki, true, None).await
 }
 
-/// A fake nayose/1 server with an empty table. `lie`: evaluate with another key than the one
+/// A fake nayose/2 server with an empty table. `lie`: evaluate with another key than the one
 /// published. `refuse_above`: answer BatchTooLarge to batches larger than this, although Info
 /// announces 64.
 pub async fn fake_server(
@@ -331,8 +338,8 @@ pub async fn fake_server(
     refuse_above: Option<usize>,
 ) -> std::net::SocketAddr {
     use nayose_wire::{
-        ElementBatch, EpochId, EvaluateResponse, InfoResponse, Proof, PublicKeyBytes, Request,
-        Response, decode_request_frame, encode_response_frame,
+        BaseEnd, ElementBatch, EvaluateResponse, InfoResponse, KeyPeriodId, Proof, PublicKeyBytes,
+        Request, Response, TableDigest, decode_request_frame, encode_response_frame,
     };
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -344,7 +351,13 @@ pub async fn fake_server(
         nayose_oprf::ServerKey::from_bytes(&published.to_bytes()).unwrap()
     });
     let pk = published.public_key().to_bytes();
-    let epoch = EpochId(nayose_table::EpochId::new(1, &pk).to_bytes());
+    let table_kp = nayose_table::KeyPeriodId::new(1, &pk);
+    let kp = KeyPeriodId(table_kp.to_bytes());
+    let digest = TableDigest(
+        nayose_table::table_digest(table_kp, 1, std::iter::empty::<(&nayose_table::Tag, u32)>())
+            .unwrap()
+            .0,
+    );
     let chain: Vec<CertificateDer<'static>> =
         CertificateDer::pem_file_iter(pki.dir.join("server.pem"))
             .unwrap()
@@ -374,14 +387,16 @@ pub async fn fake_server(
                         let bytes = recv.read_to_end(1 << 22).await.unwrap();
                         let response = match decode_request_frame(&bytes).unwrap() {
                             Request::Info => Response::Info(InfoResponse {
-                                epoch,
+                                key_period: kp,
                                 public_key: PublicKeyBytes(pk),
+                                epoch: 1,
                                 table_entries: 0,
-                                max_prefix_bits: None,
-                                min_range_entries: 4,
+                                table_digest: digest,
+                                oldest_delta_base: 1,
                                 max_batch: 64,
-                                quota_left: 1_000_000,
+                                quota_left_today: 1_000_000,
                                 quota_reset_secs: 3600,
+                                quota_left_key_period: 1_000_000,
                             }),
                             Request::Evaluate(r)
                                 if refuse_above.is_some_and(|m| r.elements.len() > m) =>
@@ -391,9 +406,11 @@ pub async fn fake_server(
                                     "batch too large",
                                 ))
                             }
-                            Request::FetchAll(_) => {
-                                Response::TableEnd(nayose_wire::TableEnd { epoch, total: 0 })
-                            }
+                            Request::FetchBase(_) => Response::BaseEnd(BaseEnd {
+                                key_period: kp,
+                                epoch: 1,
+                                total: 0,
+                            }),
                             Request::Evaluate(r) => {
                                 let (evaluated, proof) = used
                                     .blind_evaluate_batch_with_proof(
@@ -402,7 +419,7 @@ pub async fn fake_server(
                                     )
                                     .unwrap();
                                 Response::Evaluated(EvaluateResponse {
-                                    epoch,
+                                    key_period: kp,
                                     elements: ElementBatch::from_arrays(&evaluated).unwrap(),
                                     proof: Proof(proof.to_bytes()),
                                 })
