@@ -1,6 +1,7 @@
-//! End-to-end tests of the `nayose` binary: pki → server build → server serve → client link,
-//! in both privacy modes, over real QUIC on 127.0.0.1, checked against the ground truth; bad
-//! input; the per-epoch cache; a server killed and restarted in the middle of a run; the demo.
+//! End-to-end tests of the `nayose` binary: pki → server build → server serve → client link over
+//! real QUIC on 127.0.0.1, checked against the ground truth; a rerun that costs nothing; the
+//! next epoch (a delta: added numbers, merged persons) synced by delta; bad input; a server
+//! killed and restarted in the middle of a run; the demo.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -216,13 +217,7 @@ fn serve_with(w: &World, port: u16, extra: &[&str]) -> ServerProc {
     ServerProc { child }
 }
 
-fn link_args<'a>(
-    w: &'a World,
-    port: u16,
-    client: &str,
-    mode: &'a str,
-    out: &'a str,
-) -> Vec<String> {
+fn link_args<'a>(w: &'a World, port: u16, client: &str, out: &'a str) -> Vec<String> {
     [
         "client",
         "link",
@@ -240,8 +235,6 @@ fn link_args<'a>(
         &w.s("held.csv"),
         "--output",
         &w.s(out),
-        "--privacy",
-        mode,
         "--cache-dir",
         &w.s("cache"),
         "--combined-column",
@@ -313,67 +306,87 @@ fn assert_groups_match_min(w: &World, out: &str, min_persons: usize) {
 }
 
 #[test]
-fn pki_build_serve_link_in_both_modes_matches_the_ground_truth_and_reuses_the_cache() {
-    let w = world(300);
+fn a_first_run_a_free_rerun_and_the_next_epoch_synced_by_delta_all_match_the_ground_truth() {
+    let mut w = world(300);
     setup_pki_and_epoch(&w, "research-01");
     let port = free_udp_port();
-    let _server = serve(&w, port);
+    let server = serve(&w, port);
+    let u = |v: &serde_json::Value, k: &str| v[k].as_u64().unwrap_or_else(|| panic!("{k}: {v}"));
 
-    let full = run_link(&link_args(&w, port, "research-01", "full", "full.csv"));
-    assert_groups_match(&w, "full.csv");
+    let first = run_link(&link_args(&w, port, "research-01", "first.csv"));
+    assert_groups_match(&w, "first.csv");
+    assert_eq!(first["sync"]["kind"], "base", "{first}");
+    let distinct = u(&first, "distinct_numbers");
+    assert_eq!(u(&first, "evaluated_numbers"), distinct);
+    assert!(u(&first, "bytes_sent") > distinct * 32, "{first}");
 
-    let kanon = run_link(&link_args(&w, port, "research-01", "k-anon", "kanon.csv"));
-    assert_groups_match(&w, "kanon.csv");
-    // Labels are per client and stable: both modes give the same labels.
-    let labels = |f: &str| fs::read_to_string(w.path(f)).unwrap();
-    assert_eq!(labels("full.csv"), labels("kanon.csv"));
-
-    // A second full run against the same epoch uses the cache: it receives only the
-    // evaluation replies, far less than the first run that downloaded the table.
-    let again = run_link(&link_args(&w, port, "research-01", "full", "again.csv"));
+    // The same file again, same epoch: nothing evaluated, nothing downloaded.
+    let again = run_link(&link_args(&w, port, "research-01", "again.csv"));
     assert_groups_match(&w, "again.csv");
-    let received = |v: &serde_json::Value| {
-        v["bytes_received"]
-            .as_u64()
-            .expect("bytes_received in summary")
-    };
+    assert_eq!(again["sync"]["kind"], "current", "{again}");
+    assert_eq!(u(&again, "evaluated_numbers"), 0);
     assert!(
-        received(&again) < received(&full) / 2,
-        "cached run received {} bytes, first run {}",
-        received(&again),
-        received(&full)
+        u(&again, "bytes_received") * 100 <= u(&first, "bytes_received"),
+        "a rerun received {} bytes, the first run {}",
+        u(&again, "bytes_received"),
+        u(&first, "bytes_received")
     );
-    let _ = kanon;
-}
+    let labels = |f: &str| fs::read_to_string(w.path(f)).unwrap();
+    assert_eq!(labels("first.csv"), labels("again.csv"));
 
-#[test]
-fn k_anon_mode_fetches_ranges_instead_of_the_table() {
-    let w = world(600);
-    setup_pki_and_epoch(&w, "research-04");
-    // A small k, so that this small table has many ranges, and a client holding few numbers:
-    // then k-anon is cheaper than the whole table and the client uses it.
-    fs::write(w.path("server.toml"), "min_range_entries = 4\n").unwrap();
-    let held = fs::read_to_string(w.path("held.csv")).unwrap();
-    let few: Vec<&str> = held.lines().take(9).collect();
-    fs::write(w.path("held.csv"), few.join("\n") + "\n").unwrap();
-    let truth: HashMap<String, Option<String>> = w
-        .truth
-        .iter()
-        .filter(|(id, _)| few.iter().any(|l| l.starts_with(&format!("{id},"))))
-        .map(|(k, v)| (k.clone(), v.clone()))
+    // The next day: person P000002 is merged into P000004 (their numbers are relabelled) and
+    // new persons' numbers appear. The server publishes a delta epoch.
+    let registry = fs::read_to_string(w.path("registry.csv")).unwrap();
+    let mut next: String = registry
+        .lines()
+        .map(|l| match l.strip_prefix("P000002,") {
+            Some(rest) => format!("P000004,{rest}\n"),
+            None => format!("{l}\n"),
+        })
         .collect();
-    assert_eq!(truth.len(), 8);
-    let w = World { dir: w.dir, truth };
-    let port = free_udp_port();
-    let config = w.s("server.toml");
-    let _server = serve_with(&w, port, &["--config", &config]);
-    let summary = run_link(&link_args(&w, port, "research-04", "k-anon", "kanon.csv"));
-    assert_groups_match_min(&w, "kanon.csv", 1);
-    assert!(summary["ranges_fetched"].as_u64().unwrap() > 0, "{summary}");
-    assert!(summary["prefix_bits"].as_u64().unwrap() > 0, "{summary}");
+    for n in 0..30 {
+        next.push_str(&format!(
+            "N{n:05},{},0777,{},01\n",
+            insurer("0113001"),
+            70_000 + n
+        ));
+    }
+    fs::write(w.path("registry.csv"), next).unwrap();
+    for v in w.truth.values_mut() {
+        if v.as_deref() == Some("P000002") {
+            *v = Some("P000004".into());
+        }
+    }
+    let built = ok(&[
+        "server",
+        "build",
+        "--data-dir",
+        &w.s("server"),
+        "--registry",
+        &w.s("registry.csv"),
+    ]);
+    let report = String::from_utf8_lossy(&built.stderr);
     assert!(
-        summary["entries_received"].as_u64().unwrap() < summary["table_entries"].as_u64().unwrap(),
-        "only ranges, not the table: {summary}"
+        report.contains("added") && report.contains("relabelled"),
+        "{report}"
+    );
+    drop(server);
+    let _server = serve(&w, port);
+    let delta = run_link(&link_args(&w, port, "research-01", "delta.csv"));
+    assert_groups_match(&w, "delta.csv");
+    assert_eq!(delta["sync"]["kind"], "delta", "{delta}");
+    assert_eq!(u(&delta, "evaluated_numbers"), 0, "{delta}");
+    assert_eq!(delta["sync"]["added"], 30, "{delta}");
+    assert!(
+        delta["sync"]["relabelled"].as_u64().unwrap() >= 2,
+        "{delta}"
+    );
+    assert_eq!(u(&delta, "epoch"), u(&first, "epoch") + 1);
+    assert!(
+        u(&delta, "bytes_received") * 10 < u(&first, "bytes_received"),
+        "the delta run received {} bytes, the first run {}",
+        u(&delta, "bytes_received"),
+        u(&first, "bytes_received")
     );
 }
 
@@ -385,7 +398,7 @@ fn malformed_input_fails_clearly_before_any_network_work_and_writes_nothing() {
     held.push_str("R900,01130013-0647-0950759,bad check digit\n");
     fs::write(w.path("held.csv"), held).unwrap();
     // No server is running: the run must stop on the bad row before connecting.
-    let args = link_args(&w, free_udp_port(), "research-02", "full", "out.csv");
+    let args = link_args(&w, free_udp_port(), "research-02", "out.csv");
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = nayose(&a);
     assert!(!out.status.success());
@@ -405,7 +418,7 @@ fn an_output_path_that_is_a_directory_fails_before_any_network_work_and_leaves_n
     fs::create_dir(w.path("outdir")).unwrap();
     // No server is running: a run that got as far as connecting would fail with a connection
     // error instead, after spending quota on a real server.
-    let args = link_args(&w, free_udp_port(), "research-04", "full", "outdir");
+    let args = link_args(&w, free_udp_port(), "research-04", "outdir");
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
     let started = Instant::now();
     let out = nayose(&a);
@@ -436,7 +449,7 @@ fn a_server_that_is_not_running_is_reported_within_about_half_a_minute() {
     let w = world(20);
     setup_pki_and_epoch(&w, "research-05");
     let port = free_udp_port();
-    let args = link_args(&w, port, "research-05", "full", "out.csv");
+    let args = link_args(&w, port, "research-05", "out.csv");
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
     let started = Instant::now();
     let out = nayose(&a);
@@ -460,7 +473,7 @@ fn a_server_killed_and_restarted_mid_run_still_yields_the_correct_output() {
     setup_pki_and_epoch(&w, "research-03");
     let port = free_udp_port();
     let server = serve(&w, port);
-    let args = link_args(&w, port, "research-03", "full", "out.csv");
+    let args = link_args(&w, port, "research-03", "out.csv");
     let child = Command::new(BIN)
         .args(&args)
         .stdout(Stdio::piped())
@@ -497,12 +510,16 @@ fn the_demo_runs_and_checks_itself() {
         "1500",
         "--held",
         "1200",
-        "--privacy",
-        "k-anon",
         "--keep",
         &keep.to_string_lossy(),
+        "--json",
     ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("OK: all"), "{err}");
+    assert!(err.contains("OK: after the next day's epoch"), "{err}");
     assert!(keep.join("held.linked.csv").exists());
+    let runs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(runs["first"]["sync"]["kind"], "base", "{runs}");
+    assert_eq!(runs["second"]["sync"]["kind"], "delta", "{runs}");
+    assert_eq!(runs["second"]["evaluated_numbers"], 0, "{runs}");
 }

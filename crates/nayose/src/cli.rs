@@ -3,7 +3,7 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Result;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
 use crate::{client_cmd, demo, pki_cmd, server_cmd};
 
@@ -37,16 +37,6 @@ enum Command {
     Pki(PkiCommand),
 }
 
-/// Which table retrieval mode the client uses.
-#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
-pub(crate) enum PrivacyArg {
-    /// Download the whole epoch table (the server learns only counts).
-    Full,
-    /// Fetch only the tag-prefix ranges needed (the server learns one k-anonymous range per
-    /// distinct number).
-    KAnon,
-}
-
 #[derive(Debug, Args)]
 pub(crate) struct DemoArgs {
     /// Persons in the synthetic registry (each holds 1 to 6 numbers, 3.5 on average).
@@ -55,9 +45,6 @@ pub(crate) struct DemoArgs {
     /// Rows in the accredited entity's held file.
     #[arg(long, default_value_t = 20_000)]
     pub(crate) held: usize,
-    /// Retrieval mode of the client.
-    #[arg(long, value_enum, default_value_t = PrivacyArg::Full)]
-    pub(crate) privacy: PrivacyArg,
     /// Seed of the synthetic data (the same seed gives the same data).
     #[arg(long, default_value_t = 2026)]
     pub(crate) seed: u64,

@@ -4,9 +4,9 @@ use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use nayose_client::{ClientConfig, ColumnNames, Encoding, Privacy, link};
+use nayose_client::{ClientConfig, ColumnNames, Encoding, link};
 
-use crate::{cli::PrivacyArg, progress};
+use crate::progress;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum ClientCommand {
@@ -40,11 +40,7 @@ pub(crate) struct LinkArgs {
     /// Where to write the input rows with nayose_group and nayose_status added.
     #[arg(long)]
     output: Option<PathBuf>,
-    /// full: download the whole table (cached per epoch); k-anon: fetch only the needed
-    /// tag-prefix ranges.
-    #[arg(long, value_enum)]
-    privacy: Option<PrivacyArg>,
-    /// Directory of the per-epoch table cache (full mode).
+    /// Directory of the caches of each key period (OPRF outputs, the table, a partial download).
     #[arg(long)]
     cache_dir: Option<PathBuf>,
     /// Text encoding of the input: auto (detect), utf-8 or cp932. The output uses the input's.
@@ -75,13 +71,6 @@ pub(crate) struct LinkArgs {
     /// Print the summary as JSON on stdout (the human summary still goes to stderr).
     #[arg(long)]
     json: bool,
-}
-
-fn privacy(p: PrivacyArg) -> Privacy {
-    match p {
-        PrivacyArg::Full => Privacy::Full,
-        PrivacyArg::KAnon => Privacy::KAnon,
-    }
 }
 
 fn flags(a: &LinkArgs) -> Result<ClientConfig> {
@@ -116,7 +105,6 @@ fn flags(a: &LinkArgs) -> Result<ClientConfig> {
         key: a.key.clone(),
         input: a.input.clone(),
         output: a.output.clone(),
-        privacy: a.privacy.map(privacy),
         cache_dir: a.cache_dir.clone(),
         encoding,
         columns,

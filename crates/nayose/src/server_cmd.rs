@@ -13,8 +13,9 @@ use crate::progress;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum ServerCommand {
-    /// Build and publish a new epoch from the registry CSV
-    /// (person_id,insurer_number,symbol,number,branch).
+    /// Build and publish the next epoch from the registry CSV
+    /// (person_id,insurer_number,symbol,number,branch): a delta of the current epoch (only new
+    /// numbers are evaluated), or the first epoch of a new key period.
     Build(BuildArgs),
     /// Serve the current epoch over QUIC to accredited clients (mutual TLS).
     Serve(ServeArgs),
@@ -27,9 +28,9 @@ pub(crate) enum ServerCommand {
         #[arg(long)]
         data_dir: PathBuf,
     },
-    /// Replace the label master key. Every client's labels change from the next epoch on, which
-    /// breaks longitudinal linkage across the rotation; the new key takes effect at the next
-    /// `server build`.
+    /// Replace the label master key. It takes effect with the next new key period
+    /// (`server build --new-key-period`); every client's labels change then, which breaks
+    /// longitudinal linkage across the rotation.
     RotateLabelKey {
         /// The server's data directory.
         #[arg(long)]
@@ -54,6 +55,11 @@ pub(crate) struct BuildArgs {
     /// Restore insurer numbers that lost a leading zero when the check digit confirms it.
     #[arg(long)]
     repair: bool,
+    /// Start a new key period: a fresh VOPRF key, every number evaluated again, every client
+    /// downloads a new base and re-evaluates its numbers. For a schedule (say yearly) or a
+    /// suspected key compromise.
+    #[arg(long)]
+    new_key_period: bool,
 }
 
 #[derive(Debug, Args)]
@@ -102,6 +108,7 @@ pub(crate) fn run(cmd: ServerCommand, quiet: bool) -> Result<()> {
             opts.encoding = encoding;
             opts.skip_invalid = a.skip_invalid;
             opts.repair = a.repair;
+            opts.new_key_period = a.new_key_period;
             if progress::enabled(quiet) {
                 opts.progress = Some(progress::build_bars());
             }

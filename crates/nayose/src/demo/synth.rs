@@ -319,6 +319,112 @@ pub(crate) fn generate(seed: u64, persons: usize, held: usize) -> World {
     }
 }
 
+/// What [`evolve`] changed.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Changes {
+    /// Numbers added (of new persons).
+    pub(crate) added: usize,
+    /// Numbers removed (of persons the entity does not hold).
+    pub(crate) removed: usize,
+    /// Numbers whose person changed (person records merged).
+    pub(crate) relabelled: usize,
+}
+
+/// The registry of the next day: about 1% new numbers of new persons, 0.1% of the numbers
+/// removed (of persons the held file does not name), and about 0.2% of the persons merged into
+/// another person (their numbers relabelled; the held file's ground truth follows the merge).
+pub(crate) fn evolve(world: &mut World, seed: u64) -> Changes {
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x6e61_796f_7365_0002);
+    let insurers = insurers(&mut StdRng::seed_from_u64(seed));
+    let mut changes = Changes::default();
+    let held_persons: HashSet<String> = world
+        .held
+        .iter()
+        .filter_map(|h| match &h.expect {
+            Expect::Person(p) => Some(p.clone()),
+            _ => None,
+        })
+        .collect();
+    let mut persons: Vec<String> = world.registry.iter().map(|r| r.person.clone()).collect();
+    persons.sort();
+    persons.dedup();
+    // Merges: person `from` becomes person `into`.
+    let merges = (persons.len() / 500).max(1);
+    let mut merged = std::collections::HashMap::new();
+    for _ in 0..merges {
+        let from = persons[rng.random_range(0..persons.len())].clone();
+        let into = persons[rng.random_range(0..persons.len())].clone();
+        if from != into && !merged.contains_key(&into) && !merged.contains_key(&from) {
+            merged.insert(from, into);
+        }
+    }
+    for r in &mut world.registry {
+        if let Some(into) = merged.get(&r.person) {
+            r.person = into.clone();
+            changes.relabelled += 1;
+        }
+    }
+    for h in &mut world.held {
+        if let Expect::Person(p) = &h.expect
+            && let Some(into) = merged.get(p)
+        {
+            h.expect = Expect::Person(into.clone());
+        }
+    }
+    // Removals: numbers of persons the entity does not hold.
+    let remove = world.registry.len() / 1000;
+    let before = world.registry.len();
+    let mut kept = Vec::with_capacity(before);
+    for r in world.registry.drain(..) {
+        if changes.removed < remove
+            && !held_persons.contains(&r.person)
+            && rng.random_range(0..20) == 0
+        {
+            changes.removed += 1;
+        } else {
+            kept.push(r);
+        }
+    }
+    world.registry = kept;
+    // Additions: new persons with one or two numbers each.
+    // Never issue a number the held file already has (its rows expect "not found").
+    let mut taken: HashSet<Vec<u8>> = world
+        .registry
+        .iter()
+        .filter_map(|r| r.parsed().map(|n| n.canonical_bytes()))
+        .chain(
+            world
+                .held
+                .iter()
+                .filter_map(|h| InsuredNumber::parse(&h.insured_number).ok())
+                .map(|n| n.canonical_bytes()),
+        )
+        .collect();
+    let add = before / 100;
+    let mut p = 0usize;
+    while changes.added < add {
+        let person = format!("N{p:08}");
+        p += 1;
+        for _ in 0..rng.random_range(1..=2) {
+            let ins = &insurers[rng.random_range(0..insurers.len())];
+            let (symbol, number, branch) = number_under(&mut rng, ins);
+            let row = RegistryRow {
+                person: person.clone(),
+                insurer: ins.number.clone(),
+                symbol,
+                number,
+                branch,
+            };
+            let Some(parsed) = row.parsed() else { continue };
+            if taken.insert(parsed.canonical_bytes()) {
+                world.registry.push(row);
+                changes.added += 1;
+            }
+        }
+    }
+    changes
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
