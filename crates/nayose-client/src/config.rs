@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use nayose_csv::{EncodingChoice, HeldColumns};
+use nayose_csv::{Delimiter, EncodingChoice, HeldColumns, OutputEncoding};
 
 use crate::error::ClientError;
 
@@ -160,6 +160,13 @@ pub struct ClientConfig {
     pub columns: Option<ColumnNames>,
     /// `auto` (default), `utf-8` or `cp932`.
     pub encoding: Option<Encoding>,
+    /// The input's field delimiter: `comma` or `tab` (default: detected from the header line).
+    pub delimiter: Option<String>,
+    /// The output's (and the report's) encoding: `utf-8-bom`, `utf-8` or `cp932` (default: the
+    /// input's, with a BOM for UTF-8 so that Excel opens it as UTF-8).
+    pub output_encoding: Option<String>,
+    /// Where to write the row report (every invalid, repaired, blank-skipped or changed row).
+    pub report: Option<PathBuf>,
     /// Leave invalid rows out (status `invalid`) instead of stopping.
     pub skip_invalid: Option<bool>,
     /// Repair spreadsheet damage (lost leading zeros) in numbers.
@@ -198,6 +205,7 @@ impl ClientConfig {
                 &mut cfg.input,
                 &mut cfg.output,
                 &mut cfg.cache_dir,
+                &mut cfg.report,
             ]
             .into_iter()
             .flatten()
@@ -228,6 +236,9 @@ impl ClientConfig {
             cache_dir,
             no_cache,
             encoding,
+            delimiter,
+            output_encoding,
+            report,
             skip_invalid,
             repair,
             batch_size,
@@ -306,6 +317,32 @@ impl ClientConfig {
             request_timeout: Duration::from_millis(r.request_timeout_ms.unwrap_or(60_000).max(1)),
             max_epoch_restarts: r.max_epoch_restarts.unwrap_or(3),
         };
+        let delimiter = match &self.delimiter {
+            Some(d) => Some(d.parse::<Delimiter>().map_err(|e| ClientError::Config {
+                setting: "delimiter",
+                reason: e.to_string(),
+            })?),
+            None => None,
+        };
+        let output_encoding = match &self.output_encoding {
+            Some(e) => Some(
+                e.parse::<OutputEncoding>()
+                    .map_err(|e| ClientError::Config {
+                        setting: "output_encoding",
+                        reason: e.to_string(),
+                    })?,
+            ),
+            None => None,
+        };
+        if let Some(report) = &self.report
+            && (same_file(report, &input) || same_file(report, &output))
+        {
+            return Err(ClientError::Config {
+                setting: "report",
+                reason: "the report would overwrite the input or the output; choose another path"
+                    .into(),
+            });
+        }
         let cache_dir = if self.no_cache.unwrap_or(false) {
             None
         } else {
@@ -322,6 +359,9 @@ impl ClientConfig {
             cache_dir,
             columns: self.columns.clone().unwrap_or_default().resolve()?,
             encoding: self.encoding.unwrap_or_default(),
+            delimiter,
+            output_encoding,
+            report: self.report.clone(),
             skip_invalid: self.skip_invalid.unwrap_or(false),
             repair: self.repair.unwrap_or(false),
             batch_size,
@@ -417,6 +457,12 @@ pub struct Resolved {
     pub columns: Option<HeldColumns>,
     /// Input encoding.
     pub encoding: Encoding,
+    /// The input's delimiter (`None`: detect).
+    pub delimiter: Option<Delimiter>,
+    /// The output's and the report's encoding (`None`: the input's, with a BOM for UTF-8).
+    pub output_encoding: Option<OutputEncoding>,
+    /// The row report's path (`None`: no report file).
+    pub report: Option<PathBuf>,
     /// Whether invalid rows are skipped rather than fatal.
     pub skip_invalid: bool,
     /// Whether numbers are repaired.

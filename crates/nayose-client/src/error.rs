@@ -43,8 +43,29 @@ pub enum ClientError {
         #[source]
         source: std::io::Error,
     },
-    /// The input could not be read, has invalid rows (all listed), or the output could not be
-    /// written.
+    /// The input has invalid rows (and `skip_invalid` is off): nothing was sent to the server.
+    /// The message quotes the first rows and counts every row by reason with what fixes it;
+    /// the row report (`--report`) lists them all.
+    #[error(
+        "{total} invalid row(s) in {input}; nothing was sent to the server:\n{}{more}\nby \
+         reason (what fixes it):\n{}",
+        shown.iter().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n"),
+        reasons.iter().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n"),
+        more = invalid_rows_more(*total, shown.len(), report.as_deref()),
+    )]
+    InvalidRows {
+        /// The input file.
+        input: PathBuf,
+        /// Invalid rows in all.
+        total: u64,
+        /// The first invalid rows, as messages (at most 20).
+        shown: Vec<String>,
+        /// One line per reason: `code: count: what fixes it`.
+        reasons: Vec<String>,
+        /// The row report written, if one was asked for.
+        report: Option<PathBuf>,
+    },
+    /// The input could not be read, or the output or the report could not be written.
     #[error(transparent)]
     Csv(#[from] CsvError),
     /// A certificate or key file is unusable.
@@ -130,4 +151,42 @@ pub enum ClientError {
     /// The async runtime could not be started.
     #[error("could not start the async runtime: {0}")]
     Runtime(String),
+}
+
+fn invalid_rows_more(total: u64, shown: usize, report: Option<&std::path::Path>) -> String {
+    let rest = total.saturating_sub(shown as u64);
+    match (rest, report) {
+        (0, Some(r)) => format!("\n  (the report {} lists them)", r.display()),
+        (0, None) => "\n  (pass --report FILE for a CSV of every row reported)".to_owned(),
+        (n, Some(r)) => format!(
+            "\n  ... and {n} more: the report {} lists every one",
+            r.display()
+        ),
+        (n, None) => format!("\n  ... and {n} more: pass --report FILE to list every one"),
+    }
+}
+
+impl ClientError {
+    /// A stable snake_case name of the variant, for scripts (`kind` in the `--json` error
+    /// object).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ClientError::MissingSetting { .. } => "missing_setting",
+            ClientError::Config { .. } => "config",
+            ClientError::ConfigFile { .. } => "config_file",
+            ClientError::Io { .. } => "io",
+            ClientError::InvalidRows { .. } => "invalid_rows",
+            ClientError::Csv(_) => "input_output",
+            ClientError::Credentials { .. } => "credentials",
+            ClientError::Handshake { .. } => "handshake",
+            ClientError::Unreachable { .. } => "unreachable",
+            ClientError::CouldNotConnect { .. } => "could_not_connect",
+            ClientError::NotAccredited { .. } => "not_accredited",
+            ClientError::Link(_) => "link",
+            ClientError::ProofInvalid { .. } => "proof_invalid",
+            ClientError::Server { .. } => "server",
+            ClientError::Protocol(_) => "protocol",
+            ClientError::Runtime(_) => "runtime",
+        }
+    }
 }

@@ -11,8 +11,8 @@
 use std::time::Instant;
 
 use nayose_csv::{
-    CsvError, HeldColumns, HeldReader, HeldSet, InvalidRows, OutputWriter, ReadOptions,
-    TextEncoding,
+    ColumnMapping, ColumnSpec, CsvError, HeldReader, HeldSet, InvalidRows, OutputEncoding,
+    OutputWriter, ReadOptions, ReportCounts, ReportReason, ReportWriter, RowError, TextEncoding,
 };
 use nayose_proto::{LinkConfig, LinkCore, SyncKind};
 use nayose_table::Matches;
@@ -65,10 +65,11 @@ pub async fn link_async(
     let t = Instant::now();
     progress.start(Phase::Read, None);
     let read_cfg = cfg.clone();
-    let (held, encoding, columns) = tokio::task::spawn_blocking(move || read_held(&read_cfg))
+    let first = tokio::task::spawn_blocking(move || read_held(&read_cfg))
         .await
         .map_err(|e| ClientError::Runtime(format!("reading task: {e}")))??;
     progress.finish(Phase::Read);
+    let held = &first.held;
     summary.add_phase(Phase::Read, t.elapsed());
     summary.rows = held.row_count() as u64;
     summary.distinct_numbers = held.len() as u64;
@@ -80,6 +81,21 @@ pub async fn link_async(
         .take(INVALID_EXAMPLES)
         .map(|e| e.to_string())
         .collect();
+    summary.report_counts = held
+        .report_counts()
+        .iter()
+        .map(|(r, n)| (r.code().to_owned(), n))
+        .collect();
+    summary.columns = first
+        .mapping
+        .columns
+        .iter()
+        .map(|c| (c.role.name().to_owned(), c.header.clone()))
+        .collect();
+    summary.branch_in_number = first.mapping.branch_in_number();
+    summary.input_encoding = first.encoding.name().to_owned();
+    summary.output_encoding = output_encoding(&cfg, first.encoding).name().to_owned();
+    summary.report = cfg.report.as_ref().map(|p| p.display().to_string());
 
     // Network: Info, Evaluate the numbers not cached, sync the table, match: one key period
     // and one epoch (the link core decides, the driver carries out).
@@ -169,11 +185,10 @@ pub async fn link_async(
     let t = Instant::now();
     progress.start(Phase::Write, Some(summary.rows));
     let write_cfg = cfg.clone();
-    let (linked, not_found) = tokio::task::spawn_blocking(move || {
-        write_output(&write_cfg, encoding, &columns, &held, matches.as_ref())
-    })
-    .await
-    .map_err(|e| ClientError::Runtime(format!("writing task: {e}")))??;
+    let (linked, not_found) =
+        tokio::task::spawn_blocking(move || write_output(&write_cfg, &first, matches.as_ref()))
+            .await
+            .map_err(|e| ClientError::Runtime(format!("writing task: {e}")))??;
     progress.finish(Phase::Write);
     summary.add_phase(Phase::Write, t.elapsed());
     summary.linked_rows = linked;
@@ -263,70 +278,116 @@ fn read_options(cfg: &Resolved) -> ReadOptions {
     ReadOptions {
         encoding: cfg.encoding.choice(),
         repair: cfg.repair,
-        ..ReadOptions::default()
+        delimiter: cfg.delimiter,
     }
 }
 
-/// Opens the held file with the configured columns, or detects them: the four default columns
-/// if present, else the default combined column.
-fn open_held(
-    cfg: &Resolved,
-    encoding: Option<TextEncoding>,
-) -> Result<(HeldReader<std::io::BufReader<std::fs::File>>, HeldColumns), ClientError> {
+/// The columns the user named; fields not named are recognised from the header (Japanese or
+/// English names, see `nayose_csv::mapping`).
+fn column_spec(cfg: &Resolved) -> ColumnSpec {
+    cfg.columns
+        .as_ref()
+        .map(ColumnSpec::from)
+        .unwrap_or_default()
+}
+
+/// The output's (and the report's) encoding: as configured, else the input's, with a BOM for
+/// UTF-8 so that Excel reads it as UTF-8.
+pub(crate) fn output_encoding(cfg: &Resolved, input: TextEncoding) -> OutputEncoding {
+    cfg.output_encoding
+        .unwrap_or(match OutputEncoding::like_input(input) {
+            OutputEncoding::Utf8 => OutputEncoding::Utf8Bom,
+            other => other,
+        })
+}
+
+/// What the first pass learnt about the input.
+pub(crate) struct FirstPass {
+    pub(crate) held: HeldSet,
+    pub(crate) encoding: TextEncoding,
+    pub(crate) mapping: ColumnMapping,
+    pub(crate) spec: ColumnSpec,
+}
+
+/// First pass: the distinct numbers, every report line to the report file (if asked for).
+///
+/// The report is completed whenever the whole input was read — also when invalid rows then
+/// stop the run, since that is when it is needed; an error while reading leaves none.
+fn read_held(cfg: &Resolved) -> Result<FirstPass, ClientError> {
     let opts = read_options(cfg);
-    let open = |cols: &HeldColumns| match encoding {
-        Some(enc) => HeldReader::open_with_encoding(&cfg.input, enc, cols, &opts),
-        None => HeldReader::open(&cfg.input, cols, &opts),
-    };
-    if let Some(cols) = &cfg.columns {
-        return Ok((open(cols)?, cols.clone()));
-    }
-    let four = HeldColumns::default();
-    match open(&four) {
-        Ok(r) => Ok((r, four)),
-        Err(CsvError::MissingColumn { found, .. }) => {
-            let one = HeldColumns::combined();
-            match open(&one) {
-                Ok(r) => Ok((r, one)),
-                Err(CsvError::MissingColumn { .. }) => Err(ClientError::Config {
-                    setting: "columns",
-                    reason: format!(
-                        "{}: the header {found:?} has neither the columns \
-                         insurer_number,symbol,number,branch nor a column insured_number; name \
-                         the columns to read in [columns] of client.toml or on the command line",
-                        cfg.input.display()
-                    ),
-                }),
-                Err(e) => Err(e.into()),
-            }
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
-fn read_held(cfg: &Resolved) -> Result<(HeldSet, TextEncoding, HeldColumns), ClientError> {
-    let (reader, columns) = open_held(cfg, None)?;
+    let spec = column_spec(cfg);
+    let reader = HeldReader::open_mapped(&cfg.input, &spec, &opts)?;
     let encoding = reader.encoding();
+    let mapping = reader.mapping().clone();
     let policy = if cfg.skip_invalid {
         InvalidRows::Skip
     } else {
         InvalidRows::Report
     };
-    let set = HeldSet::build(reader, policy)?;
-    Ok((set, encoding, columns))
+    let built = match &cfg.report {
+        Some(path) => {
+            let mut report = ReportWriter::create(path, output_encoding(cfg, encoding))?;
+            let built = HeldSet::build_with_report(reader, policy, &mut report);
+            if matches!(built, Ok(_) | Err(CsvError::InvalidRows { .. })) {
+                report.finish()?;
+            }
+            built
+        }
+        None => HeldSet::build(reader, policy),
+    };
+    let held = match built {
+        Ok(held) => held,
+        Err(CsvError::InvalidRows { errors }) => return Err(invalid_rows(cfg, &errors)),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(FirstPass {
+        held,
+        encoding,
+        mapping,
+        spec,
+    })
+}
+
+/// The error for invalid rows: the first [`INVALID_EXAMPLES`], and a count and hint per reason.
+fn invalid_rows(cfg: &Resolved, errors: &[RowError]) -> ClientError {
+    let mut counts = ReportCounts::default();
+    for e in errors {
+        counts.add(ReportReason::of_row_reason(&e.reason));
+    }
+    ClientError::InvalidRows {
+        input: cfg.input.clone(),
+        total: errors.len() as u64,
+        shown: errors
+            .iter()
+            .take(INVALID_EXAMPLES)
+            .map(ToString::to_string)
+            .collect(),
+        reasons: counts
+            .iter()
+            .map(|(r, n)| format!("{} {n}: {}", r.code(), r.hint()))
+            .collect(),
+        report: cfg.report.clone(),
+    }
 }
 
 /// Second pass: every input row with its group and status. Returns (linked, not found) rows.
 fn write_output(
     cfg: &Resolved,
-    encoding: TextEncoding,
-    columns: &HeldColumns,
-    held: &HeldSet,
+    first: &FirstPass,
     matches: Option<&Matches>,
 ) -> Result<(u64, u64), ClientError> {
     let opts = read_options(cfg);
-    let reader = HeldReader::open_with_encoding(&cfg.input, encoding, columns, &opts)?;
-    let mut out = OutputWriter::create(&cfg.output, encoding, reader.headers())?;
+    let held = &first.held;
+    let reader =
+        HeldReader::open_mapped_with_encoding(&cfg.input, first.encoding, &first.spec, &opts)?;
+    if reader.mapping() != &first.mapping {
+        return Err(CsvError::ChangedBetweenPasses { line: 1 }.into());
+    }
+    let mut out = OutputWriter::create_with(
+        &cfg.output,
+        output_encoding(cfg, first.encoding),
+        reader.headers(),
+    )?;
     let (mut linked, mut not_found, mut rows) = (0u64, 0u64, 0u64);
     for row in reader {
         let row = row?;

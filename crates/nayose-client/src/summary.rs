@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
+use nayose_csv::ReportReason;
 use serde::Serialize;
 
 use crate::progress::Phase;
@@ -56,6 +57,21 @@ pub struct LinkSummary {
     pub repaired: u64,
     /// The first invalid rows, as messages.
     pub invalid_examples: Vec<String>,
+    /// Report lines by reason code (`repaired`, `check_digit`, `blank_row`, …; see
+    /// `nayose_csv::ReportReason`): every invalid, repaired, blank-skipped or changed row.
+    pub report_counts: BTreeMap<String, u64>,
+    /// The row report written (`--report`), if any.
+    pub report: Option<String>,
+    /// Which input column served which field: field (`insurer_number`, `symbol`, `number`,
+    /// `branch` or `insured_number`) → header name.
+    pub columns: BTreeMap<String, String>,
+    /// True when the input has separate columns but no 枝番 column: the 枝番 is read from the
+    /// end of the 番号.
+    pub branch_in_number: bool,
+    /// The input's encoding as detected or given (`UTF-8`, `CP932`, `UTF-16LE`, …).
+    pub input_encoding: String,
+    /// The output's and the report's encoding (`utf-8-bom`, `utf-8` or `cp932`).
+    pub output_encoding: String,
     /// Application bytes sent (frames, all connections).
     pub bytes_sent: u64,
     /// Application bytes received (frames, all connections).
@@ -107,8 +123,82 @@ fn bytes(n: u64) -> String {
     }
 }
 
+/// Most lines of the summary that quote invalid rows.
+const SHOWN_INVALID: usize = 20;
+
+impl LinkSummary {
+    fn fmt_input(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.columns.is_empty() {
+            let order = [
+                "insured_number",
+                "insurer_number",
+                "symbol",
+                "number",
+                "branch",
+            ];
+            let cols: Vec<String> = order
+                .iter()
+                .filter_map(|field| {
+                    self.columns
+                        .get(*field)
+                        .map(|header| format!("{header} → {field}"))
+                })
+                .collect();
+            writeln!(
+                f,
+                "columns: {}{}",
+                cols.join(", "),
+                if self.branch_in_number {
+                    " (no 枝番 column: the 枝番 is read from the end of the 番号)"
+                } else {
+                    ""
+                }
+            )?;
+        }
+        if !self.input_encoding.is_empty() {
+            writeln!(
+                f,
+                "encoding: input {}, output {}",
+                self.input_encoding, self.output_encoding
+            )?;
+        }
+        if !self.invalid_examples.is_empty() {
+            let shown = self.invalid_examples.len().min(SHOWN_INVALID);
+            writeln!(f, "invalid rows (left out):")?;
+            for e in &self.invalid_examples[..shown] {
+                writeln!(f, "  {e}")?;
+            }
+            let rest = self.invalid_rows.saturating_sub(shown as u64);
+            if rest > 0 {
+                match &self.report {
+                    Some(r) => {
+                        writeln!(f, "  ... and {rest} more: the report {r} lists every one")?
+                    }
+                    None => writeln!(
+                        f,
+                        "  ... and {rest} more: pass --report FILE to list every one"
+                    )?,
+                }
+            }
+        }
+        if !self.report_counts.is_empty() {
+            writeln!(f, "report lines by reason (what fixes them):")?;
+            for reason in ReportReason::ALL {
+                if let Some(n) = self.report_counts.get(reason.code()) {
+                    writeln!(f, "  {} {n}: {}", reason.code(), reason.hint())?;
+                }
+            }
+            if let Some(r) = &self.report {
+                writeln!(f, "  every line is in the report {r}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl fmt::Display for LinkSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.fmt_input(f)?;
         writeln!(
             f,
             "rows {}: linked {}, not found {}, invalid {}",

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::*;
 use nayose_client::{ClientError, LinkSummary, NoProgress, Phase, Progress, link_async};
-use nayose_csv::CsvError;
+use std::os::unix::fs::PermissionsExt;
 
 const PERSONS: u32 = 1500;
 const STEP: usize = 40;
@@ -192,14 +192,31 @@ async fn invalid_rows_are_all_listed_and_nothing_is_sent() {
     let out = fx.path("out.csv");
     let cfg = fx.client(server.local_addr(), &input, &out);
     let err = run(&cfg, &NoProgress).await.unwrap_err();
-    let ClientError::Csv(CsvError::InvalidRows { errors }) = &err else {
+    let ClientError::InvalidRows {
+        total,
+        shown,
+        reasons,
+        ..
+    } = &err
+    else {
         panic!("expected the list of invalid rows, got {err}");
     };
-    let lines: Vec<u64> = errors.iter().map(|e| e.line).collect();
-    assert_eq!(lines, vec![3, 5]);
-    assert_eq!(errors[0].column.as_deref(), Some("insurer_number"));
-    assert_eq!(errors[1].column.as_deref(), Some("number"));
+    assert_eq!(*total, 2);
+    assert!(
+        shown[0].starts_with("line 3, column \"insurer_number\""),
+        "{shown:?}"
+    );
+    assert!(
+        shown[1].starts_with("line 5, column \"number\""),
+        "{shown:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.starts_with("check_digit 1: ")),
+        "{reasons:?}"
+    );
+    assert_eq!(err.kind(), "invalid_rows");
     let text = err.to_string();
+    assert!(text.contains("pass --report FILE"), "{text}");
     assert!(text.contains("line 3") && text.contains("line 5"), "{text}");
     assert!(!out.exists());
     assert!(
@@ -211,10 +228,71 @@ async fn invalid_rows_are_all_listed_and_nothing_is_sent() {
     // With skip_invalid the same file links, the bad rows marked invalid.
     let mut cfg = cfg;
     cfg.skip_invalid = Some(true);
+    let report = fx.path("report.csv");
+    cfg.report = Some(report.clone());
     let s = run(&cfg, &NoProgress).await.unwrap();
     assert_eq!((s.rows, s.invalid_rows, s.linked_rows), (4, 2, 2));
     assert_eq!(s.distinct_numbers, 1);
     assert_eq!(s.invalid_examples.len(), 2);
+    assert_eq!(s.report_counts.get("check_digit"), Some(&1), "{s:?}");
+    assert_eq!(s.report_counts.get("empty_value"), Some(&1), "{s:?}");
+    assert_eq!(
+        s.columns.get("insurer_number").map(String::as_str),
+        Some("insurer_number")
+    );
+    let text = s.to_string();
+    assert!(
+        text.contains("check_digit 1: correct the 保険者番号"),
+        "{text}"
+    );
+    assert!(
+        text.contains("columns: insurer_number → insurer_number, symbol → symbol"),
+        "{text}"
+    );
+    let mode = std::fs::metadata(&report).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the report is owner-only");
+    let report_text = std::fs::read_to_string(&report).unwrap();
+    let mut rdr = csv::Reader::from_reader(report_text.as_bytes());
+    assert_eq!(
+        rdr.headers().unwrap(),
+        vec![
+            "line",
+            "column",
+            "value_as_written",
+            "value_used",
+            "reason",
+            "message"
+        ]
+    );
+    let lines: Vec<(String, String, String, String)> = rdr
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            (
+                r[0].to_owned(),
+                r[1].to_owned(),
+                r[2].to_owned(),
+                r[4].to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        lines,
+        vec![
+            (
+                "3".into(),
+                "insurer_number".into(),
+                "06130010".into(),
+                "check_digit".into()
+            ),
+            (
+                "5".into(),
+                "number".into(),
+                String::new(),
+                "empty_value".into()
+            ),
+        ]
+    );
     let rows = read_output(&out);
     let statuses: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
     assert_eq!(statuses, vec!["linked", "invalid", "linked", "invalid"]);

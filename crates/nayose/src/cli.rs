@@ -90,7 +90,8 @@ impl Cli {
 }
 
 /// Logs go to stderr; stdout is reserved for `--json` output. The server logs at info by
-/// default, every other command at warn; `-v`/`-q` and `RUST_LOG` override.
+/// default, every other command at warn; `-v`/`-q` and `RUST_LOG` override. Colours (ANSI
+/// escapes) only when stderr is a terminal, so log files and pipes get plain text.
 pub(crate) fn init_logging(verbose: u8, quiet: bool, server: bool) {
     let default = match (quiet, verbose + u8::from(server)) {
         (true, _) => "error",
@@ -104,6 +105,7 @@ pub(crate) fn init_logging(verbose: u8, quiet: bool, server: bool) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 

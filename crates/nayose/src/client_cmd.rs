@@ -4,7 +4,7 @@ use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use nayose_client::{ClientConfig, ColumnNames, Encoding, link};
+use nayose_client::{ClientConfig, ClientError, ColumnNames, Encoding, link};
 
 use crate::progress;
 
@@ -43,11 +43,22 @@ pub(crate) struct LinkArgs {
     /// Directory of the caches of each key period (OPRF outputs, the table, a partial download).
     #[arg(long)]
     cache_dir: Option<PathBuf>,
-    /// Text encoding of the input: auto (detect), utf-8 or cp932. The output uses the input's.
+    /// Text encoding of the input: auto (detect UTF-16, UTF-8 or CP932), utf-8 or cp932.
     #[arg(long)]
     encoding: Option<String>,
-    /// Name of the one column holding combined numbers (dashed or colon form); the default
-    /// layout when no column flag is given is this column named `insured_number`.
+    /// Field delimiter of the input: comma or tab (default: detected from the header line).
+    #[arg(long)]
+    delimiter: Option<String>,
+    /// Encoding of the output and the report: utf-8-bom, utf-8 or cp932 (default: the
+    /// input's; UTF-8 with a BOM for UTF-8, UTF-16 and workbook inputs, so Excel opens it).
+    #[arg(long)]
+    output_encoding: Option<String>,
+    /// Write every invalid, repaired, blank-skipped or changed row to this CSV (line, column,
+    /// value as written, value used, reason, message).
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Name of the one column holding combined numbers (dashed or colon form). Without any
+    /// column flag the columns are recognised from the header (Japanese or English names).
     #[arg(long, conflicts_with_all = ["insurer_column", "symbol_column", "number_column", "branch_column"])]
     combined_column: Option<String>,
     /// Name of the insurer-number column (separate-columns layout).
@@ -71,6 +82,16 @@ pub(crate) struct LinkArgs {
     /// Print the summary as JSON on stdout (the human summary still goes to stderr).
     #[arg(long)]
     json: bool,
+}
+
+/// client.toml (if any) with the flags over it.
+fn configure(a: &LinkArgs) -> Result<ClientConfig> {
+    let mut cfg = match &a.config {
+        Some(p) => ClientConfig::load(p).with_context(|| format!("reading {}", p.display()))?,
+        None => ClientConfig::default(),
+    };
+    cfg.merge(flags(a)?);
+    Ok(cfg)
 }
 
 fn flags(a: &LinkArgs) -> Result<ClientConfig> {
@@ -107,6 +128,9 @@ fn flags(a: &LinkArgs) -> Result<ClientConfig> {
         output: a.output.clone(),
         cache_dir: a.cache_dir.clone(),
         encoding,
+        delimiter: a.delimiter.clone(),
+        output_encoding: a.output_encoding.clone(),
+        report: a.report.clone(),
         columns,
         skip_invalid: a.skip_invalid.then_some(true),
         repair: a.repair.then_some(true),
@@ -114,20 +138,38 @@ fn flags(a: &LinkArgs) -> Result<ClientConfig> {
     })
 }
 
-/// Runs `client link`; returns the client's summary on success.
+/// Runs `client link`; prints the summary on success. With `--json`, a failure prints
+/// `{"error": {"message": ..., "kind": ...}}` on stdout (and the error on stderr as always).
 pub(crate) fn run(cmd: ClientCommand, quiet: bool) -> Result<ExitCode> {
     let ClientCommand::Link(a) = cmd;
-    let mut cfg = match &a.config {
-        Some(p) => ClientConfig::load(p).with_context(|| format!("reading {}", p.display()))?,
-        None => ClientConfig::default(),
+    let result = configure(&a).and_then(|cfg| {
+        if progress::enabled(quiet) {
+            link(&cfg, &progress::ClientBars::default())
+        } else {
+            link(&cfg, &progress::NotesOnly)
+        }
+        .context("link run failed")
+    });
+    let summary = match result {
+        Ok(s) => s,
+        Err(e) => {
+            if a.json {
+                // Errors that are not the client's own are in the flags' values.
+                let kind = e
+                    .chain()
+                    .find_map(|c| c.downcast_ref::<ClientError>())
+                    .map_or("usage", ClientError::kind);
+                let message = e
+                    .chain()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(": ");
+                let obj = serde_json::json!({ "error": { "message": message, "kind": kind } });
+                println!("{}", serde_json::to_string_pretty(&obj)?);
+            }
+            return Err(e);
+        }
     };
-    cfg.merge(flags(&a)?);
-    let summary = if progress::enabled(quiet) {
-        link(&cfg, &progress::ClientBars::default())
-    } else {
-        link(&cfg, &progress::NotesOnly)
-    }
-    .context("link run failed")?;
     if !quiet {
         eprintln!("{summary}");
     }
