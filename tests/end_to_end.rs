@@ -259,7 +259,12 @@ fn assert_groups_match(w: &World, out: &str) {
 
 /// As [`assert_groups_match`], requiring at least `min_persons` linked persons.
 fn assert_groups_match_min(w: &World, out: &str, min_persons: usize) {
-    let mut rdr = csv::Reader::from_path(w.path(out)).unwrap();
+    assert_groups_match_text(w, &fs::read_to_string(w.path(out)).unwrap(), min_persons);
+}
+
+/// As [`assert_groups_match_min`], on an output already decoded.
+fn assert_groups_match_text(w: &World, text: &str, min_persons: usize) {
+    let mut rdr = csv::Reader::from_reader(text.as_bytes());
     let h = rdr.headers().unwrap().clone();
     let col = |n: &str| h.iter().position(|x| x == n).unwrap();
     let (id, group, status, note) = (
@@ -522,4 +527,223 @@ fn the_demo_runs_and_checks_itself() {
     assert_eq!(runs["first"]["sync"]["kind"], "base", "{runs}");
     assert_eq!(runs["second"]["sync"]["kind"], "delta", "{runs}");
     assert_eq!(runs["second"]["evaluated_numbers"], 0, "{runs}");
+}
+
+/// `args` with the value of `flag` replaced (or the flag removed when `value` is `None`).
+fn with_flag(args: &[String], flag: &str, value: Option<&str>) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        if args[i] == flag {
+            if let Some(v) = value {
+                out.push(flag.to_owned());
+                out.push(v.to_owned());
+            }
+            i += 2;
+        } else {
+            out.push(args[i].clone());
+            i += 1;
+        }
+    }
+    if value.is_some() && !args.iter().any(|a| a == flag) {
+        out.push(flag.to_owned());
+        out.push(value.unwrap().to_owned());
+    }
+    out
+}
+
+/// record_id → nayose_group of an output.
+fn groups_by_record(path: &PathBuf) -> HashMap<String, String> {
+    let mut rdr = csv::Reader::from_path(path).unwrap();
+    let h = rdr.headers().unwrap().clone();
+    let col = |n: &str| h.iter().position(|x| x == n).unwrap();
+    let (id, group) = (col("record_id"), col("nayose_group"));
+    rdr.records()
+        .map(|r| {
+            let r = r.unwrap();
+            (r[id].to_owned(), r[group].to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn a_utf16_file_and_a_tsv_file_link_to_the_same_groups_as_the_csv() {
+    let w = world(120);
+    setup_pki_and_epoch(&w, "research-06");
+    let port = free_udp_port();
+    let _server = serve(&w, port);
+    let held = fs::read_to_string(w.path("held.csv")).unwrap();
+    let mut utf16 = vec![0xFF, 0xFE];
+    utf16.extend(held.encode_utf16().flat_map(u16::to_le_bytes));
+    fs::write(w.path("held16.csv"), utf16).unwrap();
+    fs::write(w.path("held.tsv"), held.replace(',', "\t")).unwrap();
+    let base = link_args(&w, port, "research-06", "csv.out.csv");
+
+    let csv_run = run_link(&base);
+    assert_groups_match(&w, "csv.out.csv");
+    assert_eq!(csv_run["output_encoding"], "utf-8-bom", "{csv_run}");
+    let raw = fs::read(w.path("csv.out.csv")).unwrap();
+    assert!(
+        raw.starts_with(&[0xEF, 0xBB, 0xBF]),
+        "a UTF-8 input gives a UTF-8 output with a BOM by default"
+    );
+
+    // UTF-16 (as Excel's "Unicode text" saves), columns recognised from the header.
+    let utf16_args = with_flag(
+        &with_flag(
+            &with_flag(&base, "--input", Some(&w.s("held16.csv"))),
+            "--output",
+            Some(&w.s("utf16.out.csv")),
+        ),
+        "--combined-column",
+        None,
+    );
+    let utf16_run = run_link(&utf16_args);
+    assert_groups_match(&w, "utf16.out.csv");
+    assert_eq!(utf16_run["input_encoding"], "UTF-16LE", "{utf16_run}");
+    assert_eq!(
+        utf16_run["columns"]["insured_number"], "insured_number",
+        "{utf16_run}"
+    );
+
+    // Tab-separated: detected, and named with --delimiter tab; --output-encoding utf-8.
+    for (name, delimiter) in [("tsv1.out.csv", None), ("tsv2.out.csv", Some("tab"))] {
+        let mut args = with_flag(
+            &with_flag(&base, "--input", Some(&w.s("held.tsv"))),
+            "--output",
+            Some(&w.s(name)),
+        );
+        args = with_flag(&args, "--output-encoding", Some("utf-8"));
+        if let Some(d) = delimiter {
+            args = with_flag(&args, "--delimiter", Some(d));
+        }
+        run_link(&args);
+        assert_groups_match(&w, name);
+        assert!(!fs::read(w.path(name)).unwrap().starts_with(&[0xEF]));
+    }
+
+    let want = groups_by_record(&w.path("csv.out.csv"));
+    for name in ["utf16.out.csv", "tsv1.out.csv", "tsv2.out.csv"] {
+        assert_eq!(groups_by_record(&w.path(name)), want, "{name}");
+    }
+}
+
+#[test]
+fn a_cp932_file_with_japanese_headers_and_lost_leading_zeros_is_repaired_and_reported() {
+    let mut w = world(80);
+    setup_pki_and_epoch(&w, "research-07");
+    let port = free_udp_port();
+    let _server = serve(&w, port);
+
+    // The registry's numbers in Japanese columns, as a spreadsheet saved them: insurer numbers
+    // starting with 0 lost it (a number cell), and a blank row (,,,,,) at the end.
+    let registry = fs::read_to_string(w.path("registry.csv")).unwrap();
+    let mut text = String::from("record_id,保険者番号,記号,番号,枝番,note\n");
+    let mut truth = HashMap::new();
+    // (line, written, used) of each damaged insurer number.
+    let mut damaged: Vec<(u64, String, String)> = Vec::new();
+    for (i, l) in registry.lines().skip(1).enumerate() {
+        let f: Vec<&str> = l.split(',').collect();
+        let written = f[1].strip_prefix('0').unwrap_or(f[1]).to_owned();
+        if written != f[1] {
+            damaged.push((i as u64 + 2, written.clone(), f[1].to_owned()));
+        }
+        let id = format!("J{i}");
+        text.push_str(&format!(
+            "{id},{written},{},{},{},note {i}\n",
+            f[2], f[3], f[4]
+        ));
+        truth.insert(id, Some(f[0].to_owned()));
+    }
+    text.push_str(",,,,,\n");
+    w.truth = truth;
+    assert!(damaged.len() > 20, "enough damage to cap the list");
+    let (bytes, _, bad) = encoding_rs::SHIFT_JIS.encode(&text);
+    assert!(!bad);
+    fs::write(w.path("held-sjis.csv"), &bytes).unwrap();
+    let base = with_flag(
+        &with_flag(
+            &link_args(&w, port, "research-07", "sjis.out.csv"),
+            "--input",
+            Some(&w.s("held-sjis.csv")),
+        ),
+        "--combined-column",
+        None,
+    );
+    let base = with_flag(&base, "--report", Some(&w.s("report.csv")));
+
+    // Without --repair: every damaged row is invalid; stderr quotes 20 and points to the report,
+    // --json prints an error object, and nothing else is written.
+    let a: Vec<&str> = base.iter().map(String::as_str).collect();
+    let failed = nayose(&a);
+    assert!(!failed.status.success());
+    let err = String::from_utf8_lossy(&failed.stderr);
+    assert_eq!(err.matches("\n  line ").count(), 20, "{err}");
+    assert!(
+        err.contains(&format!("... and {} more", damaged.len() - 20)),
+        "{err}"
+    );
+    assert!(err.contains("insurer_length"), "{err}");
+    assert!(err.contains("--repair"), "{err}");
+    let obj: serde_json::Value = serde_json::from_slice(&failed.stdout).expect("an error object");
+    assert_eq!(obj["error"]["kind"], "invalid_rows", "{obj}");
+    assert!(
+        obj["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("nothing was sent to the server"),
+        "{obj}"
+    );
+    assert!(!w.path("sjis.out.csv").exists());
+
+    // With --repair: linked, the output in CP932 like the input, every repair in the report.
+    let mut repair = base.clone();
+    repair.push("--repair".to_owned());
+    let summary = run_link(&repair);
+    let out_bytes = fs::read(w.path("sjis.out.csv")).unwrap();
+    let (out, _, bad) = encoding_rs::SHIFT_JIS.decode(&out_bytes);
+    assert!(!bad);
+    assert_groups_match_text(&w, &out, 20);
+    assert!(out.starts_with("record_id,保険者番号,記号,番号,枝番,note,nayose_group,nayose_status"));
+    assert_eq!(summary["output_encoding"], "cp932", "{summary}");
+    assert_eq!(
+        summary["columns"]["insurer_number"], "保険者番号",
+        "{summary}"
+    );
+    assert_eq!(summary["columns"]["branch"], "枝番", "{summary}");
+    assert_eq!(
+        summary["report_counts"]["repaired"].as_u64(),
+        Some(damaged.len() as u64),
+        "{summary}"
+    );
+    assert_eq!(summary["report_counts"]["blank_row"], 1, "{summary}");
+    let report_bytes = fs::read(w.path("report.csv")).unwrap();
+    let (report, _, bad) = encoding_rs::SHIFT_JIS.decode(&report_bytes);
+    assert!(!bad);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(w.path("report.csv"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "the report is owner-only");
+    }
+    let mut rdr = csv::Reader::from_reader(report.as_bytes());
+    let rows: Vec<csv::StringRecord> = rdr.records().map(Result::unwrap).collect();
+    let repaired: Vec<(u64, String, String)> = rows
+        .iter()
+        .filter(|r| &r[4] == "repaired")
+        .map(|r| {
+            assert_eq!(&r[1], "保険者番号");
+            (r[0].parse().unwrap(), r[2].to_owned(), r[3].to_owned())
+        })
+        .collect();
+    assert_eq!(repaired, damaged);
+    let blank_line = (w.truth.len() + 2).to_string();
+    assert!(
+        rows.iter()
+            .any(|r| &r[4] == "blank_row" && r[0] == *blank_line),
+        "{report}"
+    );
 }
