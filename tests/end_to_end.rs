@@ -545,9 +545,11 @@ fn with_flag(args: &[String], flag: &str, value: Option<&str>) -> Vec<String> {
             i += 1;
         }
     }
-    if value.is_some() && !args.iter().any(|a| a == flag) {
+    if let Some(v) = value
+        && !args.iter().any(|a| a == flag)
+    {
         out.push(flag.to_owned());
-        out.push(value.unwrap().to_owned());
+        out.push(v.to_owned());
     }
     out
 }

@@ -20,7 +20,8 @@ pub const DEFAULT_BATCH_SIZE: u32 = 1024;
 /// Default number of requests in flight on the one connection.
 pub const DEFAULT_PIPELINE_DEPTH: u32 = 8;
 
-/// Text encoding of the input file (the output is written in the same encoding).
+/// Text encoding of the input file (the output's default follows it; see
+/// [`ClientConfig::output_encoding`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Encoding {
     /// Detect: a UTF-8 BOM or valid UTF-8 means UTF-8, anything else CP932.
@@ -64,9 +65,8 @@ impl FromStr for Encoding {
 /// Names of the input columns holding the number: one combined column, or four separate ones.
 ///
 /// In `client.toml`: `[columns]` with either `combined = "..."` or all of `insurer`, `symbol`,
-/// `number`, `branch`. Without either, the columns are detected: the four columns
-/// `insurer_number,symbol,number,branch` if the header has them, else one combined column
-/// `insured_number`.
+/// `number`, `branch`. Without either, the columns are recognised from the header (Japanese or
+/// English names, see `nayose_csv::mapping`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ColumnNames {
@@ -83,9 +83,7 @@ pub struct ColumnNames {
 }
 
 impl ColumnNames {
-    /// The column layout; `None` means "detect": the four default columns
-    /// `insurer_number,symbol,number,branch` if the header has them, else the combined column
-    /// `insured_number`.
+    /// The column layout; `None` means "recognise from the header".
     fn resolve(&self) -> Result<Option<HeldColumns>, ClientError> {
         let parts = [&self.insurer, &self.symbol, &self.number, &self.branch];
         let given = parts.iter().filter(|p| p.is_some()).count();
@@ -453,7 +451,7 @@ pub struct Resolved {
     pub output: PathBuf,
     /// Cache directory (`None`: no cache).
     pub cache_dir: Option<PathBuf>,
-    /// Number columns (`None`: detect, see [`ColumnNames`]).
+    /// Number columns (`None`: recognised from the header, see [`ColumnNames`]).
     pub columns: Option<HeldColumns>,
     /// Input encoding.
     pub encoding: Encoding,
