@@ -207,6 +207,8 @@ fn main() {
         "\nsecond run evaluated {} numbers; the held file gained {new_held} new numbers",
         run2.evaluated_numbers
     );
+    println!("full build phases: {:?}", first_build.phases);
+    println!("delta build phases: {:?}", second_build.phases);
     let ok = pct(run2.bytes_received, run1.bytes_received) <= 3.0
         && pct(run3.bytes_received, run1.bytes_received) <= 1.0
         && run2.evaluated_numbers == new_held as u64

@@ -79,7 +79,14 @@ fn open_private(path: &Path, append: bool) -> std::io::Result<File> {
     }
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
-    o.open(path)
+    let f = o.open(path)?;
+    // `mode` applies only to a file this call creates: tighten an existing one too.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(f)
 }
 
 fn read_secret(path: &Path) -> Option<Zeroizing<Vec<u8>>> {
@@ -153,6 +160,16 @@ impl CacheStore {
                 if e.path() != dir && e.path().is_dir() {
                     let _ = std::fs::remove_dir_all(e.path());
                     notes.push("deleted the caches of an earlier key period".to_owned());
+                }
+            }
+        }
+        // A table being written when an earlier run was killed (personal data: never leave it).
+        if let Ok(rd) = std::fs::read_dir(&dir) {
+            for e in rd.flatten() {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                if name.starts_with(".table.bin.") && name.ends_with(".tmp") {
+                    let _ = std::fs::remove_file(e.path());
                 }
             }
         }
@@ -434,6 +451,11 @@ mod tests {
         assert!(c.table.is_none());
         assert_eq!(c.oprf.len(), 1, "cut back to the last good record");
         assert_eq!(notes.len(), 2, "{notes:?}");
+
+        // A temporary table left by a killed run is removed on load.
+        std::fs::write(kd.join(".table.bin.999999.tmp"), b"x").unwrap();
+        let _ = store.load(k);
+        assert!(!kd.join(".table.bin.999999.tmp").exists());
 
         // Another key period: the old caches are deleted.
         let (c, _) = store.load(kp(2));

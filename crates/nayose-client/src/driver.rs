@@ -111,111 +111,121 @@ pub(crate) async fn drive(
                 phase = Some((p, Instant::now()));
             }
         };
-    let result = loop {
-        match core.poll_action(&mut rng)? {
-            Action::Send { id, request } => {
-                set_phase(
-                    match &request {
-                        Request::Info => Phase::Connect,
-                        Request::Evaluate(_) => Phase::Evaluate,
-                        Request::FetchBase(_) | Request::FetchDelta(_) => Phase::Fetch,
-                    },
-                    progress,
-                    times,
-                );
-                if matches!(request, Request::Evaluate(_)) {
-                    session.stats.evaluate_requests += 1;
-                }
-                let conn = session.connection().await?;
-                in_flight += 1;
-                tasks.spawn(request_task(conn, generation, id, request, tx.clone()));
-            }
-            Action::LoadCaches { key_period } => {
-                let (caches, notes) = store.load(key_period);
-                for n in notes {
-                    progress.note(&n);
-                }
-                core.on_caches(caches)?;
-            }
-            Action::SaveOprf {
-                key_period,
-                entries,
-            } => {
-                store
-                    .save_oprf(key_period, &entries)
-                    .map_err(|e| cache_io("OPRF cache", e))?;
-                progress.advance(Phase::Evaluate, entries.len() as u64);
-            }
-            Action::AppendPartialBase {
-                key_period,
-                epoch,
-                offset,
-                entries,
-            } => {
-                session.stats.entries_received += entries.len() as u64;
-                store
-                    .append_partial(key_period, epoch, offset, &entries)
-                    .map_err(|e| cache_io("partial base download", e))?;
-                progress.advance(Phase::Fetch, entries.len() as u64);
-            }
-            Action::DiscardPartialBase { key_period } => store.discard_partial(key_period),
-            Action::SaveTable { table } => store
-                .save_table(&table)
-                .map_err(|e| cache_io("table cache", e))?,
-            Action::DiscardTable { key_period } => {
-                progress.note(
-                    "the cached table did not match the server's digest; downloading it again",
-                );
-                store.discard_table(key_period);
-            }
-            Action::Backoff(d) => tokio::time::sleep(d.min(Duration::from_secs(60))).await,
-            Action::Wait => {
-                if in_flight == 0 {
-                    break Err(ClientError::Protocol(
-                        "internal: the link core waits with no request in flight".into(),
-                    ));
-                }
-                let Some((id, conn_gen, ev)) = rx.recv().await else {
-                    break Err(ClientError::Runtime("request tasks ended".into()));
-                };
-                match ev {
-                    Event::Frame(r) => {
-                        session.progressed();
-                        core.on_response(id, r)?;
+    let result: Result<LinkResult, ClientError> = async {
+        loop {
+            match core.poll_action(&mut rng)? {
+                Action::Send { id, request } => {
+                    set_phase(
+                        match &request {
+                            Request::Info => Phase::Connect,
+                            Request::Evaluate(_) => Phase::Evaluate,
+                            Request::FetchBase(_) | Request::FetchDelta(_) => Phase::Fetch,
+                        },
+                        progress,
+                        times,
+                    );
+                    if matches!(request, Request::Evaluate(_)) {
+                        session.stats.evaluate_requests += 1;
                     }
-                    Event::End => in_flight -= 1,
-                    Event::Failed(f) => {
-                        in_flight -= 1;
-                        match f {
-                            Failure::Fatal(e) => break Err(e),
-                            Failure::Transport(reason) => {
-                                if conn_gen == generation {
-                                    generation += 1;
-                                    session.drop_connection();
-                                    session
-                                        .fail(&format!("connection lost: {reason}"), None)
-                                        .await?;
-                                }
-                            }
-                            Failure::RetryLater { after, reason } => {
-                                if conn_gen == generation {
-                                    generation += 1;
-                                    session.drop_connection();
-                                    session.fail(&reason, Some(after)).await?;
-                                }
-                            }
+                    let conn = session.connection().await?;
+                    in_flight += 1;
+                    tasks.spawn(request_task(conn, generation, id, request, tx.clone()));
+                }
+                Action::LoadCaches { key_period } => {
+                    let (caches, notes) = store.load(key_period);
+                    for n in notes {
+                        progress.note(&n);
+                    }
+                    core.on_caches(caches)?;
+                }
+                Action::SaveOprf {
+                    key_period,
+                    entries,
+                } => {
+                    store
+                        .save_oprf(key_period, &entries)
+                        .map_err(|e| cache_io("OPRF cache", e))?;
+                    progress.advance(Phase::Evaluate, entries.len() as u64);
+                }
+                Action::AppendPartialBase {
+                    key_period,
+                    epoch,
+                    offset,
+                    entries,
+                } => {
+                    session.stats.entries_received += entries.len() as u64;
+                    store
+                        .append_partial(key_period, epoch, offset, &entries)
+                        .map_err(|e| cache_io("partial base download", e))?;
+                    progress.advance(Phase::Fetch, entries.len() as u64);
+                }
+                Action::DiscardPartialBase { key_period } => store.discard_partial(key_period),
+                Action::SaveTable { table } => {
+                    store
+                        .save_table(&table)
+                        .map_err(|e| cache_io("table cache", e))?;
+                    // The sync was the last request: close before the core matches.
+                    session.drop_connection();
+                }
+                Action::DiscardTable { key_period } => {
+                    progress.note(
+                        "the cached table did not match the server's digest; downloading it again",
+                    );
+                    store.discard_table(key_period);
+                }
+                Action::Backoff(d) => tokio::time::sleep(d.min(Duration::from_secs(60))).await,
+                Action::Wait => {
+                    if in_flight == 0 {
+                        return Err(ClientError::Protocol(
+                            "internal: the link core waits with no request in flight".into(),
+                        ));
+                    }
+                    let Some((id, conn_gen, ev)) = rx.recv().await else {
+                        return Err(ClientError::Runtime("request tasks ended".into()));
+                    };
+                    match ev {
+                        Event::Frame(r) => {
+                            session.progressed();
+                            core.on_response(id, r)?;
                         }
-                        core.on_transit_failure(id);
+                        Event::End => in_flight -= 1,
+                        Event::Failed(f) => {
+                            in_flight -= 1;
+                            match f {
+                                Failure::Fatal(e) => return Err(e),
+                                Failure::Transport(reason) => {
+                                    if conn_gen == generation {
+                                        generation += 1;
+                                        session.drop_connection();
+                                        session
+                                            .fail(&format!("connection lost: {reason}"), None)
+                                            .await?;
+                                    }
+                                }
+                                Failure::RetryLater { after, reason } => {
+                                    if conn_gen == generation {
+                                        generation += 1;
+                                        session.drop_connection();
+                                        session.fail(&reason, Some(after)).await?;
+                                    }
+                                }
+                            }
+                            core.on_transit_failure(id);
+                        }
                     }
                 }
+                Action::Done(r) => return Ok(*r),
             }
-            Action::Done(r) => break Ok(*r),
         }
-    };
+    }
+    .await;
     if let Some((p, since)) = phase {
         progress.finish(p);
         *times.entry(p).or_default() += since.elapsed();
     }
     tasks.abort_all();
+    if matches!(result, Err(ClientError::Protocol(_))) {
+        session.close_for_violation();
+    }
     result
 }

@@ -112,6 +112,13 @@ impl<'a> Session<'a> {
         self.failures = 0;
     }
 
+    /// Closes the connection with `ProtocolViolation` (wire.md §2.5): the server broke the spec.
+    pub(crate) fn close_for_violation(&mut self) {
+        if let Some(c) = self.conn.take() {
+            c.close_with(nayose_wire::CloseCode::ProtocolViolation);
+        }
+    }
+
     pub(crate) fn drop_connection(&mut self) {
         if let Some(c) = self.conn.take() {
             c.close();

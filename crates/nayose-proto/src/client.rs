@@ -198,7 +198,8 @@ pub enum Action {
         key_period: KeyPeriodId,
     },
     /// Replace the persisted table state with this verified one (atomically) and delete the
-    /// partial base.
+    /// partial base. No request follows: the driver closes the connection now, before the
+    /// core matches (so the close does not depend on how many numbers matched).
     SaveTable {
         /// The verified state.
         table: ClientTable,
@@ -265,6 +266,9 @@ enum Phase {
     StartSync,
     Delta(DeltaSync),
     Base(BaseSync),
+    /// The table is verified and saved; matching happens on the next poll, after the driver
+    /// has closed the connection, so nothing the server can time depends on the match.
+    Matching(Box<(ClientTable, SyncKind, DeltaCounts, InfoResponse)>),
     Finished,
 }
 
@@ -288,10 +292,13 @@ pub struct LinkCore {
     table: Option<ClientTable>,
     partial: Option<PartialBase>,
     base_after_mismatch: bool,
+    /// A resumed base failed the digest once; the next failure is final.
+    base_retried: bool,
+    /// An error to return once the queued actions (e.g. discarding a bad cache) are done.
+    failure: Option<ProtoError>,
     key_period_restarts: u32,
     syncs: u32,
     offset_retries: u32,
-    backoff: Option<Duration>,
     last_sync: Option<SyncKind>,
     last_counts: DeltaCounts,
     live: HashSet<u64>,
@@ -353,10 +360,11 @@ impl LinkCore {
             table: None,
             partial: None,
             base_after_mismatch: false,
+            base_retried: false,
+            failure: None,
             key_period_restarts: 0,
             syncs: 0,
             offset_retries: 0,
-            backoff: None,
             last_sync: None,
             last_counts: DeltaCounts::default(),
             live: HashSet::new(),
@@ -391,8 +399,8 @@ impl LinkCore {
         if let Some(a) = self.actions.pop_front() {
             return Ok(a);
         }
-        if let Some(d) = self.backoff.take() {
-            return Ok(Action::Backoff(d));
+        if let Some(e) = self.failure.take() {
+            return Err(e);
         }
         match &self.phase {
             Phase::NeedInfo => {
@@ -404,6 +412,7 @@ impl LinkCore {
             }
             Phase::Evaluating => self.poll_evaluate(rng),
             Phase::StartSync => self.start_sync(),
+            Phase::Matching(_) => self.finish_matching(),
             Phase::Finished => Ok(Action::Wait),
             Phase::AwaitInfo(_) | Phase::AwaitCaches | Phase::Delta(_) | Phase::Base(_) => {
                 Ok(Action::Wait)
@@ -460,7 +469,22 @@ impl LinkCore {
             }
         }
         self.table = caches.table.filter(|t| t.key_period() == kp);
-        self.partial = caches.partial.filter(|p| p.key_period == kp);
+        // A partial base from disk must be in table order with versions of its epoch; anything
+        // else is damage and is discarded (it would otherwise fail the digest at the end).
+        let sound = |p: &PartialBase| {
+            p.key_period == kp
+                && p.entries.windows(2).all(|w| w[0].tag < w[1].tag)
+                && p.entries
+                    .iter()
+                    .all(|e| e.version >= 1 && e.version <= p.epoch)
+        };
+        match caches.partial {
+            Some(p) if sound(&p) => self.partial = Some(p),
+            Some(_) => self
+                .actions
+                .push_back(Action::DiscardPartialBase { key_period: kp }),
+            None => {}
+        }
         let need = missing.len() as u64;
         if need > info.quota_left_today.min(info.quota_left_key_period) {
             return Err(ProtoError::Quota {
@@ -499,8 +523,12 @@ impl LinkCore {
                 self.base_request(b.partial, b.resumed_from);
             }
             Phase::Delta(d) if d.id == id => {
-                // A delta is cheap: start it over from the verified state.
-                self.phase = Phase::StartSync;
+                // Start the delta over from the last whole epoch applied (a consistent state;
+                // the digest still decides at the end). A half-received epoch is dropped.
+                let Phase::Delta(d) = std::mem::replace(&mut self.phase, Phase::StartSync) else {
+                    unreachable!("matched above")
+                };
+                self.table = Some(d.state);
                 self.syncs = self.syncs.saturating_sub(1);
             }
             _ => {}
@@ -676,7 +704,12 @@ impl LinkCore {
                         {
                             return Err(violation("DeltaChunk epochs do not ascend"));
                         }
-                        apply_open(d)?;
+                        if apply_open(d).is_err() {
+                            return self.delta_failed();
+                        }
+                        let Phase::Delta(d) = &mut self.phase else {
+                            unreachable!("still in the delta phase")
+                        };
                         d.open = Some((c.epoch, removed, upserts));
                     }
                 }
@@ -687,7 +720,10 @@ impl LinkCore {
                 else {
                     return Err(violation("DeltaEnd outside a delta download"));
                 };
-                apply_open(&mut d)?;
+                if apply_open(&mut d).is_err() {
+                    self.phase = Phase::Delta(d);
+                    return self.delta_failed();
+                }
                 if end.epoch != d.state.epoch() || end.total != d.state.len() as u64 {
                     return Err(violation(format!(
                         "DeltaEnd says epoch {} with {} entries, the deltas gave epoch {} with {}",
@@ -713,6 +749,18 @@ impl LinkCore {
             }
             Response::Error(_) => unreachable!("handled above"),
         }
+    }
+
+    /// A delta did not apply to the verified state (table.md §9.3): discard the candidate and
+    /// download a base instead (flows.md §3.5), cancelling the rest of the delta stream.
+    fn delta_failed(&mut self) -> Result<(), ProtoError> {
+        if let Phase::Delta(d) = &self.phase {
+            self.live.remove(&d.id);
+        }
+        self.table = None;
+        self.phase = Phase::StartSync;
+        self.syncs = self.syncs.saturating_sub(1);
+        Ok(())
     }
 
     fn on_info(&mut self, id: u64, info: InfoResponse) -> Result<(), ProtoError> {
@@ -746,8 +794,10 @@ impl LinkCore {
             self.actions
                 .push_back(Action::LoadCaches { key_period: kp });
             self.phase = Phase::AwaitCaches;
+        } else if !self.queue.is_empty() || !self.in_flight.is_empty() {
+            // Same key period (an epoch change): every output is still valid; finish evaluating.
+            self.phase = Phase::Evaluating;
         } else {
-            // Same key period (an epoch change): every output is still valid.
             self.phase = Phase::StartSync;
         }
         Ok(())
@@ -779,10 +829,20 @@ impl LinkCore {
         };
         match e.code {
             ErrorCode::KeyPeriodChanged => {
+                if e.current
+                    .is_some_and(|c| Some(c.key_period.0) == self.key_period.map(|k| k.to_bytes()))
+                {
+                    return Err(violation(
+                        "KeyPeriodChanged names the key period the request named",
+                    ));
+                }
+                // Batches in flight go back to the queue (they are discarded anyway if the next
+                // Info shows a new key period, and re-sent if it does not).
+                for (_, (indices, _)) in self.in_flight.drain() {
+                    self.queue.push_front(indices);
+                }
                 self.live.clear();
-                self.in_flight.clear();
                 self.phase = Phase::NeedInfo;
-                // The next Info shows the new key period and restarts the run.
                 Ok(())
             }
             ErrorCode::EpochChanged if request == "FetchBase" => {
@@ -836,7 +896,11 @@ impl LinkCore {
                 retry: format!(" ({})", e.message.as_str()),
             }),
             c if c.is_retryable() => {
-                self.backoff = Some(Duration::from_secs(u64::from(e.retry_after_secs.max(1))));
+                // Wait first: the re-sent request must not overtake the server's retry_after.
+                self.actions
+                    .push_back(Action::Backoff(Duration::from_secs(u64::from(
+                        e.retry_after_secs.max(1),
+                    ))));
                 self.live.insert(id);
                 self.on_transit_failure(id);
                 Ok(())
@@ -902,6 +966,33 @@ impl LinkCore {
         self.base_request(partial, resumed);
     }
 
+    fn finish_matching(&mut self) -> Result<Action, ProtoError> {
+        let Phase::Matching(m) = std::mem::replace(&mut self.phase, Phase::Finished) else {
+            return Ok(Action::Wait);
+        };
+        let (table, kind, counts, info) = *m;
+        let outs: Vec<&[u8; 64]> = self
+            .outputs
+            .iter()
+            .map(|o| o.as_ref().map(Output::as_bytes))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| violation("a number has no OPRF output"))?;
+        let matches = match_outputs(&self.client, &table, &outs);
+        self.last_sync = Some(kind);
+        self.last_counts = counts;
+        Ok(Action::Done(Box::new(LinkResult {
+            key_period: table.key_period(),
+            epoch: table.epoch(),
+            matches,
+            evaluated: self.evaluated,
+            from_cache: self.from_cache,
+            sync: kind,
+            delta_counts: counts,
+            table_entries: table.len() as u64,
+            info,
+        })))
+    }
+
     fn poll_queued(&mut self) -> Result<Action, ProtoError> {
         Ok(self.actions.pop_front().unwrap_or(Action::Wait))
     }
@@ -920,35 +1011,26 @@ impl LinkCore {
             self.actions.push_back(Action::SaveTable {
                 table: table.clone(),
             });
-            let outs: Vec<&[u8; 64]> = self
-                .outputs
-                .iter()
-                .map(|o| o.as_ref().map(Output::as_bytes))
-                .collect::<Option<Vec<_>>>()
-                .ok_or_else(|| violation("a number has no OPRF output"))?;
-            let matches = match_outputs(&self.client, &table, &outs);
-            self.last_sync = Some(kind);
-            self.last_counts = counts;
-            self.actions.push_back(Action::Done(Box::new(LinkResult {
-                key_period: table.key_period(),
-                epoch: table.epoch(),
-                matches,
-                evaluated: self.evaluated,
-                from_cache: self.from_cache,
-                sync: kind,
-                delta_counts: counts,
-                table_entries: table.len() as u64,
-                info,
-            })));
-            self.phase = Phase::Finished;
+            self.phase = Phase::Matching(Box::new((table, kind, counts, info)));
             return Ok(());
         }
         match kind {
-            SyncKind::Base { epoch, .. } => {
+            SyncKind::Base {
+                epoch,
+                resumed_from,
+            } => {
                 self.actions.push_back(Action::DiscardPartialBase {
                     key_period: table.key_period(),
                 });
-                Err(ProtoError::BaseDigestMismatch { epoch })
+                if resumed_from > 0 && !self.base_retried {
+                    // The part from an earlier run may be what is damaged: download it all once.
+                    self.base_retried = true;
+                    self.start_base(table.key_period(), info.epoch);
+                    return Ok(());
+                }
+                // Discard the bad download first (the queued action), then fail.
+                self.failure = Some(ProtoError::BaseDigestMismatch { epoch });
+                Ok(())
             }
             _ if self.base_after_mismatch => {
                 Err(ProtoError::BaseDigestMismatch { epoch: info.epoch })

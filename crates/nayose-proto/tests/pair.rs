@@ -320,3 +320,124 @@ fn too_little_key_period_quota_fails_before_any_evaluation() {
     assert!(matches!(err, ProtoError::Quota { need: 45, .. }), "{err}");
     assert_eq!(server.evaluations, 0);
 }
+
+#[test]
+fn a_delta_interrupted_in_transit_is_fetched_again_as_a_delta() {
+    let mut server = ModelServer::new(12, registry(0..60, 20));
+    let mut disk = Disk::default();
+    let c = client();
+    let seeds = held();
+    run(&mut server, &mut disk, &c, &seeds, 1, &mut no_perturb())
+        .unwrap()
+        .unwrap();
+    let mut reg = server.registry.clone();
+    reg.insert(600, "P1".into());
+    server.advance(reg.clone());
+    reg.insert(601, "P2".into());
+    reg.insert(9, "P55".into());
+    server.advance(reg);
+    // The second request of the rerun is the FetchDelta: it fails after one chunk.
+    let mut fetches = 0;
+    let mut perturb = |n: u64, _s: &mut ModelServer| {
+        if n >= 2 {
+            fetches += 1;
+            if fetches == 1 {
+                return Some(Fail::Transit { frames: 1 });
+            }
+        }
+        None
+    };
+    let (r, _) = run(&mut server, &mut disk, &c, &seeds, 2, &mut perturb)
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(r.sync, SyncKind::Delta { to: 3, .. }),
+        "{:?}",
+        r.sync
+    );
+    assert_labels(&server, &c, &seeds, &r);
+}
+
+#[test]
+fn a_delta_that_does_not_apply_falls_back_to_a_base() {
+    let mut server = ModelServer::new(13, registry(0..60, 20));
+    let mut disk = Disk::default();
+    let c = client();
+    let seeds = held();
+    run(&mut server, &mut disk, &c, &seeds, 1, &mut no_perturb())
+        .unwrap()
+        .unwrap();
+    let mut reg = server.registry.clone();
+    reg.insert(700, "P1".into());
+    server.advance(reg);
+    server.break_next_delta = true;
+    let (r, _) = run(&mut server, &mut disk, &c, &seeds, 2, &mut no_perturb())
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(r.sync, SyncKind::Base { epoch: 2, .. }),
+        "{:?}",
+        r.sync
+    );
+    assert_labels(&server, &c, &seeds, &r);
+}
+
+#[test]
+fn a_damaged_partial_base_is_downloaded_again_once() {
+    let mut server = ModelServer::new(14, registry(0..90, 20));
+    server.chunk = 4;
+    let mut disk = Disk::default();
+    let c = client();
+    let seeds = held();
+    let mut fetches = 0;
+    let mut perturb = |_n: u64, s: &mut ModelServer| {
+        if s.evaluations >= seeds.len() as u64 {
+            fetches += 1;
+            if fetches == 1 {
+                return Some(Fail::Crash);
+            }
+        }
+        None
+    };
+    // Crash on the first FetchBase: nothing downloaded yet; then download part of it.
+    assert!(
+        run(&mut server, &mut disk, &c, &seeds, 1, &mut perturb)
+            .unwrap()
+            .is_none()
+    );
+    // The rerun evaluates nothing: request 1 is Info, 2 the FetchBase (fails after 3 chunks),
+    // 3 its resumption (the client crashes).
+    let mut perturb = |n: u64, _s: &mut ModelServer| match n {
+        2 => Some(Fail::Transit { frames: 3 }),
+        3 => Some(Fail::Crash),
+        _ => None,
+    };
+    assert!(
+        run(&mut server, &mut disk, &c, &seeds, 2, &mut perturb)
+            .unwrap()
+            .is_none()
+    );
+    // Damage a tag in the persisted part so that the order still holds: only the digest at the
+    // end can see it.
+    let p = disk.partial.as_mut().unwrap();
+    assert!(p.entries.len() >= 8);
+    let mut t = p.entries[4].tag;
+    t.0[15] = t.0[15].wrapping_add(1);
+    assert!(t > p.entries[4].tag && t < p.entries[5].tag);
+    p.entries[4].tag = t;
+    let (r, _) = run(&mut server, &mut disk, &c, &seeds, 3, &mut no_perturb())
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(
+            r.sync,
+            SyncKind::Base {
+                resumed_from: 0,
+                ..
+            }
+        ),
+        "{:?}",
+        r.sync
+    );
+    assert_labels(&server, &c, &seeds, &r);
+}

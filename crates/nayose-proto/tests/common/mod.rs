@@ -48,6 +48,8 @@ pub struct ModelServer {
     pub quota_key_period: u64,
     pub max_batch: u32,
     pub chunk: usize,
+    /// Serve one delta that removes a tag no table holds (a broken delta), then behave.
+    pub break_next_delta: bool,
     rng: StdRng,
 }
 
@@ -70,6 +72,7 @@ impl ModelServer {
             quota_key_period: u64::MAX,
             max_batch: 64,
             chunk: 7,
+            break_next_delta: false,
             rng,
         };
         s.rebuild(registry);
@@ -252,8 +255,13 @@ impl ModelServer {
                     return self.err(ErrorCode::DeltaUnavailable, "no delta");
                 }
                 let mut out = Vec::new();
+                let broken = std::mem::take(&mut self.break_next_delta);
                 for d in self.deltas.iter().filter(|d| d.epoch > r.from_epoch) {
-                    let removed: Vec<WireTag> = d.removed.iter().map(|t| WireTag(t.0)).collect();
+                    let mut removed: Vec<WireTag> =
+                        d.removed.iter().map(|t| WireTag(t.0)).collect();
+                    if broken {
+                        removed.insert(0, WireTag([0; 16]));
+                    }
                     let upserts: Vec<Entry> = d
                         .upserts
                         .iter()
