@@ -29,16 +29,22 @@
 //!
 //! **Publication protocol** (every step durable before the next; a crash at any point leaves
 //! the previous epoch current and no partial epoch visible):
+//! 0. take the exclusive lock on `DATA_DIR/build.lock` for the whole build (a second build
+//!    fails at once, naming the lock file): the number allocation below is a read-then-write
+//!    of `last-epoch`, and two builds allocating the same number would publish two deltas —
+//!    two labels under one versioned pad;
 //! 1. allocate the number (`last-epoch`); for a new key period, write `keyperiods/<n>/`
 //!    through a temporary directory and a rename (an unreferenced key period is harmless: the
 //!    next one takes a higher number);
-//! 2. write every file of the epoch into `epochs/.build-<pid>-<random>/`, fsync each file and
-//!    the directory;
-//! 3. write the epoch's delta to `deltas/<epoch>.bin` atomically (an orphan delta of an epoch
-//!    that never became current is never part of a chain: chains follow `previous` links from
-//!    the current epoch);
-//! 4. rename the temporary directory to `epochs/<20-digit number>/` and fsync `epochs/` — the
-//!    epoch is complete but not yet current (a server only loads the epoch `current` names);
+//! 2. write every file of the epoch, and its delta (`delta.bin`), into
+//!    `epochs/.build-<pid>-<random>/`, fsync each file and the directory;
+//! 3. rename the temporary directory to `epochs/<20-digit number>/` (which fails if that
+//!    directory exists) and fsync `epochs/`;
+//! 4. only then hard-link the delta to `deltas/<epoch>.bin` — failing, never replacing, if that
+//!    file exists — fsync `deltas/`, and remove it from the epoch directory. The epoch is
+//!    complete but not yet current (a server only loads the epoch `current` names; an orphan
+//!    delta of an epoch that never became current is never part of a chain: chains follow
+//!    `previous` links from the current epoch);
 //! 5. replace `current` atomically (temp file, fsync, rename, fsync the data directory);
 //! 6. prune: epoch directories beyond `keep_epochs` (never the current one), delta files beyond
 //!    the last `delta_history` of the chain or of another key period, key period directories no
@@ -48,6 +54,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::fs;
 use std::io::{BufWriter, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -72,8 +79,8 @@ use crate::error::ServerError;
 use crate::fsutil::{atomic_write, create_dir_private, create_new_private, fsync_dir, read_secret};
 use crate::keys::{generate_oprf_key, load_or_create_label_master_key, write_label_master_key};
 use crate::layout::{
-    DataDir, INDEX, KEY_PERIOD_LABEL_MASTER_KEY, KEY_PERIOD_META, MANIFEST, OPRF_KEY, PERSONS,
-    TABLE, epoch_dir_name, parse_delta_file_name, parse_dir_name, parse_epoch_dir_name,
+    BUILD_DELTA, DataDir, INDEX, KEY_PERIOD_LABEL_MASTER_KEY, KEY_PERIOD_META, MANIFEST, OPRF_KEY,
+    PERSONS, TABLE, epoch_dir_name, parse_delta_file_name, parse_dir_name, parse_epoch_dir_name,
 };
 
 /// Numbers evaluated per OPRF batch.
@@ -627,6 +634,8 @@ struct NewEntry {
 pub fn build_epoch(opts: &BuildOptions) -> Result<BuildReport, ServerError> {
     let started = Instant::now();
     let data = DataDir::create(&opts.data_dir)?;
+    // Held until this function returns: one build at a time per data directory.
+    let _lock = lock_build(&data)?;
     let (root_master, master_created) = load_or_create_label_master_key(&data)?;
     create_dir_private(&data.epochs())?;
     create_dir_private(&data.deltas())?;
@@ -832,15 +841,20 @@ pub fn build_epoch(opts: &BuildOptions) -> Result<BuildReport, ServerError> {
         std::process::id(),
         rand::random::<u64>()
     ));
-    let written = write_epoch_files(&tmp, &records, &pbytes, &index, &manifest, opts.fail_at);
+    let written = write_epoch_files(
+        &tmp,
+        &records,
+        &pbytes,
+        &index,
+        delta.as_deref().map(Vec::as_slice),
+        &manifest,
+        opts.fail_at,
+    );
     if let Err(e) = written {
         if !matches!(e, ServerError::InjectedFailure(_)) {
             let _ = fs::remove_dir_all(&tmp);
         }
         return Err(e);
-    }
-    if let Some(d) = &delta {
-        atomic_write(&data.delta_file(number), d)?;
     }
     phases.write = t.elapsed();
     if let Some(p) = &opts.progress {
@@ -863,9 +877,16 @@ pub fn build_epoch(opts: &BuildOptions) -> Result<BuildReport, ServerError> {
             final_dir.display()
         )));
     }
-    fs::rename(&tmp, &final_dir)
-        .map_err(ServerError::io("cannot rename into place", &final_dir))?;
+    if let Err(e) = fs::rename(&tmp, &final_dir) {
+        let _ = fs::remove_dir_all(&tmp);
+        return Err(ServerError::io("cannot rename into place", &final_dir)(e));
+    }
     fsync_dir(&data.epochs())?;
+    // The epoch number is ours now (the rename succeeded); only now does its delta enter
+    // `deltas/`, and never over an existing file.
+    if delta.is_some() {
+        publish_delta(&data, number)?;
+    }
     if opts.fail_at == Some(FailPoint::BeforeCurrentSwitch) {
         return Err(ServerError::InjectedFailure(FailPoint::BeforeCurrentSwitch));
     }
@@ -914,6 +935,31 @@ pub fn build_epoch(opts: &BuildOptions) -> Result<BuildReport, ServerError> {
         pruned,
         pruned_deltas,
     })
+}
+
+/// Takes the data directory's build lock (`DATA_DIR/build.lock`, an exclusive lock on an open
+/// file, released when the returned file is dropped or the process exits, even on SIGKILL).
+/// Two builds at once could both allocate epoch n and publish two different deltas for it — two
+/// labels under one versioned pad — so a second build fails at once instead of waiting.
+fn lock_build(data: &DataDir) -> Result<fs::File, ServerError> {
+    let path = data.build_lock();
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(crate::fsutil::FILE_MODE)
+        .open(&path)
+        .map_err(ServerError::io("cannot open", &path))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(ServerError::BuildLocked { path }),
+        Err(fs::TryLockError::Error(e)) => Err(ServerError::Io {
+            action: "cannot lock",
+            path,
+            source: e,
+        }),
+    }
 }
 
 /// Starts key period (greatest existing number + 1): fresh skS, a copy of the data directory's
@@ -978,6 +1024,7 @@ fn write_epoch_files(
     table: &[u8],
     persons: &[u8],
     index: &[u8],
+    delta: Option<&[u8]>,
     manifest: &Manifest,
     fail_at: Option<FailPoint>,
 ) -> Result<(), ServerError> {
@@ -989,8 +1036,35 @@ fn write_epoch_files(
     }
     write_file_synced(&dir.join(PERSONS), persons)?;
     write_file_synced(&dir.join(INDEX), index)?;
+    if let Some(d) = delta {
+        write_file_synced(&dir.join(BUILD_DELTA), d)?;
+    }
     write_file_synced(&dir.join(MANIFEST), to_toml(manifest)?.as_bytes())?;
     fsync_dir(dir)
+}
+
+/// Moves the delta of the just renamed epoch `number` from its directory to `deltas/`: a hard
+/// link, which fails rather than replace an existing delta file (a delta, once published, is
+/// never overwritten: its upserts' labels are bound to its epoch's pad), then the epoch
+/// directory's copy is removed. Each step is synced.
+fn publish_delta(data: &DataDir, number: u32) -> Result<(), ServerError> {
+    let dir = data.epoch_dir(number);
+    let from = dir.join(BUILD_DELTA);
+    let to = data.delta_file(number);
+    match fs::hard_link(&from, &to) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(ServerError::Internal(format!(
+                "{} already exists; a published delta is never replaced (was another build \
+                 running on this data directory?); epoch {number} is not made current",
+                to.display()
+            )));
+        }
+        Err(e) => return Err(ServerError::io("cannot link into place", &to)(e)),
+    }
+    fsync_dir(&data.deltas())?;
+    fs::remove_file(&from).map_err(ServerError::io("cannot remove", &from))?;
+    fsync_dir(&dir)
 }
 
 /// Removes `.build-*` and `.new-*` directories left by builds that did not finish.

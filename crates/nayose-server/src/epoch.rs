@@ -23,7 +23,8 @@
 //! matches the key period's pkS and the key period id is `KeyPeriodId::new(number, pkS)`; the
 //! key period's K_L has the key id both the key period and the manifest name. Its delta chain
 //! holds, ascending, the kept deltas of the epochs after `oldest_delta_base` up to the epoch,
-//! each verified and held open (a later build may unlink the file; the open handle still reads
+//! each verified (its own checksum, and the `delta_sha256` of its epoch's manifest for the
+//! epoch itself and for every earlier epoch whose directory is still kept) and held open (a later build may unlink the file; the open handle still reads
 //! it). The table (which holds label keys) lives in zeroizing memory; memmap2 needs `unsafe`,
 //! which this workspace forbids, so it is read into memory once at load.
 
@@ -514,8 +515,12 @@ pub(crate) struct DeltaHandle {
 }
 
 impl DeltaHandle {
-    /// Opens and fully verifies `deltas/<epoch>.bin`; `None` if it does not exist.
-    fn open(data: &DataDir, epoch: u32) -> Result<Option<(DeltaHandle, Delta)>, ServerError> {
+    /// Opens and fully verifies `deltas/<epoch>.bin`; `None` if it does not exist. With the
+    /// file comes the SHA-256 (hex) of its bytes, for the check against its epoch's manifest.
+    fn open(
+        data: &DataDir,
+        epoch: u32,
+    ) -> Result<Option<(DeltaHandle, Delta, String)>, ServerError> {
         let path = data.delta_file(epoch);
         let mut file = match File::open(&path) {
             Ok(f) => f,
@@ -548,6 +553,7 @@ impl DeltaHandle {
                 len: bytes.len() as u64,
             },
             d,
+            sha256_hex(&bytes),
         )))
     }
 
@@ -668,7 +674,7 @@ impl Epoch {
         if m.previous_epoch.is_some() {
             let mut e = number;
             while deltas.len() < delta_history as usize {
-                let Some((h, d)) = DeltaHandle::open(data, e)? else {
+                let Some((h, d, sha)) = DeltaHandle::open(data, e)? else {
                     break;
                 };
                 if d.key_period != kp.id || (e == number && Some(d.previous) != m.previous_epoch) {
@@ -676,6 +682,31 @@ impl Epoch {
                         &format!("delta of epoch {e}"),
                         &data.delta_file(e),
                         "its key period or previous epoch does not match the epoch chain",
+                    ));
+                }
+                // The delta must be the one its epoch was built with: a valid delta file of
+                // another build of the same number (two labels under one versioned pad) is
+                // refused. Earlier epochs are checked while their directory is kept.
+                let em = if e == number {
+                    Some(m.clone())
+                } else if data.epoch_dir(e).join(MANIFEST).exists() {
+                    Some(read_manifest(data, e)?)
+                } else {
+                    None
+                };
+                if let Some(em) = em
+                    && (em.delta_sha256.as_deref() != Some(sha.as_str())
+                        || em.previous_epoch != Some(d.previous)
+                        || em.key_period_id != m.key_period_id)
+                {
+                    return Err(corrupt(
+                        &format!("delta of epoch {e}"),
+                        &data.delta_file(e),
+                        format!(
+                            "the delta file does not match the manifest of epoch {e} \
+                             (delta_sha256 / previous_epoch / key period): it is not the \
+                             delta that epoch was built with"
+                        ),
                     ));
                 }
                 let p = h.previous;

@@ -164,6 +164,16 @@ pub enum ServerError {
         /// The key period (display form).
         key_period: String,
     },
+    /// Another build holds the data directory's build lock: two builds at once could allocate
+    /// the same epoch number and publish two different labels under one versioned pad.
+    #[error(
+        "another build is running on this data directory (it holds the lock {path}); wait for \
+         it to finish and build again (the lock is released when that process exits)"
+    )]
+    BuildLocked {
+        /// The lock file (`DATA_DIR/build.lock`).
+        path: PathBuf,
+    },
     /// A build was stopped at an injected failure point (tests of crash safety only).
     #[error("build stopped at injected failure point {0:?}")]
     InjectedFailure(crate::build::FailPoint),

@@ -6,6 +6,7 @@
 //!                                          replaces it; the running key period keeps its copy)
 //!   current                          0600  name of the current epoch directory + "\n"
 //!   last-epoch                       0600  the greatest epoch number ever allocated (decimal)
+//!   build.lock                       0600  empty; a running build holds an exclusive lock on it
 //!   keyperiods/                      0700
 //!     00000000000000000001/          0700  one key period (written once when it starts)
 //!       keyperiod.toml               0600  number, key period id, pkS, K_L id, first epoch
@@ -17,7 +18,9 @@
 //!       table.bin                    0600  header + 56-byte records sorted by tag
 //!       persons.bin                  0600  header + person ids
 //!       index.bin                    0600  header + (canonical number, tag) sorted by number
-//!     .build-<pid>-<random>/         an unfinished build (ignored; removed by the next build)
+//!     .build-<pid>-<random>/         an unfinished build (ignored; removed by the next build;
+//!                                          holds the epoch's delta as `delta.bin` until the
+//!                                          epoch directory is renamed into place)
 //!   deltas/                          0700
 //!     00000000000000000007.bin       0600  the delta of epoch 7 (self-contained: removed tags,
 //!                                          upserted tags, label keys and person ids)
@@ -76,6 +79,10 @@ impl DataDir {
         self.epochs().join(epoch_dir_name(u64::from(number)))
     }
 
+    pub(crate) fn build_lock(&self) -> PathBuf {
+        self.root.join("build.lock")
+    }
+
     pub(crate) fn last_epoch(&self) -> PathBuf {
         self.root.join("last-epoch")
     }
@@ -123,6 +130,9 @@ pub(crate) const MANIFEST: &str = "manifest.toml";
 pub(crate) const TABLE: &str = "table.bin";
 pub(crate) const PERSONS: &str = "persons.bin";
 pub(crate) const INDEX: &str = "index.bin";
+/// The epoch's delta inside an unfinished build directory; moved to `deltas/` (never over an
+/// existing file) once the epoch directory is in place.
+pub(crate) const BUILD_DELTA: &str = "delta.bin";
 
 /// Files inside one key period directory.
 pub(crate) const KEY_PERIOD_META: &str = "keyperiod.toml";

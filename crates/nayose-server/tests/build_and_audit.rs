@@ -524,3 +524,112 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+fn listing(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_second_build_while_one_holds_the_lock_fails_and_publishes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let reg = tmp.path().join("registry.csv");
+    write_registry(&reg, &registry_rows(30, 0));
+    let first = build(&data, &reg);
+    write_registry(&reg, &registry_rows(40, 7));
+    let before = (
+        listing(&data.join("epochs")),
+        listing(&data.join("deltas")),
+        fs::read_to_string(data.join("last-epoch")).unwrap(),
+        fs::read_to_string(data.join("current")).unwrap(),
+    );
+    // The running build: it holds the exclusive lock on DATA_DIR/build.lock.
+    let lock_path = data.join("build.lock");
+    let held = fs::OpenOptions::new().write(true).open(&lock_path).unwrap();
+    held.lock().unwrap();
+    let e = build_epoch(&BuildOptions::new(&data, &reg)).unwrap_err();
+    assert!(matches!(e, ServerError::BuildLocked { .. }), "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains(&lock_path.display().to_string()) && msg.contains("another build"),
+        "{msg}"
+    );
+    // Nothing was allocated or written.
+    let after = (
+        listing(&data.join("epochs")),
+        listing(&data.join("deltas")),
+        fs::read_to_string(data.join("last-epoch")).unwrap(),
+        fs::read_to_string(data.join("current")).unwrap(),
+    );
+    assert_eq!(before, after);
+    assert_eq!(
+        check_current_epoch(&data).unwrap().number,
+        first.epoch_number
+    );
+    // Once the first build is done, building works again.
+    drop(held);
+    let next = build(&data, &reg);
+    assert_eq!(next.epoch_number, first.epoch_number + 1);
+    // The delta reached deltas/ and left no copy in the epoch directory.
+    assert!(
+        data.join("deltas")
+            .join(format!("{:020}.bin", next.epoch_number))
+            .exists()
+    );
+    assert!(
+        !data
+            .join("epochs")
+            .join(format!("{:020}", next.epoch_number))
+            .join("delta.bin")
+            .exists()
+    );
+}
+
+#[test]
+fn a_delta_file_other_than_the_one_its_epoch_was_built_with_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let other = tmp.path().join("other");
+    let reg = tmp.path().join("registry.csv");
+    write_registry(&reg, &registry_rows(30, 0));
+    build(&data, &reg);
+    // Same key period, same epoch numbers, different registries: each delta is valid on its
+    // own (checksum, key period, epochs), but the two give different labels to one version.
+    copy_dir(&data, &other);
+    let mut a = registry_rows(30, 0);
+    a[0].person = "moved-A".into();
+    let mut b = registry_rows(30, 0);
+    b[0].person = "moved-B".into();
+    write_registry(&reg, &a);
+    assert_eq!(build(&data, &reg).epoch_number, 2);
+    write_registry(&reg, &b);
+    assert_eq!(build(&other, &reg).epoch_number, 2);
+    let delta = |d: &Path, n: u32| d.join("deltas").join(format!("{n:020}.bin"));
+    let original = fs::read(delta(&data, 2)).unwrap();
+    assert_ne!(original, fs::read(delta(&other, 2)).unwrap());
+
+    // The current epoch's delta replaced by the other build's.
+    fs::copy(delta(&other, 2), delta(&data, 2)).unwrap();
+    let e = check_current_epoch(&data).unwrap_err().to_string();
+    assert!(
+        e.contains("delta of epoch 2") && e.contains("manifest of epoch 2"),
+        "{e}"
+    );
+    fs::write(delta(&data, 2), &original).unwrap();
+    assert_eq!(check_current_epoch(&data).unwrap().number, 2);
+
+    // An earlier delta of the chain, while its epoch directory is kept.
+    write_registry(&reg, &a);
+    assert_eq!(build(&data, &reg).epoch_number, 3);
+    fs::copy(delta(&other, 2), delta(&data, 2)).unwrap();
+    let e = check_current_epoch(&data).unwrap_err().to_string();
+    assert!(
+        e.contains("delta of epoch 2") && e.contains("manifest of epoch 2"),
+        "{e}"
+    );
+}
