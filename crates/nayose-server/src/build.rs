@@ -76,7 +76,10 @@ use crate::epoch::{
     read_current, read_index, read_manifest, sha256_hex, to_toml,
 };
 use crate::error::ServerError;
-use crate::fsutil::{atomic_write, create_dir_private, create_new_private, fsync_dir, read_secret};
+use crate::fsutil::{
+    atomic_write, create_dir_private, create_new_private, fsync_dir, read_secret,
+    remove_stale_temp_files,
+};
 use crate::keys::{generate_oprf_key, load_or_create_label_master_key, write_label_master_key};
 use crate::layout::{
     BUILD_DELTA, DataDir, INDEX, KEY_PERIOD_LABEL_MASTER_KEY, KEY_PERIOD_META, MANIFEST, OPRF_KEY,
@@ -1067,7 +1070,10 @@ fn publish_delta(data: &DataDir, number: u32) -> Result<(), ServerError> {
     fsync_dir(&dir)
 }
 
-/// Removes `.build-*` and `.new-*` directories left by builds that did not finish.
+/// Removes `.build-*` and `.new-*` directories left by builds that did not finish, and the
+/// temporary files of atomic writes whose process died before the rename (in the data
+/// directory, `deltas/`, `keyperiods/*/` and `state/`; they may hold label keys and person ids,
+/// which must not outlive their key period). Runs under the build lock.
 fn remove_stale_builds(data: &DataDir) -> Result<(), ServerError> {
     for (dir, prefix) in [(data.epochs(), ".build-"), (data.key_periods(), ".new-")] {
         let rd = fs::read_dir(&dir).map_err(ServerError::io("cannot list", &dir))?;
@@ -1078,6 +1084,17 @@ fn remove_stale_builds(data: &DataDir) -> Result<(), ServerError> {
                 tracing::warn!(path = %p.display(), "removing an unfinished build");
                 fs::remove_dir_all(&p).map_err(ServerError::io("cannot remove", &p))?;
             }
+        }
+    }
+    let mut dirs = vec![data.root().to_path_buf(), data.deltas(), data.state()];
+    dirs.extend(
+        numbered_entries(&data.key_periods(), parse_dir_name)?
+            .into_iter()
+            .map(|n| data.key_period_dir(n)),
+    );
+    for dir in dirs {
+        for p in remove_stale_temp_files(&dir)? {
+            tracing::warn!(path = %p.display(), "removed a temporary file of an unfinished write");
         }
     }
     Ok(())

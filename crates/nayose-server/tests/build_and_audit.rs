@@ -633,3 +633,40 @@ fn a_delta_file_other_than_the_one_its_epoch_was_built_with_is_refused() {
         "{e}"
     );
 }
+
+#[test]
+fn a_build_removes_temporary_files_of_writes_killed_before_their_rename() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let reg = tmp.path().join("registry.csv");
+    write_registry(&reg, &registry_rows(30, 0));
+    build(&data, &reg);
+    fs::create_dir_all(data.join("state")).unwrap();
+    // Left by processes killed (SIGKILL) between writing and renaming: pid 4294967 is above
+    // Linux's pid_max, so its writer is certainly gone.
+    let dead = "tmp-4294967-00000000deadbeef";
+    let stale = [
+        data.join(format!(".current.{dead}")),
+        data.join("deltas").join(format!(".{:020}.bin.{dead}", 9)),
+        data.join("state").join(format!(".quota.json.{dead}")),
+        data.join("keyperiods")
+            .join(format!("{:020}", 1))
+            .join(format!(".oprf.key.{dead}")),
+    ];
+    // A server of this (live) process writing its quota state right now.
+    let live = data.join("state").join(format!(
+        ".quota.json.tmp-{}-0000000000000001",
+        std::process::id()
+    ));
+    for p in stale.iter().chain([&live]) {
+        write_private(p, "secret");
+    }
+    build(&data, &reg);
+    for p in &stale {
+        assert!(!p.exists(), "{} survived the build", p.display());
+    }
+    assert!(
+        live.exists(),
+        "a live writer's temporary file is left alone"
+    );
+}
