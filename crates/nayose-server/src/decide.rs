@@ -145,7 +145,7 @@ fn error_retry(code: ErrorCode, retry_after_secs: u32, message: &str) -> Decisio
     Decision::Reply(Response::Error(e))
 }
 
-fn key_period_changed(cur: &Current, named: &KeyPeriodId) -> Decision {
+pub(crate) fn key_period_changed(cur: &Current, named: &KeyPeriodId) -> Decision {
     Decision::Reply(Response::Error(ErrorResponse::with_current(
         ErrorCode::KeyPeriodChanged,
         cur.current(),

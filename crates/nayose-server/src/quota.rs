@@ -11,7 +11,10 @@
 //!
 //! Invariant: `used` of a client refers to the day recorded next to it, `key_period_used` to
 //! the key period recorded next to it; a different day or key period means nothing was used
-//! yet there. The decision runs under the book's lock, so two concurrent requests of a client
+//! yet there. A record's key period only ever moves forward (key period numbers compared): a
+//! charge for an older key period than the record's — a request whose snapshot predates a key
+//! period switch — is refused, never allowed to reset the newer counter. The decision runs
+//! under the book's lock, so two concurrent requests of a client
 //! cannot both spend the last evaluations.
 
 use std::collections::BTreeMap;
@@ -26,6 +29,15 @@ use crate::config::ClientLimits;
 use crate::decide::{QuotaView, quota_day};
 use crate::error::ServerError;
 use crate::fsutil::atomic_write;
+
+/// The number of a key period as displayed (`<number>-<key check>`); 0 for none or an
+/// unreadable one (a record from before key periods: older than any).
+fn key_period_number(key_period: &str) -> u64 {
+    key_period
+        .split_once('-')
+        .and_then(|(n, _)| n.parse().ok())
+        .unwrap_or(0)
+}
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 struct Usage {
@@ -96,23 +108,33 @@ impl QuotaBook {
         atomic_write(&self.path, &bytes)
     }
 
-    /// `client`'s usage normalised to the day of `now` and to `key_period`.
-    fn usage(st: &QuotaFile, client: &str, day: i64, key_period: &str) -> Usage {
+    /// `client`'s usage normalised to the day of `now` and to `key_period`, and whether the
+    /// record already belongs to a newer key period than `key_period` (then a charge for
+    /// `key_period` must be refused: writing it would reset the newer key period's counter).
+    fn usage(st: &QuotaFile, client: &str, day: i64, key_period: &str) -> (Usage, bool) {
         let mut u = st.clients.get(client).cloned().unwrap_or_default();
         if u.day != day {
             u.day = day;
             u.used = 0;
         }
+        let mut superseded = false;
         if u.key_period != key_period {
+            superseded = key_period_number(&u.key_period) > key_period_number(key_period);
             u.key_period = key_period.to_string();
             u.key_period_used = 0;
         }
-        u
+        (u, superseded)
     }
 
     /// Runs `decide` on `client`'s quotas now (under the book's lock); if it returns a charge
     /// n > 0, charges n on both counters and persists the book before returning. On a failure
     /// to persist nothing is charged.
+    ///
+    /// `Ok(None)`: `decide` asked for a charge in `key_period`, but the client's record already
+    /// holds a newer key period (a request that took its snapshot before a key period switch,
+    /// charged after a request under the new one). Nothing is charged — the record's key period
+    /// is never replaced by an older one, which would reset the newer counter — and the caller
+    /// answers `KeyPeriodChanged`.
     pub(crate) fn decide_and_charge<T>(
         &self,
         client: &str,
@@ -120,10 +142,10 @@ impl QuotaBook {
         key_period: &str,
         now: SystemTime,
         decide: impl FnOnce(QuotaView) -> (T, u64),
-    ) -> Result<(T, QuotaView), ServerError> {
+    ) -> Result<Option<(T, QuotaView)>, ServerError> {
         let (day, reset_secs) = quota_day(unix_secs(now), self.offset_secs);
         let mut st = self.lock();
-        let mut u = Self::usage(&st, client, day, key_period);
+        let (mut u, superseded) = Self::usage(&st, client, day, key_period);
         let view = QuotaView {
             left_today: limits.per_day.saturating_sub(u.used),
             left_key_period: limits.per_key_period.saturating_sub(u.key_period_used),
@@ -131,7 +153,10 @@ impl QuotaBook {
         };
         let (out, charge) = decide(view);
         if charge == 0 {
-            return Ok((out, view));
+            return Ok(Some((out, view)));
+        }
+        if superseded {
+            return Ok(None);
         }
         u.used = u.used.saturating_add(charge);
         u.key_period_used = u.key_period_used.saturating_add(charge);
@@ -143,7 +168,7 @@ impl QuotaBook {
             };
             return Err(e);
         }
-        Ok((out, view))
+        Ok(Some((out, view)))
     }
 
     /// Both quotas of `client` now (nothing charged).
@@ -157,7 +182,7 @@ impl QuotaBook {
     ) -> QuotaView {
         let (day, reset_secs) = quota_day(unix_secs(now), self.offset_secs);
         let st = self.lock();
-        let u = Self::usage(&st, client, day, key_period);
+        let (u, _) = Self::usage(&st, client, day, key_period);
         QuotaView {
             left_today: limits.per_day.saturating_sub(u.used),
             left_key_period: limits.per_key_period.saturating_sub(u.key_period_used),
@@ -204,8 +229,48 @@ mod tests {
                 let ok = n <= v.left_today && n <= v.left_key_period;
                 (ok, if ok { n } else { 0 })
             })
-            .unwrap();
+            .unwrap()
+            .expect("not superseded");
         if admitted { Ok(view) } else { Err(view) }
+    }
+
+    #[test]
+    fn a_late_charge_for_an_older_key_period_does_not_reset_the_newer_counter() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("quota.json");
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600);
+        let book = QuotaBook::open(p.clone(), 540).unwrap();
+        take(&book, 2, "9-aa", t).unwrap();
+        // The key period switches to 10; the client spends 6 of its 15 there.
+        take(&book, 6, "10-bb", t).unwrap();
+        // A request that took its snapshot under key period 9 charges late: refused.
+        let late = book
+            .decide_and_charge("a", L, "9-aa", t, |v| {
+                assert_eq!(v.left_today, 2, "the daily counter is shared");
+                ((), 1)
+            })
+            .unwrap();
+        assert!(
+            late.is_none(),
+            "a charge for an older key period is refused"
+        );
+        // Nothing changed: key period 10 keeps its 6 used (numbers compare as numbers:
+        // 9 < 10), the day keeps its 8.
+        let v = book.view("a", L, "10-bb", t);
+        assert_eq!((v.left_today, v.left_key_period), (2, 9));
+        drop(book);
+        let book = QuotaBook::open(p, 540).unwrap();
+        let v = book.view("a", L, "10-bb", t);
+        assert_eq!((v.left_today, v.left_key_period), (2, 9), "persisted");
+        // A request charging nothing (Info) under the old snapshot is still answered.
+        let info = book
+            .decide_and_charge("a", L, "9-aa", t, |v| (v.left_key_period, 0))
+            .unwrap();
+        assert!(info.is_some());
+        // A newer key period still starts its counter at zero.
+        take(&book, 1, "11-cc", t).unwrap();
+        let v = book.view("a", L, "11-cc", t);
+        assert_eq!((v.left_today, v.left_key_period), (1, 14));
     }
 
     #[test]

@@ -47,7 +47,9 @@ use tracing::{debug, error, info, warn};
 use crate::audit::{AuditEntry, AuditHead, AuditLog};
 use crate::clock::{Clock, SystemClock, rfc3339};
 use crate::config::{AccreditedClients, ServerConfig};
-use crate::decide::{BaseLoad, Current, Decision, Standing, decide, display_kp};
+use crate::decide::{
+    BaseLoad, Current, Decision, Standing, decide, display_kp, key_period_changed,
+};
 use crate::epoch::{Epoch, read_current};
 use crate::error::ServerError;
 use crate::layout::DataDir;
@@ -1390,7 +1392,19 @@ async fn answer(
         .await
     };
     let ((decision, slot), quota) = match decided {
-        Ok(Ok(v)) => v,
+        Ok(Ok(Some(v))) => v,
+        Ok(Ok(None)) => {
+            // This request's snapshot is older than a key period the client was already
+            // charged in (a switch happened in between): nothing was charged; the request is
+            // answered as one naming a previous key period, with the current snapshot.
+            let now_cur = current_of(&shared.epoch(), &shared.s.cfg);
+            let named = req.key_period().copied().unwrap_or(cur.key_period);
+            let Decision::Reply(r) = key_period_changed(&now_cur, &named) else {
+                unreachable!("key_period_changed is a reply")
+            };
+            a.outcome = "KeyPeriodChanged".into();
+            return Answer::one(r, a, counters);
+        }
         Ok(Err(e)) => {
             return internal(a, counters, &format!("cannot persist the quota state: {e}"));
         }
