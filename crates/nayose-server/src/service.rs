@@ -1053,6 +1053,8 @@ async fn handle_stream(
                 },
                 ..base
             };
+            // Load shedding before accreditation and the key period check, on purpose
+            // (flows.md §5.2): the cheapest refusal stays the cheapest under overload.
             if shared.is_shutting_down() {
                 let mut e = ErrorResponse::new(
                     ErrorCode::ShuttingDown,
