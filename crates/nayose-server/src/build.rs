@@ -89,6 +89,10 @@ use crate::layout::{
 /// Numbers evaluated per OPRF batch.
 const CHUNK: usize = 1 << 16;
 
+/// The least number of epoch directories a build keeps (the current one and the one before
+/// it, table.md §8.4), whatever [`BuildOptions::keep_epochs`] says.
+pub const MIN_KEEP_EPOCHS: usize = 2;
+
 /// Default number of epochs whose deltas are kept.
 pub const DEFAULT_DELTA_HISTORY: u32 = 90;
 
@@ -130,8 +134,10 @@ pub struct BuildOptions {
     pub skip_invalid: bool,
     /// Repair spreadsheet damage (lost leading zeros), every repair reported.
     pub repair: bool,
-    /// How many published epoch directories to keep on disk (the new one included; at least
-    /// 1, default 2). Older ones are deleted after publication.
+    /// How many published epoch directories to keep on disk (the new one included; default 2).
+    /// Values below 2 are raised to 2 ([`MIN_KEEP_EPOCHS`]): table.md §8.4 requires the epoch
+    /// before the current one, so requests that started before a switch can finish. Older ones
+    /// are deleted after publication.
     pub keep_epochs: usize,
     /// How many epochs' deltas to keep (default 90): clients whose table is older than that
     /// download a base instead.
@@ -904,7 +910,12 @@ pub fn build_epoch(opts: &BuildOptions) -> Result<BuildReport, ServerError> {
             done: manifest.entries,
         });
     }
-    let pruned = prune_epochs(&data, number, current, opts.keep_epochs.max(1))?;
+    let pruned = prune_epochs(
+        &data,
+        number,
+        current,
+        opts.keep_epochs.max(MIN_KEEP_EPOCHS),
+    )?;
     let pruned_deltas = prune_deltas(&data, &manifest, &kp, opts.delta_history)?;
     prune_key_periods(&data, kp.id.number())?;
     tracing::info!(epoch = number, key_period = %kp.id, numbers = manifest.entries, added, removed = manifest.removed, relabelled, "epoch published");

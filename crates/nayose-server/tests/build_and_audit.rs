@@ -670,3 +670,18 @@ fn a_build_removes_temporary_files_of_writes_killed_before_their_rename() {
         "a live writer's temporary file is left alone"
     );
 }
+
+#[test]
+fn keep_epochs_below_two_still_keeps_the_previous_epoch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let reg = tmp.path().join("registry.csv");
+    write_registry(&reg, &registry_rows(20, 0));
+    for keep in [0, 1, 1] {
+        let mut o = BuildOptions::new(&data, &reg);
+        o.keep_epochs = keep;
+        build_epoch(&o).unwrap();
+    }
+    let epochs = listing(&data.join("epochs"));
+    assert_eq!(epochs, vec![format!("{:020}", 2), format!("{:020}", 3)]);
+}
