@@ -781,7 +781,7 @@ pub fn build_epoch(opts: &BuildOptions) -> Result<BuildReport, ServerError> {
     // Sort by tag; equal tags of distinct numbers are a collision (table.md §8.3).
     let t = Instant::now();
     entries.par_sort_unstable_by(|a, b| a.entry.tag.cmp(&b.entry.tag));
-    if entries.windows(2).any(|w| w[0].entry.tag == w[1].entry.tag) {
+    if tag_collision(&entries, &removed, number) {
         return Err(ServerError::TagCollision {
             key_period: kp.id.to_string(),
         });
@@ -949,6 +949,19 @@ pub fn build_epoch(opts: &BuildOptions) -> Result<BuildReport, ServerError> {
         pruned,
         pruned_deltas,
     })
+}
+
+/// Whether the new table, `entries` sorted by tag, cannot be published (table.md §8.3): two
+/// entries share a tag, or an entry upserted in epoch `number` has the tag of an entry removed
+/// in the same epoch (`removed`, ascending) — the delta would remove and upsert one tag, which
+/// every client rejects (DeltaConflict). Only upserts can meet a removed tag: a kept entry's tag
+/// was already distinct from every other tag of the previous table.
+fn tag_collision(entries: &[NewEntry], removed: &[Tag], number: u32) -> bool {
+    entries.windows(2).any(|w| w[0].entry.tag == w[1].entry.tag)
+        || entries
+            .iter()
+            .filter(|e| e.entry.version == number)
+            .any(|e| removed.binary_search(&e.entry.tag).is_ok())
 }
 
 /// Takes the data directory's build lock (`DATA_DIR/build.lock`, an exclusive lock on an open
@@ -1218,4 +1231,32 @@ fn prune_key_periods(data: &DataDir, current: u64) -> Result<(), ServerError> {
         fsync_dir(&data.key_periods())?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(tag: u8, version: u32) -> NewEntry {
+        NewEntry {
+            entry: TableEntry {
+                tag: Tag([tag; 16]),
+                label_key: LabelKey::from_bytes(&[7; 32]),
+                person: 0,
+                version,
+            },
+            number: 0,
+        }
+    }
+
+    #[test]
+    fn an_added_tag_equal_to_a_removed_tag_is_a_collision() {
+        let e = 5;
+        let table = [entry(1, 3), entry(2, e), entry(4, 3)];
+        assert!(!tag_collision(&table, &[Tag([3; 16])], e));
+        // Two entries of the new table with one tag.
+        assert!(tag_collision(&[entry(1, 3), entry(1, e)], &[], e));
+        // The entry added in epoch e has the tag of an entry removed in epoch e.
+        assert!(tag_collision(&table, &[Tag([0; 16]), Tag([2; 16])], e));
+    }
 }
