@@ -307,3 +307,48 @@ fn a_whole_pass_writes_its_report_to_a_file() {
     );
     assert_eq!(set.report_counts().total(), 2);
 }
+
+#[test]
+fn batches_parse_in_parallel_and_keep_rows_and_report_lines_in_file_order() {
+    let mut text = String::from("person_id,insurer_number,symbol,number,branch\n");
+    for i in 0..40u32 {
+        match i % 7 {
+            3 => text.push_str(",,,,\n"),
+            5 => text.push_str(&format!("P{i},01130012,0647,0950759,\n")),
+            _ => text.push_str(&format!("P{i},01130012,0647,{},03\n", 950_000 + i)),
+        }
+    }
+    let read_all = |batch: Option<usize>| {
+        let mut r =
+            RegistryReader::from_reader(text.as_bytes(), utf8(), &ReadOptions::default()).unwrap();
+        let mut lines = Vec::new();
+        let mut rows = Vec::new();
+        let mut sink = |l: ReportLine| -> Result<(), CsvError> {
+            lines.push((l.line, l.reason.code()));
+            Ok(())
+        };
+        match batch {
+            Some(n) => {
+                while let Some(b) = r.next_batch(n, &mut sink).unwrap() {
+                    rows.extend(b.into_iter().map(|x| x.map(|e| e.line).map_err(|e| e.line)));
+                }
+            }
+            None => {
+                while let Some(x) = r.next_entry(&mut sink).unwrap() {
+                    rows.push(x.map(|e| e.line).map_err(|e| e.line));
+                }
+            }
+        }
+        (rows, lines)
+    };
+    let one_by_one = read_all(None);
+    assert_eq!(one_by_one.0.len(), 40 - 6, "blank rows are not rows");
+    assert!(one_by_one.1.iter().any(|(_, c)| *c == "blank_row"));
+    assert!(
+        one_by_one.1.windows(2).all(|w| w[0].0 <= w[1].0),
+        "file order"
+    );
+    for n in [1, 3, 8, 1000] {
+        assert_eq!(read_all(Some(n)), one_by_one, "batches of {n}");
+    }
+}

@@ -59,7 +59,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use nayose_csv::{CsvError, ReadOptions, RegistryReader, RowError};
+use nayose_csv::{CsvError, DiscardReport, ReadOptions, RegistryReader, RowError};
 use nayose_oprf::{Mode, ServerKey};
 use nayose_table::{
     KeyPeriodId, LabelKey, LabelMasterKey, RECORD_LEN, RecordTable, TableEntry, Tag,
@@ -417,7 +417,7 @@ fn read_registry(opts: &BuildOptions, phases: &mut PhaseTimes) -> Result<Registr
         repair: opts.repair,
         ..ReadOptions::default()
     };
-    let reader = RegistryReader::open(&opts.registry, &read_opts)
+    let mut reader = RegistryReader::open(&opts.registry, &read_opts)
         .map_err(|e| registry_err(&opts.registry, e))?;
     let encoding = reader.encoding().name();
     let mut person_index: HashMap<String, u32> = HashMap::new();
@@ -425,47 +425,56 @@ fn read_registry(opts: &BuildOptions, phases: &mut PhaseTimes) -> Result<Registr
     let mut raw: Vec<(Vec<u8>, u64, u32)> = Vec::new();
     let (mut rows, mut repairs) = (0u64, 0u64);
     let mut rejected: Vec<RowError> = Vec::new();
-    for item in reader {
-        let entry = match item {
-            Ok(entry) => entry,
-            Err(CsvError::InvalidRow(e)) => {
-                rows += 1;
-                rejected.push(e);
-                continue;
-            }
-            Err(e) => return Err(registry_err(&opts.registry, e)),
+    // Rows are read in order and parsed (normalised, validated, encoded) on all cores.
+    loop {
+        let Some(batch) = reader
+            .next_batch(CHUNK, &mut DiscardReport)
+            .map_err(|e| registry_err(&opts.registry, e))?
+        else {
+            break;
         };
-        rows += 1;
-        repairs += entry.repairs.len() as u64;
-        if entry.person_id.len() > MAX_PERSON_ID_LEN {
-            return Err(ServerError::InvalidRow {
-                path: opts.registry.clone(),
-                line: entry.line,
-                reason: format!("person_id is longer than {MAX_PERSON_ID_LEN} bytes"),
-            });
-        }
-        let person = match person_index.get(&entry.person_id) {
-            Some(&p) => p,
-            None => {
-                let p = u32::try_from(persons.len()).map_err(|_| ServerError::TooLarge {
+        for item in batch {
+            let entry = match item {
+                Ok(entry) => entry,
+                Err(e) => {
+                    rows += 1;
+                    rejected.push(e);
+                    continue;
+                }
+            };
+            rows += 1;
+            repairs += entry.repairs.len() as u64;
+            if entry.person_id.len() > MAX_PERSON_ID_LEN {
+                return Err(ServerError::InvalidRow {
                     path: opts.registry.clone(),
-                    reason: "more than 4294967295 persons".into(),
-                })?;
-                persons.push(entry.person_id.clone());
-                person_index.insert(entry.person_id, p);
-                p
+                    line: entry.line,
+                    reason: format!("person_id is longer than {MAX_PERSON_ID_LEN} bytes"),
+                });
             }
-        };
-        raw.push((entry.number.canonical_bytes(), entry.line, person));
-        if rows.is_multiple_of(CHUNK as u64)
-            && let Some(p) = &opts.progress
-        {
-            p(BuildProgress {
-                phase: "read",
-                done: rows,
-            });
+            let person = match person_index.get(&entry.person_id) {
+                Some(&p) => p,
+                None => {
+                    let p = u32::try_from(persons.len()).map_err(|_| ServerError::TooLarge {
+                        path: opts.registry.clone(),
+                        reason: "more than 4294967295 persons".into(),
+                    })?;
+                    persons.push(entry.person_id.clone());
+                    person_index.insert(entry.person_id, p);
+                    p
+                }
+            };
+            raw.push((entry.number.canonical_bytes(), entry.line, person));
+            if rows.is_multiple_of(CHUNK as u64)
+                && let Some(p) = &opts.progress
+            {
+                p(BuildProgress {
+                    phase: "read",
+                    done: rows,
+                });
+            }
         }
     }
+
     phases.read = t.elapsed();
     if !rejected.is_empty() && !opts.skip_invalid {
         let n = rejected.len();
@@ -699,6 +708,9 @@ pub fn build_epoch(opts: &BuildOptions) -> Result<BuildReport, ServerError> {
             let records = &p.table[16..];
             let prev_table =
                 RecordTable::new(p.kp.id, p.manifest.number, p.manifest.persons, records)?;
+            // One sequential merge classifies every number; the look-ups of the kept ones in
+            // the previous table (random access) then run in parallel.
+            let mut kept: Vec<(usize, Tag)> = Vec::with_capacity(reg.numbers.len());
             let (mut i, mut j) = (0usize, 0usize);
             while i < reg.numbers.len() || j < index.len() {
                 let ord = match (reg.numbers.get(i), index.get(j)) {
@@ -716,33 +728,45 @@ pub fn build_epoch(opts: &BuildOptions) -> Result<BuildReport, ServerError> {
                         j += 1;
                     }
                     std::cmp::Ordering::Equal => {
-                        let tag = index[j].1;
-                        let at =
-                            prev_table
-                                .find(&tag)
-                                .ok_or_else(|| ServerError::CorruptEpoch {
-                                    epoch: what.clone(),
-                                    path: ipath.clone(),
-                                    reason: "the number index names a tag the table does not hold"
-                                        .into(),
-                                })?;
-                        let mut e = prev_table.entry(at);
-                        let (_, person) = &reg.numbers[i];
-                        let same = p.persons[e.person as usize].as_ref()
-                            == reg.persons[*person as usize].as_bytes();
-                        if !same {
-                            e.version = number;
-                            relabelled += 1;
-                        }
-                        e.person = *person;
-                        entries.push(NewEntry {
-                            entry: e,
-                            number: i,
-                        });
+                        kept.push((i, index[j].1));
                         i += 1;
                         j += 1;
                     }
                 }
+            }
+            let looked: Vec<Option<(NewEntry, bool)>> = kept
+                .par_iter()
+                .map(|&(i, tag)| {
+                    let at = prev_table.find(&tag)?;
+                    let mut e = prev_table.entry(at);
+                    let person = reg.numbers[i].1;
+                    let relabel = p.persons[e.person as usize].as_ref()
+                        != reg.persons[person as usize].as_bytes();
+                    if relabel {
+                        e.version = number;
+                    }
+                    e.person = person;
+                    Some((
+                        NewEntry {
+                            entry: e,
+                            number: i,
+                        },
+                        relabel,
+                    ))
+                })
+                .collect();
+            drop(kept);
+            entries.reserve(looked.len() + to_evaluate.len());
+            for l in looked {
+                let Some((e, relabel)) = l else {
+                    return Err(ServerError::CorruptEpoch {
+                        epoch: what.clone(),
+                        path: ipath.clone(),
+                        reason: "the number index names a tag the table does not hold".into(),
+                    });
+                };
+                relabelled += u64::from(relabel);
+                entries.push(e);
             }
             removed.sort_unstable();
         }
