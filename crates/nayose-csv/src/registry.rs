@@ -25,7 +25,6 @@ use crate::mapping::{ColumnMapping, ColumnRole, ColumnSpec, FileKind};
 use crate::number_row::{NumberColumns, check_width};
 use crate::options::{InvalidRows, ReadOptions};
 use crate::report::{DiscardReport, ReadReport, ReportCounts, ReportLine, ReportSink, RowRepair};
-use rayon::prelude::*;
 
 /// The registry header columns, in their documented order.
 pub const REGISTRY_COLUMNS: [&str; 5] =
@@ -244,101 +243,34 @@ impl<R: Read> RegistryReader<R> {
 
     /// One non-blank row and its report lines.
     fn row(&self, line: u64) -> (RowResult, Vec<ReportLine>) {
-        parse_row(
-            &self.numbers,
-            &self.headers,
-            self.person,
-            line,
-            &self.record,
-        )
-    }
-
-    /// Reads up to `max` rows (blank ones included) and parses the non-blank ones on all
-    /// cores; the rows come back, and their report lines go to `report`, in file order.
-    /// `None` at the end of the file (a batch of only blank rows is `Some` and empty).
-    pub fn next_batch(
-        &mut self,
-        max: usize,
-        report: &mut (impl ReportSink + ?Sized),
-    ) -> Result<Option<Vec<Result<RegistryEntry, RowError>>>, CsvError> {
-        let mut raw: Vec<(u64, Option<StringRecord>)> = Vec::with_capacity(max);
-        while raw.len() < max && !self.done {
-            let Some(line) = columns::next_record(&mut self.records, &mut self.record, self.line)?
-            else {
-                self.done = true;
-                break;
+        let r = &self.record;
+        if let Err(e) = check_width(line, r, self.headers.len()) {
+            let l = ReportLine::invalid(&e, "");
+            return (Err(e), vec![l]);
+        }
+        let written = columns::field(r, self.person);
+        let person_id = written.trim_matches(|c: char| c.is_ascii_whitespace());
+        if person_id.is_empty() {
+            let e = RowError {
+                line,
+                column: Some(self.headers.get(self.person).unwrap_or("").to_owned()),
+                reason: RowReason::EmptyPersonId,
             };
-            self.line = line;
-            if columns::is_blank(&self.record) {
-                raw.push((line, None));
-            } else {
-                raw.push((line, Some(self.record.clone())));
-            }
+            let l = ReportLine::invalid(&e, written);
+            return (Err(e), vec![l]);
         }
-        if raw.is_empty() {
-            return Ok(None);
-        }
-        let (numbers, headers, person) = (&self.numbers, &self.headers, self.person);
-        let parsed: Vec<Option<(RowResult, Vec<ReportLine>)>> = raw
-            .par_iter()
-            .map(|(line, r)| {
-                r.as_ref()
-                    .map(|r| parse_row(numbers, headers, person, *line, r))
-            })
-            .collect();
-        let mut out = Vec::with_capacity(parsed.len());
-        for ((line, _), p) in raw.iter().zip(parsed) {
-            match p {
-                None => {
-                    self.blank_rows += 1;
-                    self.emit(report, ReportLine::blank(*line))?;
-                }
-                Some((row, lines)) => {
-                    for l in lines {
-                        self.emit(report, l)?;
-                    }
-                    out.push(row.map(|(entry, _)| entry));
-                }
-            }
-        }
-        Ok(Some(out))
+        let outcome = self.numbers.parse(line, r);
+        let row = outcome.number.map(|number| {
+            let entry = RegistryEntry {
+                line,
+                person_id: person_id.to_owned(),
+                number,
+                repairs: outcome.repairs.iter().map(|r| r.repair.clone()).collect(),
+            };
+            (entry, outcome.repairs)
+        });
+        (row, outcome.lines)
     }
-}
-
-/// One non-blank registry row and its report lines (pure: safe to run in parallel).
-fn parse_row(
-    numbers: &NumberColumns,
-    headers: &StringRecord,
-    person: usize,
-    line: u64,
-    r: &StringRecord,
-) -> (RowResult, Vec<ReportLine>) {
-    if let Err(e) = check_width(line, r, headers.len()) {
-        let l = ReportLine::invalid(&e, "");
-        return (Err(e), vec![l]);
-    }
-    let written = columns::field(r, person);
-    let person_id = written.trim_matches(|c: char| c.is_ascii_whitespace());
-    if person_id.is_empty() {
-        let e = RowError {
-            line,
-            column: Some(headers.get(person).unwrap_or("").to_owned()),
-            reason: RowReason::EmptyPersonId,
-        };
-        let l = ReportLine::invalid(&e, written);
-        return (Err(e), vec![l]);
-    }
-    let outcome = numbers.parse(line, r);
-    let row = outcome.number.map(|number| {
-        let entry = RegistryEntry {
-            line,
-            person_id: person_id.to_owned(),
-            number,
-            repairs: outcome.repairs.iter().map(|r| r.repair.clone()).collect(),
-        };
-        (entry, outcome.repairs)
-    });
-    (row, outcome.lines)
 }
 
 impl<R: Read> Iterator for RegistryReader<R> {

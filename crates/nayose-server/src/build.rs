@@ -59,7 +59,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use nayose_csv::{CsvError, DiscardReport, ReadOptions, RegistryReader, RowError};
+use nayose_csv::{CsvError, ReadOptions, RegistryReader, RowError};
 use nayose_oprf::{Mode, ServerKey};
 use nayose_table::{
     KeyPeriodId, LabelKey, LabelMasterKey, RECORD_LEN, RecordTable, TableEntry, Tag,
@@ -417,7 +417,7 @@ fn read_registry(opts: &BuildOptions, phases: &mut PhaseTimes) -> Result<Registr
         repair: opts.repair,
         ..ReadOptions::default()
     };
-    let mut reader = RegistryReader::open(&opts.registry, &read_opts)
+    let reader = RegistryReader::open(&opts.registry, &read_opts)
         .map_err(|e| registry_err(&opts.registry, e))?;
     let encoding = reader.encoding().name();
     let mut person_index: HashMap<String, u32> = HashMap::new();
@@ -425,56 +425,47 @@ fn read_registry(opts: &BuildOptions, phases: &mut PhaseTimes) -> Result<Registr
     let mut raw: Vec<(Vec<u8>, u64, u32)> = Vec::new();
     let (mut rows, mut repairs) = (0u64, 0u64);
     let mut rejected: Vec<RowError> = Vec::new();
-    // Rows are read in order and parsed (normalised, validated, encoded) on all cores.
-    loop {
-        let Some(batch) = reader
-            .next_batch(CHUNK, &mut DiscardReport)
-            .map_err(|e| registry_err(&opts.registry, e))?
-        else {
-            break;
+    for item in reader {
+        let entry = match item {
+            Ok(entry) => entry,
+            Err(CsvError::InvalidRow(e)) => {
+                rows += 1;
+                rejected.push(e);
+                continue;
+            }
+            Err(e) => return Err(registry_err(&opts.registry, e)),
         };
-        for item in batch {
-            let entry = match item {
-                Ok(entry) => entry,
-                Err(e) => {
-                    rows += 1;
-                    rejected.push(e);
-                    continue;
-                }
-            };
-            rows += 1;
-            repairs += entry.repairs.len() as u64;
-            if entry.person_id.len() > MAX_PERSON_ID_LEN {
-                return Err(ServerError::InvalidRow {
+        rows += 1;
+        repairs += entry.repairs.len() as u64;
+        if entry.person_id.len() > MAX_PERSON_ID_LEN {
+            return Err(ServerError::InvalidRow {
+                path: opts.registry.clone(),
+                line: entry.line,
+                reason: format!("person_id is longer than {MAX_PERSON_ID_LEN} bytes"),
+            });
+        }
+        let person = match person_index.get(&entry.person_id) {
+            Some(&p) => p,
+            None => {
+                let p = u32::try_from(persons.len()).map_err(|_| ServerError::TooLarge {
                     path: opts.registry.clone(),
-                    line: entry.line,
-                    reason: format!("person_id is longer than {MAX_PERSON_ID_LEN} bytes"),
-                });
+                    reason: "more than 4294967295 persons".into(),
+                })?;
+                persons.push(entry.person_id.clone());
+                person_index.insert(entry.person_id, p);
+                p
             }
-            let person = match person_index.get(&entry.person_id) {
-                Some(&p) => p,
-                None => {
-                    let p = u32::try_from(persons.len()).map_err(|_| ServerError::TooLarge {
-                        path: opts.registry.clone(),
-                        reason: "more than 4294967295 persons".into(),
-                    })?;
-                    persons.push(entry.person_id.clone());
-                    person_index.insert(entry.person_id, p);
-                    p
-                }
-            };
-            raw.push((entry.number.canonical_bytes(), entry.line, person));
-            if rows.is_multiple_of(CHUNK as u64)
-                && let Some(p) = &opts.progress
-            {
-                p(BuildProgress {
-                    phase: "read",
-                    done: rows,
-                });
-            }
+        };
+        raw.push((entry.number.canonical_bytes(), entry.line, person));
+        if rows.is_multiple_of(CHUNK as u64)
+            && let Some(p) = &opts.progress
+        {
+            p(BuildProgress {
+                phase: "read",
+                done: rows,
+            });
         }
     }
-
     phases.read = t.elapsed();
     if !rejected.is_empty() && !opts.skip_invalid {
         let n = rejected.len();
