@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use nayose_proto::{ProtoError, SyncKind};
+use nayose_proto::{LinkResult, ProtoError, SyncKind};
 use nayose_table::ClientId;
 
 fn client() -> ClientId {
@@ -15,6 +15,26 @@ fn client() -> ClientId {
 
 fn no_perturb() -> impl FnMut(u64, &mut ModelServer) -> Option<Fail> {
     |_, _| None
+}
+
+/// A link run without perturbation that must succeed.
+fn link(
+    server: &mut ModelServer,
+    disk: &mut Disk,
+    seeds: &[u64],
+    rng: u64,
+) -> (LinkResult, Traffic) {
+    run(server, disk, &client(), seeds, rng, &mut no_perturb())
+        .unwrap()
+        .unwrap()
+}
+
+/// A server over `reg` and a client disk after one successful run over [`held`].
+fn linked_once(seed: u64, reg: std::collections::BTreeMap<u64, String>) -> (ModelServer, Disk) {
+    let mut server = ModelServer::new(seed, reg);
+    let mut disk = Disk::default();
+    link(&mut server, &mut disk, &held(), 1);
+    (server, disk)
 }
 
 /// Holds numbers 0..40 and 1000..1005 (unknown to the server).
@@ -28,9 +48,7 @@ fn first_run_downloads_a_base_and_a_rerun_costs_nothing() {
     let mut disk = Disk::default();
     let c = client();
     let seeds = held();
-    let (r, t1) = run(&mut server, &mut disk, &c, &seeds, 7, &mut no_perturb())
-        .unwrap()
-        .unwrap();
+    let (r, t1) = link(&mut server, &mut disk, &seeds, 7);
     assert_eq!(r.evaluated, seeds.len() as u64);
     assert_eq!(
         r.sync,
@@ -43,9 +61,7 @@ fn first_run_downloads_a_base_and_a_rerun_costs_nothing() {
     assert_eq!(r.matches.matched(), 40);
 
     let evaluations = server.evaluations;
-    let (r2, t2) = run(&mut server, &mut disk, &c, &seeds, 8, &mut no_perturb())
-        .unwrap()
-        .unwrap();
+    let (r2, t2) = link(&mut server, &mut disk, &seeds, 8);
     assert_eq!(r2.evaluated, 0, "outputs come from the OPRF cache");
     assert_eq!(r2.from_cache, seeds.len() as u64);
     assert_eq!(server.evaluations, evaluations, "nothing charged");
@@ -57,13 +73,9 @@ fn first_run_downloads_a_base_and_a_rerun_costs_nothing() {
 
 #[test]
 fn several_epochs_behind_syncs_by_deltas_and_evaluates_only_new_numbers() {
-    let mut server = ModelServer::new(2, registry(0..100, 30));
-    let mut disk = Disk::default();
+    let (mut server, mut disk) = linked_once(2, registry(0..100, 30));
     let c = client();
     let mut seeds = held();
-    run(&mut server, &mut disk, &c, &seeds, 1, &mut no_perturb())
-        .unwrap()
-        .unwrap();
     // Three epochs: adds, removals, relabels (a number moves to another person), merges.
     let mut reg = server.registry.clone();
     reg.remove(&3);
@@ -77,9 +89,7 @@ fn several_epochs_behind_syncs_by_deltas_and_evaluates_only_new_numbers() {
     server.advance(reg);
     seeds.push(200); // a new held number
     let before = server.evaluations;
-    let (r, _) = run(&mut server, &mut disk, &c, &seeds, 2, &mut no_perturb())
-        .unwrap()
-        .unwrap();
+    let (r, _) = link(&mut server, &mut disk, &seeds, 2);
     assert_eq!(r.sync, SyncKind::Delta { from: 1, to: 4 });
     assert_eq!(r.evaluated, 1, "only the new held number");
     assert_eq!(server.evaluations - before, 1);
@@ -94,22 +104,16 @@ fn several_epochs_behind_syncs_by_deltas_and_evaluates_only_new_numbers() {
 
 #[test]
 fn compacted_history_falls_back_to_a_base() {
-    let mut server = ModelServer::new(3, registry(0..60, 20));
-    let mut disk = Disk::default();
+    let (mut server, mut disk) = linked_once(3, registry(0..60, 20));
     let c = client();
     let seeds = held();
-    run(&mut server, &mut disk, &c, &seeds, 1, &mut no_perturb())
-        .unwrap()
-        .unwrap();
     let mut reg = server.registry.clone();
     reg.insert(300, "P1".into());
     server.advance(reg.clone());
     reg.insert(301, "P1".into());
     server.advance(reg);
     server.compacted_through = 2; // the delta of epoch 2 is gone
-    let (r, _) = run(&mut server, &mut disk, &c, &seeds, 2, &mut no_perturb())
-        .unwrap()
-        .unwrap();
+    let (r, _) = link(&mut server, &mut disk, &seeds, 2);
     assert_eq!(
         r.sync,
         SyncKind::Base {
@@ -123,17 +127,11 @@ fn compacted_history_falls_back_to_a_base() {
 
 #[test]
 fn a_new_key_period_starts_over_and_old_outputs_are_not_used() {
-    let mut server = ModelServer::new(4, registry(0..60, 20));
-    let mut disk = Disk::default();
+    let (mut server, mut disk) = linked_once(4, registry(0..60, 20));
     let c = client();
     let seeds = held();
-    run(&mut server, &mut disk, &c, &seeds, 1, &mut no_perturb())
-        .unwrap()
-        .unwrap();
     server.new_key_period();
-    let (r, _) = run(&mut server, &mut disk, &c, &seeds, 2, &mut no_perturb())
-        .unwrap()
-        .unwrap();
+    let (r, _) = link(&mut server, &mut disk, &seeds, 2);
     assert_eq!(
         r.evaluated,
         seeds.len() as u64,
@@ -220,9 +218,7 @@ fn a_base_download_resumes_at_its_offset_after_a_transit_failure_and_after_a_cra
     let held_partial = disk.partial.as_ref().map_or(0, |p| p.entries.len());
     assert_eq!(held_partial, 32, "8 chunks of 4 entries persisted");
     let evaluations = server.evaluations;
-    let (r, _) = run(&mut server, &mut disk, &c, &seeds, 2, &mut no_perturb())
-        .unwrap()
-        .unwrap();
+    let (r, _) = link(&mut server, &mut disk, &seeds, 2);
     assert_eq!(
         r.sync,
         SyncKind::Base {
@@ -245,9 +241,7 @@ fn a_crash_between_any_two_steps_recovers_to_the_same_result() {
         let mut disk = Disk::default();
         let c = client();
         let seeds = held();
-        run(&mut server, &mut disk, &c, &seeds, 1, &mut no_perturb())
-            .unwrap()
-            .unwrap();
+        link(&mut server, &mut disk, &seeds, 1);
         let mut reg = server.registry.clone();
         reg.insert(77, "P2".into());
         reg.remove(&4);
@@ -259,9 +253,7 @@ fn a_crash_between_any_two_steps_recovers_to_the_same_result() {
         let first = run(&mut server, &mut disk, &c, &more, 2, &mut perturb).unwrap();
         let (r, _) = match first {
             Some(done) => done,
-            None => run(&mut server, &mut disk, &c, &more, 3, &mut no_perturb())
-                .unwrap()
-                .unwrap(),
+            None => link(&mut server, &mut disk, &more, 3),
         };
         assert_eq!(r.epoch, 2, "crash at request {crash_at}");
         assert_labels(&server, &c, &more, &r);
@@ -270,22 +262,16 @@ fn a_crash_between_any_two_steps_recovers_to_the_same_result() {
 
 #[test]
 fn a_damaged_cached_state_is_replaced_by_a_base() {
-    let mut server = ModelServer::new(9, registry(0..50, 15));
-    let mut disk = Disk::default();
+    let (mut server, mut disk) = linked_once(9, registry(0..50, 15));
     let c = client();
     let seeds = held();
-    run(&mut server, &mut disk, &c, &seeds, 1, &mut no_perturb())
-        .unwrap()
-        .unwrap();
     // Drop one entry from the cached state: it no longer matches the digest.
     let t = disk.table.take().unwrap();
     let mut entries = t.entries().to_vec();
     entries.remove(10);
     disk.table =
         Some(nayose_table::ClientTable::from_entries(t.key_period(), t.epoch(), entries).unwrap());
-    let (r, _) = run(&mut server, &mut disk, &c, &seeds, 2, &mut no_perturb())
-        .unwrap()
-        .unwrap();
+    let (r, _) = link(&mut server, &mut disk, &seeds, 2);
     assert!(matches!(r.sync, SyncKind::Base { .. }));
     assert_labels(&server, &c, &seeds, &r);
 }
@@ -323,13 +309,9 @@ fn too_little_key_period_quota_fails_before_any_evaluation() {
 
 #[test]
 fn a_delta_interrupted_in_transit_is_fetched_again_as_a_delta() {
-    let mut server = ModelServer::new(12, registry(0..60, 20));
-    let mut disk = Disk::default();
+    let (mut server, mut disk) = linked_once(12, registry(0..60, 20));
     let c = client();
     let seeds = held();
-    run(&mut server, &mut disk, &c, &seeds, 1, &mut no_perturb())
-        .unwrap()
-        .unwrap();
     let mut reg = server.registry.clone();
     reg.insert(600, "P1".into());
     server.advance(reg.clone());
@@ -360,20 +342,14 @@ fn a_delta_interrupted_in_transit_is_fetched_again_as_a_delta() {
 
 #[test]
 fn a_delta_that_does_not_apply_falls_back_to_a_base() {
-    let mut server = ModelServer::new(13, registry(0..60, 20));
-    let mut disk = Disk::default();
+    let (mut server, mut disk) = linked_once(13, registry(0..60, 20));
     let c = client();
     let seeds = held();
-    run(&mut server, &mut disk, &c, &seeds, 1, &mut no_perturb())
-        .unwrap()
-        .unwrap();
     let mut reg = server.registry.clone();
     reg.insert(700, "P1".into());
     server.advance(reg);
     server.break_next_delta = true;
-    let (r, _) = run(&mut server, &mut disk, &c, &seeds, 2, &mut no_perturb())
-        .unwrap()
-        .unwrap();
+    let (r, _) = link(&mut server, &mut disk, &seeds, 2);
     assert!(
         matches!(r.sync, SyncKind::Base { epoch: 2, .. }),
         "{:?}",
@@ -425,9 +401,7 @@ fn a_damaged_partial_base_is_downloaded_again_once() {
     t.0[15] = t.0[15].wrapping_add(1);
     assert!(t > p.entries[4].tag && t < p.entries[5].tag);
     p.entries[4].tag = t;
-    let (r, _) = run(&mut server, &mut disk, &c, &seeds, 3, &mut no_perturb())
-        .unwrap()
-        .unwrap();
+    let (r, _) = link(&mut server, &mut disk, &seeds, 3);
     assert!(
         matches!(
             r.sync,
