@@ -983,6 +983,9 @@ fn tag_collision(entries: &[NewEntry], removed: &[Tag], number: u32) -> bool {
 /// file, released when the returned file is dropped or the process exits, even on SIGKILL).
 /// Two builds at once could both allocate epoch n and publish two different deltas for it — two
 /// labels under one versioned pad — so a second build fails at once instead of waiting.
+/// How long a build waits for a busy build lock before it gives up.
+const LOCK_PATIENCE: Duration = Duration::from_secs(2);
+
 fn lock_build(data: &DataDir) -> Result<fs::File, ServerError> {
     let path = data.build_lock();
     let file = fs::OpenOptions::new()
@@ -993,14 +996,25 @@ fn lock_build(data: &DataDir) -> Result<fs::File, ServerError> {
         .mode(crate::fsutil::FILE_MODE)
         .open(&path)
         .map_err(ServerError::io("cannot open", &path))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(fs::TryLockError::WouldBlock) => Err(ServerError::BuildLocked { path }),
-        Err(fs::TryLockError::Error(e)) => Err(ServerError::Io {
-            action: "cannot lock",
-            path,
-            source: e,
-        }),
+    // A lock can be held for a moment by a process being spawned elsewhere in this program
+    // (a forked child holds a copy of every open file until it execs), so a busy lock is tried
+    // again for a short while; another build holds it far longer and still fails here.
+    let deadline = Instant::now() + LOCK_PATIENCE;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(25));
+            }
+            Err(fs::TryLockError::WouldBlock) => return Err(ServerError::BuildLocked { path }),
+            Err(fs::TryLockError::Error(e)) => {
+                return Err(ServerError::Io {
+                    action: "cannot lock",
+                    path,
+                    source: e,
+                });
+            }
+        }
     }
 }
 
