@@ -30,7 +30,7 @@
 //! **Publication protocol** (every step durable before the next; a crash at any point leaves
 //! the previous epoch current and no partial epoch visible):
 //! 0. take the exclusive lock on `DATA_DIR/build.lock` for the whole build (a second build
-//!    fails at once, naming the lock file): the number allocation below is a read-then-write
+//!    fails within 2 s, naming the lock file): the number allocation below is a read-then-write
 //!    of `last-epoch`, and two builds allocating the same number would publish two deltas —
 //!    two labels under one versioned pad;
 //! 1. allocate the number (`last-epoch`); for a new key period, write `keyperiods/<n>/`
@@ -982,7 +982,7 @@ fn tag_collision(entries: &[NewEntry], removed: &[Tag], number: u32) -> bool {
 /// Takes the data directory's build lock (`DATA_DIR/build.lock`, an exclusive lock on an open
 /// file, released when the returned file is dropped or the process exits, even on SIGKILL).
 /// Two builds at once could both allocate epoch n and publish two different deltas for it — two
-/// labels under one versioned pad — so a second build fails at once instead of waiting.
+/// labels under one versioned pad — so a second build fails (after at most [`LOCK_PATIENCE`]).
 /// How long a build waits for a busy build lock before it gives up.
 const LOCK_PATIENCE: Duration = Duration::from_secs(2);
 
