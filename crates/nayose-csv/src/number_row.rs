@@ -5,7 +5,7 @@
 //! * parsing and validation are nayose-number's ([`InsuredNumber::from_fields_with`],
 //!   [`InsuredNumber::parse_with`]); this module only picks the cells;
 //! * without a 枝番 column the 番号 cell carries the 枝番: `番号-枝番` (any dash of
-//!   [`is_dash_at`]) splits at the dash; otherwise, under an insurer that requires a 枝番, the
+//!   [`nayose_number::normalize::is_dash_at`]) splits at the dash; otherwise, under an insurer that requires a 枝番, the
 //!   last two characters (which must be digits) are the 枝番 — the rule of the dashed combined
 //!   form (`protocol-spec/numbers.md` §5) — and every such split is reported
 //!   ([`ReportReason::BranchFromNumber`]); under 法別番号 39 the cell is the 番号 alone;
@@ -14,7 +14,7 @@
 //!   invalid row yields exactly one line, naming the column at fault.
 
 use csv::StringRecord;
-use nayose_number::normalize::{is_dash_at, is_trimmed_space};
+use nayose_number::normalize::{is_trimmed_space, split_at_dashes};
 use nayose_number::{
     Field, Fields, InsuredNumber, InsurerNumber, NumberError, ParseOptions, Parsed, normalize,
 };
@@ -285,22 +285,6 @@ impl NumberColumns {
         });
         Ok(parsed)
     }
-}
-
-/// `value` split at the dash separators of the dashed form.
-fn split_at_dashes(value: &str) -> Vec<&str> {
-    let mut parts = Vec::with_capacity(2);
-    let mut start = 0;
-    let mut prev = None;
-    for (i, c) in value.char_indices() {
-        if is_dash_at(prev, c) {
-            parts.push(&value[start..i]);
-            start = i + c.len_utf8();
-        }
-        prev = Some(c);
-    }
-    parts.push(&value[start..]);
-    parts
 }
 
 /// The error of a row whose field count differs from the header's.

@@ -60,6 +60,22 @@ pub fn is_dash_at(prev: Option<char>, c: char) -> bool {
     is_dash(c) || (c == '\u{30FC}' && !prev.is_some_and(is_kana))
 }
 
+/// `value` split at its dash separators ([`is_dash_at`]): the parts of the dashed form.
+pub fn split_at_dashes(value: &str) -> Vec<&str> {
+    let mut parts = Vec::with_capacity(4);
+    let mut start = 0;
+    let mut prev = None;
+    for (i, c) in value.char_indices() {
+        if is_dash_at(prev, c) {
+            parts.push(&value[start..i]);
+            start = i + c.len_utf8();
+        }
+        prev = Some(c);
+    }
+    parts.push(&value[start..]);
+    parts
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -19,7 +19,7 @@
 use crate::error::{Field, NumberError};
 use crate::fields::{Branch, Number, Symbol};
 use crate::insurer::InsurerNumber;
-use crate::normalize::{is_dash_at, normalize};
+use crate::normalize::{normalize, split_at_dashes};
 use crate::number::InsuredNumber;
 use crate::repair::Repair;
 
@@ -173,23 +173,8 @@ fn parse_colon(value: &str, opts: ParseOptions) -> Result<Parsed, NumberError> {
     )
 }
 
-fn split_dashed(value: &str) -> Vec<&str> {
-    let mut parts = Vec::with_capacity(4);
-    let mut start = 0;
-    let mut prev = None;
-    for (i, c) in value.char_indices() {
-        if is_dash_at(prev, c) {
-            parts.push(&value[start..i]);
-            start = i + c.len_utf8();
-        }
-        prev = Some(c);
-    }
-    parts.push(&value[start..]);
-    parts
-}
-
 fn parse_dashed(value: &str, opts: ParseOptions) -> Result<Parsed, NumberError> {
-    let parts = split_dashed(value);
+    let parts = split_at_dashes(value);
     if parts.len() == 1 {
         return Err(shape(value, NO_SEPARATOR));
     }
