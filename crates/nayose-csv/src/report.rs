@@ -92,11 +92,15 @@ pub enum ReportReason {
     FieldCount,
     /// The person id of a registry row is empty.
     EmptyPersonId,
+    /// A registry row repeats a number already given under the same person (kept once).
+    DuplicateRow,
+    /// A registry number given under two or more persons (left out of the table).
+    NumberConflict,
 }
 
 impl ReportReason {
     /// Every reason, in report order.
-    pub const ALL: [ReportReason; 17] = [
+    pub const ALL: [ReportReason; 19] = [
         ReportReason::BlankRow,
         ReportReason::Normalized,
         ReportReason::Repaired,
@@ -114,6 +118,8 @@ impl ReportReason {
         ReportReason::InvalidNumber,
         ReportReason::FieldCount,
         ReportReason::EmptyPersonId,
+        ReportReason::DuplicateRow,
+        ReportReason::NumberConflict,
     ];
 
     /// The stable snake_case code written in the report's `reason` column.
@@ -136,11 +142,14 @@ impl ReportReason {
             ReportReason::InvalidNumber => "invalid_number",
             ReportReason::FieldCount => "field_count",
             ReportReason::EmptyPersonId => "empty_person_id",
+            ReportReason::DuplicateRow => "duplicate_row",
+            ReportReason::NumberConflict => "number_conflict",
         }
     }
 
     /// True for reasons that make a row invalid (the others are informational: the row was
-    /// skipped as blank, or used after a change).
+    /// skipped as blank, used after a change, or, in a registry, repeated or in conflict with
+    /// another row, which `server build` resolves and reports without `--skip-invalid`).
     pub fn is_invalid(self) -> bool {
         !matches!(
             self,
@@ -148,6 +157,8 @@ impl ReportReason {
                 | ReportReason::Normalized
                 | ReportReason::Repaired
                 | ReportReason::BranchFromNumber
+                | ReportReason::DuplicateRow
+                | ReportReason::NumberConflict
         )
     }
 
@@ -212,6 +223,13 @@ impl ReportReason {
             }
             ReportReason::EmptyPersonId => {
                 "fill in the person id, or pass --skip-invalid to leave invalid rows out"
+            }
+            ReportReason::DuplicateRow => {
+                "nothing to fix: a number repeated under the same person is published once"
+            }
+            ReportReason::NumberConflict => {
+                "correct the registry: one number belongs to one person; until then the number \
+                 is left out of the table (no client can link it)"
             }
         }
     }
