@@ -62,6 +62,38 @@ impl FromStr for Encoding {
     }
 }
 
+/// What `nayose_group` holds for rows that are not linked (`unlinked_group` in `client.toml`,
+/// `--unlinked-group` on the command line).
+///
+/// A pivot table or a COUNTIF over `nayose_group` puts every empty cell in one bucket, as if all
+/// not-found and invalid rows were one person. [`UnlinkedGroup::Line`] gives each of them a
+/// value of its own instead, one that cannot be taken for a label (labels are `g` + 32 hex
+/// digits) nor for a number or a formula by a spreadsheet (it starts with a letter).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum UnlinkedGroup {
+    /// Empty (the default).
+    #[default]
+    Empty,
+    /// `nf-<line>` for a not-found row, where `<line>` is the input line of the first row with
+    /// the same number (so rows repeating one unknown number share a value), and
+    /// `invalid-<line>` for an invalid row (its own line).
+    Line,
+}
+
+impl FromStr for UnlinkedGroup {
+    type Err = ClientError;
+    fn from_str(s: &str) -> Result<Self, ClientError> {
+        match s.to_ascii_lowercase().as_str() {
+            "empty" => Ok(UnlinkedGroup::Empty),
+            "line" => Ok(UnlinkedGroup::Line),
+            _ => Err(ClientError::Config {
+                setting: "unlinked_group",
+                reason: format!("{s:?} is not a choice; use empty or line"),
+            }),
+        }
+    }
+}
+
 /// Names of the input columns holding the number: one combined column, or four separate ones.
 ///
 /// In `client.toml`: `[columns]` with either `combined = "..."` or all of `insurer`, `symbol`,
@@ -169,6 +201,11 @@ pub struct ClientConfig {
     pub skip_invalid: Option<bool>,
     /// Repair spreadsheet damage (lost leading zeros) in numbers.
     pub repair: Option<bool>,
+    /// Add the `nayose_number` column: each valid row's number in its canonical (colon) form.
+    pub canonical_column: Option<bool>,
+    /// What `nayose_group` holds for rows not linked: `empty` (default) or `line` (see
+    /// [`UnlinkedGroup`]).
+    pub unlinked_group: Option<String>,
     /// Elements per Evaluate request (1..=4096, capped by the server's limit).
     pub batch_size: Option<u32>,
     /// Requests in flight at once on the connection (1..=64).
@@ -239,6 +276,8 @@ impl ClientConfig {
             report,
             skip_invalid,
             repair,
+            canonical_column,
+            unlinked_group,
             batch_size,
             pipeline_depth
         );
@@ -341,6 +380,10 @@ impl ClientConfig {
                     .into(),
             });
         }
+        let unlinked_group = match &self.unlinked_group {
+            Some(u) => u.parse::<UnlinkedGroup>()?,
+            None => UnlinkedGroup::Empty,
+        };
         let cache_dir = if self.no_cache.unwrap_or(false) {
             None
         } else {
@@ -362,6 +405,8 @@ impl ClientConfig {
             report: self.report.clone(),
             skip_invalid: self.skip_invalid.unwrap_or(false),
             repair: self.repair.unwrap_or(false),
+            canonical_column: self.canonical_column.unwrap_or(false),
+            unlinked_group,
             batch_size,
             pipeline_depth,
             retry,
@@ -465,6 +510,10 @@ pub struct Resolved {
     pub skip_invalid: bool,
     /// Whether numbers are repaired.
     pub repair: bool,
+    /// Whether the output gets the `nayose_number` column.
+    pub canonical_column: bool,
+    /// What `nayose_group` holds for rows not linked.
+    pub unlinked_group: UnlinkedGroup,
     /// Evaluate batch size (before the server's cap).
     pub batch_size: u32,
     /// Requests in flight.

@@ -5,8 +5,8 @@
 //! the OPRF cache of the key period are evaluated (pipelined Evaluate batches, every proof
 //! verified against the key period's public key), the cached table is brought up to the
 //! server's epoch (nothing, deltas, or a resumable base download) and verified against the
-//! server's digest, labels are decrypted, and every input row is written with `nayose_group`
-//! and `nayose_status`.
+//! server's digest, labels are decrypted, and every input row is written with `nayose_group`,
+//! `nayose_status` and `nayose_note` (and, if asked for, `nayose_number`).
 //!
 //! Modules:
 //! - [`config`]: the settings, [`ClientConfig`] (`client.toml` + overrides), and their resolution;
@@ -31,9 +31,11 @@ mod session;
 pub mod summary;
 mod tls;
 
-pub use config::{ClientConfig, ColumnNames, Encoding, Resolved, RetryPolicy, RetrySettings};
+pub use config::{
+    ClientConfig, ColumnNames, Encoding, Resolved, RetryPolicy, RetrySettings, UnlinkedGroup,
+};
 pub use error::ClientError;
 pub use link::{STATUS_INVALID, STATUS_LINKED, STATUS_NOT_FOUND, link, link_async};
-pub use nayose_csv::{GROUP_COLUMN, HeldColumns, STATUS_COLUMN};
+pub use nayose_csv::{GROUP_COLUMN, HeldColumns, NOTE_COLUMN, NUMBER_COLUMN, STATUS_COLUMN};
 pub use progress::{NoProgress, Phase, Progress};
 pub use summary::{LinkSummary, SyncSummary};

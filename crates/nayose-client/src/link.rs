@@ -8,17 +8,19 @@
 //! * the output file appears (atomically, by rename) only after every step succeeded; any error
 //!   leaves no output file (and an existing file at the output path untouched).
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use nayose_csv::{
-    ColumnMapping, ColumnSpec, CsvError, HeldReader, HeldSet, InvalidRows, OutputEncoding,
-    OutputWriter, ReadOptions, ReportCounts, ReportReason, ReportWriter, RowError, TextEncoding,
+    ColumnMapping, ColumnSpec, CsvError, HeldReader, HeldSet, InvalidRows, OutputColumns,
+    OutputEncoding, OutputWriter, ReadOptions, ReportCounts, ReportReason, ReportWriter, RowError,
+    RowResult, TextEncoding,
 };
 use nayose_proto::{LinkConfig, LinkCore, SyncKind};
 use nayose_table::Matches;
 
 use crate::cache::CacheStore;
-use crate::config::{ClientConfig, Resolved};
+use crate::config::{ClientConfig, Resolved, UnlinkedGroup};
 use crate::driver::drive;
 use crate::error::ClientError;
 use crate::progress::{Phase, Progress};
@@ -370,7 +372,8 @@ fn invalid_rows(cfg: &Resolved, errors: &[RowError]) -> ClientError {
     }
 }
 
-/// Second pass: every input row with its group and status. Returns (linked, not found) rows.
+/// Second pass: every input row with its group, status and note (and canonical number, if
+/// asked for). Returns (linked, not found) rows.
 fn write_output(
     cfg: &Resolved,
     first: &FirstPass,
@@ -383,29 +386,66 @@ fn write_output(
     if reader.mapping() != &first.mapping {
         return Err(CsvError::ChangedBetweenPasses { line: 1 }.into());
     }
-    let mut out = OutputWriter::create_with(
+    let mut out = OutputWriter::create_with_columns(
         &cfg.output,
         output_encoding(cfg, first.encoding),
         reader.headers(),
+        OutputColumns {
+            note: true,
+            number: cfg.canonical_column,
+        },
     )?;
     let (mut linked, mut not_found, mut rows) = (0u64, 0u64, 0u64);
+    // Number index → line of its first row, for `nf-<line>` (only with UnlinkedGroup::Line).
+    let mut first_line: HashMap<u32, u64> = HashMap::new();
     for row in reader {
         let row = row?;
         rows += 1;
-        let label = held
-            .check_row(&row)?
-            .map(|i| matches.and_then(|m| m.label(i as usize)));
-        match label {
-            None => out.write_row(row.line, &row.record, "", STATUS_INVALID)?,
-            Some(Some(l)) => {
+        let index = held.check_row(&row)?;
+        let label = index.map(|i| matches.and_then(|m| m.label(i as usize)));
+        let note = match &row.number {
+            Err(e) => ReportReason::of_row_reason(&e.reason).code(),
+            Ok(_) if !row.repairs.is_empty() => ReportReason::Repaired.code(),
+            Ok(_) => "",
+        };
+        let canonical = match (&row.number, cfg.canonical_column) {
+            (Ok(n), true) => n.to_string(),
+            _ => String::new(),
+        };
+        let line_group = cfg.unlinked_group == UnlinkedGroup::Line;
+        let (group, status) = match (label, index) {
+            (Some(Some(l)), _) => {
                 linked += 1;
-                out.write_row(row.line, &row.record, &l.to_string(), STATUS_LINKED)?;
+                (l.to_string(), STATUS_LINKED)
             }
-            Some(None) => {
+            (Some(None), Some(i)) => {
                 not_found += 1;
-                out.write_row(row.line, &row.record, "", STATUS_NOT_FOUND)?;
+                let group = if line_group {
+                    format!("nf-{}", first_line.entry(i).or_insert(row.line))
+                } else {
+                    String::new()
+                };
+                (group, STATUS_NOT_FOUND)
             }
-        }
+            _ => {
+                let group = if line_group {
+                    format!("invalid-{}", row.line)
+                } else {
+                    String::new()
+                };
+                (group, STATUS_INVALID)
+            }
+        };
+        out.write_result(
+            row.line,
+            &row.record,
+            &RowResult {
+                group: &group,
+                status,
+                note,
+                number: &canonical,
+            },
+        )?;
     }
     if rows != held.row_count() as u64 {
         return Err(CsvError::ChangedBetweenPasses { line: rows + 1 }.into());

@@ -529,10 +529,10 @@ async fn a_cp932_input_gives_a_cp932_output_with_every_column_kept() {
     let lines: Vec<&str> = decoded.lines().collect();
     assert_eq!(
         lines[0],
-        "氏名,保険者番号,記号,番号,枝番,nayose_group,nayose_status"
+        "氏名,保険者番号,記号,番号,枝番,nayose_group,nayose_status,nayose_note"
     );
     assert!(
-        lines[1].starts_with("山田 太郎,") && lines[1].ends_with(",linked"),
+        lines[1].starts_with("山田 太郎,") && lines[1].ends_with(",linked,"),
         "{}",
         lines[1]
     );

@@ -16,8 +16,9 @@
 //! * [`ReportLine`], [`ReportSink`], [`ReportWriter`] — the row report: every invalid, repaired,
 //!   blank or changed row, streamed to the caller, with counts and hints by [`ReportReason`];
 //! * [`HeldSet`] — the client's dedup set (each distinct number once) and the row → number map;
-//! * [`OutputWriter`] — input rows plus `nayose_group`, `nayose_status`, in a chosen encoding,
-//!   owner-only, atomically renamed into place.
+//! * [`OutputWriter`] — input rows plus `nayose_group`, `nayose_status` (and, when chosen,
+//!   `nayose_note`, `nayose_number`), in a chosen encoding, owner-only, atomically renamed into
+//!   place.
 //!
 //! Invariants: readers of text files hold one record at a time (memory does not grow with the
 //! file; a workbook is the exception, held whole by calamine; the only
@@ -52,7 +53,9 @@ pub use error::{CsvError, RowError, RowReason};
 pub use held::{HeldColumns, HeldReader, HeldRow};
 pub use mapping::{ColumnMapping, ColumnRole, ColumnSpec, MappedColumn, MatchedBy};
 pub use options::{InvalidRows, ReadOptions};
-pub use output::{GROUP_COLUMN, OutputWriter, STATUS_COLUMN};
+pub use output::{
+    GROUP_COLUMN, NOTE_COLUMN, NUMBER_COLUMN, OutputColumns, OutputWriter, RowResult, STATUS_COLUMN,
+};
 pub use registry::{REGISTRY_COLUMNS, RegistryEntry, RegistryReader};
 pub use report::{
     DiscardReport, ReadReport, ReportCounts, ReportLine, ReportReason, ReportSink, RowRepair,

@@ -10,7 +10,8 @@ use crate::progress;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum ClientCommand {
-    /// Link the held numbers of a CSV file: adds nayose_group and nayose_status columns.
+    /// Link the held numbers of a CSV file: adds nayose_group, nayose_status and nayose_note
+    /// columns.
     Link(Box<LinkArgs>),
 }
 
@@ -37,7 +38,7 @@ pub(crate) struct LinkArgs {
     /// The held-numbers CSV.
     #[arg(long)]
     input: Option<PathBuf>,
-    /// Where to write the input rows with nayose_group and nayose_status added.
+    /// Where to write the input rows with nayose_group, nayose_status and nayose_note added.
     #[arg(long)]
     output: Option<PathBuf>,
     /// Directory of the caches of each key period (OPRF outputs, the table, a partial download).
@@ -79,6 +80,15 @@ pub(crate) struct LinkArgs {
     /// Restore insurer numbers that lost a leading zero when the check digit confirms it.
     #[arg(long)]
     repair: bool,
+    /// Add a nayose_number column: each valid row's number in its canonical form
+    /// (insurer:symbol:number:branch, 8-digit insurer number).
+    #[arg(long)]
+    canonical_column: bool,
+    /// What nayose_group holds for rows not linked: empty (default), or line: nf-LINE for a
+    /// not-found number (LINE of its first row) and invalid-LINE for an invalid row, so that a
+    /// pivot table does not put them all in one bucket.
+    #[arg(long, value_name = "empty|line")]
+    unlinked_group: Option<String>,
     /// Print the summary as JSON on stdout (the human summary still goes to stderr).
     #[arg(long)]
     json: bool,
@@ -134,6 +144,8 @@ fn flags(a: &LinkArgs) -> Result<ClientConfig> {
         columns,
         skip_invalid: a.skip_invalid.then_some(true),
         repair: a.repair.then_some(true),
+        canonical_column: a.canonical_column.then_some(true),
+        unlinked_group: a.unlinked_group.clone(),
         ..ClientConfig::default()
     })
 }

@@ -136,12 +136,13 @@ pub fn read_output(path: &Path) -> Vec<(String, String)> {
     let mut r = csv::ReaderBuilder::new().from_reader(text.as_bytes());
     let h = r.headers().unwrap().clone();
     let n = h.len();
-    assert_eq!(&h[n - 2], "nayose_group");
-    assert_eq!(&h[n - 1], "nayose_status");
+    assert_eq!(&h[n - 3], "nayose_group");
+    assert_eq!(&h[n - 2], "nayose_status");
+    assert_eq!(&h[n - 1], "nayose_note");
     r.records()
         .map(|rec| {
             let rec = rec.unwrap();
-            (rec[n - 2].to_owned(), rec[n - 1].to_owned())
+            (rec[n - 3].to_owned(), rec[n - 2].to_owned())
         })
         .collect()
 }
