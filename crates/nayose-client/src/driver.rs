@@ -100,17 +100,19 @@ pub(crate) async fn drive(
     let mut generation = 0u64;
     let mut rng = StdRng::from_os_rng();
     let mut phase: Option<(Phase, Instant)> = None;
-    let mut set_phase =
-        |p: Phase, progress: &dyn Progress, times: &mut BTreeMap<Phase, Duration>| {
-            if phase.map(|(q, _)| q) != Some(p) {
-                if let Some((old, since)) = phase {
-                    progress.finish(old);
-                    *times.entry(old).or_default() += since.elapsed();
-                }
-                progress.start(p, None);
-                phase = Some((p, Instant::now()));
+    let mut set_phase = |p: Phase,
+                         total: Option<u64>,
+                         progress: &dyn Progress,
+                         times: &mut BTreeMap<Phase, Duration>| {
+        if phase.map(|(q, _)| q) != Some(p) {
+            if let Some((old, since)) = phase {
+                progress.finish(old);
+                *times.entry(old).or_default() += since.elapsed();
             }
-        };
+            progress.start(p, total);
+            phase = Some((p, Instant::now()));
+        }
+    };
     let result: Result<LinkResult, ClientError> = async {
         loop {
             match core.poll_action(&mut rng)? {
@@ -121,6 +123,7 @@ pub(crate) async fn drive(
                             Request::Evaluate(_) => Phase::Evaluate,
                             Request::FetchBase(_) | Request::FetchDelta(_) => Phase::Fetch,
                         },
+                        core.work_remaining(),
                         progress,
                         times,
                     );
@@ -135,6 +138,11 @@ pub(crate) async fn drive(
                     let (caches, notes) = store.load(key_period);
                     for n in notes {
                         progress.note(&n);
+                    }
+                    if let Ok(now) =
+                        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)
+                    {
+                        core.on_clock(i64::try_from(now.as_secs()).unwrap_or(i64::MAX));
                     }
                     core.on_caches(caches)?;
                 }

@@ -76,17 +76,29 @@ pub enum ClientError {
         /// What is wrong with it.
         reason: String,
     },
-    /// The TLS handshake was refused (wrong CA, wrong server name, certificate not accepted).
-    /// Retrying does not help.
-    #[error(
-        "TLS handshake with {server} failed: {reason}; check --ca, --server-name and the client \
-         certificate"
-    )]
+    /// This client ended the TLS handshake, usually because it refused the server's
+    /// certificate (not issued by the CA of `--ca`, wrong server name, expired). Retrying does
+    /// not help.
+    #[error("TLS handshake with {server} failed: {reason}; check --ca and --server-name")]
     Handshake {
         /// The server address.
         server: String,
         /// What the TLS layer reported.
         reason: String,
+    },
+    /// The server refused this client's certificate during the TLS handshake (a TLS alert):
+    /// not issued by the management body's CA, expired, or revoked. Retrying does not help.
+    #[error(
+        "the server {server} refused this client's certificate {certificate}: {why}; ask the \
+         management body whether this certificate is the one they issued and still valid"
+    )]
+    CertificateRefused {
+        /// The server address.
+        server: String,
+        /// The certificate: file, subject and validity (in JST).
+        certificate: String,
+        /// Why, as the server's TLS alert says.
+        why: String,
     },
     /// The server could not be reached, or the connection kept failing, after every retry.
     #[error(
@@ -179,6 +191,7 @@ impl ClientError {
             ClientError::Csv(_) => "input_output",
             ClientError::Credentials { .. } => "credentials",
             ClientError::Handshake { .. } => "handshake",
+            ClientError::CertificateRefused { .. } => "certificate_refused",
             ClientError::Unreachable { .. } => "unreachable",
             ClientError::CouldNotConnect { .. } => "could_not_connect",
             ClientError::NotAccredited { .. } => "not_accredited",

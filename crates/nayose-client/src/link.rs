@@ -121,7 +121,7 @@ pub async fn link_async(
                 ..LinkConfig::default()
             },
         );
-        let mut session = Session::new(&cfg, creds.quic, creds.client_id, progress);
+        let mut session = Session::new(&cfg, creds.quic, creds.peer, progress);
         let mut times = std::collections::BTreeMap::new();
         let result = drive(&mut session, &mut core, &store, progress, &mut times).await;
         for (phase, d) in times {

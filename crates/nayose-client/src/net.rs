@@ -17,6 +17,7 @@ use nayose_wire::{
 };
 
 use crate::error::ClientError;
+use crate::tls::PeerInfo;
 
 /// Application bytes (frames) sent and received over all connections of a run.
 #[derive(Debug, Default)]
@@ -52,7 +53,7 @@ pub(crate) fn protocol(msg: impl Into<String>) -> Failure {
 }
 
 /// What a connection-level error means for the run.
-pub(crate) fn classify_connection(e: &quinn::ConnectionError, client_id: &str) -> Failure {
+pub(crate) fn classify_connection(e: &quinn::ConnectionError, peer: &PeerInfo) -> Failure {
     use quinn::ConnectionError as C;
     match e {
         C::ApplicationClosed(close) => {
@@ -60,7 +61,7 @@ pub(crate) fn classify_connection(e: &quinn::ConnectionError, client_id: &str) -
             let reason = String::from_utf8_lossy(&close.reason).into_owned();
             match code {
                 Some(CloseCode::NotAccredited) => Failure::Fatal(ClientError::NotAccredited {
-                    client_id: client_id.to_owned(),
+                    client_id: peer.client_id.clone(),
                     message: reason,
                 }),
                 Some(CloseCode::ProtocolViolation) => protocol(format!(
@@ -73,21 +74,41 @@ pub(crate) fn classify_connection(e: &quinn::ConnectionError, client_id: &str) -
                 _ => Failure::Transport(format!("the server closed the connection: {reason}")),
             }
         }
+        // This client ended the handshake: usually it refused the server's certificate.
         C::TransportError(t) if is_tls_code(u64::from(t.code)) => {
             Failure::Fatal(ClientError::Handshake {
-                server: String::new(),
-                reason: t.to_string(),
+                server: peer.server.clone(),
+                reason: peer.server_refusal().unwrap_or_else(|| t.to_string()),
             })
         }
+        // The server ended the handshake with a TLS alert: it refused this client's certificate.
         C::ConnectionClosed(c) if is_tls_code(u64::from(c.error_code)) => {
-            Failure::Fatal(ClientError::Handshake {
-                server: String::new(),
-                reason: c.to_string(),
+            let alert = u64::from(c.error_code) - 0x100;
+            Failure::Fatal(ClientError::CertificateRefused {
+                server: peer.server.clone(),
+                certificate: peer.client_cert(),
+                why: alert_reason(alert),
             })
         }
         C::VersionMismatch => protocol("the server speaks no QUIC version this client knows"),
         other => Failure::Transport(other.to_string()),
     }
+}
+
+/// A TLS alert (RFC 8446 §6.2) sent by the server, in words.
+fn alert_reason(alert: u64) -> String {
+    let name = u8::try_from(alert)
+        .map(|a| format!("{:?}", rustls::AlertDescription::from(a)))
+        .unwrap_or_else(|_| alert.to_string());
+    let why = match alert {
+        42 => "the server found the certificate bad",
+        44 => "the certificate was revoked",
+        45 => "the server says the certificate has expired",
+        46 | 48 => "the server does not accept the CA that issued it",
+        116 => "the server requires a client certificate",
+        _ => "the server refused the handshake",
+    };
+    format!("{why} (TLS alert {name})")
 }
 
 /// QUIC carries TLS alerts as transport error codes 0x100..=0x1ff (RFC 9001 §4.8).
@@ -105,7 +126,7 @@ pub(crate) struct Conn {
     conn: quinn::Connection,
     counters: Arc<Counters>,
     timeout: Duration,
-    client_id: Arc<str>,
+    peer: Arc<PeerInfo>,
 }
 
 /// The response side of a request stream: reads frames one by one.
@@ -114,7 +135,7 @@ pub(crate) struct ResponseStream {
     counters: Arc<Counters>,
     timeout: Duration,
     conn: quinn::Connection,
-    client_id: Arc<str>,
+    peer: Arc<PeerInfo>,
 }
 
 impl Conn {
@@ -122,13 +143,13 @@ impl Conn {
         conn: quinn::Connection,
         counters: Arc<Counters>,
         timeout: Duration,
-        client_id: &str,
+        peer: Arc<PeerInfo>,
     ) -> Self {
         Conn {
             conn,
             counters,
             timeout,
-            client_id: client_id.into(),
+            peer,
         }
     }
 
@@ -136,7 +157,7 @@ impl Conn {
     pub(crate) fn close_reason(&self) -> Option<Failure> {
         self.conn
             .close_reason()
-            .map(|e| classify_connection(&e, &self.client_id))
+            .map(|e| classify_connection(&e, &self.peer))
     }
 
     /// Closes the connection politely.
@@ -166,7 +187,7 @@ impl Conn {
         let open = tokio::time::timeout(self.timeout, self.conn.open_bi()).await;
         let (mut send, recv) = match open {
             Err(_) => return Err(Failure::Transport("opening a stream timed out".into())),
-            Ok(Err(e)) => return Err(classify_connection(&e, &self.client_id)),
+            Ok(Err(e)) => return Err(classify_connection(&e, &self.peer)),
             Ok(Ok(s)) => s,
         };
         send.write_all(&frame)
@@ -182,7 +203,7 @@ impl Conn {
             counters: self.counters.clone(),
             timeout: self.timeout,
             conn: self.conn.clone(),
-            client_id: self.client_id.clone(),
+            peer: self.peer.clone(),
         })
     }
 }
@@ -190,7 +211,7 @@ impl Conn {
 impl ResponseStream {
     fn lost(&self, what: &str, e: impl std::fmt::Display) -> Failure {
         match self.conn.close_reason() {
-            Some(c) => match classify_connection(&c, &self.client_id) {
+            Some(c) => match classify_connection(&c, &self.peer) {
                 f @ (Failure::Fatal(_) | Failure::RetryLater { .. }) => f,
                 _ => read_failure(what, e),
             },
@@ -243,7 +264,7 @@ impl ResponseStream {
         match response {
             Response::Error(e) if e.code == ErrorCode::NotAccredited => {
                 Err(Failure::Fatal(ClientError::NotAccredited {
-                    client_id: self.client_id.to_string(),
+                    client_id: self.peer.client_id.clone(),
                     message: e.message.as_str().to_owned(),
                 }))
             }

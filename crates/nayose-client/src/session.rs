@@ -10,12 +10,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nayose_table::ClientId;
-
 use crate::config::Resolved;
 use crate::error::ClientError;
 use crate::net::{Conn, Counters, Failure, classify_connection};
 use crate::progress::Progress;
+use crate::tls::PeerInfo;
 
 /// Counters a run reports in its summary.
 #[derive(Debug, Default)]
@@ -29,7 +28,7 @@ pub(crate) struct NetStats {
 pub(crate) struct Session<'a> {
     cfg: &'a Resolved,
     quic: quinn::ClientConfig,
-    client_id: ClientId,
+    peer: Arc<PeerInfo>,
     endpoint: Option<quinn::Endpoint>,
     conn: Option<Conn>,
     pub(crate) counters: Arc<Counters>,
@@ -48,13 +47,13 @@ impl<'a> Session<'a> {
     pub(crate) fn new(
         cfg: &'a Resolved,
         quic: quinn::ClientConfig,
-        client_id: ClientId,
+        peer: Arc<PeerInfo>,
         progress: &'a dyn Progress,
     ) -> Self {
         Session {
             cfg,
             quic,
-            client_id,
+            peer,
             endpoint: None,
             conn: None,
             first_attempt: None,
@@ -155,18 +154,6 @@ impl<'a> Session<'a> {
         Ok(endpoint)
     }
 
-    fn handshake_error(&self, f: Failure) -> Failure {
-        match f {
-            Failure::Fatal(ClientError::Handshake { reason, .. }) => {
-                Failure::Fatal(ClientError::Handshake {
-                    server: self.cfg.server.clone(),
-                    reason,
-                })
-            }
-            f => f,
-        }
-    }
-
     /// The live connection, (re)connecting with retries as needed.
     pub(crate) async fn connection(&mut self) -> Result<Conn, ClientError> {
         if let Some(c) = &self.conn {
@@ -205,14 +192,12 @@ impl<'a> Session<'a> {
                             conn,
                             self.counters.clone(),
                             self.cfg.retry.request_timeout,
-                            self.client_id.as_str(),
+                            self.peer.clone(),
                         );
                         self.conn = Some(c.clone());
                         return Ok(c);
                     }
-                    Ok(Err(e)) => {
-                        self.handshake_error(classify_connection(&e, self.client_id.as_str()))
-                    }
+                    Ok(Err(e)) => classify_connection(&e, &self.peer),
                     Err(_) => Failure::Transport(format!(
                         "no QUIC handshake with {addr} within {:.1}s",
                         self.cfg.retry.connect_timeout.as_secs_f64()

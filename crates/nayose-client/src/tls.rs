@@ -1,16 +1,25 @@
 //! TLS 1.3 client configuration for QUIC: the server is verified against the configured CA and
 //! server name, the client presents its certificate (mutual TLS), ALPN is `nayose/1`.
 //!
+//! The server's certificate is checked by rustls' standard WebPKI verifier; a thin wrapper only
+//! remembers, in words, why it refused one (whose certificate, why, dates in JST) for the error
+//! message. A client certificate that is expired or not yet valid is refused here, before any
+//! network work.
+//!
 //! Invariants: only the `ring` provider and TLS 1.3 are used; the private key is read once and
 //! handed to rustls (never logged); the client id is the client certificate's CommonName, read
 //! with the same rule the server applies (`nayose_pki::client_id_of`).
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
+use nayose_pki::CertSummary;
+use nayose_proto::jst;
 use nayose_table::ClientId;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 
 use crate::config::Resolved;
 use crate::error::ClientError;
@@ -19,6 +28,175 @@ use crate::error::ClientError;
 pub(crate) struct Credentials {
     pub(crate) quic: quinn::ClientConfig,
     pub(crate) client_id: ClientId,
+    pub(crate) peer: Arc<PeerInfo>,
+}
+
+/// What messages about a refused handshake need: whose certificates, from which files, and
+/// why this client refused the server's certificate (if it did).
+#[derive(Debug)]
+pub(crate) struct PeerInfo {
+    /// The client id (the certificate's CommonName).
+    pub(crate) client_id: String,
+    /// `HOST:PORT`.
+    pub(crate) server: String,
+    /// The client certificate's file.
+    pub(crate) cert_file: PathBuf,
+    /// The client certificate's subject and validity.
+    pub(crate) cert: CertSummary,
+    /// Why the server's certificate was refused, in words, set by the verifier.
+    pub(crate) server_refusal: Arc<Mutex<Option<String>>>,
+}
+
+impl PeerInfo {
+    /// `client.pem (O=…, CN=research-01, valid 2025-01-01 09:00 JST to 2026-01-01 09:00 JST)`.
+    pub(crate) fn client_cert(&self) -> String {
+        format!(
+            "{} ({}, {})",
+            self.cert_file.display(),
+            self.cert.subject,
+            validity(&self.cert)
+        )
+    }
+
+    /// Why this client refused the server's certificate, if it did.
+    pub(crate) fn server_refusal(&self) -> Option<String> {
+        self.server_refusal.lock().ok().and_then(|r| r.clone())
+    }
+}
+
+/// `valid 2025-01-01 09:00 JST to 2026-01-01 09:00 JST`.
+fn validity(c: &CertSummary) -> String {
+    format!(
+        "valid {} to {}",
+        jst::datetime(c.not_before),
+        jst::datetime(c.not_after)
+    )
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Refuses, before any network work, a client certificate that is expired or not yet valid:
+/// the server would refuse it too, with less to go on.
+fn check_validity(path: &Path, c: &CertSummary, now: i64) -> Result<(), ClientError> {
+    let whose = format!("this client's certificate ({})", c.subject);
+    if now > c.not_after {
+        return Err(cred_err(
+            path,
+            format!(
+                "{whose} expired on {} ({}); ask the management body for a new certificate",
+                jst::datetime(c.not_after),
+                validity(c)
+            ),
+        ));
+    }
+    if now < c.not_before {
+        return Err(cred_err(
+            path,
+            format!(
+                "{whose} is not valid before {} ({}); check this computer's clock, or wait",
+                jst::datetime(c.not_before),
+                validity(c)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The server's certificate refused by rustls, in words: whose certificate, why, dates in JST
+/// (rustls' own text gives UNIX seconds).
+fn describe_refusal(
+    end_entity: &CertificateDer<'_>,
+    error: &rustls::Error,
+    server_name: &ServerName<'_>,
+    ca_file: &Path,
+) -> String {
+    let cert = nayose_pki::certificate_summary(end_entity.as_ref());
+    let whose = match &cert {
+        Ok(c) => format!("the server's certificate ({}, {})", c.subject, validity(c)),
+        Err(_) => "the server's certificate".to_owned(),
+    };
+    let why = match (error, &cert) {
+        (
+            rustls::Error::InvalidCertificate(
+                CertificateError::Expired | CertificateError::ExpiredContext { .. },
+            ),
+            Ok(c),
+        ) => format!("it expired on {}", jst::datetime(c.not_after)),
+        (
+            rustls::Error::InvalidCertificate(
+                CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. },
+            ),
+            Ok(c),
+        ) => format!("it is not valid before {}", jst::datetime(c.not_before)),
+        (rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer), _) => format!(
+            "it was not issued by the CA of --ca ({})",
+            ca_file.display()
+        ),
+        (
+            rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            ),
+            _,
+        ) => format!(
+            "it is not valid for the name {:?} (--server-name)",
+            server_name.to_str()
+        ),
+        (e, _) => e.to_string(),
+    };
+    format!("this client refused {whose}: {why}")
+}
+
+/// The standard WebPKI verifier, remembering in words why it refused a certificate.
+#[derive(Debug)]
+struct ExplainingVerifier {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+    ca_file: PathBuf,
+    refusal: Arc<Mutex<Option<String>>>,
+}
+
+impl ServerCertVerifier for ExplainingVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+            .inspect_err(|e| {
+                if let Ok(mut r) = self.refusal.lock() {
+                    *r = Some(describe_refusal(end_entity, e, server_name, &self.ca_file));
+                }
+            })
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, ClientError> {
@@ -56,6 +234,9 @@ pub(crate) fn load(cfg: &Resolved) -> Result<Credentials, ClientError> {
             .map_err(|e| cred_err(&cfg.ca, format!("unusable CA certificate: {e}")))?;
     }
     let chain = certs(&cfg.cert)?;
+    let summary = nayose_pki::certificate_summary(chain[0].as_ref())
+        .map_err(|e| cred_err(&cfg.cert, e.to_string()))?;
+    check_validity(&cfg.cert, &summary, now_unix())?;
     let client_id = nayose_pki::client_id_of(chain[0].as_ref())
         .map_err(|e| cred_err(&cfg.cert, format!("no usable client id: {e}")))
         .and_then(|id| {
@@ -64,10 +245,23 @@ pub(crate) fn load(cfg: &Resolved) -> Result<Credentials, ClientError> {
     let key_pem = zeroize::Zeroizing::new(read(&cfg.key)?);
     let key = PrivateKeyDer::from_pem_slice(&key_pem)
         .map_err(|e| cred_err(&cfg.key, format!("no usable PEM private key: {e}")))?;
+    let refusal = Arc::new(Mutex::new(None));
+    let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .map_err(|e| cred_err(&cfg.ca, format!("unusable CA certificate: {e}")))?;
+    let verifier = Arc::new(ExplainingVerifier {
+        inner,
+        ca_file: cfg.ca.clone(),
+        refusal: refusal.clone(),
+    });
     let mut tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| cred_err(&cfg.cert, format!("TLS setup failed: {e}")))?
-        .with_root_certificates(roots)
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
         .with_client_auth_cert(chain, key)
         .map_err(|e| {
             cred_err(
@@ -96,5 +290,16 @@ pub(crate) fn load(cfg: &Resolved) -> Result<Credentials, ClientError> {
     transport.max_concurrent_bidi_streams(0u32.into());
     transport.max_concurrent_uni_streams(0u32.into());
     quic.transport_config(Arc::new(transport));
-    Ok(Credentials { quic, client_id })
+    let peer = Arc::new(PeerInfo {
+        client_id: client_id.as_str().to_owned(),
+        server: cfg.server.clone(),
+        cert_file: cfg.cert.clone(),
+        cert: summary,
+        server_refusal: refusal,
+    });
+    Ok(Credentials {
+        quic,
+        client_id,
+        peer,
+    })
 }

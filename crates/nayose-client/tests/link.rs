@@ -331,8 +331,53 @@ async fn a_wrong_server_name_is_a_handshake_error() {
     cfg.server_name = Some("elsewhere.example".into());
     let err = run(&cfg, &NoProgress).await.unwrap_err();
     assert!(matches!(err, ClientError::Handshake { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains(&server.local_addr().to_string()),
+        "the address: {text}"
+    );
+    assert!(
+        text.contains("this client refused the server's certificate (")
+            && text.contains("not valid for the name \"elsewhere.example\" (--server-name)")
+            && text.contains(" JST to "),
+        "whose, why and the dates in JST: {text}"
+    );
     assert!(!out.exists());
     server.shutdown().await;
+}
+
+/// No run of ten digits (UNIX seconds) in a message.
+fn has_unix_seconds(text: &str) -> bool {
+    text.as_bytes()
+        .windows(10)
+        .any(|w| w.iter().all(u8::is_ascii_digit))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_expired_client_certificate_is_refused_before_any_network_work() {
+    let fx = Fixture::new(20, |_| {});
+    let expired =
+        nayose_pki::issue_client_cert_valid(&fx.pki.ca, CLIENT_ID, (2020, 1, 1), (2021, 1, 1))
+            .unwrap();
+    std::fs::write(fx.pki.dir.join("client.pem"), &expired.cert_pem).unwrap();
+    write_private(&fx.pki.dir.join("client.key"), &expired.key_pem);
+    let input = fx.path("held.csv");
+    write_held(&input, &fx.reg, 2, 0);
+    let out = fx.path("out.csv");
+    // No server at all: the certificate is refused before any connection is tried.
+    let nowhere: std::net::SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let cfg = fx.client(nowhere, &input, &out);
+    let err = run(&cfg, &NoProgress).await.unwrap_err();
+    assert!(matches!(err, ClientError::Credentials { .. }), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("client.pem"), "the file: {text}");
+    assert!(text.contains(&format!("CN={CLIENT_ID}")), "whose: {text}");
+    assert!(
+        text.contains("expired on 2021-01-01 09:00 JST")
+            && text.contains("valid 2020-01-01 09:00 JST to 2021-01-01 09:00 JST"),
+        "{text}"
+    );
+    assert!(!has_unix_seconds(&text), "{text}");
 }
 
 /// Shuts the server down when the hook fires (blocking the run until it is down), then starts
@@ -461,6 +506,12 @@ async fn an_insufficient_quota_stops_before_evaluating() {
     let out = fx.path("out.csv");
     let cfg = fx.client(server.local_addr(), &input, &out);
     let err = run(&cfg, &NoProgress).await.unwrap_err();
+    // The server's quota day is the JST day: it resets at midnight JST, shown as a clock time.
+    let text = err.to_string();
+    assert!(
+        text.contains("the daily quota resets at 00:00 JST (in "),
+        "{text}"
+    );
     let ClientError::Link(nayose_proto::ProtoError::Quota { need, today, .. }) = err else {
         panic!("expected a quota error, got {err}");
     };
@@ -576,12 +627,24 @@ async fn a_client_certificate_from_another_ca_is_refused_without_retrying() {
     let started = std::time::Instant::now();
     let err = run(&cfg, &NoProgress).await.unwrap_err();
     assert!(
-        matches!(
-            err,
-            ClientError::Handshake { .. } | ClientError::NotAccredited { .. }
-        ),
+        matches!(err, ClientError::CertificateRefused { .. }),
         "{err}"
     );
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!(
+            "the server {} refused this client's certificate",
+            server.local_addr()
+        )),
+        "the address, and that the server refused: {text}"
+    );
+    assert!(
+        text.contains("client.pem") && text.contains(&format!("CN={CLIENT_ID}")),
+        "whose: {text}"
+    );
+    assert!(text.contains(" JST to "), "the dates in JST: {text}");
+    assert!(text.contains("TLS alert"), "why: {text}");
+    assert!(!has_unix_seconds(&text), "{text}");
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "no retry loop: {err}"

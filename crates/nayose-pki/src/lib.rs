@@ -96,6 +96,30 @@ pub fn client_id_of(cert_der: &[u8]) -> Result<String, PkiError> {
     Ok(id.to_string())
 }
 
+/// Who a certificate names and when it is valid: what a person needs to recognise it in an
+/// error message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertSummary {
+    /// The subject, e.g. `O=nayose development PKI, CN=research-01`.
+    pub subject: String,
+    /// Start of validity, seconds since the UNIX epoch (UTC).
+    pub not_before: i64,
+    /// End of validity, seconds since the UNIX epoch (UTC).
+    pub not_after: i64,
+}
+
+/// The subject and validity of a DER certificate (not verified: for messages only).
+pub fn certificate_summary(cert_der: &[u8]) -> Result<CertSummary, PkiError> {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der)
+        .map_err(|e| PkiError::BadCertificate(e.to_string()))?;
+    let v = cert.validity();
+    Ok(CertSummary {
+        subject: cert.subject().to_string(),
+        not_before: v.not_before.timestamp(),
+        not_after: v.not_after.timestamp(),
+    })
+}
+
 /// A certificate and its private key, both PEM.
 #[derive(Clone)]
 pub struct Issued {
@@ -167,6 +191,26 @@ pub fn issue_client_cert(ca: &Issued, id: &str) -> Result<Issued, PkiError> {
     p.distinguished_name = dn(id);
     p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     p.use_authority_key_identifier_extension = true;
+    issue(ca, p)
+}
+
+/// [`issue_client_cert`] valid only from `not_before` to `not_after`, each a (year, month,
+/// day) at 00:00 UTC: for trying out expired or not-yet-valid certificates.
+pub fn issue_client_cert_valid(
+    ca: &Issued,
+    id: &str,
+    not_before: (i32, u8, u8),
+    not_after: (i32, u8, u8),
+) -> Result<Issued, PkiError> {
+    if !is_valid_client_id(id) {
+        return Err(PkiError::BadClientId(id.to_string()));
+    }
+    let mut p = CertificateParams::new(Vec::<String>::new())?;
+    p.distinguished_name = dn(id);
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    p.use_authority_key_identifier_extension = true;
+    p.not_before = rcgen::date_time_ymd(not_before.0, not_before.1, not_before.2);
+    p.not_after = rcgen::date_time_ymd(not_after.0, not_after.1, not_after.2);
     issue(ca, p)
 }
 

@@ -302,6 +302,8 @@ pub struct LinkCore {
     last_sync: Option<SyncKind>,
     last_counts: DeltaCounts,
     live: HashSet<u64>,
+    /// The wall-clock time the driver last gave ([`LinkCore::on_clock`]); messages only.
+    now_unix_secs: Option<i64>,
 }
 
 impl fmt::Debug for LinkCore {
@@ -368,6 +370,7 @@ impl LinkCore {
             last_sync: None,
             last_counts: DeltaCounts::default(),
             live: HashSet::new(),
+            now_unix_secs: None,
         }
     }
 
@@ -450,6 +453,33 @@ impl LinkCore {
         Ok(a)
     }
 
+    /// Units of work left in the current step, when known (for progress bars): numbers still
+    /// to evaluate while evaluating, entries still to download in a base download; `None`
+    /// otherwise (a delta's size is not known in advance).
+    pub fn work_remaining(&self) -> Option<u64> {
+        match &self.phase {
+            Phase::Evaluating => Some(
+                self.queue
+                    .iter()
+                    .map(Vec::len)
+                    .chain(self.in_flight.values().map(|(i, _)| i.len()))
+                    .sum::<usize>() as u64,
+            ),
+            Phase::Base(b) => self.info.as_ref().map(|i| {
+                i.table_entries
+                    .saturating_sub(b.partial.entries.len() as u64)
+            }),
+            _ => None,
+        }
+    }
+
+    /// The wall-clock time (seconds since the UNIX epoch, UTC), given by the driver: the core
+    /// reads no clock. It is used only in messages (the JST time at which the daily quota
+    /// resets); without it they say how long until then.
+    pub fn on_clock(&mut self, now_unix_secs: i64) {
+        self.now_unix_secs = Some(now_unix_secs);
+    }
+
     /// The driver loaded the caches asked for by [`Action::LoadCaches`].
     pub fn on_caches(&mut self, caches: Caches) -> Result<(), ProtoError> {
         if !matches!(self.phase, Phase::AwaitCaches) {
@@ -492,7 +522,14 @@ impl LinkCore {
                 today: info.quota_left_today,
                 period: info.quota_left_key_period,
                 retry: if need <= info.quota_left_key_period {
-                    format!("; the daily quota resets in {} s", info.quota_reset_secs)
+                    let wait = crate::jst::duration(u64::from(info.quota_reset_secs));
+                    match self.now_unix_secs {
+                        Some(now) => format!(
+                            "; the daily quota resets at {} (in {wait})",
+                            crate::jst::clock(now + i64::from(info.quota_reset_secs))
+                        ),
+                        None => format!("; the daily quota resets in {wait}"),
+                    }
                 } else {
                     String::new()
                 },

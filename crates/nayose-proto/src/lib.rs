@@ -10,6 +10,7 @@
 //!   on_response(id, frame) ───────────────────────▶ verify proof → finalize → OPRF cache;
 //!   on_transit_failure(id) ───────────────────────▶ re-queue (fresh blinds, resume offset);
 //!   on_caches(..) ────────────────────────────────▶ which numbers are missing, which sync
+//!   on_clock(now) ────────────────────────────────▶ wall time, for messages only
 //! ```
 //!
 //! The core makes every protocol decision (what to request, which response to accept, when to
@@ -25,6 +26,7 @@
 
 mod client;
 mod error;
+pub mod jst;
 
 pub use client::{
     Action, Caches, LinkConfig, LinkCore, LinkResult, PartialBase, SyncKind, cache_key,

@@ -6,7 +6,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use nayose_client::{Phase, Progress};
 use nayose_server::{BuildProgress, ProgressFn};
 
@@ -15,18 +15,42 @@ pub(crate) fn enabled(quiet: bool) -> bool {
     !quiet && std::io::stderr().is_terminal()
 }
 
-fn bar(total: Option<u64>, what: &str) -> ProgressBar {
-    let b = match total {
-        Some(t) => ProgressBar::with_draw_target(Some(t), ProgressDrawTarget::stderr()),
-        None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()),
-    };
-    let style = if total.is_some() {
-        ProgressStyle::with_template("{prefix:>9} [{bar:30}] {pos}/{len} {per_sec} {eta}")
+/// A rate as a person reads it: `850/s`, `15.8 k/s`, `2.3 M/s`, `15.8 G/s` (never a long
+/// fraction).
+pub(crate) fn readable_rate(per_sec: f64) -> String {
+    if !per_sec.is_finite() || per_sec <= 0.0 {
+        return "-/s".to_owned();
+    }
+    if per_sec < 1_000.0 {
+        format!("{per_sec:.0}/s")
+    } else if per_sec < 1_000_000.0 {
+        format!("{:.1} k/s", per_sec / 1_000.0)
+    } else if per_sec < 1_000_000_000.0 {
+        format!("{:.1} M/s", per_sec / 1_000_000.0)
     } else {
-        ProgressStyle::with_template("{prefix:>9} {spinner} {pos} {per_sec}")
+        format!("{:.1} G/s", per_sec / 1_000_000_000.0)
+    }
+}
+
+/// A bar with the total, count, readable rate and ETA when the total is known; otherwise a
+/// spinner with the count, readable rate and the time elapsed.
+fn bar(total: Option<u64>, what: &str) -> ProgressBar {
+    let b = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
+    let template = if total.is_some() {
+        "{prefix:>9} [{bar:30}] {human_pos}/{human_len} {rate} ETA {eta}"
+    } else {
+        "{prefix:>9} {spinner} {human_pos} {rate} {elapsed}"
     };
-    if let Ok(s) = style {
-        b.set_style(s.progress_chars("=> "));
+    if let Ok(s) = ProgressStyle::with_template(template) {
+        b.set_style(
+            s.with_key(
+                "rate",
+                |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = w.write_str(&readable_rate(state.per_sec()));
+                },
+            )
+            .progress_chars("=> "),
+        );
     }
     b.set_prefix(what.to_string());
     b
@@ -78,7 +102,8 @@ impl Progress for ClientBars {
     }
 }
 
-/// The epoch build's progress: one spinner per phase.
+/// The epoch build's progress: one spinner per phase, with the count, a readable rate and the
+/// time elapsed (the build reports no totals).
 pub(crate) fn build_bars() -> ProgressFn {
     let current: Arc<Mutex<Option<(&'static str, ProgressBar)>>> = Arc::new(Mutex::new(None));
     Arc::new(move |p: BuildProgress| {
@@ -95,4 +120,18 @@ pub(crate) fn build_bars() -> ProgressFn {
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::readable_rate;
+
+    #[test]
+    fn rates_are_readable() {
+        assert_eq!(readable_rate(15_785_702_241.574_1), "15.8 G/s");
+        assert_eq!(readable_rate(15_785.7), "15.8 k/s");
+        assert_eq!(readable_rate(850.4), "850/s");
+        assert_eq!(readable_rate(0.0), "-/s");
+        assert_eq!(readable_rate(f64::NAN), "-/s");
+    }
 }
