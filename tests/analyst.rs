@@ -1,7 +1,8 @@
 //! The output as an analyst uses it, through the `nayose` binary over real QUIC on 127.0.0.1:
 //! `nayose_status` on every row, `nayose_note` for repaired and invalid rows, the canonical
 //! number column, per-row values in `nayose_group` for rows not linked; and the inputs
-//! institutions have: an Excel workbook and a file without a 枝番 column.
+//! institutions have: an Excel workbook and a file without a 枝番 column; and the summary and
+//! errors in Japanese (`--lang ja`, or a Japanese locale).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -267,4 +268,104 @@ fn an_excel_workbook_and_a_file_without_a_branch_column_link_end_to_end() {
     }
     assert_eq!(outputs[0], outputs[1]);
     assert_eq!(outputs[0], outputs[2]);
+}
+
+#[test]
+fn the_summary_and_the_errors_are_in_japanese_with_lang_ja_or_a_japanese_locale() {
+    let w = world(30);
+    setup_pki_and_epoch(&w, "analyst-03");
+    let port = free_udp_port();
+    let _server = serve(&w, port);
+    let base = link_args(&w, port, "analyst-03", "ja.out.csv");
+    let args = |extra: &[&str]| -> Vec<String> {
+        base.iter()
+            .cloned()
+            .chain(extra.iter().map(|s| s.to_string()))
+            .collect()
+    };
+    let run = |a: &[String], env: &[(&str, &str)]| {
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        let out = nayose_env(&a, env);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
+
+    // The summary: Japanese with --lang ja, and with LANG=ja_JP.UTF-8 alone.
+    let ja = run(&args(&["--lang", "ja"]), &[]);
+    let text = String::from_utf8_lossy(&ja.stderr);
+    assert!(text.contains("行数 "), "{text}");
+    assert!(text.contains("名寄せ済み"), "{text}");
+    assert!(text.contains("グループ（人物）"), "{text}");
+    assert!(!text.contains("distinct numbers"), "{text}");
+    // --json is the same in both languages.
+    let json: serde_json::Value = serde_json::from_slice(&ja.stdout).unwrap();
+    assert!(json["linked_rows"].as_u64().unwrap() > 0);
+    let locale = run(&args(&[]), &[("LC_ALL", ""), ("LANG", "ja_JP.UTF-8")]);
+    assert!(String::from_utf8_lossy(&locale.stderr).contains("名寄せ済み"));
+    // English stays the default, and --lang en wins over a Japanese locale.
+    let en = run(&args(&[]), &[]);
+    let text = String::from_utf8_lossy(&en.stderr);
+    assert!(
+        text.contains("rows ") && text.contains("distinct numbers"),
+        "{text}"
+    );
+    let en = run(&args(&["--lang", "en"]), &[("LANG", "ja_JP.UTF-8")]);
+    assert!(String::from_utf8_lossy(&en.stderr).contains("distinct numbers"));
+
+    // Errors: invalid rows listed with Japanese reasons and what fixes them.
+    let bad = insurer("0113001");
+    let broken = format!("{}{}", &bad[..7], (bad.as_bytes()[7] - b'0' + 1) % 10);
+    fs::write(
+        w.path("bad.csv"),
+        format!(
+            "record_id,insured_number,note\nR1,{broken}:0100:5000:00,x\nR2,1130012:0100:5000:00,y\n"
+        ),
+    )
+    .unwrap();
+    let bad_args = with_flag(&args(&["--lang", "ja"]), "--input", Some(&w.s("bad.csv")));
+    let a: Vec<&str> = bad_args.iter().map(String::as_str).collect();
+    let failed = nayose_env(&a, &[]);
+    assert!(!failed.status.success());
+    let err = String::from_utf8_lossy(&failed.stderr);
+    assert!(err.contains("エラー: "), "{err}");
+    assert!(err.contains("に無効な行が 2 行あります"), "{err}");
+    assert!(err.contains("2 行目、列「insured_number」"), "{err}");
+    assert!(err.contains("検証番号"), "{err}");
+    assert!(err.contains("--repair を指定すると"), "{err}");
+    assert!(err.contains("出力ファイルは書き出していません"), "{err}");
+    // The same failure in English is unchanged.
+    let bad_en = with_flag(&base, "--input", Some(&w.s("bad.csv")));
+    let a: Vec<&str> = bad_en.iter().map(String::as_str).collect();
+    let failed = nayose_env(&a, &[]);
+    let err = String::from_utf8_lossy(&failed.stderr);
+    assert!(err.starts_with("error: link run failed"), "{err}");
+    assert!(err.contains("2 invalid row(s)"), "{err}");
+    assert!(!w.path("ja.out.csv.tmp").exists());
+
+    // A server that does not answer: a Japanese lead, the English details after it.
+    let nowhere = with_flag(
+        &args(&["--lang", "ja"]),
+        "--server",
+        Some(&format!("127.0.0.1:{}", free_udp_port())),
+    );
+    let mut nowhere = with_flag(&nowhere, "--output", Some(&w.s("none.csv")));
+    nowhere.extend(["--config".to_owned(), w.s("fast.toml")]);
+    fs::write(
+        w.path("fast.toml"),
+        "[retry]\nmax_attempts = 2\ninitial_backoff_ms = 10\nconnect_timeout_ms = 300\n",
+    )
+    .unwrap();
+    let a: Vec<&str> = nowhere.iter().map(String::as_str).collect();
+    let failed = nayose_env(&a, &[]);
+    assert!(!failed.status.success());
+    let err = String::from_utf8_lossy(&failed.stderr);
+    assert!(
+        err.contains("接続できませんでした") || err.contains("通信が途絶えました"),
+        "{err}"
+    );
+    assert!(err.contains("  詳細: "), "{err}");
 }

@@ -26,7 +26,20 @@ use nayose_number::check_digit;
 pub const BIN: &str = env!("CARGO_BIN_EXE_nayose");
 
 pub fn nayose(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().expect("run nayose")
+    nayose_env(args, &[])
+}
+
+/// `nayose` with `env` set; the locale is C unless `env` sets it, so messages are in English.
+pub fn nayose_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env_remove("LC_MESSAGES")
+        .env("LC_ALL", "C")
+        .env("LANG", "C");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run nayose")
 }
 
 pub fn ok(args: &[&str]) -> Output {

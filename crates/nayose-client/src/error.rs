@@ -62,6 +62,8 @@ pub enum ClientError {
         shown: Vec<String>,
         /// One line per reason: `code: count: what fixes it`.
         reasons: Vec<String>,
+        /// The same, as data, for messages in other languages.
+        detail: Box<InvalidRowsDetail>,
         /// The row report written, if one was asked for.
         report: Option<PathBuf>,
     },
@@ -163,6 +165,15 @@ pub enum ClientError {
     /// The async runtime could not be started.
     #[error("could not start the async runtime: {0}")]
     Runtime(String),
+}
+
+/// The invalid rows of [`ClientError::InvalidRows`] as data (for messages in other languages).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InvalidRowsDetail {
+    /// The rows quoted, as (line, column, reason code of `nayose_csv::ReportReason`).
+    pub shown_rows: Vec<(u64, Option<String>, String)>,
+    /// Rows by reason code, in report order.
+    pub reason_counts: Vec<(String, u64)>,
 }
 
 fn invalid_rows_more(total: u64, shown: usize, report: Option<&std::path::Path>) -> String {

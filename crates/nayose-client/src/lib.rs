@@ -34,8 +34,11 @@ mod tls;
 pub use config::{
     ClientConfig, ColumnNames, Encoding, Resolved, RetryPolicy, RetrySettings, UnlinkedGroup,
 };
-pub use error::ClientError;
+pub use error::{ClientError, InvalidRowsDetail};
 pub use link::{STATUS_INVALID, STATUS_LINKED, STATUS_NOT_FOUND, link, link_async};
-pub use nayose_csv::{GROUP_COLUMN, HeldColumns, NOTE_COLUMN, NUMBER_COLUMN, STATUS_COLUMN};
+pub use nayose_csv::{
+    GROUP_COLUMN, HeldColumns, NOTE_COLUMN, NUMBER_COLUMN, ReportReason, STATUS_COLUMN,
+};
+pub use nayose_proto::ProtoError;
 pub use progress::{NoProgress, Phase, Progress};
 pub use summary::{LinkSummary, SyncSummary};

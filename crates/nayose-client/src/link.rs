@@ -22,7 +22,7 @@ use nayose_table::Matches;
 use crate::cache::CacheStore;
 use crate::config::{ClientConfig, Resolved, UnlinkedGroup};
 use crate::driver::drive;
-use crate::error::ClientError;
+use crate::error::{ClientError, InvalidRowsDetail};
 use crate::progress::{Phase, Progress};
 use crate::session::Session;
 use crate::summary::{LinkSummary, SyncSummary};
@@ -82,6 +82,12 @@ pub async fn link_async(
         .iter()
         .take(INVALID_EXAMPLES)
         .map(|e| e.to_string())
+        .collect();
+    summary.invalid_example_rows = held
+        .invalid_rows()
+        .iter()
+        .take(INVALID_EXAMPLES)
+        .map(row_brief)
         .collect();
     summary.report_counts = held
         .report_counts()
@@ -350,6 +356,15 @@ fn read_held(cfg: &Resolved) -> Result<FirstPass, ClientError> {
     })
 }
 
+/// (line, column, reason code) of an invalid row.
+fn row_brief(e: &RowError) -> (u64, Option<String>, String) {
+    (
+        e.line,
+        e.column.clone(),
+        ReportReason::of_row_reason(&e.reason).code().to_owned(),
+    )
+}
+
 /// The error for invalid rows: the first [`INVALID_EXAMPLES`], and a count and hint per reason.
 fn invalid_rows(cfg: &Resolved, errors: &[RowError]) -> ClientError {
     let mut counts = ReportCounts::default();
@@ -368,6 +383,17 @@ fn invalid_rows(cfg: &Resolved, errors: &[RowError]) -> ClientError {
             .iter()
             .map(|(r, n)| format!("{} {n}: {}", r.code(), r.hint()))
             .collect(),
+        detail: Box::new(InvalidRowsDetail {
+            shown_rows: errors
+                .iter()
+                .take(INVALID_EXAMPLES)
+                .map(row_brief)
+                .collect(),
+            reason_counts: counts
+                .iter()
+                .map(|(r, n)| (r.code().to_owned(), n))
+                .collect(),
+        }),
         report: cfg.report.clone(),
     }
 }

@@ -57,6 +57,10 @@ pub struct LinkSummary {
     pub repaired: u64,
     /// The first invalid rows, as messages.
     pub invalid_examples: Vec<String>,
+    /// The same rows as (line, column, reason code), for messages in other languages (not in
+    /// the JSON).
+    #[serde(skip)]
+    pub invalid_example_rows: Vec<(u64, Option<String>, String)>,
     /// Report lines by reason code (`repaired`, `check_digit`, `blank_row`, …; see
     /// `nayose_csv::ReportReason`): every invalid, repaired, blank-skipped or changed row.
     pub report_counts: BTreeMap<String, u64>,
@@ -108,7 +112,8 @@ impl LinkSummary {
     }
 }
 
-fn bytes(n: u64) -> String {
+/// A byte count as a person reads it: `812 B`, `2.0 KiB`, `3.0 MiB`.
+pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
     let mut v = n as f64;
     let mut u = 0;
@@ -124,7 +129,7 @@ fn bytes(n: u64) -> String {
 }
 
 /// Most lines of the summary that quote invalid rows.
-const SHOWN_INVALID: usize = 20;
+pub const SHOWN_INVALID: usize = 20;
 
 impl LinkSummary {
     fn fmt_input(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

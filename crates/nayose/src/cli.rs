@@ -5,6 +5,7 @@ use std::{path::PathBuf, process::ExitCode};
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
+use crate::i18n::Lang;
 use crate::{client_cmd, demo, pki_cmd, server_cmd};
 
 /// nayose: find which of the insured-person numbers you hold belong to the same person, and
@@ -18,6 +19,11 @@ pub(crate) struct Cli {
     /// Only errors.
     #[arg(short, long, global = true)]
     pub(crate) quiet: bool,
+    /// Language of the messages an entity's staff read (the summary and errors of client
+    /// link): en or ja. Default: the locale (LC_ALL, LC_MESSAGES, LANG starting with ja:
+    /// Japanese), else English.
+    #[arg(long, global = true, value_parser = ["en", "ja"])]
+    pub(crate) lang: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -79,6 +85,11 @@ enum PkiCommand {
 }
 
 impl Cli {
+    /// The language of messages: `--lang`, else the locale.
+    pub(crate) fn lang(&self) -> Lang {
+        Lang::select(self.lang.as_deref()).unwrap_or_default()
+    }
+
     /// Whether this is the long-running server, whose operators need its info-level status
     /// lines (epoch pickup, per-client counters) without asking for them.
     pub(crate) fn is_server(&self) -> bool {
@@ -110,13 +121,14 @@ pub(crate) fn init_logging(verbose: u8, quiet: bool, server: bool) {
 }
 
 pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
+    let lang = cli.lang();
     match cli.command {
         Command::Demo(args) => demo::run(&args),
         Command::Server(cmd) => {
             server_cmd::run(cmd, cli.quiet)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Client(cmd) => client_cmd::run(cmd, cli.quiet),
+        Command::Client(cmd) => client_cmd::run(cmd, cli.quiet, lang),
         Command::Pki(PkiCommand::Init { dir, server_name }) => {
             pki_cmd::init(&dir, &server_name)?;
             Ok(ExitCode::SUCCESS)

@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use nayose_client::{ClientConfig, ClientError, ColumnNames, Encoding, link};
 
+use crate::i18n::{self, Lang};
 use crate::progress;
 
 #[derive(Debug, Subcommand)]
@@ -152,7 +153,7 @@ fn flags(a: &LinkArgs) -> Result<ClientConfig> {
 
 /// Runs `client link`; prints the summary on success. With `--json`, a failure prints
 /// `{"error": {"message": ..., "kind": ...}}` on stdout (and the error on stderr as always).
-pub(crate) fn run(cmd: ClientCommand, quiet: bool) -> Result<ExitCode> {
+pub(crate) fn run(cmd: ClientCommand, quiet: bool, lang: Lang) -> Result<ExitCode> {
     let ClientCommand::Link(a) = cmd;
     let result = configure(&a).and_then(|cfg| {
         if progress::enabled(quiet) {
@@ -183,7 +184,7 @@ pub(crate) fn run(cmd: ClientCommand, quiet: bool) -> Result<ExitCode> {
         }
     };
     if !quiet {
-        eprintln!("{summary}");
+        eprintln!("{}", i18n::summary_text(lang, &summary));
     }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);

@@ -9,6 +9,7 @@
 mod cli;
 mod client_cmd;
 mod demo;
+mod i18n;
 mod pki_cmd;
 mod progress;
 mod server_cmd;
@@ -20,12 +21,12 @@ use clap::Parser;
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
     cli::init_logging(args.verbose, args.quiet, args.is_server());
+    let lang = args.lang();
     match cli::run(args) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
-            for cause in e.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
+            for line in i18n::error_lines(lang, &e) {
+                eprintln!("{line}");
             }
             ExitCode::FAILURE
         }
