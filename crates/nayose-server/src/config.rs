@@ -38,6 +38,9 @@ pub struct ServerConfig {
     pub data_dir: Option<PathBuf>,
     /// UDP address to listen on (default `0.0.0.0:4433`).
     pub listen: Option<SocketAddr>,
+    /// TCP address of the Prometheus metrics endpoint (`GET /metrics`, plain HTTP), e.g.
+    /// `127.0.0.1:9464`. Absent: no endpoint. Bind it to loopback or an operator network.
+    pub metrics_listen: Option<SocketAddr>,
     /// The server's certificate chain, PEM. Required.
     pub cert: Option<PathBuf>,
     /// The server's private key, PEM (PKCS#8, SEC1 or PKCS#1). Required; must be owner-only.
@@ -83,6 +86,7 @@ impl Default for ServerConfig {
         ServerConfig {
             data_dir: None,
             listen: None,
+            metrics_listen: None,
             cert: None,
             key: None,
             client_ca: None,

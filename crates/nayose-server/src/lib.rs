@@ -51,6 +51,7 @@ mod error;
 mod fsutil;
 mod keys;
 pub mod layout;
+mod metrics;
 mod quota;
 mod service;
 mod stats;

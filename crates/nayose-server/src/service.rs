@@ -52,6 +52,7 @@ use crate::decide::{
 };
 use crate::epoch::{Epoch, read_current};
 use crate::error::ServerError;
+use crate::metrics::{Metrics, Snapshot};
 use crate::layout::DataDir;
 use crate::quota::QuotaBook;
 use crate::stats::{ClientCounters, Stats};
@@ -73,6 +74,8 @@ struct Shared {
     quota: QuotaBook,
     audit: AuditLog,
     stats: Stats,
+    /// The Prometheus metrics (served when `metrics_listen` is set).
+    metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
     conns: Mutex<HashMap<ClientId, u32>>,
     /// Base downloads in progress, per client and in total.
@@ -99,6 +102,24 @@ impl Shared {
 
     fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::SeqCst)
+    }
+
+    /// The state the metrics endpoint reads at each scrape.
+    fn metrics_snapshot(&self) -> Snapshot {
+        let epoch = self.epoch();
+        let open: u32 = self
+            .conns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .sum();
+        Snapshot {
+            epoch: epoch.number(),
+            key_period_number: epoch.key_period().number(),
+            key_period: epoch.key_period().to_string(),
+            open_connections: u64::from(open),
+            audit_records: self.audit.head().count,
+        }
     }
 }
 
@@ -147,6 +168,7 @@ pub struct RunningServer {
     shared: Arc<Shared>,
     endpoint: quinn::Endpoint,
     local_addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     stop_tx: watch::Sender<bool>,
     done_rx: watch::Receiver<bool>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -251,6 +273,23 @@ impl Server {
             "nayose server listening"
         );
 
+        let metrics_listener = match config.metrics_listen {
+            Some(addr) => {
+                let l = crate::metrics::bind(addr)
+                    .await
+                    .map_err(|e| ServerError::Listen {
+                        addr,
+                        reason: format!("metrics endpoint: {e}"),
+                    })?;
+                let bound = l.local_addr().map_err(|e| ServerError::Listen {
+                    addr,
+                    reason: format!("metrics endpoint: {e}"),
+                })?;
+                info!("metrics on http://{bound}/metrics");
+                Some((l, bound))
+            }
+            None => None,
+        };
         let shared = Arc::new(Shared {
             busy: Semaphore::new(config.max_concurrent_requests as usize),
             s: Settings { cfg: config, data },
@@ -261,6 +300,7 @@ impl Server {
             quota,
             audit,
             stats: Stats::default(),
+            metrics: Arc::new(Metrics::new()),
             clock,
             conns: Mutex::new(HashMap::new()),
             bases: Mutex::new((HashMap::new(), 0)),
@@ -279,6 +319,16 @@ impl Server {
             stop_rx.clone(),
         )));
         tasks.push(tokio::spawn(epoch_watcher(shared.clone(), stop_rx.clone())));
+        let metrics_addr = metrics_listener.as_ref().map(|(_, a)| *a);
+        if let Some((listener, _)) = metrics_listener {
+            let s = shared.clone();
+            tasks.push(tokio::spawn(crate::metrics::serve(
+                listener,
+                shared.metrics.clone(),
+                Arc::new(move || s.metrics_snapshot()),
+                stop_rx.clone(),
+            )));
+        }
         if shared.s.cfg.status_interval_secs > 0 {
             tasks.push(tokio::spawn(status_loop(shared.clone(), stop_rx.clone())));
         }
@@ -296,6 +346,7 @@ impl Server {
             shared,
             endpoint,
             local_addr,
+            metrics_addr,
             stop_tx,
             done_rx,
             tasks: Mutex::new(tasks),
@@ -307,6 +358,11 @@ impl RunningServer {
     /// The bound UDP address (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The bound address of the metrics endpoint (`metrics_listen`), if it is on.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The current epoch and key period, `<epoch> (key period <number>-<key check>)`.
@@ -714,6 +770,7 @@ async fn handle_connection(
                 ..ClientCounters::default()
             },
         );
+        shared.metrics.error("TooManyConnections");
         close(&conn, CloseCode::TooManyConnections);
         return;
     }
@@ -783,6 +840,7 @@ async fn refuse_not_accredited(
     record: AuditEntry,
 ) {
     warn!(peer = %conn.remote_address(), "refusing: {why}");
+    shared.metrics.error("NotAccredited");
     shared.stats.record(
         client,
         ClientCounters {
@@ -1018,6 +1076,9 @@ async fn handle_stream(
                 },
             )
             .await;
+            shared
+                .metrics
+                .request(ctx.client.as_str(), "Invalid", Some("Timeout"), &counters);
             shared.stats.record(ctx.client.as_str(), counters);
             return;
         }
@@ -1097,6 +1158,10 @@ async fn send_answer(
     started: Instant,
 ) {
     let mut frame = ans.frame.as_ref().and_then(encode);
+    let mut error_code = match &ans.frame {
+        Some(Response::Error(e)) => Some(format!("{:?}", e.code)),
+        _ => None,
+    };
     if let Some(Response::Error(e)) = &ans.frame {
         ans.counters.errors += 1;
         if ans.audit.outcome.is_empty() {
@@ -1105,6 +1170,7 @@ async fn send_answer(
     }
     if ans.frame.is_some() && frame.is_none() {
         ans.audit.outcome = "Internal".into();
+        error_code = Some("Internal".into());
         frame = encode(&err_resp(ErrorCode::Internal, "internal error"));
     }
     if ans.audit.outcome.is_empty() {
@@ -1114,6 +1180,7 @@ async fn send_answer(
     ans.audit.bytes_out = frame.as_ref().map(|f| f.len() as u64);
     ans.audit.duration_ms = ms_since(started);
     let stream_record = ans.audit.clone();
+    let kind = stream_record.op.clone();
     if let Err(e) = audit(shared, ans.audit).await {
         error!("cannot write the audit log; refusing to answer: {e}");
         frame = encode(&err_resp(
@@ -1121,6 +1188,7 @@ async fn send_answer(
             "server cannot record the request; retry later",
         ));
         ans.stream = None;
+        error_code = Some("Internal".into());
         ans.counters.errors += 1;
         ans.counters.evaluations = 0;
         if let Some(c) = ans.charge.take() {
@@ -1177,6 +1245,12 @@ async fn send_answer(
     // written: a client can read the evaluated elements and then reset the stream before the
     // proof, so a refund here would be an unmetered oracle.
     ans.counters.bytes_out += bytes_out;
+    shared.metrics.request(
+        ctx.client.as_str(),
+        &kind,
+        error_code.as_deref(),
+        &ans.counters,
+    );
     shared.stats.record(ctx.client.as_str(), ans.counters);
 }
 
