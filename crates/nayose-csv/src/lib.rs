@@ -56,7 +56,7 @@ pub use options::{InvalidRows, ReadOptions};
 pub use output::{
     GROUP_COLUMN, NOTE_COLUMN, NUMBER_COLUMN, OutputColumns, OutputWriter, RowResult, STATUS_COLUMN,
 };
-pub use registry::{REGISTRY_COLUMNS, RegistryEntry, RegistryReader};
+pub use registry::{REGISTRY_COLUMNS, RawRow, RegistryEntry, RegistryReader, RowParser};
 pub use report::{
     DiscardReport, ReadReport, ReportCounts, ReportLine, ReportReason, ReportSink, RowRepair,
 };

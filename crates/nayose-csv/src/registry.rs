@@ -24,7 +24,9 @@ use crate::error::{CsvError, RowError, RowReason};
 use crate::mapping::{ColumnMapping, ColumnRole, ColumnSpec, FileKind};
 use crate::number_row::{NumberColumns, check_width};
 use crate::options::{InvalidRows, ReadOptions};
-use crate::report::{DiscardReport, ReadReport, ReportCounts, ReportLine, ReportSink, RowRepair};
+use crate::report::{
+    DiscardReport, ReadReport, ReportCounts, ReportLine, ReportReason, ReportSink, RowRepair,
+};
 
 /// The registry header columns, in their documented order.
 pub const REGISTRY_COLUMNS: [&str; 5] =
@@ -46,10 +48,8 @@ pub struct RegistryEntry {
 /// A streaming reader of a registry file.
 pub struct RegistryReader<R> {
     records: Records<R>,
-    numbers: NumberColumns,
-    person: usize,
+    parser: RowParser,
     mapping: ColumnMapping,
-    headers: StringRecord,
     encoding: TextEncoding,
     delimiter: Option<Delimiter>,
     counts: ReportCounts,
@@ -107,10 +107,12 @@ impl<R: Read> RegistryReader<R> {
         let mapping = crate::mapping::resolve(&headers, spec, FileKind::Registry)?;
         Ok(RegistryReader {
             records,
-            numbers: NumberColumns::new(&mapping, &headers, options.repair),
-            person: mapping.index(ColumnRole::PersonId).unwrap_or(0),
+            parser: RowParser {
+                numbers: NumberColumns::new(&mapping, &headers, options.repair),
+                person: mapping.index(ColumnRole::PersonId).unwrap_or(0),
+                headers,
+            },
             mapping,
-            headers,
             encoding,
             delimiter,
             counts: ReportCounts::default(),
@@ -233,7 +235,7 @@ impl<R: Read> RegistryReader<R> {
                 self.emit(report, ReportLine::blank(line))?;
                 continue;
             }
-            let (row, lines) = self.row(line);
+            let (row, lines) = self.parser.row(line, &self.record);
             for l in lines {
                 self.emit(report, l)?;
             }
@@ -241,9 +243,102 @@ impl<R: Read> RegistryReader<R> {
         }
     }
 
+    /// Reads up to `max` rows into `out` (replacing its rows) without parsing them, for
+    /// [`RowParser::parse`] on any thread. Returns false once the end of the file was reached.
+    /// Each row's report lines (a blank row's too) must then be handed back, in file order,
+    /// through [`RegistryReader::emit_lines`], which keeps the counts of
+    /// [`RegistryReader::report_counts`] and [`RegistryReader::blank_rows`].
+    pub fn read_raw(&mut self, max: usize, out: &mut Vec<RawRow>) -> Result<bool, CsvError> {
+        // The rows already in `out` are overwritten in place: their records' buffers are
+        // reused, so a long read does not allocate per row.
+        let mut n = 0;
+        if self.done {
+            out.clear();
+            return Ok(false);
+        }
+        while n < max {
+            if n == out.len() {
+                out.push(RawRow {
+                    line: 0,
+                    record: StringRecord::new(),
+                });
+            }
+            let row = &mut out[n];
+            let Some(line) = columns::next_record(&mut self.records, &mut row.record, self.line)?
+            else {
+                self.done = true;
+                out.truncate(n);
+                return Ok(false);
+            };
+            self.line = line;
+            row.line = line;
+            n += 1;
+        }
+        out.truncate(n);
+        Ok(true)
+    }
+
+    /// The parser of this file's rows (shareable across threads).
+    pub fn parser(&self) -> &RowParser {
+        &self.parser
+    }
+
+    /// Counts `lines` (report lines of rows parsed with [`RowParser::parse`]) and hands them
+    /// to `report`, in order.
+    pub fn emit_lines(
+        &mut self,
+        lines: Vec<ReportLine>,
+        report: &mut (impl ReportSink + ?Sized),
+    ) -> Result<(), CsvError> {
+        for l in lines {
+            if l.reason == ReportReason::BlankRow {
+                self.blank_rows += 1;
+            }
+            self.emit(report, l)?;
+        }
+        Ok(())
+    }
+}
+
+/// One row read by [`RegistryReader::read_raw`] (blank or not), not yet parsed.
+#[derive(Debug, Clone)]
+pub struct RawRow {
+    line: u64,
+    record: StringRecord,
+}
+
+impl RawRow {
+    /// The row's 1-based file line.
+    pub fn line(&self) -> u64 {
+        self.line
+    }
+}
+
+/// Parses the rows of one registry file (its column layout). Pure and `Sync`, so rows can be
+/// parsed on several threads while the next ones are read.
+#[derive(Debug, Clone)]
+pub struct RowParser {
+    numbers: NumberColumns,
+    person: usize,
+    headers: StringRecord,
+}
+
+impl RowParser {
+    /// One row: its entry or its error (`None` for a blank row, which is skipped), and its
+    /// report lines in order.
+    pub fn parse(
+        &self,
+        row: &RawRow,
+    ) -> (Option<Result<RegistryEntry, RowError>>, Vec<ReportLine>) {
+        if columns::is_blank(&row.record) {
+            return (None, vec![ReportLine::blank(row.line)]);
+        }
+        let (r, lines) = self.row(row.line, &row.record);
+        (Some(r.map(|(entry, _)| entry)), lines)
+    }
+
     /// One non-blank row and its report lines.
-    fn row(&self, line: u64) -> (RowResult, Vec<ReportLine>) {
-        let r = &self.record;
+    fn row(&self, line: u64, r: &StringRecord) -> (RowResult, Vec<ReportLine>) {
         if let Err(e) = check_width(line, r, self.headers.len()) {
             let l = ReportLine::invalid(&e, "");
             return (Err(e), vec![l]);

@@ -7,8 +7,10 @@
 //! - `persons.bin`: the 16 bytes `PERSONS_MAGIC`, then per person `u16 LE length || id bytes`;
 //!   person index i is the i-th id.
 //! - `index.bin`: the 16 bytes `INDEX_MAGIC`, `u64 LE count`, then per number
-//!   `u8 length || canonical number bytes || tag (16)`, strictly ascending by number bytes: the
-//!   number → tag map the next build of the key period diffs against. It holds numbers.
+//!   `key (16) || table position (u32 LE)`, strictly ascending by key, where the key is the
+//!   first 16 bytes of SHA-256 over the number's canonical encoding: the number → entry map the
+//!   next build of the key period diffs against (a merge-join, then sequential access to the
+//!   table). Keys of numbers are enumerable, so the file is as sensitive as the numbers.
 //! - `deltas/<epoch>.bin`: the 16 bytes `DELTA_MAGIC`, key period id (16), epoch (u32 LE),
 //!   previous epoch (u32 LE), removed count r (u64 LE), upsert count u (u64 LE), r removed tags
 //!   ascending, u upserts ascending by tag each `tag (16) || label_key (32) || u16 LE length ||
@@ -55,7 +57,7 @@ pub(crate) const TABLE_MAGIC: &[u8; 16] = b"nayose-table-v2\n";
 /// First 16 bytes of `persons.bin`.
 pub(crate) const PERSONS_MAGIC: &[u8; 16] = b"nayose-persons1\n";
 /// First 16 bytes of `index.bin`.
-pub(crate) const INDEX_MAGIC: &[u8; 16] = b"nayose-index-v2\n";
+pub(crate) const INDEX_MAGIC: &[u8; 16] = b"nayose-index-v3\n";
 /// First 16 bytes of a delta file.
 pub(crate) const DELTA_MAGIC: &[u8; 16] = b"nayose-delta-v2\n";
 /// Longest person id accepted, in bytes.
@@ -337,57 +339,71 @@ pub(crate) fn decode_persons(
     Ok(out)
 }
 
-/// Encodes the number index: `(canonical number, tag)` pairs, already ascending by number.
-pub(crate) fn encode_index<'a>(
-    count: u64,
-    items: impl Iterator<Item = (&'a [u8], Tag)>,
+/// Bytes of one number-index entry: key (16, big-endian) and table position (u32 LE).
+pub(crate) const INDEX_ENTRY_LEN: usize = 20;
+
+/// Encodes the number index: `(key, table position)` pairs, already strictly ascending by key.
+pub(crate) fn encode_index(
+    count: usize,
+    items: impl Iterator<Item = (u128, u32)>,
 ) -> Zeroizing<Vec<u8>> {
-    let mut out = Zeroizing::new(Vec::new());
+    let mut out = Zeroizing::new(Vec::with_capacity(24 + count * INDEX_ENTRY_LEN));
     out.extend_from_slice(INDEX_MAGIC);
-    out.extend_from_slice(&count.to_le_bytes());
-    for (n, t) in items {
-        // Canonical encodings are far shorter than 256 bytes (numbers.md).
-        out.push(n.len() as u8);
-        out.extend_from_slice(n);
-        out.extend_from_slice(t.as_bytes());
+    out.extend_from_slice(&(count as u64).to_le_bytes());
+    for (key, pos) in items {
+        out.extend_from_slice(&key.to_be_bytes());
+        out.extend_from_slice(&pos.to_le_bytes());
     }
     out
 }
 
-/// Parses the number index into `(number, tag)` pairs (checked: ascending, count, lengths).
+/// A checked view of a number index: header and length (the order of the keys and the range
+/// and uniqueness of the positions are checked by the build's merge, which reads every entry).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NumberIndex<'a> {
+    entries: &'a [u8],
+}
+
+impl NumberIndex<'_> {
+    /// Number of entries.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len() / INDEX_ENTRY_LEN
+    }
+
+    /// Entry `i`: (key, table position). Panics if `i >= len()`, like slice indexing.
+    pub(crate) fn get(&self, i: usize) -> (u128, u32) {
+        let e = &self.entries[i * INDEX_ENTRY_LEN..(i + 1) * INDEX_ENTRY_LEN];
+        let mut k = [0u8; 16];
+        k.copy_from_slice(&e[..16]);
+        let mut p = [0u8; 4];
+        p.copy_from_slice(&e[16..]);
+        (u128::from_be_bytes(k), u32::from_le_bytes(p))
+    }
+}
+
+/// Checks the number index's header and length.
 pub(crate) fn decode_index<'a>(
     what: &str,
     path: &Path,
     bytes: &'a [u8],
-) -> Result<Vec<(&'a [u8], Tag)>, ServerError> {
-    let rest = bytes
-        .strip_prefix(INDEX_MAGIC.as_slice())
-        .ok_or_else(|| corrupt(what, path, "wrong file header (not a number index)"))?;
-    let Some((count, mut rest)) = rest.split_first_chunk::<8>() else {
+) -> Result<NumberIndex<'a>, ServerError> {
+    let rest = bytes.strip_prefix(INDEX_MAGIC.as_slice()).ok_or_else(|| {
+        corrupt(
+            what,
+            path,
+            "wrong file header (not a number index of this version)",
+        )
+    })?;
+    let Some((count, entries)) = rest.split_first_chunk::<8>() else {
         return Err(corrupt(what, path, "truncated count"));
     };
     let count = u64::from_le_bytes(*count);
-    let mut out: Vec<(&[u8], Tag)> = Vec::with_capacity((count as usize).min(rest.len() / 17));
-    while !rest.is_empty() {
-        let len = rest[0] as usize;
-        let Some((n, tail)) = rest[1..].split_at_checked(len) else {
-            return Err(corrupt(what, path, "truncated number"));
-        };
-        let Some((t, tail)) = tail.split_first_chunk::<TAG_LEN>() else {
-            return Err(corrupt(what, path, "truncated tag"));
-        };
-        if let Some((last, _)) = out.last()
-            && *last >= n
-        {
-            return Err(corrupt(what, path, "numbers are not strictly ascending"));
-        }
-        out.push((n, Tag(*t)));
-        rest = tail;
+    if (entries.len() / INDEX_ENTRY_LEN) as u64 != count
+        || !entries.len().is_multiple_of(INDEX_ENTRY_LEN)
+    {
+        return Err(corrupt(what, path, "length does not match the entry count"));
     }
-    if out.len() as u64 != count {
-        return Err(corrupt(what, path, "number count does not match"));
-    }
-    Ok(out)
+    Ok(NumberIndex { entries })
 }
 
 /// One upsert of a delta as stored: tag, label key, person id.
@@ -406,13 +422,14 @@ pub(crate) struct Delta {
     pub(crate) upserts: Vec<StoredUpsert>,
 }
 
-/// Encodes a delta file (the lists must already be ascending by tag).
+/// Encodes a delta file (the lists must already be ascending by tag); each upsert is its
+/// 56-byte table record (tag and label key are taken from it) and its person id.
 pub(crate) fn encode_delta(
     key_period: KeyPeriodId,
     epoch: u32,
     previous: u32,
     removed: &[Tag],
-    upserts: &[(Tag, &LabelKey, &[u8])],
+    upserts: &[(&[u8], &[u8])],
 ) -> Zeroizing<Vec<u8>> {
     let mut out = Zeroizing::new(Vec::new());
     out.extend_from_slice(DELTA_MAGIC);
@@ -424,9 +441,9 @@ pub(crate) fn encode_delta(
     for t in removed {
         out.extend_from_slice(t.as_bytes());
     }
-    for (t, k, p) in upserts {
-        out.extend_from_slice(t.as_bytes());
-        out.extend_from_slice(k.as_bytes());
+    for (record, p) in upserts {
+        // A record starts with tag (16) || label_key (32).
+        out.extend_from_slice(&record[..TAG_LEN + 32]);
         out.extend_from_slice(&(p.len() as u16).to_le_bytes());
         out.extend_from_slice(p);
     }

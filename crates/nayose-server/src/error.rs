@@ -119,6 +119,32 @@ pub enum ServerError {
         /// The registry file.
         path: PathBuf,
     },
+    /// Registry rows are invalid and `--skip-invalid` was not given.
+    #[error(
+        "registry {path}: {count} invalid row(s); fix them, or pass --skip-invalid to build \
+         without them (they are then reported){}:\n{}{}",
+        report.as_ref().map(|r| format!("; every one is listed in the report {}", r.display())).unwrap_or_else(|| "; pass --report FILE to list every one".into()),
+        examples.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n"),
+        if *count > examples.len() as u64 { format!("\n  ... and {} more", *count - examples.len() as u64) } else { String::new() }
+    )]
+    InvalidRows {
+        /// The registry file.
+        path: PathBuf,
+        /// How many rows are invalid.
+        count: u64,
+        /// The first ones, in file order.
+        examples: Vec<nayose_csv::RowError>,
+        /// The row report, if one was asked for (it lists every invalid row).
+        report: Option<PathBuf>,
+    },
+    /// The build's row report could not be written.
+    #[error("build report {path}: {reason}")]
+    Report {
+        /// The report file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
     /// The registry holds more persons or numbers than the table format can index.
     #[error("registry {path}: {reason}")]
     TooLarge {

@@ -59,8 +59,8 @@ mod tls;
 
 pub use audit::{AuditHead, AuditRecord, AuditSummary, verify_audit};
 pub use build::{
-    BuildOptions, BuildProgress, BuildReport, Conflict, DEFAULT_DELTA_HISTORY, EncodingChoice,
-    FailPoint, PhaseTimes, ProgressFn, build_epoch,
+    BuildOptions, BuildProgress, BuildReport, ColumnSpec, Conflict, DEFAULT_DELTA_HISTORY,
+    EncodingChoice, FailPoint, PhaseTimes, ProgressFn, build_epoch,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{

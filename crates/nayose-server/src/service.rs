@@ -52,8 +52,8 @@ use crate::decide::{
 };
 use crate::epoch::{Epoch, read_current};
 use crate::error::ServerError;
-use crate::metrics::{Metrics, Snapshot};
 use crate::layout::DataDir;
+use crate::metrics::{Metrics, Snapshot};
 use crate::quota::QuotaBook;
 use crate::stats::{ClientCounters, Stats};
 

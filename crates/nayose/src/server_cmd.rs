@@ -60,6 +60,30 @@ pub(crate) struct BuildArgs {
     /// suspected key compromise.
     #[arg(long)]
     new_key_period: bool,
+    /// Write every rejected, repaired, changed, duplicate or conflicting registry row to this CSV
+    /// (line, column, value as written, value used, reason, message), in the registry's
+    /// encoding; written also when invalid rows stop the build.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Name of the person id column. Columns not named are recognised from the header
+    /// (person_id, 個人ID, 共通ID, and the number columns' Japanese or English names).
+    #[arg(long)]
+    person_column: Option<String>,
+    /// Name of the one column holding combined numbers (dashed or colon form).
+    #[arg(long, conflicts_with_all = ["insurer_column", "symbol_column", "number_column", "branch_column"])]
+    combined_column: Option<String>,
+    /// Name of the insurer-number column.
+    #[arg(long)]
+    insurer_column: Option<String>,
+    /// Name of the 記号 column.
+    #[arg(long)]
+    symbol_column: Option<String>,
+    /// Name of the 番号 column.
+    #[arg(long)]
+    number_column: Option<String>,
+    /// Name of the 枝番 column.
+    #[arg(long)]
+    branch_column: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -109,6 +133,15 @@ pub(crate) fn run(cmd: ServerCommand, quiet: bool) -> Result<()> {
             opts.skip_invalid = a.skip_invalid;
             opts.repair = a.repair;
             opts.new_key_period = a.new_key_period;
+            opts.report = a.report.clone();
+            opts.columns = nayose_server::ColumnSpec {
+                person_id: a.person_column.clone(),
+                insurer: a.insurer_column.clone(),
+                symbol: a.symbol_column.clone(),
+                number: a.number_column.clone(),
+                branch: a.branch_column.clone(),
+                combined: a.combined_column.clone(),
+            };
             if progress::enabled(quiet) {
                 opts.progress = Some(progress::build_bars());
             }
