@@ -61,7 +61,10 @@ async fn the_metrics_endpoint_counts_a_link_run() {
         s.evaluate_requests as f64
     );
     assert_eq!(
-        sample(&body, &format!("nayose_requests_total{{{c},kind=\"Info\"}}")),
+        sample(
+            &body,
+            &format!("nayose_requests_total{{{c},kind=\"Info\"}}")
+        ),
         1.0
     );
     assert_eq!(
@@ -99,8 +102,14 @@ async fn the_metrics_endpoint_counts_a_link_run() {
         sample(&body, "nayose_audit_records"),
         server.audit_head().count as f64
     );
-    assert!(body.contains("# TYPE nayose_open_connections gauge"), "{body}");
-    assert!(!body.contains("nayose_errors_total{"), "no error yet: {body}");
+    assert!(
+        body.contains("# TYPE nayose_open_connections gauge"),
+        "{body}"
+    );
+    assert!(
+        !body.contains("nayose_errors_total{"),
+        "no error yet: {body}"
+    );
     assert!(body.ends_with("# EOF\n"), "{body}");
 
     // A client that is not accredited is counted under its error code.
