@@ -5,14 +5,22 @@
 //!
 //! Invariant: a connection reaches the service only after rustls verified the client's
 //! certificate chain to the client CA (`WebPkiClientVerifier`, client authentication
-//! mandatory); the client id is then read from the verified end-entity certificate.
+//! mandatory); the client id is then read from the verified end-entity certificate. A thin
+//! wrapper around the verifier decides nothing: when it refuses a certificate, it logs whose
+//! (subject), why, and the validity in JST, and drops the UNIX seconds rustls puts in the
+//! expiry errors (the TLS alert sent is the same).
 
 use std::path::Path;
 use std::sync::Arc;
 
+use nayose_proto::jst;
+use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use tracing::warn;
 
 use crate::error::ServerError;
 use crate::fsutil::check_owner_only;
@@ -45,6 +53,102 @@ pub(crate) fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, ServerErro
         .map_err(|e| tls_err(path, format!("holds no usable private key: {e}")))
 }
 
+/// The standard client-certificate verifier, explaining its refusals in the log.
+#[derive(Debug)]
+struct ExplainingVerifier(Arc<dyn ClientCertVerifier>);
+
+/// Why a client certificate was refused, in words, with the dates in JST; and the error to
+/// return (the expiry errors without their UNIX seconds).
+fn explain(end_entity: &CertificateDer<'_>, e: rustls::Error) -> (String, rustls::Error) {
+    let cert = nayose_pki::certificate_summary(end_entity.as_ref()).ok();
+    let whose = match &cert {
+        Some(c) => format!(
+            "{}, valid {} to {}",
+            c.subject,
+            jst::datetime(c.not_before),
+            jst::datetime(c.not_after)
+        ),
+        None => "unreadable subject".to_owned(),
+    };
+    let (why, e) = match (e, &cert) {
+        (
+            rustls::Error::InvalidCertificate(
+                CertificateError::Expired | CertificateError::ExpiredContext { .. },
+            ),
+            Some(c),
+        ) => (
+            format!("it expired on {}", jst::datetime(c.not_after)),
+            rustls::Error::InvalidCertificate(CertificateError::Expired),
+        ),
+        (
+            rustls::Error::InvalidCertificate(
+                CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. },
+            ),
+            Some(c),
+        ) => (
+            format!("it is not valid before {}", jst::datetime(c.not_before)),
+            rustls::Error::InvalidCertificate(CertificateError::NotValidYet),
+        ),
+        (rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer), _) => (
+            "it was not issued by the client CA (client_ca)".to_owned(),
+            rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer),
+        ),
+        (e, _) => (e.to_string(), e),
+    };
+    (format!("refused a client certificate ({whose}): {why}"), e)
+}
+
+impl ClientCertVerifier for ExplainingVerifier {
+    fn offer_client_auth(&self) -> bool {
+        self.0.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.0.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.0.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.0
+            .verify_client_cert(end_entity, intermediates, now)
+            .map_err(|e| {
+                let (message, e) = explain(end_entity, e);
+                warn!("{message}");
+                e
+            })
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
 /// The rustls server configuration of the endpoint.
 pub(crate) fn server_config(
     cert: &Path,
@@ -66,7 +170,7 @@ pub(crate) fn server_config(
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| tls_err(cert, format!("TLS 1.3 unavailable: {e}")))?
-        .with_client_cert_verifier(verifier)
+        .with_client_cert_verifier(Arc::new(ExplainingVerifier(verifier)))
         .with_single_cert(chain, key_der)
         .map_err(|e| {
             tls_err(
@@ -104,5 +208,28 @@ mod tests {
         assert!(!cfg.ticketer.enabled());
         assert!(!cfg.session_storage.can_cache());
         assert_eq!(cfg.alpn_protocols, vec![b"nayose/2".to_vec()]);
+    }
+
+    #[test]
+    fn a_refused_client_certificate_is_explained_in_jst_without_unix_seconds() {
+        let ca = nayose_pki::generate_ca("test CA").unwrap();
+        let old = nayose_pki::issue_client_cert_valid(&ca, "clinic-7", (2020, 1, 1), (2021, 1, 1))
+            .unwrap();
+        let der = CertificateDer::from_pem_slice(old.cert_pem.as_bytes()).unwrap();
+        let err = rustls::Error::InvalidCertificate(CertificateError::ExpiredContext {
+            time: UnixTime::since_unix_epoch(std::time::Duration::from_secs(1_795_921_200)),
+            not_after: UnixTime::since_unix_epoch(std::time::Duration::from_secs(1_609_459_200)),
+        });
+        let (message, e) = explain(&der, err);
+        assert_eq!(
+            message,
+            "refused a client certificate (O=nayose development PKI, CN=clinic-7, valid \
+             2020-01-01 09:00 JST to 2021-01-01 09:00 JST): it expired on 2021-01-01 09:00 JST"
+        );
+        assert!(!e.to_string().contains("1609459200"), "{e}");
+        assert_eq!(
+            e,
+            rustls::Error::InvalidCertificate(CertificateError::Expired)
+        );
     }
 }
