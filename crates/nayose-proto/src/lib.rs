@@ -1,4 +1,7 @@
-//! The nayose/2 link run as an I/O-free state machine (protocol-spec/flows.md §3).
+//! The nayose/2 protocol cores, I/O-free: the client's link run as a state machine
+//! (protocol-spec/flows.md §3, [`LinkCore`]) and the server's per-request decision
+//! (flows.md §5.2, [`server`]). The node crates drive them; `tests/pair.rs` runs the two
+//! together in memory.
 //!
 //! ```text
 //!   driver (tokio + quinn + files)                 LinkCore (this crate)
@@ -27,6 +30,7 @@
 mod client;
 mod error;
 pub mod jst;
+pub mod server;
 
 pub use client::{
     Action, Caches, LinkConfig, LinkCore, LinkResult, PartialBase, SyncKind, cache_key,

@@ -45,7 +45,6 @@ pub mod audit;
 pub mod build;
 mod clock;
 mod config;
-mod decide;
 mod epoch;
 mod error;
 mod fsutil;

@@ -26,9 +26,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::unix_secs;
 use crate::config::ClientLimits;
-use crate::decide::{QuotaView, quota_day};
 use crate::error::ServerError;
 use crate::fsutil::atomic_write;
+use nayose_proto::server::{QuotaView, quota_day};
 
 /// The number of a key period as displayed (`<number>-<key check>`); 0 for none or an
 /// unreadable one (a record from before key periods: older than any).

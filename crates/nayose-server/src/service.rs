@@ -15,7 +15,7 @@
 //! when `max_concurrent_requests` are running; take the current snapshot once (key period,
 //! epoch, table, digest, kept deltas: the request finishes against it even if a new epoch or key
 //! period is published meanwhile); re-read the client's accreditation; decide
-//! ([`crate::decide::decide`], under the quota book's lock, which persists an Evaluate's charge
+//! ([`nayose_proto::server::decide`], under the quota book's lock, which persists an Evaluate's charge
 //! of both quotas before the answer); compute (evaluate, or encrypt entries for this client);
 //! append the audit record (durably); send.
 //!
@@ -47,15 +47,15 @@ use tracing::{debug, error, info, warn};
 use crate::audit::{AuditEntry, AuditHead, AuditLog};
 use crate::clock::{Clock, SystemClock, rfc3339};
 use crate::config::{AccreditedClients, ServerConfig};
-use crate::decide::{
-    BaseLoad, Current, Decision, Standing, decide, display_kp, key_period_changed,
-};
 use crate::epoch::{Epoch, read_current};
 use crate::error::ServerError;
 use crate::layout::DataDir;
 use crate::metrics::{Metrics, Snapshot};
 use crate::quota::QuotaBook;
 use crate::stats::{ClientCounters, Stats};
+use nayose_proto::server::{
+    BaseLoad, Current, Decision, Standing, decide, display_kp, key_period_changed,
+};
 
 /// Settings resolved from [`ServerConfig`] (all required paths present).
 struct Settings {
@@ -1303,7 +1303,7 @@ async fn stream_base(
         }
         at = end;
     }
-    let ok = write_frame(send, &crate::decide::base_end(cur), bytes_out)
+    let ok = write_frame(send, &nayose_proto::server::base_end(cur), bytes_out)
         .await
         .is_ok();
     (cur.entries - offset, ok)
@@ -1329,9 +1329,11 @@ async fn stream_delta(
             let h = &e.deltas_after(from)[i];
             let d = h.read()?;
             let mut frames = Vec::new();
-            for (r, u) in
-                crate::decide::delta_chunks(d.removed.len(), d.upserts.len(), MAX_ENTRIES_PER_CHUNK)
-            {
+            for (r, u) in nayose_proto::server::delta_chunks(
+                d.removed.len(),
+                d.upserts.len(),
+                MAX_ENTRIES_PER_CHUNK,
+            ) {
                 let removed: Vec<nayose_wire::Tag> =
                     d.removed[r].iter().map(|t| nayose_wire::Tag(t.0)).collect();
                 let upserts = e.delta_upserts(&d, u, &client);
@@ -1367,7 +1369,7 @@ async fn stream_delta(
             sent += items;
         }
     }
-    let ok = write_frame(send, &crate::decide::delta_end(cur), bytes_out)
+    let ok = write_frame(send, &nayose_proto::server::delta_end(cur), bytes_out)
         .await
         .is_ok();
     (sent, ok)

@@ -1,19 +1,22 @@
-//! An in-memory nayose/2 server (a model of protocol-spec/flows.md §5, no I/O) and a driver that
-//! runs a [`LinkCore`] against it, persisting its cache writes in memory, on a seeded RNG.
+//! An in-memory nayose/2 server — the real server core (`nayose_proto::server::decide`) over a
+//! model registry and table, no I/O — and a driver that runs a [`LinkCore`] against it,
+//! persisting its cache writes in memory, on a seeded RNG.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, HashMap};
 
 use nayose_oprf::{Mode, Output, ServerKey};
+use nayose_proto::server::{
+    BaseLoad, Current, Decision, QuotaView, Standing, base_end, decide, delta_chunks, delta_end,
+};
 use nayose_proto::{Action, Caches, LinkConfig, LinkCore, LinkResult, PartialBase, ProtoError};
 use nayose_table::{
     ClientEntry, ClientId, ClientTable, KeyPeriodId, LabelMasterKey, TableEntry, Tag,
     encrypt_entry, label_for, table_digest,
 };
 use nayose_wire::{
-    BaseChunk, BaseEnd, BaseEntry, ChunkList, CurrentState, DeltaChunk, DeltaEnd, ElementBatch,
-    EncryptedLabel, Entry, ErrorCode, ErrorResponse, EvaluateResponse, InfoResponse,
-    KeyPeriodId as WireKp, Proof, PublicKeyBytes, Request, Response, TableDigest as WireDigest,
+    BaseChunk, BaseEntry, ChunkList, CurrentState, DeltaChunk, ElementBatch, EncryptedLabel, Entry,
+    EvaluateResponse, KeyPeriodId as WireKp, Proof, Request, Response, TableDigest as WireDigest,
     Tag as WireTag,
 };
 use rand::SeedableRng;
@@ -165,65 +168,71 @@ impl ModelServer {
         }
     }
 
-    fn err(&self, code: ErrorCode, msg: &str) -> Vec<Response> {
-        vec![Response::Error(ErrorResponse::with_current(
-            code,
-            self.current(),
-            msg,
-        ))]
+    /// The state a request sees, as the real server's service snapshots it.
+    fn snapshot(&self) -> Current {
+        let oldest = self.oldest_delta_base();
+        Current {
+            key_period: WireKp(self.kp.to_bytes()),
+            public_key: self.key.public_key().to_bytes(),
+            epoch: self.epoch,
+            entries: self.table.len() as u64,
+            digest: self.digest().0,
+            oldest_delta_base: oldest,
+            delta_bases: self
+                .deltas
+                .iter()
+                .map(|d| d.epoch - 1)
+                .filter(|&b| b >= oldest)
+                .collect(),
+            max_batch: self.max_batch,
+        }
     }
 
-    /// Every response frame to `request` from client `c`.
+    /// Every response frame to `request` from client `c`: the server core
+    /// ([`nayose_proto::server::decide`]) decides, this model carries the decision out.
     pub fn answer(&mut self, c: &ClientId, request: &Request) -> Vec<Response> {
-        if let Some(k) = request.key_period()
-            && k.0 != self.kp.to_bytes()
-        {
-            return self.err(ErrorCode::KeyPeriodChanged, "key period changed");
-        }
-        match request {
-            Request::Info => vec![Response::Info(InfoResponse {
-                key_period: WireKp(self.kp.to_bytes()),
-                public_key: PublicKeyBytes(self.key.public_key().to_bytes()),
-                epoch: self.epoch,
-                table_entries: self.table.len() as u64,
-                table_digest: self.digest(),
-                oldest_delta_base: self.oldest_delta_base(),
-                max_batch: self.max_batch,
-                quota_left_today: u64::MAX / 2,
-                quota_reset_secs: 3600,
-                quota_left_key_period: self.quota_key_period,
-            })],
-            Request::Evaluate(r) => {
-                if r.elements.len() > self.max_batch as usize {
-                    return self.err(ErrorCode::BatchTooLarge, "too large");
-                }
+        let cur = self.snapshot();
+        let standing = Standing::Accredited {
+            quota: QuotaView {
+                left_today: u64::MAX / 2,
+                left_key_period: self.quota_key_period,
+                reset_secs: 3600,
+            },
+            bases: BaseLoad {
+                client: 0,
+                total: 0,
+                max_client: 1,
+                max_total: 1,
+            },
+        };
+        match decide("model-client", standing, request, &cur) {
+            Decision::Reply(r) => vec![r],
+            Decision::Evaluate { charge } => {
+                let Request::Evaluate(r) = request else {
+                    unreachable!("the core admits only an Evaluate for evaluation")
+                };
                 let (els, proof) = self
                     .key
                     .blind_evaluate_batch_with_proof(&r.elements.to_arrays(), &mut self.rng)
                     .unwrap();
-                self.evaluations += els.len() as u64;
-                self.quota_key_period = self.quota_key_period.saturating_sub(els.len() as u64);
+                assert_eq!(els.len() as u64, charge);
+                self.evaluations += charge;
+                self.quota_key_period = self.quota_key_period.saturating_sub(charge);
                 vec![Response::Evaluated(EvaluateResponse {
                     key_period: r.key_period,
                     elements: ElementBatch::from_arrays(&els).unwrap(),
                     proof: Proof(proof.to_bytes()),
                 })]
             }
-            Request::FetchBase(r) => {
-                if r.epoch != self.epoch {
-                    return self.err(ErrorCode::EpochChanged, "epoch changed");
-                }
+            Decision::StreamBase { offset } => {
                 let all: Vec<ClientEntry> = self
                     .table
                     .values()
                     .map(|(e, p)| encrypt_entry(e, c, self.kp, &self.master, p.as_bytes()))
                     .collect();
                 let total = all.len() as u64;
-                if r.offset > total {
-                    return self.err(ErrorCode::OffsetOutOfRange, "offset");
-                }
                 let mut out = Vec::new();
-                let mut at = r.offset as usize;
+                let mut at = offset as usize;
                 while at < all.len() {
                     let end = (at + self.chunk).min(all.len());
                     let entries = all[at..end]
@@ -243,20 +252,13 @@ impl ModelServer {
                     }));
                     at = end;
                 }
-                out.push(Response::BaseEnd(BaseEnd {
-                    key_period: WireKp(self.kp.to_bytes()),
-                    epoch: self.epoch,
-                    total,
-                }));
+                out.push(base_end(&cur));
                 out
             }
-            Request::FetchDelta(r) => {
-                if r.from_epoch < self.oldest_delta_base() || r.from_epoch > self.epoch {
-                    return self.err(ErrorCode::DeltaUnavailable, "no delta");
-                }
+            Decision::StreamDelta { from } => {
                 let mut out = Vec::new();
                 let broken = std::mem::take(&mut self.break_next_delta);
-                for d in self.deltas.iter().filter(|d| d.epoch > r.from_epoch) {
+                for d in self.deltas.iter().filter(|d| d.epoch > from) {
                     let mut removed: Vec<WireTag> =
                         d.removed.iter().map(|t| WireTag(t.0)).collect();
                     if broken {
@@ -273,18 +275,16 @@ impl ModelServer {
                             }
                         })
                         .collect();
-                    out.push(Response::DeltaChunk(DeltaChunk {
-                        key_period: WireKp(self.kp.to_bytes()),
-                        epoch: d.epoch,
-                        removed: ChunkList::new(removed).unwrap(),
-                        upserts: ChunkList::new(upserts).unwrap(),
-                    }));
+                    for (r, u) in delta_chunks(removed.len(), upserts.len(), self.chunk) {
+                        out.push(Response::DeltaChunk(DeltaChunk {
+                            key_period: WireKp(self.kp.to_bytes()),
+                            epoch: d.epoch,
+                            removed: ChunkList::new(removed[r].to_vec()).unwrap(),
+                            upserts: ChunkList::new(upserts[u].to_vec()).unwrap(),
+                        }));
+                    }
                 }
-                out.push(Response::DeltaEnd(DeltaEnd {
-                    key_period: WireKp(self.kp.to_bytes()),
-                    epoch: self.epoch,
-                    total: self.table.len() as u64,
-                }));
+                out.push(delta_end(&cur));
                 out
             }
         }

@@ -1,6 +1,8 @@
-//! The per-request decision of flows.md §5.2, without I/O: no tokio, no files, no clock reads.
+//! The server core: the per-request decision of flows.md §5.2, without I/O (no tokio, no
+//! files, no clock reads).
 //!
-//! The service ([`crate::service`]) reads a request, takes its snapshot of the current state
+//! The server's service (nayose-server's `service.rs`) reads a request, takes its snapshot of
+//! the current state
 //! once ([`Current`]), the client's standing ([`Standing`]: accredited or not, both quotas as
 //! of a time it passes in, base downloads in progress) and calls [`decide`]. The decision says
 //! what to answer and what to charge:
@@ -39,31 +41,31 @@ const DAY: i64 = 86_400;
 
 /// The quota day of `now` (Unix seconds) at `offset_secs` from UTC, and the seconds until that
 /// day ends (1 ..= 86 400).
-pub(crate) fn quota_day(now_unix: i64, offset_secs: i64) -> (i64, u32) {
+pub fn quota_day(now_unix: i64, offset_secs: i64) -> (i64, u32) {
     let local = now_unix + offset_secs;
     (local.div_euclid(DAY), (DAY - local.rem_euclid(DAY)) as u32)
 }
 
 /// The server's current state as one request sees it (taken once at the request's start).
 #[derive(Debug, Clone)]
-pub(crate) struct Current {
+pub struct Current {
     /// The current key period id.
-    pub(crate) key_period: KeyPeriodId,
+    pub key_period: KeyPeriodId,
     /// pkS.
-    pub(crate) public_key: [u8; 32],
+    pub public_key: [u8; 32],
     /// The current epoch.
-    pub(crate) epoch: u32,
+    pub epoch: u32,
     /// Entries of the current table.
-    pub(crate) entries: u64,
+    pub entries: u64,
     /// The current table digest.
-    pub(crate) digest: [u8; 32],
+    pub digest: [u8; 32],
     /// The least epoch a FetchDelta may start from.
-    pub(crate) oldest_delta_base: u32,
+    pub oldest_delta_base: u32,
     /// Every epoch below `epoch` a FetchDelta may start from (the previous epochs of the kept
     /// deltas), ascending; the first is `oldest_delta_base` (empty if no delta is kept).
-    pub(crate) delta_bases: Vec<u32>,
+    pub delta_bases: Vec<u32>,
     /// Most elements per Evaluate.
-    pub(crate) max_batch: u32,
+    pub max_batch: u32,
 }
 
 impl Current {
@@ -77,31 +79,31 @@ impl Current {
 
 /// A client's quotas at the time of the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct QuotaView {
+pub struct QuotaView {
     /// Evaluations left in the current quota day.
-    pub(crate) left_today: u64,
+    pub left_today: u64,
     /// Evaluations left in the current key period.
-    pub(crate) left_key_period: u64,
+    pub left_key_period: u64,
     /// Seconds until the quota day ends (1 ..= 86 400).
-    pub(crate) reset_secs: u32,
+    pub reset_secs: u32,
 }
 
 /// Base downloads in progress and their limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct BaseLoad {
+pub struct BaseLoad {
     /// Downloads this client has in progress.
-    pub(crate) client: u32,
+    pub client: u32,
     /// Downloads in progress server-wide.
-    pub(crate) total: u32,
+    pub total: u32,
     /// Limit per client.
-    pub(crate) max_client: u32,
+    pub max_client: u32,
     /// Limit server-wide.
-    pub(crate) max_total: u32,
+    pub max_total: u32,
 }
 
 /// What the server knows about the requesting client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Standing {
+pub enum Standing {
     /// Not (or no longer) in the accredited list.
     NotAccredited,
     /// Accredited, with its quotas and base downloads.
@@ -115,7 +117,7 @@ pub(crate) enum Standing {
 
 /// What to do with a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Decision {
+pub enum Decision {
     /// Send this one frame and finish the stream.
     Reply(Response),
     /// Charge `charge` evaluations on both counters (persisted), then evaluate the batch.
@@ -145,7 +147,9 @@ fn error_retry(code: ErrorCode, retry_after_secs: u32, message: &str) -> Decisio
     Decision::Reply(Response::Error(e))
 }
 
-pub(crate) fn key_period_changed(cur: &Current, named: &KeyPeriodId) -> Decision {
+/// The answer to a request that names `named`, a key period other than the current one: a
+/// KeyPeriodChanged error carrying the current key period and epoch.
+pub fn key_period_changed(cur: &Current, named: &KeyPeriodId) -> Decision {
     Decision::Reply(Response::Error(ErrorResponse::with_current(
         ErrorCode::KeyPeriodChanged,
         cur.current(),
@@ -159,17 +163,12 @@ pub(crate) fn key_period_changed(cur: &Current, named: &KeyPeriodId) -> Decision
 }
 
 /// A wire key period id as displayed (`<number>-<hex>`).
-pub(crate) fn display_kp(k: &KeyPeriodId) -> String {
+pub fn display_kp(k: &KeyPeriodId) -> String {
     nayose_table::KeyPeriodId::from_bytes(k.0).to_string()
 }
 
 /// The decision of flows.md §5.2 for `request` from `client` (its authenticated id).
-pub(crate) fn decide(
-    client: &str,
-    standing: Standing,
-    request: &Request,
-    cur: &Current,
-) -> Decision {
+pub fn decide(client: &str, standing: Standing, request: &Request, cur: &Current) -> Decision {
     let Standing::Accredited { quota, bases } = standing else {
         return error(
             ErrorCode::NotAccredited,
@@ -286,7 +285,7 @@ pub(crate) fn decide(
 }
 
 /// The BaseEnd of a base stream of `cur`.
-pub(crate) fn base_end(cur: &Current) -> Response {
+pub fn base_end(cur: &Current) -> Response {
     Response::BaseEnd(BaseEnd {
         key_period: cur.key_period,
         epoch: cur.epoch,
@@ -295,7 +294,7 @@ pub(crate) fn base_end(cur: &Current) -> Response {
 }
 
 /// The DeltaEnd of a delta stream of `cur` that reached the current epoch.
-pub(crate) fn delta_end(cur: &Current) -> Response {
+pub fn delta_end(cur: &Current) -> Response {
     Response::DeltaEnd(DeltaEnd {
         key_period: cur.key_period,
         epoch: cur.epoch,
@@ -306,7 +305,7 @@ pub(crate) fn delta_end(cur: &Current) -> Response {
 /// How one epoch's delta of `removed` tags and `upserts` entries is cut into DeltaChunks
 /// (wire.md §5.2.5): consecutive pieces of at most `max` items of removed ‖ upserts; at least
 /// one (empty) chunk for an empty delta. Returns (removed range, upserts range) per chunk.
-pub(crate) fn delta_chunks(
+pub fn delta_chunks(
     removed: usize,
     upserts: usize,
     max: usize,
