@@ -1,0 +1,315 @@
+//! Connections: the accept loop (with address validation), the client id from the
+//! certificate, accreditation and the per-client connection allowance, the connection's
+//! audit records, and the loop that hands each bidirectional stream to [`super::requests`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use nayose_table::ClientId;
+use nayose_wire::{CloseCode, ErrorCode};
+use quinn::VarInt;
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+use tracing::{debug, error, info, warn};
+
+use crate::audit::AuditEntry;
+use crate::stats::ClientCounters;
+
+use super::frames::{err_resp, read_request, write_frame};
+use super::requests::handle_stream;
+use super::{Shared, audit, ms_since};
+
+pub(super) async fn accept_loop(
+    shared: Arc<Shared>,
+    endpoint: quinn::Endpoint,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let incoming = tokio::select! {
+            i = endpoint.accept() => i,
+            _ = stop.changed() => break,
+        };
+        let Some(incoming) = incoming else { break };
+        if shared.is_shutting_down() {
+            incoming.refuse();
+            continue;
+        }
+        // Address validation (security.md, denial of service): a client must echo a Retry
+        // token before the server spends a TLS handshake on it, so spoofed source addresses
+        // cannot make the server do work or amplify traffic. Costs one round trip per connection.
+        if !incoming.remote_address_validated() && incoming.may_retry() {
+            if let Err(e) = incoming.retry() {
+                e.into_incoming().ignore();
+            }
+            continue;
+        }
+        tokio::spawn(handle_connection(shared.clone(), incoming, stop.clone()));
+    }
+    debug!("accept loop ended");
+}
+
+/// Counts a running connection task (so shutdown can wait for its final audit record).
+pub(super) struct ConnTaskGuard(Arc<Shared>);
+
+impl ConnTaskGuard {
+    fn new(s: Arc<Shared>) -> Self {
+        s.conn_tasks.fetch_add(1, Ordering::SeqCst);
+        ConnTaskGuard(s)
+    }
+}
+
+impl Drop for ConnTaskGuard {
+    fn drop(&mut self) {
+        if self.0.conn_tasks.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.conns_done.notify_waiters();
+        }
+    }
+}
+
+/// Removes a connection from its client's count when dropped.
+pub(super) struct ConnGuard {
+    pub(super) shared: Arc<Shared>,
+    pub(super) client: ClientId,
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        let mut m = self.shared.conns.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.client) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.client);
+            }
+        }
+    }
+}
+
+pub(super) fn close(conn: &quinn::Connection, code: CloseCode) {
+    conn.close(VarInt::from_u32(code.to_u32()), code.reason());
+}
+
+/// The verified end-entity certificate of the peer (DER).
+pub(super) fn peer_leaf(conn: &quinn::Connection) -> Option<Vec<u8>> {
+    conn.peer_identity()
+        .and_then(|id| {
+            id.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+                .ok()
+        })
+        .and_then(|certs| certs.first().map(|c| c.as_ref().to_vec()))
+}
+
+pub(super) fn client_id_from(leaf: Option<&[u8]>) -> Result<ClientId, String> {
+    let leaf = leaf.ok_or("no client certificate")?;
+    let id = nayose_pki::client_id_of(leaf).map_err(|e| e.to_string())?;
+    ClientId::new(&id).map_err(|e| e.to_string())
+}
+
+/// "serial <hex>, issuer <DN>" of a certificate, for the `connected` audit record.
+pub(super) fn serial_and_issuer(leaf: &[u8]) -> String {
+    match x509_parser::parse_x509_certificate(leaf) {
+        Ok((_, c)) => format!(
+            "serial {}, issuer {}",
+            c.tbs_certificate.raw_serial_as_string(),
+            c.issuer()
+        ),
+        Err(_) => String::new(),
+    }
+}
+
+pub(super) async fn handle_connection(
+    shared: Arc<Shared>,
+    incoming: quinn::Incoming,
+    stop: watch::Receiver<bool>,
+) {
+    let _task = ConnTaskGuard::new(shared.clone());
+    let peer = incoming.remote_address();
+    let started = Instant::now();
+    let conn = match incoming.await {
+        Ok(c) => c,
+        Err(e) => {
+            info!(%peer, "connection refused during the handshake: {e}");
+            return;
+        }
+    };
+    let leaf = peer_leaf(&conn);
+    let cert_sha256 = leaf
+        .as_deref()
+        .map(|l| hex::encode(Sha256::digest(l).as_slice()))
+        .unwrap_or_default();
+    let conn_id = conn.stable_id() as u64;
+    let event = |event: &str, client: &str, outcome: &str, detail: String| AuditEntry {
+        event: event.to_string(),
+        client: client.to_string(),
+        cert_sha256: cert_sha256.clone(),
+        peer: peer.to_string(),
+        conn: conn_id,
+        outcome: outcome.to_string(),
+        detail,
+        ..AuditEntry::default()
+    };
+    let (client, limit) = match client_id_from(leaf.as_deref()) {
+        Ok(c) => match shared.clients().limits_of(&c) {
+            Some(limit) => (c, limit),
+            None => {
+                let why = format!("client id {c} is not accredited");
+                refuse_not_accredited(
+                    &shared,
+                    &conn,
+                    c.as_str(),
+                    &why,
+                    event("refused", c.as_str(), "NotAccredited", why.clone()),
+                )
+                .await;
+                return;
+            }
+        },
+        Err(reason) => {
+            let why = format!("no client id could be read from the certificate: {reason}");
+            refuse_not_accredited(
+                &shared,
+                &conn,
+                "",
+                &why,
+                event("refused", "", "NotAccredited", why.clone()),
+            )
+            .await;
+            return;
+        }
+    };
+    let over = {
+        let mut m = shared.conns.lock().unwrap_or_else(|p| p.into_inner());
+        let n = m.entry(client.clone()).or_insert(0);
+        if *n >= shared.s.cfg.max_connections_per_client {
+            true
+        } else {
+            *n += 1;
+            false
+        }
+    };
+    if over {
+        warn!(%peer, client = %client, "refusing a connection over the client's allowance");
+        let detail = format!(
+            "the client already has {} connections",
+            shared.s.cfg.max_connections_per_client
+        );
+        let _ = audit(
+            &shared,
+            event("refused", client.as_str(), "TooManyConnections", detail),
+        )
+        .await;
+        shared.stats.record(
+            client.as_str(),
+            ClientCounters {
+                errors: 1,
+                ..ClientCounters::default()
+            },
+        );
+        shared.metrics.error("TooManyConnections");
+        close(&conn, CloseCode::TooManyConnections);
+        return;
+    }
+    let _guard = ConnGuard {
+        shared: shared.clone(),
+        client: client.clone(),
+    };
+    info!(%peer, client = %client, "client connected");
+    let detail = leaf.as_deref().map(serial_and_issuer).unwrap_or_default();
+    if let Err(e) = audit(&shared, event("connected", client.as_str(), "ok", detail)).await {
+        error!("cannot write the audit log; closing the connection: {e}");
+        close(&conn, CloseCode::Internal);
+        return;
+    }
+    let _ = limit;
+    let ctx = Arc::new(ConnCtx {
+        client: client.clone(),
+        conn: conn.clone(),
+        peer,
+        conn_id,
+        cert_sha256: cert_sha256.clone(),
+        requests: AtomicU64::new(0),
+    });
+    let mut stop = stop;
+    loop {
+        let stream = tokio::select! {
+            s = conn.accept_bi() => s,
+            r = conn.accept_uni() => {
+                if r.is_ok() {
+                    close(&conn, CloseCode::ProtocolViolation);
+                }
+                break;
+            }
+            _ = stop.changed(), if !*stop.borrow() => continue,
+        };
+        match stream {
+            Ok((send, recv)) => {
+                ctx.requests.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(handle_stream(shared.clone(), ctx.clone(), send, recv));
+            }
+            Err(e) => {
+                debug!(client = %ctx.client, "connection ended: {e}");
+                break;
+            }
+        }
+    }
+    let reason = conn
+        .close_reason()
+        .map_or_else(|| "closed".to_string(), |r| r.to_string());
+    let mut rec = event(
+        "closed",
+        client.as_str(),
+        &reason,
+        format!("{} requests", ctx.requests.load(Ordering::SeqCst)),
+    );
+    rec.duration_ms = ms_since(started);
+    let _ = audit(&shared, rec).await;
+}
+
+/// wire.md §2.4: answer the first request with `NotAccredited` (or wait the request timeout),
+/// then close the connection with `CloseCode::NotAccredited`.
+pub(super) async fn refuse_not_accredited(
+    shared: &Arc<Shared>,
+    conn: &quinn::Connection,
+    client: &str,
+    why: &str,
+    record: AuditEntry,
+) {
+    warn!(peer = %conn.remote_address(), "refusing: {why}");
+    shared.metrics.error("NotAccredited");
+    shared.stats.record(
+        client,
+        ClientCounters {
+            errors: 1,
+            ..ClientCounters::default()
+        },
+    );
+    let _ = audit(shared, record).await;
+    let timeout = Duration::from_millis(shared.s.cfg.request_timeout_ms);
+    if let Ok(Ok((mut send, mut recv))) = tokio::time::timeout(timeout, conn.accept_bi()).await {
+        let mut n = 0;
+        let _ = tokio::time::timeout(timeout, read_request(&mut recv, &mut n)).await;
+        let mut out = 0;
+        if write_frame(
+            &mut send,
+            &err_resp(ErrorCode::NotAccredited, why),
+            &mut out,
+        )
+        .await
+        .is_ok()
+        {
+            let _ = send.finish();
+            let _ = tokio::time::timeout(Duration::from_secs(2), send.stopped()).await;
+        }
+    }
+    close(conn, CloseCode::NotAccredited);
+}
+
+pub(super) struct ConnCtx {
+    pub(super) client: ClientId,
+    pub(super) conn: quinn::Connection,
+    pub(super) peer: SocketAddr,
+    pub(super) conn_id: u64,
+    pub(super) cert_sha256: String,
+    pub(super) requests: AtomicU64,
+}

@@ -1,0 +1,361 @@
+//! The QUIC service: connections, request streams, and the four requests of nayose/2.
+//!
+//! This module is a driver: it moves bytes, files and time; the per-request decision is
+//! [`crate::decide`] (no I/O). Per connection: TLS (see [`crate::tls`]) verified the client
+//! certificate; the client id is its subject CommonName (`nayose_pki::client_id_of`); a client
+//! not in `clients.toml` gets `NotAccredited` and is closed with `CloseCode::NotAccredited`, one
+//! over its connection allowance is closed with `CloseCode::TooManyConnections`. Each
+//! bidirectional stream carries one request frame (then FIN) and gets its response frames
+//! (FetchBase: BaseChunks then BaseEnd; FetchDelta: DeltaChunks then DeltaEnd; otherwise one
+//! frame), then FIN.
+//!
+//! Per request, in order: read the frame within `request_timeout_ms` (a header announcing more
+//! than `nayose_wire::MAX_REQUEST_LEN` → `FrameTooLarge` without reading the payload;
+//! undecodable → the codec's error code); refuse with `ShuttingDown` during shutdown and `Busy`
+//! when `max_concurrent_requests` are running; take the current snapshot once (key period,
+//! epoch, table, digest, kept deltas: the request finishes against it even if a new epoch or key
+//! period is published meanwhile); re-read the client's accreditation; decide
+//! ([`nayose_proto::server::decide`], under the quota book's lock, which persists an Evaluate's charge
+//! of both quotas before the answer); compute (evaluate, or encrypt entries for this client);
+//! append the audit record (durably); send.
+//!
+//! Invariants: no answer leaves before its audit record is on disk (if the audit log cannot be
+//! written the client gets `Internal`); both quotas are debited on disk before evaluating and
+//! refunded only if nothing was evaluated; labels are computed for the connection's
+//! authenticated client id only; nothing secret (keys, label keys, person ids) and nothing
+//! client-private (elements, tags, labels) is logged.
+//!
+//! Where things are: this file holds the shared state and [`Server::start`]; [`running`] the
+//! handle and shutdown; [`connection`] connections and accreditation; [`requests`] one request
+//! stream; [`answer`] the decision and evaluation; [`respond`] audit-then-send; [`streams`] base
+//! and delta downloads; [`frames`] frame reading and writing; [`reload`] epoch and
+//! `clients.toml` pickup; [`status`] the status lines.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use nayose_table::ClientId;
+use quinn::VarInt;
+use tokio::sync::{Notify, Semaphore, watch};
+use tracing::{info, warn};
+
+use crate::audit::{AuditEntry, AuditLog};
+use crate::clock::{Clock, SystemClock, rfc3339};
+use crate::config::{AccreditedClients, ServerConfig};
+use crate::epoch::Epoch;
+use crate::error::ServerError;
+use crate::layout::DataDir;
+use crate::metrics::{Metrics, Snapshot};
+use crate::quota::QuotaBook;
+use crate::stats::Stats;
+
+use connection::accept_loop;
+use reload::{epoch_watcher, file_stamp};
+use status::status_loop;
+
+mod answer;
+mod connection;
+mod frames;
+mod reload;
+mod requests;
+mod respond;
+mod running;
+mod status;
+mod streams;
+
+/// Settings resolved from [`ServerConfig`] (all required paths present).
+struct Settings {
+    cfg: ServerConfig,
+    data: DataDir,
+}
+
+struct Shared {
+    s: Settings,
+    /// The accredited list; replaced when `clients.toml` changes (see [`reload_clients`]).
+    clients: RwLock<Arc<AccreditedClients>>,
+    clients_path: PathBuf,
+    /// Modification time and length of `clients.toml` when it was last loaded.
+    clients_stamp: Mutex<Option<(SystemTime, u64)>>,
+    epoch: RwLock<Arc<Epoch>>,
+    quota: QuotaBook,
+    audit: AuditLog,
+    stats: Stats,
+    /// The Prometheus metrics (served when `metrics_listen` is set).
+    metrics: Arc<Metrics>,
+    clock: Arc<dyn Clock>,
+    conns: Mutex<HashMap<ClientId, u32>>,
+    /// Base downloads in progress, per client and in total.
+    bases: Mutex<(HashMap<ClientId, u32>, u32)>,
+    busy: Semaphore,
+    inflight: AtomicUsize,
+    idle: Notify,
+    conn_tasks: AtomicUsize,
+    conns_done: Notify,
+    shutting_down: AtomicBool,
+}
+
+impl Shared {
+    fn clients(&self) -> Arc<AccreditedClients> {
+        self.clients
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn epoch(&self) -> Arc<Epoch> {
+        self.epoch.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+
+    /// The state the metrics endpoint reads at each scrape.
+    fn metrics_snapshot(&self) -> Snapshot {
+        let epoch = self.epoch();
+        let open: u32 = self
+            .conns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .sum();
+        Snapshot {
+            epoch: epoch.number(),
+            key_period_number: epoch.key_period().number(),
+            key_period: epoch.key_period().to_string(),
+            open_connections: u64::from(open),
+            audit_records: self.audit.head().count,
+        }
+    }
+}
+
+/// Counts a running request; wakes the shutdown waiter when the last one ends.
+struct InflightGuard<'a>(&'a Shared);
+
+impl<'a> InflightGuard<'a> {
+    fn new(s: &'a Shared) -> Self {
+        s.inflight.fetch_add(1, Ordering::SeqCst);
+        InflightGuard(s)
+    }
+}
+
+impl Drop for InflightGuard<'_> {
+    fn drop(&mut self) {
+        if self.0.inflight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+/// The server node's entry point.
+#[derive(Debug, Clone, Copy)]
+pub struct Server;
+
+/// A running server: its address, metrics, and graceful shutdown.
+pub struct RunningServer {
+    shared: Arc<Shared>,
+    endpoint: quinn::Endpoint,
+    local_addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
+    stop_tx: watch::Sender<bool>,
+    done_rx: watch::Receiver<bool>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for RunningServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningServer")
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+fn require<T: Clone>(
+    v: &Option<T>,
+    setting: &'static str,
+    flag: &'static str,
+) -> Result<T, ServerError> {
+    v.clone()
+        .ok_or(ServerError::MissingSetting { setting, flag })
+}
+
+impl Server {
+    /// Starts the server with the system clock. See [`Server::start_with_clock`].
+    pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
+        Self::start_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// Loads the current epoch, the accredited clients, the quota book and the audit log,
+    /// binds the QUIC endpoint and starts serving. Must be called inside a multi-threaded tokio
+    /// runtime. `clock` is the time source of quotas and audit records.
+    pub async fn start_with_clock(
+        config: ServerConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<RunningServer, ServerError> {
+        config.validate()?;
+        let data_dir = require(&config.data_dir, "data_dir", "--data-dir")?;
+        let cert = require(&config.cert, "cert", "--cert")?;
+        let key = require(&config.key, "key", "--key")?;
+        let client_ca = require(&config.client_ca, "client_ca", "--client-ca")?;
+        let clients_path = require(&config.clients, "clients", "--clients")?;
+        let listen = config.listen_addr();
+
+        let clients_stamp = file_stamp(&clients_path);
+        let clients = AccreditedClients::load(&clients_path)?;
+        if clients.is_empty() {
+            warn!(path = %clients_path.display(), "no accredited client: every connection will be refused");
+        }
+        let tls = crate::tls::server_config(&cert, &key, &client_ca)?;
+        let data = DataDir::new(&data_dir);
+        let history = config.delta_history;
+        let (data2, epoch) = {
+            let data = data.clone();
+            tokio::task::spawn_blocking(move || {
+                let e = Epoch::load_current(&data, history);
+                (data, e)
+            })
+            .await
+            .map_err(|e| ServerError::Internal(format!("epoch loading task failed: {e}")))?
+        };
+        let epoch = epoch?;
+        let data = data2;
+        crate::fsutil::create_dir_private(&data.state())?;
+        let quota = QuotaBook::open(data.quota(), config.quota_utc_offset_minutes)?;
+        let audit = AuditLog::open(&data)?;
+
+        let quic_crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(|e| {
+            ServerError::Tls {
+                path: cert.clone(),
+                reason: format!("cannot be used for QUIC: {e}"),
+            }
+        })?;
+        let mut transport = quinn::TransportConfig::default();
+        transport.max_concurrent_bidi_streams(VarInt::from_u32(config.max_concurrent_streams));
+        transport.max_concurrent_uni_streams(VarInt::from_u32(0));
+        transport.max_idle_timeout(Some(
+            quinn::IdleTimeout::try_from(Duration::from_millis(config.idle_timeout_ms)).map_err(
+                |e| ServerError::Config {
+                    path: "server.toml".into(),
+                    reason: format!("idle_timeout_ms: {e}"),
+                },
+            )?,
+        ));
+        let mut qcfg = quinn::ServerConfig::with_crypto(Arc::new(quic_crypto));
+        qcfg.transport_config(Arc::new(transport));
+        qcfg.migration(false);
+        let endpoint = quinn::Endpoint::server(qcfg, listen).map_err(|e| ServerError::Listen {
+            addr: listen,
+            reason: e.to_string(),
+        })?;
+        let local_addr = endpoint.local_addr().map_err(|e| ServerError::Listen {
+            addr: listen,
+            reason: e.to_string(),
+        })?;
+        info!(
+            addr = %local_addr,
+            epoch = epoch.number(),
+            key_period = %epoch.key_period(),
+            entries = epoch.len(),
+            oldest_delta_base = epoch.oldest_delta_base(),
+            clients = clients.len(),
+            "nayose server listening"
+        );
+
+        let metrics_listener = match config.metrics_listen {
+            Some(addr) => {
+                let l = crate::metrics::bind(addr)
+                    .await
+                    .map_err(|e| ServerError::Listen {
+                        addr,
+                        reason: format!("metrics endpoint: {e}"),
+                    })?;
+                let bound = l.local_addr().map_err(|e| ServerError::Listen {
+                    addr,
+                    reason: format!("metrics endpoint: {e}"),
+                })?;
+                info!("metrics on http://{bound}/metrics");
+                Some((l, bound))
+            }
+            None => None,
+        };
+        let shared = Arc::new(Shared {
+            busy: Semaphore::new(config.max_concurrent_requests as usize),
+            s: Settings { cfg: config, data },
+            clients: RwLock::new(Arc::new(clients)),
+            clients_path: clients_path.clone(),
+            clients_stamp: Mutex::new(clients_stamp),
+            epoch: RwLock::new(Arc::new(epoch)),
+            quota,
+            audit,
+            stats: Stats::default(),
+            metrics: Arc::new(Metrics::new()),
+            clock,
+            conns: Mutex::new(HashMap::new()),
+            bases: Mutex::new((HashMap::new(), 0)),
+            inflight: AtomicUsize::new(0),
+            idle: Notify::new(),
+            conn_tasks: AtomicUsize::new(0),
+            conns_done: Notify::new(),
+            shutting_down: AtomicBool::new(false),
+        });
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (done_tx, done_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(accept_loop(
+            shared.clone(),
+            endpoint.clone(),
+            stop_rx.clone(),
+        )));
+        tasks.push(tokio::spawn(epoch_watcher(shared.clone(), stop_rx.clone())));
+        let metrics_addr = metrics_listener.as_ref().map(|(_, a)| *a);
+        if let Some((listener, _)) = metrics_listener {
+            let s = shared.clone();
+            tasks.push(tokio::spawn(crate::metrics::serve(
+                listener,
+                shared.metrics.clone(),
+                Arc::new(move || s.metrics_snapshot()),
+                stop_rx.clone(),
+            )));
+        }
+        if shared.s.cfg.status_interval_secs > 0 {
+            tasks.push(tokio::spawn(status_loop(shared.clone(), stop_rx.clone())));
+        }
+        // Keep the done channel open until shutdown completes.
+        tasks.push(tokio::spawn(async move {
+            let mut rx = stop_rx;
+            while !*rx.borrow() {
+                if rx.changed().await.is_err() {
+                    break;
+                }
+            }
+            drop(done_tx);
+        }));
+        Ok(RunningServer {
+            shared,
+            endpoint,
+            local_addr,
+            metrics_addr,
+            stop_tx,
+            done_rx,
+            tasks: Mutex::new(tasks),
+        })
+    }
+}
+
+async fn audit(shared: &Arc<Shared>, mut entry: AuditEntry) -> Result<(), ServerError> {
+    if entry.time.is_empty() {
+        entry.time = rfc3339(shared.clock.now());
+    }
+    let s = shared.clone();
+    tokio::task::spawn_blocking(move || s.audit.append(entry))
+        .await
+        .map_err(|e| ServerError::Internal(format!("audit task failed: {e}")))?
+        .map(|_| ())
+}
+
+fn ms_since(t: Instant) -> Option<u64> {
+    Some(u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX))
+}

@@ -1,0 +1,121 @@
+//! Sending an answer: its audit record first (durably; `Internal` and a refund if that
+//! fails), then the frame or the stream, then the `fetch_end` record and the counters.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nayose_wire::{ErrorCode, Response};
+use tracing::error;
+
+use crate::audit::AuditEntry;
+
+use super::answer::refund;
+use super::connection::ConnCtx;
+use super::frames::{encode, err_resp};
+use super::requests::Answer;
+use super::streams::{Stream, stream_base, stream_delta};
+use super::{Shared, audit, ms_since};
+
+pub(super) async fn send_answer(
+    shared: &Arc<Shared>,
+    ctx: &ConnCtx,
+    mut send: quinn::SendStream,
+    mut ans: Answer,
+    started: Instant,
+) {
+    let mut frame = ans.frame.as_ref().and_then(encode);
+    let mut error_code = match &ans.frame {
+        Some(Response::Error(e)) => Some(format!("{:?}", e.code)),
+        _ => None,
+    };
+    if let Some(Response::Error(e)) = &ans.frame {
+        ans.counters.errors += 1;
+        if ans.audit.outcome.is_empty() {
+            ans.audit.outcome = format!("{:?}", e.code);
+        }
+    }
+    if ans.frame.is_some() && frame.is_none() {
+        ans.audit.outcome = "Internal".into();
+        error_code = Some("Internal".into());
+        frame = encode(&err_resp(ErrorCode::Internal, "internal error"));
+    }
+    if ans.audit.outcome.is_empty() {
+        ans.audit.outcome = "ok".into();
+    }
+    ans.audit.bytes_in = Some(ans.counters.bytes_in);
+    ans.audit.bytes_out = frame.as_ref().map(|f| f.len() as u64);
+    ans.audit.duration_ms = ms_since(started);
+    let stream_record = ans.audit.clone();
+    let kind = stream_record.op.clone();
+    if let Err(e) = audit(shared, ans.audit).await {
+        error!("cannot write the audit log; refusing to answer: {e}");
+        frame = encode(&err_resp(
+            ErrorCode::Internal,
+            "server cannot record the request; retry later",
+        ));
+        ans.stream = None;
+        error_code = Some("Internal".into());
+        ans.counters.errors += 1;
+        ans.counters.evaluations = 0;
+        if let Some(c) = ans.charge.take() {
+            refund(shared, ctx, c).await;
+        }
+    }
+    let mut bytes_out = 0u64;
+    let mut ok = true;
+    if let Some(f) = &frame {
+        ok = send.write_all(f).await.is_ok();
+        if ok {
+            bytes_out += f.len() as u64;
+        }
+    }
+    if let Some(st) = ans.stream.take() {
+        let (sent, completed, reached) = match &st {
+            Stream::Base {
+                epoch, cur, offset, ..
+            } => {
+                let (n, done) =
+                    stream_base(shared, ctx, &mut send, epoch, cur, *offset, &mut bytes_out).await;
+                (n, done, None)
+            }
+            Stream::Delta { epoch, cur, from } => {
+                let (n, done) =
+                    stream_delta(ctx, &mut send, epoch, cur, *from, &mut bytes_out).await;
+                (n, done, done.then_some(cur.epoch))
+            }
+        };
+        drop(st);
+        ok = completed;
+        ans.counters.entries = sent;
+        let _ = audit(
+            shared,
+            AuditEntry {
+                event: "fetch_end".into(),
+                time: String::new(),
+                entries: Some(sent),
+                epoch_reached: reached,
+                bytes_in: None,
+                bytes_out: Some(bytes_out),
+                duration_ms: ms_since(started),
+                outcome: if completed { "completed" } else { "cancelled" }.into(),
+                ..stream_record
+            },
+        )
+        .await;
+    }
+    if ok {
+        let _ = send.finish();
+        let _ = tokio::time::timeout(Duration::from_secs(10), send.stopped()).await;
+    }
+    // flows.md §4.2: evaluations are charged once computed, even when the answer could not be
+    // written: a client can read the evaluated elements and then reset the stream before the
+    // proof, so a refund here would be an unmetered oracle.
+    ans.counters.bytes_out += bytes_out;
+    shared.metrics.request(
+        ctx.client.as_str(),
+        &kind,
+        error_code.as_deref(),
+        &ans.counters,
+    );
+    shared.stats.record(ctx.client.as_str(), ans.counters);
+}

@@ -1,0 +1,47 @@
+//! The periodic status log lines (epoch, connections, audit head, per-client counters).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tracing::info;
+
+use super::Shared;
+
+pub(super) async fn status_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let period = Duration::from_secs(shared.s.cfg.status_interval_secs);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            _ = stop.changed() => return,
+        }
+        let interval = shared.stats.take_interval();
+        let conns: u32 = shared
+            .conns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .sum();
+        let head = shared.audit.head();
+        info!(
+            epoch = shared.epoch().number(),
+            key_period = %shared.epoch().key_period(),
+            connections = conns,
+            audit_records = head.count,
+            audit_head = %head.hash,
+            "status"
+        );
+        for (client, c) in interval {
+            info!(
+                client = %client,
+                requests = c.requests,
+                evaluations = c.evaluations,
+                entries = c.entries,
+                bytes_in = c.bytes_in,
+                bytes_out = c.bytes_out,
+                errors = c.errors,
+                "status per client (last interval)"
+            );
+        }
+    }
+}
