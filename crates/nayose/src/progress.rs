@@ -102,8 +102,8 @@ impl Progress for ClientBars {
     }
 }
 
-/// The epoch build's progress: one spinner per phase, with the count, a readable rate and the
-/// time elapsed (the build reports no totals).
+/// The epoch build's progress: one bar per phase with its total, a readable rate and the ETA
+/// (bytes of the registry file while reading).
 pub(crate) fn build_bars() -> ProgressFn {
     let current: Arc<Mutex<Option<(&'static str, ProgressBar)>>> = Arc::new(Mutex::new(None));
     Arc::new(move |p: BuildProgress| {
@@ -114,12 +114,28 @@ pub(crate) fn build_bars() -> ProgressFn {
                 if let Some((_, old)) = cur.take() {
                     old.finish_and_clear();
                 }
-                let b = bar(None, p.phase);
+                let b = if p.bytes {
+                    byte_bar(p.total, p.phase)
+                } else {
+                    bar(Some(p.total), p.phase)
+                };
                 b.set_position(p.done);
                 *cur = Some((p.phase, b));
             }
         }
     })
+}
+
+/// A bar counting bytes: `12.3 MiB/35.0 MiB 48.2 MiB/s ETA 1s`.
+fn byte_bar(total: u64, what: &str) -> ProgressBar {
+    let b = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    if let Ok(s) = ProgressStyle::with_template(
+        "{prefix:>9} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+    ) {
+        b.set_style(s.progress_chars("=> "));
+    }
+    b.set_prefix(what.to_string());
+    b
 }
 
 #[cfg(test)]

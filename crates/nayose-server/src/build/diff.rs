@@ -174,6 +174,8 @@ fn evaluate_added(
             p(BuildProgress {
                 phase: "evaluate",
                 done,
+                total: rows.len() as u64,
+                bytes: false,
             });
         }
     }

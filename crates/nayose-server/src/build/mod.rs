@@ -108,11 +108,16 @@ pub enum FailPoint {
 /// Progress of a running build, handed to [`BuildOptions::progress`].
 #[derive(Debug, Clone, Copy)]
 pub struct BuildProgress {
-    /// The phase: `"read"`, `"diff"`, `"evaluate"`, `"write"` or `"publish"`.
+    /// The phase: `"read"`, `"evaluate"`, `"write"` or `"publish"`.
     pub phase: &'static str,
-    /// Registry rows read so far (in `"read"`), numbers evaluated (in `"evaluate"`), entries
-    /// otherwise.
+    /// Bytes of the registry file read so far (in `"read"`), numbers evaluated (in
+    /// `"evaluate"`), entries otherwise.
     pub done: u64,
+    /// What `done` counts up to: the registry file's size in `"read"`, the numbers to evaluate
+    /// in `"evaluate"`, the entries in the others.
+    pub total: u64,
+    /// Whether `done` and `total` count bytes (the `"read"` phase).
+    pub bytes: bool,
 }
 
 /// Callback receiving build progress (e.g. to drive a progress bar when stderr is a terminal).
@@ -503,12 +508,6 @@ pub fn build_epoch(opts: &BuildOptions) -> Result<BuildReport, ServerError> {
     phases.sort += asm.times.merge + asm.times.assemble;
     phases.evaluate = asm.times.evaluate;
     let t = Instant::now();
-    if let Some(p) = &opts.progress {
-        p(BuildProgress {
-            phase: "diff",
-            done: reg.numbers.len() as u64,
-        });
-    }
     let person_count = u32::try_from(reg.persons.len()).unwrap_or(u32::MAX);
     let digest = RecordTable::new(kp.id, number, person_count, &asm.records[16..])?.digest();
     let pbytes = encode_persons(&reg.persons.iter().collect::<Vec<_>>());
@@ -566,6 +565,8 @@ pub fn build_epoch(opts: &BuildOptions) -> Result<BuildReport, ServerError> {
         p(BuildProgress {
             phase: "write",
             done: manifest.entries,
+            total: manifest.entries,
+            bytes: false,
         });
     }
 
@@ -604,6 +605,8 @@ pub fn build_epoch(opts: &BuildOptions) -> Result<BuildReport, ServerError> {
         p(BuildProgress {
             phase: "publish",
             done: manifest.entries,
+            total: manifest.entries,
+            bytes: false,
         });
     }
     let pruned = prune_epochs(

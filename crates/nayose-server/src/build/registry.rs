@@ -18,12 +18,16 @@
 //! (about 20 bytes per number) and the person ids, and make the sort a sort of integers.
 
 use rustc_hash::FxHashMap;
+use std::fs::File;
+use std::io::{BufReader, Read};
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use nayose_csv::{
     CsvError, DiscardReport, OutputEncoding, ReadOptions, RegistryEntry, RegistryReader,
-    ReportCounts, ReportLine, ReportReason, ReportSink, ReportWriter, RowError,
+    ReportCounts, ReportLine, ReportReason, ReportSink, ReportWriter, RowError, TextEncoding,
 };
 use nayose_number::{ENCODING_DOMAIN, ENCODING_VERSION, InsuredNumber};
 use rayon::prelude::*;
@@ -140,6 +144,26 @@ pub(super) fn number_key(canonical: &[u8]) -> u128 {
     u128::from_be_bytes(k)
 }
 
+/// A reader that counts the bytes read through it (for the read phase's progress).
+struct Counted<R> {
+    inner: R,
+    read: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// How far the registry file has been read.
+struct FileProgress {
+    read: Arc<AtomicU64>,
+    size: u64,
+}
+
 /// Rows read per batch of the read/parse pipeline.
 const READ_BATCH: usize = 1 << 14;
 
@@ -189,10 +213,29 @@ pub(super) fn read_registry(
         repair: opts.repair,
         ..ReadOptions::default()
     };
-    let reader = RegistryReader::open_mapped(&opts.registry, &opts.columns, &read_opts)
-        .map_err(|e| registry_err(&opts.registry, e))?;
+    let path = &opts.registry;
+    let encoding = TextEncoding::resolve(path, opts.encoding).map_err(|e| registry_err(path, e))?;
+    let file = File::open(path).map_err(|e| ServerError::Io {
+        action: "cannot open",
+        path: path.clone(),
+        source: e,
+    })?;
+    let size = file.metadata().map_or(0, |m| m.len());
+    let read = Arc::new(AtomicU64::new(0));
+    let counted = Counted {
+        inner: file,
+        read: Arc::clone(&read),
+    };
+    let reader = RegistryReader::from_reader_mapped(
+        BufReader::with_capacity(1 << 16, counted),
+        encoding,
+        &opts.columns,
+        &read_opts,
+    )
+    .map_err(|e| registry_err(path, e))?;
+    let progress = FileProgress { read, size };
     match &opts.report {
-        None => read_with(opts, reader, &mut DiscardReport, phases),
+        None => read_with(opts, reader, &progress, &mut DiscardReport, phases),
         Some(path) => {
             let encoding = OutputEncoding::like_input(reader.encoding());
             let mut report =
@@ -200,7 +243,7 @@ pub(super) fn read_registry(
                     path: path.clone(),
                     reason: e.to_string(),
                 })?;
-            let result = read_with(opts, reader, &mut report, phases);
+            let result = read_with(opts, reader, &progress, &mut report, phases);
             if matches!(&result, Ok(_) | Err(ServerError::InvalidRows { .. })) {
                 report.finish().map_err(|e| ServerError::Report {
                     path: path.clone(),
@@ -212,9 +255,10 @@ pub(super) fn read_registry(
     }
 }
 
-fn read_with<R: std::io::Read + Send>(
+fn read_with<R: Read + Send>(
     opts: &BuildOptions,
     mut reader: RegistryReader<R>,
+    file: &FileProgress,
     report: &mut (impl ReportSink + ?Sized),
     phases: &mut PhaseTimes,
 ) -> Result<Registry, ServerError> {
@@ -308,7 +352,9 @@ fn read_with<R: std::io::Read + Send>(
         if let Some(p) = &opts.progress {
             p(BuildProgress {
                 phase: "read",
-                done: rows,
+                done: file.read.load(Ordering::Relaxed).min(file.size),
+                total: file.size,
+                bytes: true,
             });
         }
     }
