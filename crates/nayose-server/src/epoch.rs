@@ -602,6 +602,17 @@ pub(crate) struct Epoch {
     deltas: Vec<DeltaHandle>,
 }
 
+/// The table is `Zeroizing` and the keys zeroize themselves; the person ids are wiped here, so
+/// an epoch that is no longer served leaves no secret behind in memory.
+impl Drop for Epoch {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        for p in &mut self.persons {
+            p.zeroize();
+        }
+    }
+}
+
 impl std::fmt::Debug for Epoch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Epoch")
