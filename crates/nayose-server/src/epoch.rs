@@ -927,7 +927,7 @@ impl std::fmt::Display for EpochSummary {
 
 /// Loads and fully checks the epoch `current` names (checksums, digest, key files and
 /// permissions, tag order, the kept deltas): what a server start would do, without serving.
-pub fn check_current_epoch(data_dir: &Path) -> Result<EpochSummary, ServerError> {
+pub(crate) fn check_current_epoch(data_dir: &Path) -> Result<EpochSummary, ServerError> {
     let data = DataDir::new(data_dir);
     let e = Epoch::load_current(&data, u32::MAX)?;
     Ok(EpochSummary {

@@ -200,6 +200,39 @@ pub enum ServerError {
         /// The lock file (`DATA_DIR/build.lock`).
         path: PathBuf,
     },
+    /// Another `server serve` holds the data directory's serve lock: two servers on one data
+    /// directory would each grant a client its whole quota.
+    #[error(
+        "another `nayose server serve` is running on this data directory (it holds the lock \
+         {path}); stop it first, or give this server another data directory"
+    )]
+    ServeLocked {
+        /// The lock file (`DATA_DIR/serve.lock`).
+        path: PathBuf,
+    },
+    /// `current` names an epoch older than one this data directory has already served.
+    #[error(
+        "`current` names epoch {current}, but this data directory has already served epoch \
+         {served} (recorded in {path}); epochs only move forward. Point `current` back at epoch \
+         {served} or newer (or run `nayose server build`); if the data directory was restored \
+         from a backup on purpose, start a new key period and remove {path}"
+    )]
+    EpochRolledBack {
+        /// The epoch `current` names.
+        current: u32,
+        /// The greatest epoch served.
+        served: u32,
+        /// `DATA_DIR/state/served-epoch`.
+        path: PathBuf,
+    },
+    /// A state file of the server (`state/`) cannot be parsed.
+    #[error("{path} is damaged: {reason}")]
+    CorruptState {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, and what to do.
+        reason: String,
+    },
     /// A build was stopped at an injected failure point (tests of crash safety only).
     #[error("build stopped at injected failure point {0:?}")]
     InjectedFailure(crate::build::FailPoint),

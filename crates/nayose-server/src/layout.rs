@@ -7,6 +7,7 @@
 //!   current                          0600  name of the current epoch directory + "\n"
 //!   last-epoch                       0600  the greatest epoch number ever allocated (decimal)
 //!   build.lock                       0600  empty; a running build holds an exclusive lock on it
+//!   serve.lock                       0600  empty; a running server holds an exclusive lock on it
 //!   keyperiods/                      0700
 //!     00000000000000000001/          0700  one key period (written once when it starts)
 //!       keyperiod.toml               0600  number, key period id, pkS, K_L id, first epoch
@@ -25,6 +26,7 @@
 //!     00000000000000000007.bin       0600  the delta of epoch 7 (self-contained: removed tags,
 //!                                          upserted tags, label keys and person ids)
 //!   state/quota.json                 0600  evaluations used per client, per day and key period
+//!   state/served-epoch               0600  the greatest epoch ever served (epochs only move forward)
 //!   audit/audit.log                  0600  hash-chained JSON lines, one per request
 //!   audit/audit.head                 0600  count and hash of the last record
 //! ```
@@ -81,6 +83,14 @@ impl DataDir {
 
     pub(crate) fn build_lock(&self) -> PathBuf {
         self.root.join("build.lock")
+    }
+
+    pub(crate) fn serve_lock(&self) -> PathBuf {
+        self.root.join("serve.lock")
+    }
+
+    pub(crate) fn served_epoch(&self) -> PathBuf {
+        self.state().join("served-epoch")
     }
 
     pub(crate) fn last_epoch(&self) -> PathBuf {

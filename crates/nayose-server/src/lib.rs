@@ -52,6 +52,7 @@ mod keys;
 pub mod layout;
 mod metrics;
 mod quota;
+mod safety;
 mod service;
 mod stats;
 mod tls;
@@ -66,8 +67,9 @@ pub use config::{
     AccreditedClients, ClientEntry, ClientLimits, DEFAULT_KEY_PERIOD_QUOTA_DAYS, DEFAULT_LISTEN,
     ServerConfig,
 };
-pub use epoch::{EpochSummary, Manifest, check_current_epoch};
+pub use epoch::{EpochSummary, Manifest};
 pub use error::ServerError;
 pub use keys::{RotationReport, rotate_label_master_key};
+pub use safety::check_current_epoch;
 pub use service::{RunningServer, Server};
 pub use stats::ClientCounters;

@@ -35,7 +35,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use nayose_table::ClientId;
@@ -51,6 +51,7 @@ use crate::error::ServerError;
 use crate::layout::DataDir;
 use crate::metrics::{Metrics, Snapshot};
 use crate::quota::QuotaBook;
+use crate::safety::{ServedEpoch, check_secret_files, lock_serve};
 use crate::stats::Stats;
 
 use connection::accept_loop;
@@ -81,6 +82,14 @@ struct Shared {
     /// Modification time and length of `clients.toml` when it was last loaded.
     clients_stamp: Mutex<Option<(SystemTime, u64)>>,
     epoch: RwLock<Arc<Epoch>>,
+    /// Epochs no longer current, while requests that started on them still hold them (see
+    /// [`Shared::epochs_in_memory`]).
+    retired: Mutex<Vec<(u32, Weak<Epoch>)>>,
+    /// The greatest epoch ever served (`state/served-epoch`): epochs only move forward.
+    served: Mutex<ServedEpoch>,
+    /// The exclusive lock on `DATA_DIR/serve.lock`: held from start until shutdown has
+    /// finished (or, without a shutdown, as long as anything of this server runs).
+    serve_lock: Mutex<Option<std::fs::File>>,
     quota: QuotaBook,
     audit: AuditLog,
     stats: Stats,
@@ -108,6 +117,30 @@ impl Shared {
 
     fn epoch(&self) -> Arc<Epoch> {
         self.epoch.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Makes `new` the epoch every new request is answered against. The previous one is
+    /// dropped here unless requests that started on it are still running; it is destroyed
+    /// (its table, person ids and keys zeroized) when the last of them ends.
+    fn install_epoch(&self, new: Epoch) {
+        let old = std::mem::replace(
+            &mut *self.epoch.write().unwrap_or_else(|p| p.into_inner()),
+            Arc::new(new),
+        );
+        let mut retired = self.retired.lock().unwrap_or_else(|p| p.into_inner());
+        retired.push((old.number(), Arc::downgrade(&old)));
+        drop(old);
+        retired.retain(|(_, w)| w.strong_count() > 0);
+    }
+
+    /// The numbers of the epochs held in memory: the current one first, then retired ones that
+    /// running requests still hold.
+    fn epochs_in_memory(&self) -> Vec<u32> {
+        let mut out = vec![self.epoch().number()];
+        let mut retired = self.retired.lock().unwrap_or_else(|p| p.into_inner());
+        retired.retain(|(_, w)| w.strong_count() > 0);
+        out.extend(retired.iter().map(|(n, _)| *n));
+        out
     }
 
     fn is_shutting_down(&self) -> bool {
@@ -209,7 +242,13 @@ impl Server {
             warn!(path = %clients_path.display(), "no accredited client: every connection will be refused");
         }
         let tls = crate::tls::server_config(&cert, &key, &client_ca)?;
+        if !data_dir.is_dir() {
+            return Err(ServerError::NoEpoch { data_dir });
+        }
         let data = DataDir::new(&data_dir);
+        // Before anything is read: one server per data directory, and owner-only secrets.
+        let serve_lock = lock_serve(&data)?;
+        check_secret_files(&data)?;
         let history = config.delta_history;
         let (data2, epoch) = {
             let data = data.clone();
@@ -223,6 +262,8 @@ impl Server {
         let epoch = epoch?;
         let data = data2;
         crate::fsutil::create_dir_private(&data.state())?;
+        let mut served = ServedEpoch::open(&data)?;
+        served.advance(epoch.number())?;
         let quota = QuotaBook::open(data.quota(), config.quota_utc_offset_minutes)?;
         let audit = AuditLog::open(&data)?;
 
@@ -288,6 +329,9 @@ impl Server {
             clients_path: clients_path.clone(),
             clients_stamp: Mutex::new(clients_stamp),
             epoch: RwLock::new(Arc::new(epoch)),
+            retired: Mutex::new(Vec::new()),
+            served: Mutex::new(served),
+            serve_lock: Mutex::new(Some(serve_lock)),
             quota,
             audit,
             stats: Stats::default(),

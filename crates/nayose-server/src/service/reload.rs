@@ -10,6 +10,7 @@ use tracing::{error, info, warn};
 
 use crate::config::AccreditedClients;
 use crate::epoch::{Epoch, read_current};
+use crate::layout::parse_epoch_dir_name;
 
 use super::Shared;
 
@@ -30,21 +31,58 @@ pub(super) async fn epoch_watcher(shared: Arc<Shared>, mut stop: watch::Receiver
                 continue;
             }
         };
-        if name == shared.epoch().dir_name() || failed.as_deref() == Some(name.as_str()) {
+        let serving = shared.epoch();
+        if name == serving.dir_name() || failed.as_deref() == Some(name.as_str()) {
             continue;
         }
+        // Epochs only move forward: a `current` rolled back to an older epoch (than the one
+        // served now, or than any served before) is refused before anything is loaded.
+        let number = parse_epoch_dir_name(&name);
+        let greatest = shared
+            .served
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .greatest();
+        if number.is_none_or(|n| n < serving.number() || n < greatest) {
+            error!(
+                current = %name,
+                serving = serving.number(),
+                greatest_served = greatest,
+                "`current` names an epoch older than the one being served (rolled back?); epochs \
+                 only move forward: still serving epoch {}. Point `current` at epoch {} or newer",
+                serving.number(),
+                serving.number().max(greatest)
+            );
+            failed = Some(name);
+            continue;
+        }
+        drop(serving);
         let data = shared.s.data.clone();
         let history = shared.s.cfg.delta_history;
         let n2 = name.clone();
         let loaded = tokio::task::spawn_blocking(move || Epoch::load(&data, &n2, history)).await;
         match loaded {
             Ok(Ok(e)) => {
+                let recorded = shared
+                    .served
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .advance(e.number());
+                if let Err(err) = recorded {
+                    error!(
+                        "the published epoch {name} is not served; still serving the previous \
+                         one: {err}"
+                    );
+                    failed = Some(name);
+                    continue;
+                }
                 let old = shared.epoch();
                 if old.key_period() != e.key_period() {
                     info!(old = %old.key_period(), new = %e.key_period(), "new key period is now current");
                 }
                 info!(old = old.number(), new = e.number(), key_period = %e.key_period(), entries = e.len(), oldest_delta_base = e.oldest_delta_base(), "new epoch is now current");
-                *shared.epoch.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(e);
+                drop(old);
+                shared.install_epoch(e);
                 failed = None;
             }
             Ok(Err(e)) => {

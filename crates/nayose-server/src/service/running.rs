@@ -47,6 +47,13 @@ impl RunningServer {
         self.shared.epoch().oldest_delta_base()
     }
 
+    /// The epochs held in memory: the current one first, then any previous epoch that requests
+    /// started on it still hold. A previous epoch is destroyed (table, person ids and keys
+    /// zeroized) as soon as it is no longer served.
+    pub fn epochs_in_memory(&self) -> Vec<u32> {
+        self.shared.epochs_in_memory()
+    }
+
     /// Counters per client id since start.
     pub fn stats(&self) -> BTreeMap<String, ClientCounters> {
         self.shared.stats.snapshot()
@@ -103,6 +110,14 @@ impl RunningServer {
         }
         let head = self.shared.audit.head();
         info!(audit_records = head.count, audit_head = %head.hash, "server stopped");
+        // Nothing serves any more: another server may take the data directory.
+        drop(
+            self.shared
+                .serve_lock
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take(),
+        );
     }
 
     /// Waits until the server has been shut down (by [`RunningServer::shutdown`] from another

@@ -23,6 +23,13 @@ pub(super) async fn status_loop(shared: Arc<Shared>, mut stop: watch::Receiver<b
             .values()
             .sum();
         let head = shared.audit.head();
+        let in_memory = shared.epochs_in_memory();
+        if in_memory.len() > 1 {
+            info!(
+                epochs = ?&in_memory[1..],
+                "previous epochs still held by running downloads; destroyed when they end"
+            );
+        }
         info!(
             epoch = shared.epoch().number(),
             key_period = %shared.epoch().key_period(),
