@@ -17,7 +17,9 @@
 //!   retries; `net`: one connection and failure classification; `cache`: the caches of each
 //!   key period on disk; `tls`: credentials.
 //!
-//! Invariants: a run that returns an error has written no output file; results never mix two
+//! Invariants: a run that returns an error has written no output file (and a process being
+//! stopped by a signal calls [`abandon_temp_files`] to remove the temporary files of a run it
+//! cannot finish); results never mix two
 //! key periods or epochs; nothing secret (numbers, blinds, OPRF outputs, label keys) is logged or reported.
 
 mod cache;
@@ -37,7 +39,8 @@ pub use config::{
 pub use error::{ClientError, InvalidRowsDetail};
 pub use link::{STATUS_INVALID, STATUS_LINKED, STATUS_NOT_FOUND, link, link_async};
 pub use nayose_csv::{
-    GROUP_COLUMN, HeldColumns, NOTE_COLUMN, NUMBER_COLUMN, ReportReason, STATUS_COLUMN,
+    Abandoned, GROUP_COLUMN, HeldColumns, NOTE_COLUMN, NUMBER_COLUMN, ReportReason, STATUS_COLUMN,
+    abandon_temp_files,
 };
 pub use nayose_proto::ProtoError;
 pub use progress::{NoProgress, Phase, Progress};

@@ -58,6 +58,16 @@ pub async fn link_async(
     let cfg = config.resolve()?;
     let creds = tls::load(&cfg)?;
     check_output_dir(&cfg)?;
+    // Temporary files (personal data) that a killed earlier run left next to the output or
+    // the report; each writer also does this before it creates its own.
+    for path in std::iter::once(&cfg.output).chain(cfg.report.as_ref()) {
+        for stale in nayose_csv::remove_stale_temp_files(path) {
+            progress.note(&format!(
+                "removed {}, a temporary file left by an earlier run that was killed",
+                stale.display()
+            ));
+        }
+    }
     let mut summary = LinkSummary {
         client_id: creds.client_id.as_str().to_owned(),
         ..Default::default()

@@ -213,4 +213,11 @@ pub enum CsvError {
     /// An unknown delimiter name.
     #[error("unknown delimiter {0:?}: use comma or tab")]
     UnknownDelimiter(String),
+    /// The process is being interrupted (a signal): no new file is written or renamed into
+    /// place (see [`crate::abandon_temp_files`]).
+    #[error("{path}: not written: the run was interrupted")]
+    Interrupted {
+        /// The file that was not written.
+        path: PathBuf,
+    },
 }

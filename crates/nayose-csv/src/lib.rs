@@ -45,6 +45,7 @@ mod report;
 mod report_writer;
 mod workbook;
 
+pub use atomic::{Abandoned, abandon_temp_files, remove_stale_temp_files};
 pub use csv::StringRecord;
 pub use dedup::HeldSet;
 pub use delimiter::Delimiter;

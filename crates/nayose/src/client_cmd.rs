@@ -4,7 +4,10 @@ use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use nayose_client::{ClientConfig, ClientError, ColumnNames, Encoding, link};
+use nayose_client::{
+    ClientConfig, ClientError, ColumnNames, Encoding, LinkSummary, Progress, abandon_temp_files,
+    link_async,
+};
 
 use crate::i18n::{self, Lang};
 use crate::progress;
@@ -151,20 +154,145 @@ fn flags(a: &LinkArgs) -> Result<ClientConfig> {
     })
 }
 
+/// A signal that stopped a run: its name and the exit status it gives (128 + its number).
+#[derive(Debug, Clone, Copy)]
+struct Stopped {
+    signal: &'static str,
+    status: u8,
+}
+
+/// The signals that stop a link run (SIGINT, SIGTERM, SIGHUP), caught from the moment they are
+/// installed, so that the run can remove its temporary files (personal data) before it exits.
+struct StopSignals {
+    #[cfg(unix)]
+    signals: [(tokio::signal::unix::Signal, Stopped); 3],
+}
+
+impl StopSignals {
+    /// Installs the handlers; needs a tokio runtime.
+    fn install() -> Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let on = |kind: SignalKind, name: &'static str, number: u8| {
+                signal(kind)
+                    .map(|s| {
+                        (
+                            s,
+                            Stopped {
+                                signal: name,
+                                status: 128 + number,
+                            },
+                        )
+                    })
+                    .with_context(|| format!("installing the handler of {name}"))
+            };
+            Ok(StopSignals {
+                signals: [
+                    on(SignalKind::interrupt(), "SIGINT", 2)?,
+                    on(SignalKind::terminate(), "SIGTERM", 15)?,
+                    on(SignalKind::hangup(), "SIGHUP", 1)?,
+                ],
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(StopSignals {})
+    }
+
+    /// The first of the signals to arrive.
+    async fn recv(&mut self) -> Stopped {
+        #[cfg(unix)]
+        {
+            let [(int, s_int), (term, s_term), (hup, s_hup)] = &mut self.signals;
+            tokio::select! {
+                _ = int.recv() => *s_int,
+                _ = term.recv() => *s_term,
+                _ = hup.recv() => *s_hup,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            Stopped {
+                signal: "Ctrl-C",
+                status: 130,
+            }
+        }
+    }
+}
+
+/// Runs the link, or stops at the first SIGINT, SIGTERM or SIGHUP: the run is dropped (its
+/// connection closed), every temporary file of the process is removed and no file is renamed
+/// into place afterwards (`abandon_temp_files`), and reading or writing threads still running
+/// are left to end with the process.
+fn link_or_stop(
+    cfg: &ClientConfig,
+    progress: &dyn Progress,
+) -> Result<Result<LinkSummary, Stopped>> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    let outcome = rt.block_on(async {
+        let mut stop = StopSignals::install()?;
+        tokio::select! {
+            r = link_async(cfg, progress) => Ok(Ok(r.context("link run failed")?)),
+            s = stop.recv() => Ok(Err(s)),
+        }
+    });
+    if matches!(outcome, Ok(Err(_))) {
+        // No temporary file may survive (not even one a blocking writer is still filling).
+        let _ = abandon_temp_files();
+        rt.shutdown_background();
+    }
+    outcome
+}
+
+/// What a stopped run says: nothing was written, or which files were completed before.
+fn interrupted(lang: Lang, stopped: Stopped, finished: &[PathBuf]) -> String {
+    if finished.is_empty() {
+        return i18n::t(lang, "err.interrupted", &[&stopped.signal]);
+    }
+    let files = finished
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    i18n::t(lang, "err.interrupted_after", &[&stopped.signal, &files])
+}
+
 /// Runs `client link`; prints the summary on success. With `--json`, a failure prints
 /// `{"error": {"message": ..., "kind": ...}}` on stdout (and the error on stderr as always).
+/// Stopped by SIGINT, SIGTERM or SIGHUP, it removes its temporary files, says so, and exits
+/// with 128 + the signal's number (130 for Ctrl-C).
 pub(crate) fn run(cmd: ClientCommand, quiet: bool, lang: Lang) -> Result<ExitCode> {
     let ClientCommand::Link(a) = cmd;
-    let result = configure(&a).and_then(|cfg| {
-        if progress::enabled(quiet) {
-            link(&cfg, &progress::ClientBars::default())
-        } else {
-            link(&cfg, &progress::NotesOnly)
-        }
-        .context("link run failed")
-    });
+    let bars = progress::enabled(quiet).then(progress::ClientBars::default);
+    let shown: &dyn Progress = match &bars {
+        Some(b) => b,
+        None => &progress::NotesOnly,
+    };
+    let result = configure(&a).and_then(|cfg| link_or_stop(&cfg, shown));
     let summary = match result {
-        Ok(s) => s,
+        Ok(Ok(s)) => s,
+        Ok(Err(stopped)) => {
+            if let Some(b) = &bars {
+                b.clear();
+            }
+            // Called a second time only to read what the first call did.
+            let finished = abandon_temp_files().finished;
+            eprintln!(
+                "{}",
+                i18n::t(lang, "error", &[&interrupted(lang, stopped, &finished)])
+            );
+            if a.json {
+                let message = interrupted(Lang::En, stopped, &finished);
+                let obj =
+                    serde_json::json!({ "error": { "message": message, "kind": "interrupted" } });
+                println!("{}", serde_json::to_string_pretty(&obj)?);
+            }
+            return Ok(ExitCode::from(stopped.status));
+        }
         Err(e) => {
             if a.json {
                 // Errors that are not the client's own are in the flags' values.

@@ -261,6 +261,16 @@ pub(crate) const CATALOGUE: &[Message] = &[
     ),
     m("err.other", "the run failed", "実行に失敗しました"),
     m(
+        "err.interrupted",
+        "interrupted by {0}: nothing was written and no temporary file is left",
+        "{0} により中断しました。何も書き出しておらず、一時ファイルも残っていません",
+    ),
+    m(
+        "err.interrupted_after",
+        "interrupted by {0}: no temporary file is left; written before the interruption: {1}",
+        "{0} により中断しました。一時ファイルは残っていません。中断の前に書き出したファイル: {1}",
+    ),
+    m(
         "err.no_output",
         "no output file was written",
         "出力ファイルは書き出していません",

@@ -72,6 +72,17 @@ pub(crate) struct ClientBars {
     bars: Mutex<HashMap<Phase, ProgressBar>>,
 }
 
+impl ClientBars {
+    /// Removes every bar from the terminal (a run that stops half-way).
+    pub(crate) fn clear(&self) {
+        if let Ok(mut m) = self.bars.lock() {
+            for (_, b) in m.drain() {
+                b.finish_and_clear();
+            }
+        }
+    }
+}
+
 impl Progress for ClientBars {
     fn start(&self, phase: Phase, total: Option<u64>) {
         if let Ok(mut m) = self.bars.lock() {
