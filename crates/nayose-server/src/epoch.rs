@@ -4,8 +4,9 @@
 //! - `table.bin`: the 16 bytes [`TABLE_MAGIC`], then `entries` records of 56 bytes
 //!   (`tag (16) || label_key (32) || person index (u32 LE) || version (u32 LE)`, nayose-table's
 //!   record format), strictly ascending by tag.
-//! - `persons.bin`: the 16 bytes `PERSONS_MAGIC`, then per person `u16 LE length || id bytes`;
-//!   person index i is the i-th id.
+//! - `persons.bin`: the 16 bytes `PERSONS_MAGIC`, the count n (u64 LE), n + 1 offsets (u64 LE)
+//!   into the id bytes that follow, then the ids back to back: person index i is
+//!   `ids[offset[i]..offset[i + 1]]`, readable in place from a map.
 //! - `index.bin`: the 16 bytes `INDEX_MAGIC`, `u64 LE count`, then per number
 //!   `key (16) || table position (u32 LE)`, strictly ascending by key, where the key is the
 //!   first 16 bytes of SHA-256 over the number's canonical encoding: the number → entry map the
@@ -41,11 +42,12 @@ use nayose_table::{
     RecordTable, TAG_LEN, TableDigest, TableEntry, Tag, encrypt_entry,
 };
 use serde::{Deserialize, Serialize};
+use nayose_mmap::{MapError, VerifiedMap};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use crate::error::ServerError;
-use crate::fsutil::{check_owner_only, read_secret};
+use crate::fsutil::check_owner_only;
 use crate::keys::{read_label_master_key, read_oprf_key};
 use crate::layout::{
     DataDir, INDEX, KEY_PERIOD_LABEL_MASTER_KEY, KEY_PERIOD_META, MANIFEST, OPRF_KEY, PERSONS,
@@ -293,50 +295,108 @@ impl KeyPeriod {
     }
 }
 
-/// Encodes person ids as `persons.bin`.
-pub(crate) fn encode_persons<P: AsRef<[u8]>>(persons: &[P]) -> Vec<u8> {
-    let total: usize = persons.iter().map(|p| 2 + p.as_ref().len()).sum();
-    let mut out = Vec::with_capacity(16 + total);
-    out.extend_from_slice(PERSONS_MAGIC);
+/// Encodes person ids as `persons.bin`: magic, count (u64 LE), count + 1 offsets (u64 LE, into
+/// the id bytes that follow), the ids back to back.
+pub(crate) fn encode_persons<'a>(count: usize, persons: impl Iterator<Item = &'a [u8]>) -> Vec<u8> {
+    let mut offsets: Vec<u8> = Vec::with_capacity((count + 1) * 8);
+    let mut ids: Vec<u8> = Vec::new();
+    offsets.extend_from_slice(&0u64.to_le_bytes());
     for p in persons {
-        let p = p.as_ref();
-        // Lengths are checked against MAX_PERSON_ID_LEN when the registry is read.
-        out.extend_from_slice(&(p.len() as u16).to_le_bytes());
-        out.extend_from_slice(p);
+        ids.extend_from_slice(p);
+        offsets.extend_from_slice(&(ids.len() as u64).to_le_bytes());
     }
+    let mut out = Vec::with_capacity(24 + offsets.len() + ids.len());
+    out.extend_from_slice(PERSONS_MAGIC);
+    out.extend_from_slice(&(count as u64).to_le_bytes());
+    out.extend_from_slice(&offsets);
+    out.extend_from_slice(&ids);
     out
 }
 
-pub(crate) fn decode_persons(
-    what: &str,
-    path: &Path,
-    bytes: &[u8],
-    expected: u32,
-) -> Result<Vec<Box<[u8]>>, ServerError> {
-    let mut rest = bytes
-        .strip_prefix(PERSONS_MAGIC.as_slice())
-        .ok_or_else(|| corrupt(what, path, "wrong file header (not a persons file)"))?;
-    // `expected` comes from the manifest: never reserve more than the file could hold.
-    let mut out = Vec::with_capacity((expected as usize).min(bytes.len() / 2));
-    while !rest.is_empty() {
-        let Some((len, tail)) = rest.split_first_chunk::<2>() else {
-            return Err(corrupt(what, path, "truncated person id length"));
+/// A checked view of `persons.bin` (over a map or a buffer): person `i` without copying.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PersonsView<'a> {
+    offsets: &'a [u8],
+    ids: &'a [u8],
+}
+
+impl<'a> PersonsView<'a> {
+    /// Checks the header, the count against the manifest's `expected`, and every offset
+    /// (starting at 0, non-decreasing, each id at most `MAX_PERSON_ID_LEN`, ending at the end).
+    pub(crate) fn new(
+        what: &str,
+        path: &Path,
+        bytes: &'a [u8],
+        expected: u32,
+    ) -> Result<Self, ServerError> {
+        let rest = bytes.strip_prefix(PERSONS_MAGIC.as_slice()).ok_or_else(|| {
+            corrupt(what, path, "wrong file header (not a persons file of this version)")
+        })?;
+        let Some((count, rest)) = rest.split_first_chunk::<8>() else {
+            return Err(corrupt(what, path, "truncated count"));
         };
-        let len = u16::from_le_bytes(*len) as usize;
-        let Some((id, tail)) = tail.split_at_checked(len) else {
-            return Err(corrupt(what, path, "truncated person id"));
+        let count = u64::from_le_bytes(*count);
+        if count != u64::from(expected) {
+            return Err(corrupt(
+                what,
+                path,
+                format!("{count} person ids, the manifest says {expected}"),
+            ));
+        }
+        let Some((offsets, ids)) = (count as usize)
+            .checked_add(1)
+            .and_then(|n| n.checked_mul(8))
+            .and_then(|n| rest.split_at_checked(n))
+        else {
+            return Err(corrupt(what, path, "truncated offsets"));
         };
-        out.push(Box::from(id));
-        rest = tail;
+        let view = PersonsView { offsets, ids };
+        if view.len() as u64 != count {
+            return Err(corrupt(what, path, "truncated offsets"));
+        }
+        let mut last = 0u64;
+        for i in 0..=count as usize {
+            let o = view.offset(i);
+            if (i == 0 && o != 0) || o < last || o - last > MAX_PERSON_ID_LEN as u64 {
+                return Err(corrupt(what, path, format!("bad offset of person {i}")));
+            }
+            last = o;
+        }
+        if last != ids.len() as u64 {
+            return Err(corrupt(what, path, "the offsets do not end at the end of the file"));
+        }
+        Ok(view)
     }
-    if out.len() != expected as usize {
-        return Err(corrupt(
-            what,
-            path,
-            format!("{} person ids, the manifest says {expected}", out.len()),
-        ));
+
+    /// Splits a file [`PersonsView::new`] already checked: header and offsets only.
+    pub(crate) fn split(bytes: &'a [u8]) -> Option<Self> {
+        let rest = bytes.strip_prefix(PERSONS_MAGIC.as_slice())?;
+        let (count, rest) = rest.split_first_chunk::<8>()?;
+        let n = usize::try_from(u64::from_le_bytes(*count)).ok()?;
+        let (offsets, ids) = rest.split_at_checked(n.checked_add(1)?.checked_mul(8)?)?;
+        Some(PersonsView { offsets, ids })
     }
-    Ok(out)
+
+    fn offset(&self, i: usize) -> u64 {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&self.offsets[i * 8..i * 8 + 8]);
+        u64::from_le_bytes(b)
+    }
+
+    /// Number of persons.
+    pub(crate) fn len(&self) -> usize {
+        self.offsets.len() / 8 - 1
+    }
+
+    /// Person id `i` (checked at construction; panics if `i >= len()`, like slice indexing).
+    pub(crate) fn get(&self, i: usize) -> &'a [u8] {
+        &self.ids[self.offset(i) as usize..self.offset(i + 1) as usize]
+    }
+
+    /// Every id, in index order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &'a [u8]> + '_ {
+        (0..self.len()).map(|i| self.get(i))
+    }
 }
 
 /// Bytes of one number-index entry: key (16, big-endian) and table position (u32 LE).
@@ -594,23 +654,15 @@ pub(crate) struct Epoch {
     number: u32,
     dir_name: String,
     kp: KeyPeriod,
-    table: Zeroizing<Vec<u8>>,
-    persons: Vec<Box<[u8]>>,
+    /// `table.bin`, mapped: header and records (checked at load).
+    table: VerifiedMap,
+    /// `persons.bin`, mapped (checked at load).
+    persons: VerifiedMap,
+    person_count: u32,
     digest: TableDigest,
     /// The kept deltas of the chain, ascending by epoch; the first one's `previous` is
     /// `oldest_delta_base`.
     deltas: Vec<DeltaHandle>,
-}
-
-/// The table is `Zeroizing` and the keys zeroize themselves; the person ids are wiped here, so
-/// an epoch that is no longer served leaves no secret behind in memory.
-impl Drop for Epoch {
-    fn drop(&mut self) {
-        use zeroize::Zeroize;
-        for p in &mut self.persons {
-            p.zeroize();
-        }
-    }
 }
 
 impl std::fmt::Debug for Epoch {
@@ -619,7 +671,7 @@ impl std::fmt::Debug for Epoch {
             .field("number", &self.number)
             .field("key_period", &self.kp.id.to_string())
             .field("entries", &self.len())
-            .field("persons", &self.persons.len())
+            .field("persons", &self.person_count)
             .finish_non_exhaustive()
     }
 }
@@ -655,37 +707,24 @@ impl Epoch {
         }
 
         let tpath = dir.join(TABLE);
-        let table = read_secret(&tpath)?;
-        if sha256_hex(&table) != m.table_sha256 {
-            return Err(corrupt(
-                dir_name,
-                &tpath,
-                "SHA-256 does not match the manifest",
-            ));
-        }
+        // Mapped, not read: the table stays in the page cache (issue 10).
+        let table = map_epoch_file(data, number, TABLE, &m.table_sha256)?;
         let expected_len = (m.entries as u128) * (RECORD_LEN as u128) + 16;
-        if table.len() as u128 != expected_len || !table.starts_with(TABLE_MAGIC) {
+        if table.bytes().len() as u128 != expected_len || !table.bytes().starts_with(TABLE_MAGIC) {
             return Err(corrupt(
                 dir_name,
                 &tpath,
                 format!(
                     "{} bytes, expected a header and {} records",
-                    table.len(),
+                    table.bytes().len(),
                     m.entries
                 ),
             ));
         }
         let ppath = dir.join(PERSONS);
-        let pbytes = read_secret(&ppath)?;
-        if sha256_hex(&pbytes) != m.persons_sha256 {
-            return Err(corrupt(
-                dir_name,
-                &ppath,
-                "SHA-256 does not match the manifest",
-            ));
-        }
-        let persons = decode_persons(dir_name, &ppath, &pbytes, m.persons)?;
-        let rt = RecordTable::new(kp.id, number, m.persons, &table[16..])
+        let persons = map_epoch_file(data, number, PERSONS, &m.persons_sha256)?;
+        PersonsView::new(dir_name, &ppath, persons.bytes(), m.persons)?;
+        let rt = RecordTable::new(kp.id, number, m.persons, &table.bytes()[16..])
             .map_err(|e| corrupt(dir_name, &tpath, e.to_string()))?;
         let digest = rt.digest();
         if digest.to_string() != m.digest {
@@ -752,6 +791,7 @@ impl Epoch {
             kp,
             table,
             persons,
+            person_count: m.persons,
             digest,
             deltas,
         })
@@ -807,7 +847,19 @@ impl Epoch {
     }
 
     fn records(&self) -> &[u8] {
-        &self.table[16..]
+        &self.table.bytes()[16..]
+    }
+
+    /// The person list. Its offsets were checked at load and the mapped file never changes,
+    /// so only the header is split here (no pass over the offsets per request).
+    fn person_ids(&self) -> Result<PersonsView<'_>, ServerError> {
+        PersonsView::split(self.persons.bytes()).ok_or_else(|| {
+            corrupt(
+                &self.dir_name,
+                self.persons.path(),
+                "the person list changed after it was checked",
+            )
+        })
     }
 
     /// Number of entries.
@@ -817,7 +869,7 @@ impl Epoch {
 
     /// Number of persons.
     pub(crate) fn persons(&self) -> usize {
-        self.persons.len()
+        self.person_count as usize
     }
 
     /// Base entries `range` (clamped to the table) as `client` receives them: tag, version,
@@ -830,6 +882,7 @@ impl Epoch {
         let range = range.start.min(self.len())..range.end.min(self.len());
         // The records were checked by RecordTable::new at load and never change.
         let records = self.records();
+        let persons = self.person_ids()?;
         let one = |i: usize| -> ClientEntry {
             let e = TableEntry::from_record(&records[i * RECORD_LEN..(i + 1) * RECORD_LEN])
                 .unwrap_or_else(|_| unreachable!("a record slice is RECORD_LEN bytes"));
@@ -838,7 +891,7 @@ impl Epoch {
                 client,
                 self.kp.id,
                 &self.kp.master,
-                &self.persons[e.person as usize],
+                persons.get(e.person as usize),
             )
         };
         use rayon::prelude::*;
@@ -942,16 +995,35 @@ pub(crate) fn check_current_epoch(data_dir: &Path) -> Result<EpochSummary, Serve
     })
 }
 
-/// The index of an epoch, for the next build's diff.
-pub(crate) fn read_index(data: &DataDir, m: &Manifest) -> Result<Zeroizing<Vec<u8>>, ServerError> {
-    let path = data.epoch_dir(m.number).join(INDEX);
-    let bytes = read_secret(&path)?;
-    if sha256_hex(&bytes) != m.index_sha256 {
-        return Err(corrupt(
-            &m.number.to_string(),
-            &path,
-            "SHA-256 does not match the manifest",
-        ));
-    }
-    Ok(bytes)
+/// The index of an epoch, for the next build's diff: mapped and checked against the manifest.
+pub(crate) fn map_index(data: &DataDir, m: &Manifest) -> Result<VerifiedMap, ServerError> {
+    map_epoch_file(data, m.number, INDEX, &m.index_sha256)
+}
+
+/// Maps file `name` of epoch `number` read-only after checking it is owner-only, and verifies
+/// its SHA-256 against `sha_hex` (from the manifest).
+pub(crate) fn map_epoch_file(
+    data: &DataDir,
+    number: u32,
+    name: &str,
+    sha_hex: &str,
+) -> Result<VerifiedMap, ServerError> {
+    let what = crate::layout::epoch_dir_name(u64::from(number));
+    let path = data.epoch_dir(number).join(name);
+    let mut expected = [0u8; 32];
+    hex::decode_to_slice(sha_hex, &mut expected)
+        .map_err(|_| corrupt(&what, &path, "the manifest's SHA-256 is not 64 hex digits"))?;
+    check_owner_only(&path)?;
+    VerifiedMap::open(&path, &expected).map_err(|e| match e {
+        MapError::Checksum { .. } => corrupt(&what, &path, "SHA-256 does not match the manifest"),
+        MapError::Io {
+            action,
+            path,
+            source,
+        } => ServerError::Io {
+            action,
+            path,
+            source,
+        },
+    })
 }

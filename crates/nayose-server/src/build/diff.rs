@@ -27,7 +27,7 @@ use zeroize::Zeroizing;
 
 use super::registry::Registry;
 use super::{BuildProgress, CHUNK, ProgressFn};
-use crate::epoch::{NumberIndex, TABLE_MAGIC, encode_delta, encode_index};
+use crate::epoch::{NumberIndex, PersonsView, TABLE_MAGIC, encode_delta, encode_index};
 use crate::error::ServerError;
 
 /// The previous epoch's parts the diff reads.
@@ -37,7 +37,7 @@ pub(super) struct PreviousTable<'a> {
     /// Records (56 bytes each), ascending by tag, already checked.
     pub records: &'a [u8],
     /// Its person ids, by index.
-    pub persons: &'a [Box<[u8]>],
+    pub persons: PersonsView<'a>,
     /// Its number index, header checked.
     pub index: NumberIndex<'a>,
     /// Where the index came from, for errors.
@@ -347,7 +347,7 @@ pub(super) fn assemble(
                 .collect();
             p.persons
                 .iter()
-                .map(|o| ids.get(o.as_ref()).copied().unwrap_or(UNSEEN))
+                .map(|o| ids.get(o).copied().unwrap_or(UNSEEN))
                 .collect()
         }
     };
@@ -517,10 +517,11 @@ mod tests {
     fn merge(keys: &[u128], idx: &[(u128, u32)]) -> Result<(Vec<u32>, Vec<u32>), ServerError> {
         let bytes = index(idx);
         let records = vec![0u8; idx.len() * RECORD_LEN];
+        let persons = crate::epoch::encode_persons(0, std::iter::empty());
         let prev = PreviousTable {
             number: 1,
             records: &records,
-            persons: &[],
+            persons: PersonsView::split(&persons).unwrap(),
             index: crate::epoch::decode_index("1", Path::new("index.bin"), &bytes)?,
             index_path: Path::new("index.bin"),
         };

@@ -9,12 +9,12 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nayose_table::{KeyPeriodId, LabelMasterKey, RecordTable};
-use zeroize::Zeroizing;
+use nayose_mmap::VerifiedMap;
 
 use super::{FailPoint, now_unix};
 use crate::epoch::{
-    KeyPeriod, KeyPeriodMeta, Manifest, TABLE_MAGIC, decode_persons, numbered_entries,
-    published_epochs, read_current, read_index, read_manifest, sha256_hex, to_toml,
+    KeyPeriod, KeyPeriodMeta, Manifest, PersonsView, TABLE_MAGIC, map_epoch_file, map_index,
+    numbered_entries, published_epochs, read_current, read_manifest, sha256_hex, to_toml,
 };
 use crate::error::ServerError;
 use crate::fsutil::{
@@ -340,45 +340,45 @@ pub(super) fn last_allocated_epoch(data: &DataDir) -> Result<u32, ServerError> {
     Ok(last)
 }
 
-/// The previous epoch a build diffs against, its files read and checked.
+/// The previous epoch a build diffs against, its files mapped and checked (not read into the
+/// heap: the build's memory stays with the registry, issue 10).
 pub(super) struct Previous {
     pub manifest: Manifest,
     pub kp: KeyPeriod,
     /// `TABLE_MAGIC` then the records (checked by `RecordTable::new`).
-    pub table: Zeroizing<Vec<u8>>,
-    pub persons: Vec<Box<[u8]>>,
-    pub index: Zeroizing<Vec<u8>>,
+    pub table: VerifiedMap,
+    /// `persons.bin` (checked by `PersonsView::new`).
+    pub persons: VerifiedMap,
+    /// `index.bin` (its SHA-256 checked; its content is checked by the merge).
+    pub index: VerifiedMap,
 }
 
-/// Reads epoch `number` for a build: manifest, key period, table, persons and index, each
+/// Maps epoch `number` for a build: manifest, key period, table, persons and index, each
 /// checked against the manifest's SHA-256.
 pub(super) fn load_previous(data: &DataDir, number: u32) -> Result<Previous, ServerError> {
     let manifest = read_manifest(data, number)?;
     let kp = KeyPeriod::load(data, manifest.key_period)?;
     let dir = data.epoch_dir(number);
     let what = epoch_dir_name(u64::from(number));
-    let corrupt = |path: &Path, reason: &str| ServerError::CorruptEpoch {
-        epoch: what.clone(),
-        path: path.to_path_buf(),
-        reason: reason.to_string(),
-    };
     let tpath = dir.join(TABLE);
-    let table = read_secret(&tpath)?;
-    if sha256_hex(&table) != manifest.table_sha256 || !table.starts_with(TABLE_MAGIC) {
-        return Err(corrupt(
-            &tpath,
-            "SHA-256 or header does not match the manifest",
-        ));
+    let table = map_epoch_file(data, number, TABLE, &manifest.table_sha256)?;
+    if !table.bytes().starts_with(TABLE_MAGIC) {
+        return Err(ServerError::CorruptEpoch {
+            epoch: what,
+            path: tpath,
+            reason: "wrong file header (not a table)".into(),
+        });
     }
-    RecordTable::new(kp.id, number, manifest.persons, &table[16..])
-        .map_err(|e| corrupt(&tpath, &e.to_string()))?;
-    let ppath = dir.join(PERSONS);
-    let pbytes = read_secret(&ppath)?;
-    if sha256_hex(&pbytes) != manifest.persons_sha256 {
-        return Err(corrupt(&ppath, "SHA-256 does not match the manifest"));
-    }
-    let persons = decode_persons(&what, &ppath, &pbytes, manifest.persons)?;
-    let index = read_index(data, &manifest)?;
+    RecordTable::new(kp.id, number, manifest.persons, &table.bytes()[16..]).map_err(|e| {
+        ServerError::CorruptEpoch {
+            epoch: what.clone(),
+            path: tpath.clone(),
+            reason: e.to_string(),
+        }
+    })?;
+    let persons = map_epoch_file(data, number, PERSONS, &manifest.persons_sha256)?;
+    PersonsView::new(&what, &dir.join(PERSONS), persons.bytes(), manifest.persons)?;
+    let index = map_index(data, &manifest)?;
     Ok(Previous {
         manifest,
         kp,

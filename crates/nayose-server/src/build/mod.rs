@@ -68,7 +68,9 @@ use nayose_table::{RECORD_LEN, RecordTable};
 
 pub use nayose_csv::{ColumnSpec, EncodingChoice};
 
-use crate::epoch::{KeyPeriod, Manifest, decode_index, encode_persons, read_current, sha256_hex};
+use crate::epoch::{
+    KeyPeriod, Manifest, PersonsView, decode_index, encode_persons, read_current, sha256_hex,
+};
 use crate::error::ServerError;
 use crate::fsutil::{atomic_write, create_dir_private, fsync_dir};
 use crate::keys::load_or_create_label_master_key;
@@ -488,9 +490,11 @@ pub fn build_epoch(opts: &BuildOptions) -> Result<BuildReport, ServerError> {
     let prev_table = match (&previous, &prev_what, &prev_index_path) {
         (Some(p), Some(what), Some(ipath)) => Some(PreviousTable {
             number: p.manifest.number,
-            records: &p.table[16..],
-            persons: &p.persons,
-            index: decode_index(what, ipath, &p.index)?,
+            records: &p.table.bytes()[16..],
+            persons: PersonsView::split(p.persons.bytes()).ok_or_else(|| {
+                ServerError::Internal("the previous person list changed after its check".into())
+            })?,
+            index: decode_index(what, ipath, p.index.bytes())?,
             index_path: ipath,
         }),
         _ => None,
@@ -510,7 +514,7 @@ pub fn build_epoch(opts: &BuildOptions) -> Result<BuildReport, ServerError> {
     let t = Instant::now();
     let person_count = u32::try_from(reg.persons.len()).unwrap_or(u32::MAX);
     let digest = RecordTable::new(kp.id, number, person_count, &asm.records[16..])?.digest();
-    let pbytes = encode_persons(&reg.persons.iter().collect::<Vec<_>>());
+    let pbytes = encode_persons(reg.persons.len(), reg.persons.iter().map(str::as_bytes));
     let manifest = Manifest {
         format: 2,
         number,
