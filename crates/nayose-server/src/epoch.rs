@@ -27,9 +27,13 @@
 //! key period's K_L has the key id both the key period and the manifest name. Its delta chain
 //! holds, ascending, the kept deltas of the epochs after `oldest_delta_base` up to the epoch,
 //! each verified (its own checksum, and the `delta_sha256` of its epoch's manifest for the
-//! epoch itself and for every earlier epoch whose directory is still kept) and held open (a later build may unlink the file; the open handle still reads
-//! it). The table (which holds label keys) lives in zeroizing memory; memmap2 needs `unsafe`,
-//! which this workspace forbids, so it is read into memory once at load.
+//! epoch itself and for every earlier epoch whose directory is still kept) and held open (a
+//! later build may unlink the file; the open handle still reads it). The table (which holds
+//! label keys) and the person list are mapped read-only through nayose-mmap after their
+//! SHA-256 matched the manifest, never copied into the heap: the heap does not grow with the
+//! table, and an epoch switch does not double it. Mapped pages live in the page cache, which is
+//! not zeroized; the same bytes are in the owner-only files beside it (nayose-mmap's module
+//! documentation says why the map is sound).
 
 use std::fs::{self, File};
 use std::io::Read;
