@@ -24,8 +24,21 @@ pub(crate) struct Cli {
     /// Japanese), else English.
     #[arg(long, global = true, value_parser = ["en", "ja"])]
     pub(crate) lang: Option<String>,
+    /// Format of the log lines on stderr: text (plain, coloured only on a terminal) or json
+    /// (one JSON object per line, never coloured, for log collectors).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub(crate) log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LogFormat {
+    /// Plain text; ANSI colours only when stderr is a terminal.
+    Text,
+    /// JSON lines: `{"timestamp":…,"level":…,"fields":{"message":…},"target":…}`.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -101,9 +114,10 @@ impl Cli {
 }
 
 /// Logs go to stderr; stdout is reserved for `--json` output. The server logs at info by
-/// default, every other command at warn; `-v`/`-q` and `RUST_LOG` override. Colours (ANSI
-/// escapes) only when stderr is a terminal, so log files and pipes get plain text.
-pub(crate) fn init_logging(verbose: u8, quiet: bool, server: bool) {
+/// default, every other command at warn; `-v`/`-q` and `RUST_LOG` override. Text logs carry
+/// colours (ANSI escapes) only when stderr is a terminal, so log files and pipes get plain
+/// text; JSON lines never do.
+pub(crate) fn init_logging(verbose: u8, quiet: bool, server: bool, format: LogFormat) {
     let default = match (quiet, verbose + u8::from(server)) {
         (true, _) => "error",
         (false, 0) => "warn",
@@ -113,11 +127,15 @@ pub(crate) fn init_logging(verbose: u8, quiet: bool, server: bool) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+        LogFormat::Json => builder.json().with_ansi(false).try_init(),
+    };
 }
 
 pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
@@ -125,7 +143,7 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Demo(args) => demo::run(&args),
         Command::Server(cmd) => {
-            server_cmd::run(cmd, cli.quiet)?;
+            server_cmd::run(cmd, cli.quiet, cli.log_format)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Client(cmd) => client_cmd::run(cmd, cli.quiet, lang),

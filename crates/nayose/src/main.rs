@@ -20,7 +20,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
-    cli::init_logging(args.verbose, args.quiet, args.is_server());
+    cli::init_logging(args.verbose, args.quiet, args.is_server(), args.log_format);
     let lang = args.lang();
     match cli::run(args) {
         Ok(code) => code,

@@ -9,6 +9,7 @@ use nayose_server::{
     rotate_label_master_key, verify_audit,
 };
 
+use crate::cli::LogFormat;
 use crate::progress;
 
 #[derive(Debug, Subcommand)]
@@ -121,7 +122,9 @@ pub(crate) enum AuditCommand {
     },
 }
 
-pub(crate) fn run(cmd: ServerCommand, quiet: bool) -> Result<()> {
+/// Runs a server command. With `--log-format json`, `serve` also reports that it listens as a
+/// log event, so that its stderr holds JSON lines only.
+pub(crate) fn run(cmd: ServerCommand, quiet: bool, log_format: LogFormat) -> Result<()> {
     match cmd {
         ServerCommand::Build(a) => {
             let encoding: EncodingChoice = a
@@ -183,11 +186,19 @@ pub(crate) fn run(cmd: ServerCommand, quiet: bool) -> Result<()> {
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             rt.block_on(async move {
                 let server = Server::start(cfg).await?;
-                eprintln!(
-                    "nayose server listening on {} (epoch {}); Ctrl-C or SIGTERM stops it",
-                    server.local_addr(),
-                    server.epoch_id()
-                );
+                match log_format {
+                    LogFormat::Text => eprintln!(
+                        "nayose server listening on {} (epoch {}); Ctrl-C or SIGTERM stops it",
+                        server.local_addr(),
+                        server.epoch_id()
+                    ),
+                    LogFormat::Json => tracing::info!(
+                        listen = %server.local_addr(),
+                        epoch = server.epoch_id(),
+                        "nayose server listening on {}; Ctrl-C or SIGTERM stops it",
+                        server.local_addr()
+                    ),
+                }
                 server.serve_until_signal().await?;
                 Ok::<_, anyhow::Error>(())
             })
