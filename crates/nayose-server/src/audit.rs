@@ -19,10 +19,28 @@
 //! hash) into its status log line at every status interval; shipping that log off the machine
 //! anchors the chain: a later verification must reproduce every anchored (count, hash) pair.
 //!
+//! **Keyed records.** With `audit_key_file` in server.toml ([`AuditKey`]: at least 32 bytes,
+//! owner-only, outside the data directory) every record carries `key_id` (16 hex digits of
+//! SHA-256 over a label and the key) and its link is HMAC-SHA256 under the key instead of
+//! SHA-256: the next record's `prev` and the head hold it. Without the key nobody can edit,
+//! insert or replace a record and recompute the chain; a log rewritten from some record on as an
+//! unkeyed chain is refused ([`verify_audit_with`]: no unkeyed record after a keyed one, and a
+//! given key must authenticate the last record). Someone holding only the files can still cut
+//! records off the end and rewrite the head to the last kept record's link: keep the head
+//! values the status log lines print (`audit_records`, `audit_head`) off the machine.
+//!
 //! Crash behaviour: a crash between the line's sync and the head's replacement leaves records
-//! after the head that chain correctly ("unanchored"); a crash mid-line leaves a final line
-//! without newline ("torn"). Verification reports both without failing; the server, when it
-//! opens the log, removes a torn final line and advances the head over unanchored records.
+//! after the head that chain correctly ("unanchored"); a crash or a full disk mid-line leaves a
+//! last line that is not a whole record (no newline, or not a record): a torn tail.
+//! Verification reports both without failing; the server, when it opens the log, cuts a torn
+//! tail off (never joining it to the next record), reports it in its log (a warning with the
+//! bytes removed), and advances the head over unanchored records. An append that fails (disk full) cuts
+//! its partial line off at once.
+//!
+//! **Peer text never enters a record.** A connection's close reason and a malformed request's
+//! bytes are the peer's free text (a client once closed with a patient's number as the reason):
+//! records keep only codes and lengths (`closed by peer: code 7 (reason of 33 bytes not
+//! recorded)`, `undecodable request of N bytes`).
 //!
 //! Records carry what protocol-spec/security.md §5.2 requires (time, client id, certificate
 //! fingerprint, peer, connection and stream, request type, key periods and epochs requested and
@@ -38,9 +56,10 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
 
 use crate::error::ServerError;
-use crate::fsutil::{FILE_MODE, atomic_write, create_dir_private, fsync_dir};
+use crate::fsutil::{FILE_MODE, atomic_write, create_dir_private, fsync_dir, read_secret};
 use crate::layout::DataDir;
 
 /// The `prev` of the first record.
@@ -121,11 +140,17 @@ pub struct AuditRecord {
     pub key_period_quota_after: Option<u64>,
     /// `ok`, or the error / close code.
     pub outcome: String,
-    /// Free text: the refusal reason, the decoder's error for a malformed request, the close
-    /// reason, the certificate's serial and issuer on `connected`.
+    /// Server-written text only (never the peer's): the refusal reason, the size of a
+    /// malformed request, the request count on `closed`, the certificate's serial and issuer on
+    /// `connected`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub detail: String,
-    /// SHA-256 hex of the previous line.
+    /// The id of the operator's audit key this record is authenticated with (see
+    /// [`AuditKey`]); absent in an unkeyed log.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub key_id: String,
+    /// The link of the previous line: HMAC-SHA256 under the audit key (hex) if that line
+    /// carries a `key_id`, its SHA-256 (hex) otherwise.
     pub prev: String,
 }
 
@@ -174,7 +199,8 @@ impl std::fmt::Display for AuditSummary {
         if self.torn_tail {
             writeln!(
                 f,
-                "  note: the log ends in an incomplete line (a crash mid-append)"
+                "  note: the log ends in an incomplete record (a crash or a full disk \
+                 mid-append); the server cuts it off when it next starts"
             )?;
         }
         Ok(())
@@ -183,6 +209,104 @@ impl std::fmt::Display for AuditSummary {
 
 fn line_hash(line: &[u8]) -> String {
     hex::encode(Sha256::digest(line).as_slice())
+}
+
+/// HMAC-SHA256 (RFC 2104) of `msg` under `key`.
+fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
+    let mut block = Zeroizing::new([0u8; 64]);
+    if key.len() > 64 {
+        block[..32].copy_from_slice(Sha256::digest(key).as_slice());
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    let mut inner = Sha256::new();
+    inner.update(block.map(|b| b ^ 0x36));
+    inner.update(msg);
+    let inner = inner.finalize();
+    let mut outer = Sha256::new();
+    outer.update(block.map(|b| b ^ 0x5c));
+    outer.update(inner.as_slice());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(outer.finalize().as_slice());
+    out
+}
+
+/// Least length of an audit key file.
+pub const AUDIT_KEY_MIN_LEN: usize = 32;
+
+/// The operator's audit key: records are linked with HMAC-SHA256 under it, so someone who can
+/// write the log but does not hold the key cannot edit, insert or replace a record without
+/// [`verify_audit_with`] noticing. It is read from `audit_key_file` (server.toml), which must be
+/// owner-only and outside the data directory; keep a copy where the verifier runs.
+pub struct AuditKey {
+    key: Zeroizing<Vec<u8>>,
+    id: String,
+}
+
+impl std::fmt::Debug for AuditKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditKey")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuditKey {
+    /// A key from its bytes (at least [`AUDIT_KEY_MIN_LEN`]).
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() < AUDIT_KEY_MIN_LEN {
+            return None;
+        }
+        let mut h = Sha256::new();
+        h.update(b"nayose audit key id\0");
+        h.update(bytes);
+        let id = hex::encode(&h.finalize().as_slice()[..8]);
+        Some(AuditKey {
+            key: Zeroizing::new(bytes.to_vec()),
+            id,
+        })
+    }
+
+    /// Reads an audit key file: owner-only, at least [`AUDIT_KEY_MIN_LEN`] bytes, and (when
+    /// `data_dir` is given) not inside the data directory, where whoever can rewrite the log
+    /// could read it too. Create one with `head -c 32 /dev/urandom > FILE; chmod 600 FILE`.
+    pub fn load(path: &Path, data_dir: Option<&Path>) -> Result<Self, ServerError> {
+        let bad = |reason: String| ServerError::AuditKey {
+            path: path.to_path_buf(),
+            reason,
+        };
+        if let Some(dir) = data_dir {
+            let canon =
+                |p: &Path| std::fs::canonicalize(p).map_err(ServerError::io("cannot resolve", p));
+            if canon(path)?.starts_with(canon(dir)?) {
+                return Err(bad(format!(
+                    "it is inside the data directory {}; keep the audit key elsewhere (another \
+                     file system or a secrets mount), so that whoever can rewrite the log \
+                     cannot read the key",
+                    dir.display()
+                )));
+            }
+        }
+        let bytes = read_secret(path)?;
+        AuditKey::from_bytes(&bytes).ok_or_else(|| {
+            bad(format!(
+                "it holds {} bytes, an audit key has at least {AUDIT_KEY_MIN_LEN}; create one \
+                 with: head -c 32 /dev/urandom > {}; chmod 600 {}",
+                bytes.len(),
+                path.display(),
+                path.display()
+            ))
+        })
+    }
+
+    /// The key's public id (16 hex digits), written into every record it authenticates.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn link(&self, line: &[u8]) -> String {
+        hex::encode(hmac_sha256(&self.key, line))
+    }
 }
 
 fn broken(path: &Path, reason: String) -> ServerError {
@@ -204,8 +328,15 @@ struct Scan {
     hash_at_head: Option<String>,
 }
 
-/// Walks the chain; fails at the first inconsistency.
-fn scan(log: &Path, bytes: &[u8], head_count: u64) -> Result<Scan, ServerError> {
+/// Walks the chain; fails at the first inconsistency. A last line that is not a whole record
+/// (no newline, or not a record at all: a crash or a full disk mid-append) is a torn tail, not
+/// an error; it is never joined with what follows.
+fn scan(
+    log: &Path,
+    bytes: &[u8],
+    head_count: u64,
+    key: Option<&AuditKey>,
+) -> Result<Scan, ServerError> {
     let mut s = Scan {
         records: 0,
         last_hash: GENESIS_HASH.to_string(),
@@ -215,6 +346,7 @@ fn scan(log: &Path, bytes: &[u8], head_count: u64) -> Result<Scan, ServerError> 
         torn_tail: false,
         hash_at_head: (head_count == 0).then(|| GENESIS_HASH.to_string()),
     };
+    let mut keyed_seen = false;
     let mut rest = bytes;
     while !rest.is_empty() {
         let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
@@ -224,12 +356,19 @@ fn scan(log: &Path, bytes: &[u8], head_count: u64) -> Result<Scan, ServerError> 
         let line = &rest[..nl];
         rest = &rest[nl + 1..];
         let n = s.records + 1;
-        let rec: AuditRecord = serde_json::from_slice(line).map_err(|e| {
-            broken(
-                log,
-                format!("record {n} (line {n}) is not a valid record: {e}"),
-            )
-        })?;
+        let rec: AuditRecord = match serde_json::from_slice(line) {
+            Ok(r) => r,
+            Err(_) if rest.is_empty() => {
+                s.torn_tail = true;
+                break;
+            }
+            Err(e) => {
+                return Err(broken(
+                    log,
+                    format!("record {n} (line {n}) is not a valid record: {e}"),
+                ));
+            }
+        };
         if rec.seq != n {
             return Err(broken(
                 log,
@@ -250,7 +389,44 @@ fn scan(log: &Path, bytes: &[u8], head_count: u64) -> Result<Scan, ServerError> 
                 ),
             ));
         }
-        s.last_hash = line_hash(line);
+        s.last_hash = if rec.key_id.is_empty() {
+            if keyed_seen {
+                return Err(broken(
+                    log,
+                    format!(
+                        "record {n} is not authenticated with the audit key, but earlier \
+                         records are: records from {n} on were replaced"
+                    ),
+                ));
+            }
+            line_hash(line)
+        } else {
+            keyed_seen = true;
+            match key {
+                None => {
+                    return Err(broken(
+                        log,
+                        format!(
+                            "record {n} is authenticated with audit key {}: give its key file \
+                             (`nayose server audit verify --key-file FILE`)",
+                            rec.key_id
+                        ),
+                    ));
+                }
+                Some(k) if k.id() != rec.key_id => {
+                    return Err(broken(
+                        log,
+                        format!(
+                            "record {n} is authenticated with audit key {}, the key file given \
+                             is key {}",
+                            rec.key_id,
+                            k.id()
+                        ),
+                    ));
+                }
+                Some(k) => k.link(line),
+            }
+        };
         s.records = n;
         s.complete_len += nl as u64 + 1;
         if s.first_time.is_none() {
@@ -260,6 +436,14 @@ fn scan(log: &Path, bytes: &[u8], head_count: u64) -> Result<Scan, ServerError> 
         if n == head_count {
             s.hash_at_head = Some(s.last_hash.clone());
         }
+    }
+    if key.is_some() && s.records > 0 && !keyed_seen {
+        return Err(broken(
+            log,
+            "an audit key was given but no record is authenticated with it: the records were \
+             replaced, or the log was written without a key"
+                .into(),
+        ));
     }
     Ok(s)
 }
@@ -290,8 +474,25 @@ fn read_log(path: &Path) -> Result<Option<Vec<u8>>, ServerError> {
     }
 }
 
-/// Verifies the data directory's audit log against itself and its head file.
+/// Verifies the data directory's audit log against itself and its head file (an unkeyed log;
+/// a log with records authenticated by an audit key needs [`verify_audit_with`]).
 pub fn verify_audit(data_dir: &Path) -> Result<AuditSummary, ServerError> {
+    verify_audit_with(data_dir, None)
+}
+
+/// Verifies the audit log, checking every record authenticated with `key` against it.
+pub fn verify_audit_with(
+    data_dir: &Path,
+    key: Option<&AuditKey>,
+) -> Result<AuditSummary, ServerError> {
+    verify_inner(data_dir, key).map(|(s, _)| s)
+}
+
+/// [`verify_audit_with`], and the byte length of the log's whole records.
+fn verify_inner(
+    data_dir: &Path,
+    key: Option<&AuditKey>,
+) -> Result<(AuditSummary, u64), ServerError> {
     let data = DataDir::new(data_dir);
     let (log, head_path) = (data.audit_log(), data.audit_head());
     let head = read_head(&head_path)?;
@@ -318,7 +519,7 @@ pub fn verify_audit(data_dir: &Path) -> Result<AuditSummary, ServerError> {
         }
         (Some(b), _) => b,
     };
-    let s = scan(&log, &bytes, head_count)?;
+    let s = scan(&log, &bytes, head_count, key)?;
     if let Some(h) = &head {
         if s.records < h.count {
             return Err(broken(
@@ -343,14 +544,17 @@ pub fn verify_audit(data_dir: &Path) -> Result<AuditSummary, ServerError> {
             ));
         }
     }
-    Ok(AuditSummary {
-        records: s.records,
-        anchored: head_count,
-        last_hash: s.last_hash,
-        first_time: s.first_time,
-        last_time: s.last_time,
-        torn_tail: s.torn_tail,
-    })
+    Ok((
+        AuditSummary {
+            records: s.records,
+            anchored: head_count,
+            last_hash: s.last_hash,
+            first_time: s.first_time,
+            last_time: s.last_time,
+            torn_tail: s.torn_tail,
+        },
+        s.complete_len,
+    ))
 }
 
 /// A record before `append` assigns `seq` and `prev` (their values here are ignored).
@@ -360,12 +564,15 @@ struct Writer {
     file: File,
     count: u64,
     last_hash: String,
+    /// Byte length of the whole records: a failed append is cut back to it.
+    len: u64,
 }
 
 /// The open audit log of a running server.
 pub(crate) struct AuditLog {
     log: PathBuf,
     head: PathBuf,
+    key: Option<AuditKey>,
     w: Mutex<Writer>,
 }
 
@@ -380,10 +587,10 @@ impl std::fmt::Debug for AuditLog {
 impl AuditLog {
     /// Opens the log for appending after verifying it; repairs a torn final line and anchors
     /// records after the head (both left by a crash). Refuses a log that fails verification.
-    pub(crate) fn open(data: &DataDir) -> Result<Self, ServerError> {
+    pub(crate) fn open(data: &DataDir, key: Option<AuditKey>) -> Result<Self, ServerError> {
         create_dir_private(&data.audit_dir())?;
         let (log, head) = (data.audit_log(), data.audit_head());
-        let summary = verify_audit(data.root()).map_err(|e| match e {
+        let (summary, good_len) = verify_inner(data.root(), key.as_ref()).map_err(|e| match e {
             ServerError::AuditBroken { path, reason } => ServerError::AuditBroken {
                 path,
                 reason: format!(
@@ -400,13 +607,18 @@ impl AuditLog {
             .open(&log)
             .map_err(ServerError::io("cannot open", &log))?;
         if summary.torn_tail {
-            let bytes = read_log(&log)?.unwrap_or_default();
-            let keep = bytes
-                .iter()
-                .rposition(|&b| b == b'\n')
-                .map_or(0, |i| i as u64 + 1);
-            tracing::warn!(path = %log.display(), "removing an incomplete final audit line left by a crash");
-            file.set_len(keep)
+            let total = file
+                .metadata()
+                .map_err(ServerError::io("cannot stat", &log))?
+                .len();
+            tracing::warn!(
+                path = %log.display(),
+                bytes = total.saturating_sub(good_len),
+                records = summary.records,
+                "removing an incomplete last audit record (a crash or a full disk mid-append); \
+                 the log ends at the last whole record"
+            );
+            file.set_len(good_len)
                 .map_err(ServerError::io("cannot truncate", &log))?;
             file.sync_all()
                 .map_err(ServerError::io("cannot fsync", &log))?;
@@ -416,6 +628,7 @@ impl AuditLog {
             file,
             count: summary.records,
             last_hash: summary.last_hash,
+            len: good_len,
         };
         if summary.anchored != summary.records || !head.exists() {
             if summary.anchored != summary.records {
@@ -429,6 +642,7 @@ impl AuditLog {
         Ok(AuditLog {
             log,
             head,
+            key,
             w: Mutex::new(w),
         })
     }
@@ -439,18 +653,36 @@ impl AuditLog {
         let rec = AuditRecord {
             seq: w.count + 1,
             prev: w.last_hash.clone(),
+            key_id: self
+                .key
+                .as_ref()
+                .map(|k| k.id().to_string())
+                .unwrap_or_default(),
             ..e
         };
         let mut line = serde_json::to_vec(&rec)
             .map_err(|err| ServerError::Internal(format!("audit record encoding: {err}")))?;
-        let hash = line_hash(&line);
+        let hash = match &self.key {
+            Some(k) => k.link(&line),
+            None => line_hash(&line),
+        };
         line.push(b'\n');
-        w.file
+        let written = w
+            .file
             .write_all(&line)
-            .map_err(ServerError::io("cannot append to", &self.log))?;
-        w.file
-            .sync_data()
-            .map_err(ServerError::io("cannot fsync", &self.log))?;
+            .map_err(ServerError::io("cannot append to", &self.log))
+            .and_then(|()| {
+                w.file
+                    .sync_data()
+                    .map_err(ServerError::io("cannot fsync", &self.log))
+            });
+        if let Err(e) = written {
+            // A partly written line (disk full) is cut off, so the next record is never joined
+            // to it; if even that fails, the next start removes it.
+            let _ = w.file.set_len(w.len).and_then(|()| w.file.sync_data());
+            return Err(e);
+        }
+        w.len += line.len() as u64;
         w.count += 1;
         w.last_hash = hash;
         write_head(&self.head, w.count, &w.last_hash)?;
@@ -475,4 +707,174 @@ fn write_head(path: &Path, count: u64, hash: &str) -> Result<(), ServerError> {
     let bytes = serde_json::to_vec(&head)
         .map_err(|e| ServerError::Internal(format!("audit head encoding: {e}")))?;
     atomic_write(path, &bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn entry(client: &str) -> AuditEntry {
+        AuditEntry {
+            time: "2026-01-01T00:00:00Z".into(),
+            event: "request".into(),
+            client: client.into(),
+            outcome: "ok".into(),
+            ..AuditEntry::default()
+        }
+    }
+
+    fn key(byte: u8) -> AuditKey {
+        AuditKey::from_bytes(&[byte; 32]).unwrap()
+    }
+
+    #[test]
+    fn hmac_sha256_matches_rfc_4231() {
+        // RFC 4231 test cases 2 and 6 (a key longer than the block).
+        assert_eq!(
+            hex::encode(hmac_sha256(b"Jefe", b"what do ya want for nothing?")),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        assert_eq!(
+            hex::encode(hmac_sha256(
+                &[0xaa; 131],
+                b"Test Using Larger Than Block-Size Key - Hash Key First"
+            )),
+            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
+        );
+    }
+
+    #[test]
+    fn keyed_records_verify_only_with_their_key_and_cannot_be_rewritten_without_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = DataDir::create(dir.path()).unwrap();
+        let log = AuditLog::open(&data, Some(key(7))).unwrap();
+        for c in ["a", "b", "c"] {
+            log.append(entry(c)).unwrap();
+        }
+        drop(log);
+        let ok = verify_audit_with(dir.path(), Some(&key(7))).unwrap();
+        assert_eq!(ok.records, 3);
+        let text = std::fs::read_to_string(data.audit_log()).unwrap();
+        let head = std::fs::read(data.audit_head()).unwrap();
+        assert!(text.contains(&format!("\"key_id\":\"{}\"", key(7).id())));
+
+        let e = verify_audit(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("--key-file") && e.contains(key(7).id()), "{e}");
+        let e = verify_audit_with(dir.path(), Some(&key(8)))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(key(7).id()) && e.contains(key(8).id()), "{e}");
+        // Someone who can write the log but has no key: an edited record breaks the chain...
+        let edited = text.replacen("\"client\":\"b\"", "\"client\":\"x\"", 1);
+        std::fs::write(data.audit_log(), &edited).unwrap();
+        let e = verify_audit_with(dir.path(), Some(&key(7)))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("record 3") && e.contains("record 2 was modified"),
+            "{e}"
+        );
+        // ... and so does rewriting the whole log as an unkeyed chain with a matching head.
+        let mut prev = GENESIS_HASH.to_string();
+        let mut out = String::new();
+        for line in text.lines() {
+            let mut r: AuditRecord = serde_json::from_str(line).unwrap();
+            r.key_id.clear();
+            r.prev = prev;
+            let l = serde_json::to_string(&r).unwrap();
+            prev = line_hash(l.as_bytes());
+            out.push_str(&l);
+            out.push('\n');
+        }
+        std::fs::write(data.audit_log(), &out).unwrap();
+        write_head(&data.audit_head(), 3, &prev).unwrap();
+        verify_audit(dir.path()).unwrap();
+        let e = verify_audit_with(dir.path(), Some(&key(7)))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no record is authenticated"), "{e}");
+        // A keyed log does not open without its key.
+        std::fs::write(data.audit_log(), &text).unwrap();
+        std::fs::write(data.audit_head(), &head).unwrap();
+        assert!(AuditLog::open(&data, None).is_err());
+        AuditLog::open(&data, Some(key(7))).unwrap();
+    }
+
+    #[test]
+    fn a_partial_last_record_is_cut_at_start_never_joined_and_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = DataDir::create(dir.path()).unwrap();
+        let log = AuditLog::open(&data, Some(key(1))).unwrap();
+        for c in ["a", "b", "c"] {
+            log.append(entry(c)).unwrap();
+        }
+        drop(log);
+        let whole = std::fs::read(data.audit_log()).unwrap();
+        // A crash mid-append, without and with a newline after the partial record.
+        for tail in [&b"{\"seq\":4,\"ti"[..], &b"{\"seq\":4,\"ti\n"[..]] {
+            let mut torn = whole.clone();
+            torn.extend_from_slice(tail);
+            std::fs::write(data.audit_log(), &torn).unwrap();
+            let s = verify_audit_with(dir.path(), Some(&key(1))).unwrap();
+            assert!(s.torn_tail && s.records == 3, "{s:?}");
+            assert!(s.to_string().contains("incomplete"));
+
+            let log = AuditLog::open(&data, Some(key(1))).unwrap();
+            log.append(entry("d")).unwrap();
+            drop(log);
+            let after = std::fs::read_to_string(data.audit_log()).unwrap();
+            assert!(after.as_bytes().starts_with(&whole));
+            let lines: Vec<&str> = after.lines().collect();
+            assert_eq!(lines.len(), 4, "{after}");
+            assert!(lines[3].starts_with("{\"seq\":4,") && lines[3].contains("\"client\":\"d\""));
+            let s = verify_audit_with(dir.path(), Some(&key(1))).unwrap();
+            assert!(!s.torn_tail && s.records == 4);
+            std::fs::write(data.audit_log(), &whole).unwrap();
+            write_head(
+                &data.audit_head(),
+                3,
+                &scan(&data.audit_log(), &whole, 0, Some(&key(1)))
+                    .unwrap()
+                    .last_hash,
+            )
+            .unwrap();
+        }
+        // A damaged record that is not the last one is an error, not a tail.
+        let mut bad = whole.clone();
+        bad.extend_from_slice(b"garbage\n");
+        bad.extend_from_slice(&whole[..whole.iter().position(|&b| b == b'\n').unwrap() + 1]);
+        std::fs::write(data.audit_log(), &bad).unwrap();
+        assert!(verify_audit_with(dir.path(), Some(&key(1))).is_err());
+    }
+
+    #[test]
+    fn audit_key_files_must_be_private_long_enough_and_outside_the_data_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        let write = |p: &Path, len: usize, mode: u32| {
+            std::fs::write(p, vec![9u8; len]).unwrap();
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        let good = dir.path().join("audit.key");
+        write(&good, 32, 0o600);
+        assert_eq!(
+            AuditKey::load(&good, Some(&data)).unwrap().id(),
+            AuditKey::from_bytes(&[9; 32]).unwrap().id()
+        );
+        let inside = data.join("audit.key");
+        write(&inside, 32, 0o600);
+        let e = AuditKey::load(&inside, Some(&data))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("inside the data directory"), "{e}");
+        write(&good, 32, 0o640);
+        let e = AuditKey::load(&good, Some(&data)).unwrap_err().to_string();
+        assert!(e.contains("chmod 600"), "{e}");
+        write(&good, 16, 0o600);
+        let e = AuditKey::load(&good, Some(&data)).unwrap_err().to_string();
+        assert!(e.contains("16 bytes") && e.contains("/dev/urandom"), "{e}");
+    }
 }

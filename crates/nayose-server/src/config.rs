@@ -49,6 +49,10 @@ pub struct ServerConfig {
     pub client_ca: Option<PathBuf>,
     /// The accredited clients file (`clients.toml`). Required.
     pub clients: Option<PathBuf>,
+    /// The operator's audit key (at least 32 random bytes, owner-only, outside the data
+    /// directory): every audit record is then authenticated with HMAC-SHA256 under it. Absent:
+    /// records are chained with plain SHA-256 (anyone able to write the log can rewrite it).
+    pub audit_key_file: Option<PathBuf>,
     /// Most simultaneous QUIC connections one client id may hold.
     pub max_connections_per_client: u32,
     /// Most concurrently open request streams per connection (QUIC `initial_max_streams_bidi`).
@@ -87,6 +91,7 @@ impl Default for ServerConfig {
             data_dir: None,
             listen: None,
             metrics_listen: None,
+            audit_key_file: None,
             cert: None,
             key: None,
             client_ca: None,
@@ -132,6 +137,7 @@ impl ServerConfig {
             &mut cfg.key,
             &mut cfg.client_ca,
             &mut cfg.clients,
+            &mut cfg.audit_key_file,
         ] {
             resolve(&base, p);
         }

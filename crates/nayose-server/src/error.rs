@@ -200,6 +200,14 @@ pub enum ServerError {
         /// The lock file (`DATA_DIR/build.lock`).
         path: PathBuf,
     },
+    /// The audit key file (`audit_key_file`) cannot be used.
+    #[error("audit key file {path}: {reason}")]
+    AuditKey {
+        /// The key file.
+        path: PathBuf,
+        /// What is wrong, and what to do.
+        reason: String,
+    },
     /// Another `server serve` holds the data directory's serve lock: two servers on one data
     /// directory would each grant a client its whole quota.
     #[error(

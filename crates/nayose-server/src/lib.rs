@@ -57,7 +57,7 @@ mod service;
 mod stats;
 mod tls;
 
-pub use audit::{AuditHead, AuditRecord, AuditSummary, verify_audit};
+pub use audit::{AuditHead, AuditKey, AuditRecord, AuditSummary, verify_audit, verify_audit_with};
 pub use build::{
     BuildOptions, BuildProgress, BuildReport, ColumnSpec, Conflict, DEFAULT_DELTA_HISTORY,
     EncodingChoice, FailPoint, PhaseTimes, ProgressFn, build_epoch,

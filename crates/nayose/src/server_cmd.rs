@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use nayose_server::{
-    BuildOptions, EncodingChoice, Server, ServerConfig, build_epoch, check_current_epoch,
-    rotate_label_master_key, verify_audit,
+    AuditKey, BuildOptions, EncodingChoice, Server, ServerConfig, build_epoch, check_current_epoch,
+    rotate_label_master_key, verify_audit_with,
 };
 
 use crate::cli::LogFormat;
@@ -119,6 +119,10 @@ pub(crate) enum AuditCommand {
     Verify {
         /// The server's data directory.
         data_dir: PathBuf,
+        /// The audit key file (`audit_key_file` of server.toml): required when the records are
+        /// authenticated with a key; every such record is checked against it.
+        #[arg(long)]
+        key_file: Option<PathBuf>,
     },
 }
 
@@ -203,8 +207,13 @@ pub(crate) fn run(cmd: ServerCommand, quiet: bool, log_format: LogFormat) -> Res
                 Ok::<_, anyhow::Error>(())
             })
         }
-        ServerCommand::Audit(AuditCommand::Verify { data_dir }) => {
-            let summary = verify_audit(&data_dir)
+        ServerCommand::Audit(AuditCommand::Verify { data_dir, key_file }) => {
+            let key = key_file
+                .as_deref()
+                .map(|p| AuditKey::load(p, None))
+                .transpose()
+                .context("reading the audit key file")?;
+            let summary = verify_audit_with(&data_dir, key.as_ref())
                 .with_context(|| format!("verifying the audit log in {}", data_dir.display()))?;
             println!("{summary}");
             Ok(())

@@ -129,7 +129,7 @@ pub(super) async fn handle_connection(
     let conn = match incoming.await {
         Ok(c) => c,
         Err(e) => {
-            info!(%peer, "connection refused during the handshake: {e}");
+            info!(%peer, "connection refused during the handshake: {}", close_outcome(&e));
             return;
         }
     };
@@ -248,14 +248,14 @@ pub(super) async fn handle_connection(
                 tokio::spawn(handle_stream(shared.clone(), ctx.clone(), send, recv));
             }
             Err(e) => {
-                debug!(client = %ctx.client, "connection ended: {e}");
+                debug!(client = %ctx.client, "connection ended: {}", close_outcome(&e));
                 break;
             }
         }
     }
     let reason = conn
         .close_reason()
-        .map_or_else(|| "closed".to_string(), |r| r.to_string());
+        .map_or_else(|| "closed".to_string(), |r| close_outcome(&r));
     let mut rec = event(
         "closed",
         client.as_str(),
@@ -264,6 +264,31 @@ pub(super) async fn handle_connection(
     );
     rec.duration_ms = ms_since(started);
     let _ = audit(&shared, rec).await;
+}
+
+/// How a connection ended, for its `closed` audit record and the log: only codes and lengths.
+/// The peer's close reason is free text it chose (a client once closed with a patient's number
+/// as the reason), so it never enters a record or a log line.
+pub(super) fn close_outcome(e: &quinn::ConnectionError) -> String {
+    use quinn::ConnectionError as E;
+    match e {
+        E::ApplicationClosed(c) => format!(
+            "closed by peer: code {} (reason of {} bytes not recorded)",
+            c.error_code,
+            c.reason.len()
+        ),
+        E::ConnectionClosed(c) => format!(
+            "aborted by peer: {} (reason of {} bytes not recorded)",
+            c.error_code,
+            c.reason.len()
+        ),
+        E::TransportError(t) => format!("transport error {}", t.code),
+        E::VersionMismatch => "version mismatch".into(),
+        E::Reset => "reset by peer".into(),
+        E::TimedOut => "timed out".into(),
+        E::LocallyClosed => "closed".into(),
+        E::CidsExhausted => "CIDs exhausted".into(),
+    }
 }
 
 /// wire.md §2.4: answer the first request with `NotAccredited` (or wait the request timeout),

@@ -43,7 +43,7 @@ use quinn::VarInt;
 use tokio::sync::{Notify, Semaphore, watch};
 use tracing::{info, warn};
 
-use crate::audit::{AuditEntry, AuditLog};
+use crate::audit::{AuditEntry, AuditKey, AuditLog};
 use crate::clock::{Clock, SystemClock, rfc3339};
 use crate::config::{AccreditedClients, ServerConfig};
 use crate::epoch::Epoch;
@@ -265,7 +265,17 @@ impl Server {
         let mut served = ServedEpoch::open(&data)?;
         served.advance(epoch.number())?;
         let quota = QuotaBook::open(data.quota(), config.quota_utc_offset_minutes)?;
-        let audit = AuditLog::open(&data)?;
+        let audit_key = match &config.audit_key_file {
+            Some(path) => Some(AuditKey::load(path, Some(data.root()))?),
+            None => {
+                warn!(
+                    "no audit_key_file in server.toml: audit records are chained with plain \
+                     SHA-256, so whoever can write the data directory can rewrite the log"
+                );
+                None
+            }
+        };
+        let audit = AuditLog::open(&data, audit_key)?;
 
         let quic_crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(|e| {
             ServerError::Tls {

@@ -111,7 +111,9 @@ pub(super) async fn handle_stream(
                 AuditEntry {
                     op: "Invalid".into(),
                     outcome: format!("{code:?}"),
-                    detail: e.to_string(),
+                    // Only the code and the byte count: a decoder's message may quote what
+                    // the peer sent.
+                    detail: format!("undecodable request of {} bytes", counters.bytes_in),
                     ..base
                 },
                 counters,
