@@ -121,7 +121,7 @@ impl Shared {
 
     /// Makes `new` the epoch every new request is answered against. The previous one is
     /// dropped here unless requests that started on it are still running; it is destroyed
-    /// (its table, person ids and keys zeroized) when the last of them ends.
+    /// (its table and person maps unmapped, its keys zeroized) when the last of them ends.
     fn install_epoch(&self, new: Epoch) {
         let old = std::mem::replace(
             &mut *self.epoch.write().unwrap_or_else(|p| p.into_inner()),

@@ -48,8 +48,8 @@ impl RunningServer {
     }
 
     /// The epochs held in memory: the current one first, then any previous epoch that requests
-    /// started on it still hold. A previous epoch is destroyed (table, person ids and keys
-    /// zeroized) as soon as it is no longer served.
+    /// started on it still hold. A previous epoch is destroyed (its table and person maps
+    /// unmapped, its keys zeroized) as soon as it is no longer served.
     pub fn epochs_in_memory(&self) -> Vec<u32> {
         self.shared.epochs_in_memory()
     }
