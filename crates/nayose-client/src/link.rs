@@ -9,7 +9,10 @@
 //!   leaves no output file (and an existing file at the output path untouched).
 
 use std::collections::HashMap;
-use std::time::Instant;
+use std::io::{BufReader, Read};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use nayose_csv::{
     ColumnMapping, ColumnSpec, CsvError, HeldReader, HeldSet, InvalidRows, OutputColumns,
@@ -34,6 +37,9 @@ pub const STATUS_LINKED: &str = "linked";
 pub const STATUS_NOT_FOUND: &str = "not_found";
 /// Status of an invalid row (only with `skip_invalid`).
 pub const STATUS_INVALID: &str = "invalid";
+
+/// How often the read phase's byte count is handed to the progress display.
+const PROGRESS_TICK: Duration = Duration::from_millis(100);
 
 /// Most invalid rows quoted in the summary when they are skipped.
 const INVALID_EXAMPLES: usize = 20;
@@ -73,13 +79,33 @@ pub async fn link_async(
         ..Default::default()
     };
 
-    // Read: first pass over the input.
+    // Read: first pass over the input, its progress in bytes of the file.
     let t = Instant::now();
-    progress.start(Phase::Read, None);
+    match std::fs::metadata(&cfg.input) {
+        Ok(m) => progress.start_bytes(Phase::Read, m.len()),
+        Err(_) => progress.start(Phase::Read, None),
+    }
     let read_cfg = cfg.clone();
-    let first = tokio::task::spawn_blocking(move || read_held(&read_cfg))
-        .await
-        .map_err(|e| ClientError::Runtime(format!("reading task: {e}")))??;
+    let read_bytes = Arc::new(AtomicU64::new(0));
+    let counter = Arc::clone(&read_bytes);
+    let mut task = tokio::task::spawn_blocking(move || read_held(&read_cfg, counter));
+    let mut tick = tokio::time::interval(PROGRESS_TICK);
+    let mut shown = 0;
+    let first = loop {
+        tokio::select! {
+            done = &mut task => break done,
+            _ = tick.tick() => {
+                let now = read_bytes.load(Ordering::Relaxed);
+                progress.advance(Phase::Read, now.saturating_sub(shown));
+                shown = shown.max(now);
+            }
+        }
+    }
+    .map_err(|e| ClientError::Runtime(format!("reading task: {e}")))??;
+    progress.advance(
+        Phase::Read,
+        read_bytes.load(Ordering::Relaxed).saturating_sub(shown),
+    );
     progress.finish(Phase::Read);
     let held = &first.held;
     summary.add_phase(Phase::Read, t.elapsed());
@@ -327,14 +353,36 @@ pub(crate) struct FirstPass {
     pub(crate) spec: ColumnSpec,
 }
 
+/// A reader that adds the bytes it reads to a counter (the read phase's progress).
+struct Counted<R> {
+    inner: R,
+    read: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
 /// First pass: the distinct numbers, every report line to the report file (if asked for).
+/// The bytes of the input read so far go to `read` (encoding detection reads the file before,
+/// uncounted; a workbook is read whole when it is opened).
 ///
 /// The report is completed whenever the whole input was read — also when invalid rows then
 /// stop the run, since that is when it is needed; an error while reading leaves none.
-fn read_held(cfg: &Resolved) -> Result<FirstPass, ClientError> {
+fn read_held(cfg: &Resolved, read: Arc<AtomicU64>) -> Result<FirstPass, ClientError> {
     let opts = read_options(cfg);
     let spec = column_spec(cfg);
-    let reader = HeldReader::open_mapped(&cfg.input, &spec, &opts)?;
+    let encoding = TextEncoding::resolve(&cfg.input, opts.encoding)?;
+    let file = std::fs::File::open(&cfg.input).map_err(|source| CsvError::Io {
+        path: cfg.input.clone(),
+        source,
+    })?;
+    let counted = BufReader::with_capacity(1 << 16, Counted { inner: file, read });
+    let reader = HeldReader::from_reader_mapped(counted, encoding, &spec, &opts)?;
     let encoding = reader.encoding();
     let mapping = reader.mapping().clone();
     let policy = if cfg.skip_invalid {

@@ -59,7 +59,12 @@ pub trait Progress: Send + Sync {
     fn start(&self, phase: Phase, total: Option<u64>) {
         let _ = (phase, total);
     }
-    /// `n` more units of `phase` are done.
+    /// A phase starts whose progress is counted in bytes, `total` of them (the held file's
+    /// size while it is read). By default a [`Progress::start`] with that total.
+    fn start_bytes(&self, phase: Phase, total: u64) {
+        self.start(phase, Some(total));
+    }
+    /// `n` more units (or bytes) of `phase` are done.
     fn advance(&self, phase: Phase, n: u64) {
         let _ = (phase, n);
     }

@@ -652,3 +652,52 @@ async fn a_client_certificate_from_another_ca_is_refused_without_retrying() {
     assert!(!out.exists());
     server.shutdown().await;
 }
+
+/// Records how each phase started (its total, and whether in bytes) and the units done.
+#[derive(Default)]
+struct Recorder {
+    starts: std::sync::Mutex<Vec<(Phase, Option<u64>, bool)>>,
+    read_done: AtomicU64,
+}
+
+impl Progress for Recorder {
+    fn start(&self, phase: Phase, total: Option<u64>) {
+        self.starts.lock().unwrap().push((phase, total, false));
+    }
+    fn start_bytes(&self, phase: Phase, total: u64) {
+        self.starts.lock().unwrap().push((phase, Some(total), true));
+    }
+    fn advance(&self, phase: Phase, n: u64) {
+        if phase == Phase::Read {
+            self.read_done.fetch_add(n, Ordering::SeqCst);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_read_phase_has_the_file_size_as_its_total_and_counts_every_byte() {
+    let fx = Fixture::new(PERSONS, |_| {});
+    let server = fx.start().await;
+    let input = fx.path("held.csv");
+    write_held(&input, &fx.reg, 3, UNKNOWN);
+    let size = std::fs::metadata(&input).unwrap().len();
+    let out = fx.path("out.csv");
+    let p = Recorder::default();
+    let s = run(&fx.client(server.local_addr(), &input, &out), &p)
+        .await
+        .unwrap();
+    assert!(s.rows > 0);
+    let starts = p.starts.lock().unwrap().clone();
+    assert_eq!(starts[0], (Phase::Read, Some(size), true), "{starts:?}");
+    assert_eq!(p.read_done.load(Ordering::SeqCst), size);
+    // Connecting has no total; writing counts rows.
+    assert!(
+        starts.contains(&(Phase::Connect, None, false)),
+        "{starts:?}"
+    );
+    assert!(
+        starts.contains(&(Phase::Write, Some(s.rows), false)),
+        "{starts:?}"
+    );
+    server.shutdown().await;
+}

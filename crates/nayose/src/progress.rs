@@ -66,7 +66,8 @@ impl Progress for NotesOnly {
     }
 }
 
-/// The client's progress, as one bar per phase.
+/// The client's progress, as one bar per phase: bytes of the held file while it is read, then
+/// numbers, entries and rows; a spinner where no total exists (connecting, deltas).
 #[derive(Default)]
 pub(crate) struct ClientBars {
     bars: Mutex<HashMap<Phase, ProgressBar>>,
@@ -87,6 +88,11 @@ impl Progress for ClientBars {
     fn start(&self, phase: Phase, total: Option<u64>) {
         if let Ok(mut m) = self.bars.lock() {
             m.insert(phase, bar(total, phase.name()));
+        }
+    }
+    fn start_bytes(&self, phase: Phase, total: u64) {
+        if let Ok(mut m) = self.bars.lock() {
+            m.insert(phase, byte_bar(total, phase.name()));
         }
     }
     fn advance(&self, phase: Phase, n: u64) {
