@@ -53,12 +53,45 @@ pub struct ServerConfig {
     /// directory): every audit record is then authenticated with HMAC-SHA256 under it. Absent:
     /// records are chained with plain SHA-256 (anyone able to write the log can rewrite it).
     pub audit_key_file: Option<PathBuf>,
+    /// A file outside the data directory (another file system, or one shipped off the machine)
+    /// to which the server appends the audit chain's head (`seq`, `link`) every
+    /// `audit_anchor_interval_secs` and at shutdown; `nayose server audit verify --anchors`
+    /// checks the log against it. Absent: no periodic anchors (`nayose server audit anchor`
+    /// writes them on demand).
+    pub audit_anchor_file: Option<PathBuf>,
+    /// Seconds between two anchors appended to `audit_anchor_file`.
+    pub audit_anchor_interval_secs: u64,
+    /// Refused and failed requests and connections are not written one record each but counted
+    /// per (client, address, request kind, outcome) and written as one `refusals` record per
+    /// key every this many seconds (and at shutdown).
+    pub audit_refusal_interval_secs: u64,
     /// Most simultaneous QUIC connections one client id may hold.
     pub max_connections_per_client: u32,
     /// Most concurrently open request streams per connection (QUIC `initial_max_streams_bidi`).
     pub max_concurrent_streams: u32,
     /// Most requests the whole server works on at once; more are answered `Busy`.
     pub max_concurrent_requests: u32,
+    /// Most requests one client id works on at once, over all its connections (downloads
+    /// included); more are answered `Busy`.
+    pub max_requests_per_client: u32,
+    /// Most base and delta downloads the whole server streams at once: a pool separate from
+    /// `max_concurrent_requests`, so Info and Evaluate stay answerable while downloads are
+    /// saturated; more are answered `Busy`.
+    pub max_concurrent_downloads: u32,
+    /// Most base and delta downloads one client id has in progress at once; more are answered
+    /// `Busy`.
+    pub max_downloads_per_client: u32,
+    /// Time, in milliseconds, the peer has to accept each response frame (flow control): a
+    /// stream that stalls longer is reset with `StreamCode::Timeout` and its slots are freed.
+    /// A base chunk of `fetch_chunk_entries` entries must thus move at least
+    /// `36 × fetch_chunk_entries` bytes per `write_timeout_ms`.
+    pub write_timeout_ms: u64,
+    /// Refused or failed connections (handshake failures, certificates without an accredited
+    /// id, connections over the allowance) a source address or a certificate may cause in a
+    /// burst before its further connections are refused before the handshake.
+    pub refused_burst: u32,
+    /// Refill of that allowance, per minute.
+    pub refused_per_minute: u32,
     /// QUIC idle timeout in milliseconds.
     pub idle_timeout_ms: u64,
     /// Time a client has to send a complete request frame on a new stream, in milliseconds.
@@ -92,6 +125,9 @@ impl Default for ServerConfig {
             listen: None,
             metrics_listen: None,
             audit_key_file: None,
+            audit_anchor_file: None,
+            audit_anchor_interval_secs: 3600,
+            audit_refusal_interval_secs: 60,
             cert: None,
             key: None,
             client_ca: None,
@@ -99,6 +135,12 @@ impl Default for ServerConfig {
             max_connections_per_client: DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
             max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
             max_concurrent_requests: 64,
+            max_requests_per_client: 16,
+            max_concurrent_downloads: 32,
+            max_downloads_per_client: 4,
+            write_timeout_ms: 10_000,
+            refused_burst: 20,
+            refused_per_minute: 10,
             idle_timeout_ms: DEFAULT_IDLE_TIMEOUT_MS,
             request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
             max_batch: MAX_BATCH_ELEMENTS as u32,
@@ -138,6 +180,7 @@ impl ServerConfig {
             &mut cfg.client_ca,
             &mut cfg.clients,
             &mut cfg.audit_key_file,
+            &mut cfg.audit_anchor_file,
         ] {
             resolve(&base, p);
         }
@@ -179,6 +222,39 @@ impl ServerConfig {
             self.max_concurrent_requests.into(),
             1,
             1 << 16,
+        )?;
+        check(
+            "max_requests_per_client",
+            self.max_requests_per_client.into(),
+            1,
+            1 << 16,
+        )?;
+        check(
+            "max_concurrent_downloads",
+            self.max_concurrent_downloads.into(),
+            1,
+            1 << 16,
+        )?;
+        check(
+            "max_downloads_per_client",
+            self.max_downloads_per_client.into(),
+            1,
+            1024,
+        )?;
+        check("write_timeout_ms", self.write_timeout_ms, 100, 600_000)?;
+        check("refused_burst", self.refused_burst.into(), 1, 1 << 20)?;
+        check("refused_per_minute", self.refused_per_minute.into(), 1, 1 << 20)?;
+        check(
+            "audit_refusal_interval_secs",
+            self.audit_refusal_interval_secs,
+            1,
+            86_400,
+        )?;
+        check(
+            "audit_anchor_interval_secs",
+            self.audit_anchor_interval_secs,
+            1,
+            86_400 * 7,
         )?;
         check("idle_timeout_ms", self.idle_timeout_ms, 1000, 3_600_000)?;
         check("request_timeout_ms", self.request_timeout_ms, 100, 600_000)?;
