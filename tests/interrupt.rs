@@ -56,10 +56,10 @@ fn temp_files(dir: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Waits until a temporary file of `name` exists in `dir` (bounded); false if the child ended
-/// first.
+/// Waits until the child's temporary file of `name` exists in `dir` (bounded); false if the
+/// child ended first. (Its handlers are installed before it creates any file.)
 fn wait_for_temp(child: &mut Child, dir: &Path, name: &str) -> bool {
-    let prefix = format!(".{name}.nayose-");
+    let prefix = format!(".{name}.nayose-{}-", child.id());
     let deadline = Instant::now() + Duration::from_secs(120);
     while Instant::now() < deadline {
         if temp_files(dir).iter().any(|n| n.starts_with(&prefix)) {
