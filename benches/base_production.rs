@@ -11,7 +11,7 @@
 use std::time::Instant;
 
 use nayose_table::{
-    ClientId, KeyPeriodId, LabelKey, LabelMasterKey, Tag, TableEntry, encrypt_entry,
+    ClientId, KeyPeriodId, LabelKey, LabelMasterKey, TableEntry, Tag, encrypt_entry,
 };
 use rand::{RngCore, SeedableRng};
 use rayon::prelude::*;
@@ -86,6 +86,10 @@ fn main() {
     );
     println!(
         "\ntarget ≥ 1,000,000 entries/s per core: {}",
-        if single >= 1_000_000.0 { "met" } else { "not met" }
+        if single >= 1_000_000.0 {
+            "met"
+        } else {
+            "not met"
+        }
     );
 }

@@ -140,7 +140,10 @@ mod tests {
         std::fs::write(&p, b"nayose-table-v2\nrecords").unwrap();
         let m = VerifiedMap::open(&p, &sha(b"nayose-table-v2\nrecords")).unwrap();
         assert_eq!(m.bytes(), b"nayose-table-v2\nrecords");
-        assert!(!format!("{m:?}").contains("records"), "Debug prints no bytes");
+        assert!(
+            !format!("{m:?}").contains("records"),
+            "Debug prints no bytes"
+        );
         match VerifiedMap::open(&p, &sha(b"something else")) {
             Err(MapError::Checksum { path }) => assert_eq!(path, p),
             other => panic!("expected a checksum error, got {other:?}"),
@@ -154,7 +157,9 @@ mod tests {
         std::fs::write(&p, b"").unwrap();
         assert_eq!(VerifiedMap::open(&p, &sha(b"")).unwrap().bytes(), b"");
         let missing = dir.path().join("missing");
-        let e = VerifiedMap::open(&missing, &sha(b"")).unwrap_err().to_string();
+        let e = VerifiedMap::open(&missing, &sha(b""))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("cannot open") && e.contains("missing"), "{e}");
     }
 

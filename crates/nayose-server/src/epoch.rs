@@ -40,13 +40,13 @@ use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+use nayose_mmap::{MapError, VerifiedMap};
 use nayose_oprf::ServerKey;
 use nayose_table::{
     ClientEntry, ClientId, KeyPeriodId, LABEL_KEY_LEN, LabelKey, LabelMasterKey, RECORD_LEN,
     RecordTable, TAG_LEN, TableDigest, TableEntry, Tag, encrypt_entry,
 };
 use serde::{Deserialize, Serialize};
-use nayose_mmap::{MapError, VerifiedMap};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
@@ -333,9 +333,15 @@ impl<'a> PersonsView<'a> {
         bytes: &'a [u8],
         expected: u32,
     ) -> Result<Self, ServerError> {
-        let rest = bytes.strip_prefix(PERSONS_MAGIC.as_slice()).ok_or_else(|| {
-            corrupt(what, path, "wrong file header (not a persons file of this version)")
-        })?;
+        let rest = bytes
+            .strip_prefix(PERSONS_MAGIC.as_slice())
+            .ok_or_else(|| {
+                corrupt(
+                    what,
+                    path,
+                    "wrong file header (not a persons file of this version)",
+                )
+            })?;
         let Some((count, rest)) = rest.split_first_chunk::<8>() else {
             return Err(corrupt(what, path, "truncated count"));
         };
@@ -367,7 +373,11 @@ impl<'a> PersonsView<'a> {
             last = o;
         }
         if last != ids.len() as u64 {
-            return Err(corrupt(what, path, "the offsets do not end at the end of the file"));
+            return Err(corrupt(
+                what,
+                path,
+                "the offsets do not end at the end of the file",
+            ));
         }
         Ok(view)
     }

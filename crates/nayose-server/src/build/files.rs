@@ -8,8 +8,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use nayose_table::{KeyPeriodId, LabelMasterKey, RecordTable};
 use nayose_mmap::VerifiedMap;
+use nayose_table::{KeyPeriodId, LabelMasterKey, RecordTable};
 
 use super::{FailPoint, now_unix};
 use crate::epoch::{
