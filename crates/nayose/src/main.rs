@@ -13,6 +13,7 @@ mod i18n;
 mod pki_cmd;
 mod progress;
 mod server_cmd;
+mod signals;
 
 use std::process::ExitCode;
 
