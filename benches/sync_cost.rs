@@ -95,7 +95,7 @@ fn main() {
         listen: Some("127.0.0.1:0".parse().unwrap()),
         cert: Some(p("pki/server.pem")),
         key: Some(p("pki/server.key")),
-        client_ca: Some(p("pki/ca.pem")),
+        client_ca: Some(p("pki/client-ca.pem")),
         clients: Some(p("clients.toml")),
         status_interval_secs: 0,
         ..ServerConfig::default()
@@ -107,7 +107,7 @@ fn main() {
             let cfg = ClientConfig {
                 server: Some(server.local_addr().to_string()),
                 server_name: Some("localhost".into()),
-                ca: Some(p("pki/ca.pem")),
+                ca: Some(p("pki/server-ca.pem")),
                 cert: Some(cert.clone()),
                 key: Some(key.clone()),
                 input: Some(p("held.csv")),

@@ -97,7 +97,7 @@ fn server_serve_writes_only_json_lines() {
             "--key",
             &w.s("pki/server.key"),
             "--client-ca",
-            &w.s("pki/ca.pem"),
+            &w.s("pki/client-ca.pem"),
             "--clients",
             &w.s("clients.toml"),
             "--log-format",

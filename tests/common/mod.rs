@@ -210,7 +210,7 @@ pub fn serve_with(w: &World, port: u16, extra: &[&str]) -> ServerProc {
             "--key",
             &w.s("pki/server.key"),
             "--client-ca",
-            &w.s("pki/ca.pem"),
+            &w.s("pki/client-ca.pem"),
             "--clients",
             &w.s("clients.toml"),
         ])
@@ -243,7 +243,7 @@ pub fn link_args<'a>(w: &'a World, port: u16, client: &str, out: &'a str) -> Vec
         "--server-name",
         "localhost",
         "--ca",
-        &w.s("pki/ca.pem"),
+        &w.s("pki/server-ca.pem"),
         "--cert",
         &w.s(&format!("pki/clients/{client}.pem")),
         "--key",

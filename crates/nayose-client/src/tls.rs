@@ -1,9 +1,11 @@
 //! TLS 1.3 client configuration for QUIC: the server is verified against the configured CA and
 //! server name, the client presents its certificate (mutual TLS), ALPN is `nayose/1`.
 //!
-//! The server's certificate is checked by rustls' standard WebPKI verifier; a thin wrapper only
-//! remembers, in words, why it refused one (whose certificate, why, dates in JST) for the error
-//! message. A client certificate that is expired or not yet valid is refused here, before any
+//! The server's certificate is checked by rustls' standard WebPKI verifier against the server
+//! CA (`ca`), and must carry the `serverAuth` extended key usage (WebPKI alone accepts a
+//! certificate without extended key usages; a certificate of the client CA or one issued for
+//! another role is refused). A thin wrapper adds that requirement and remembers, in words, why
+//! it refused a certificate (whose certificate, why, dates in JST) for the error message. A client certificate that is expired or not yet valid is refused here, before any
 //! network work.
 //!
 //! Invariants: only the `ring` provider and TLS 1.3 are used; the private key is read once and
@@ -133,9 +135,17 @@ fn describe_refusal(
             Ok(c),
         ) => format!("it is not valid before {}", jst::datetime(c.not_before)),
         (rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer), _) => format!(
-            "it was not issued by the CA of --ca ({})",
+            "it was not issued by the server CA of --ca ({})",
             ca_file.display()
         ),
+        (
+            rustls::Error::InvalidCertificate(
+                CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. },
+            ),
+            _,
+        ) => {
+            "it is not a server certificate: it lacks the serverAuth extended key usage".to_owned()
+        }
         (
             rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
@@ -169,6 +179,15 @@ impl ServerCertVerifier for ExplainingVerifier {
     ) -> Result<ServerCertVerified, rustls::Error> {
         self.inner
             .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+            .and_then(|ok| {
+                // WebPKI accepts a certificate without extended key usages; nayose requires
+                // serverAuth (protocol-spec/wire.md §2).
+                nayose_pki::require_purpose(end_entity.as_ref(), nayose_pki::Purpose::ServerAuth)
+                    .map(|()| ok)
+                    .map_err(|_| {
+                        rustls::Error::InvalidCertificate(CertificateError::InvalidPurpose)
+                    })
+            })
             .inspect_err(|e| {
                 if let Ok(mut r) = self.refusal.lock() {
                     *r = Some(describe_refusal(end_entity, e, server_name, &self.ca_file));

@@ -356,9 +356,13 @@ fn has_unix_seconds(text: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_expired_client_certificate_is_refused_before_any_network_work() {
     let fx = Fixture::new(20, |_| {});
-    let expired =
-        nayose_pki::issue_client_cert_valid(&fx.pki.ca, CLIENT_ID, (2020, 1, 1), (2021, 1, 1))
-            .unwrap();
+    let expired = nayose_pki::issue_client_cert_valid(
+        &fx.pki.client_ca,
+        CLIENT_ID,
+        (2020, 1, 1),
+        (2021, 1, 1),
+    )
+    .unwrap();
     std::fs::write(fx.pki.dir.join("client.pem"), &expired.cert_pem).unwrap();
     write_private(&fx.pki.dir.join("client.key"), &expired.key_pem);
     let input = fx.path("held.csv");
@@ -527,7 +531,7 @@ async fn an_insufficient_quota_stops_before_evaluating() {
 async fn a_client_not_accredited_is_refused_without_retrying() {
     let fx = Fixture::new(20, |_| {});
     let server = fx.start().await;
-    let other = nayose_pki::issue_client_cert(&fx.pki.ca, "stranger").unwrap();
+    let other = nayose_pki::issue_client_cert(&fx.pki.client_ca, "stranger").unwrap();
     std::fs::write(fx.pki.dir.join("client.pem"), &other.cert_pem).unwrap();
     write_private(&fx.pki.dir.join("client.key"), &other.key_pem);
     let input = fx.path("held.csv");

@@ -113,7 +113,7 @@ async fn the_metrics_endpoint_counts_a_link_run() {
     assert!(body.ends_with("# EOF\n"), "{body}");
 
     // A client that is not accredited is counted under its error code.
-    let stranger = nayose_pki::issue_client_cert(&fx.pki.ca, "stranger").unwrap();
+    let stranger = nayose_pki::issue_client_cert(&fx.pki.client_ca, "stranger").unwrap();
     std::fs::write(fx.pki.dir.join("client.pem"), &stranger.cert_pem).unwrap();
     write_private(&fx.pki.dir.join("client.key"), &stranger.key_pem);
     let refused = link_async(&cfg, &NoProgress).await;

@@ -47,6 +47,14 @@ pub struct ServerConfig {
     pub key: Option<PathBuf>,
     /// The CA certificate(s) client certificates must chain to, PEM. Required.
     pub client_ca: Option<PathBuf>,
+    /// CRL files (PEM or DER) of the client CAs: a listed client certificate is refused. One
+    /// path or a list; empty: no revocation check. When given, every CA of `client_ca` needs
+    /// one (a certificate whose revocation status is unknown is refused).
+    #[serde(
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub client_crl: Vec<PathBuf>,
     /// The accredited clients file (`clients.toml`). Required.
     pub clients: Option<PathBuf>,
     /// The operator's audit key (at least 32 random bytes, owner-only, outside the data
@@ -131,6 +139,7 @@ impl Default for ServerConfig {
             cert: None,
             key: None,
             client_ca: None,
+            client_crl: Vec::new(),
             clients: None,
             max_connections_per_client: DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
             max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
@@ -154,6 +163,20 @@ impl Default for ServerConfig {
             quota_utc_offset_minutes: 540,
         }
     }
+}
+
+/// A path or a list of paths (`client_crl = "crl.pem"` or `client_crl = ["a.pem", "b.der"]`).
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<PathBuf>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(PathBuf),
+        Many(Vec<PathBuf>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(p) => vec![p],
+        OneOrMany::Many(v) => v,
+    })
 }
 
 fn resolve(base: &Path, p: &mut Option<PathBuf>) {
@@ -183,6 +206,11 @@ impl ServerConfig {
             &mut cfg.audit_anchor_file,
         ] {
             resolve(&base, p);
+        }
+        for p in &mut cfg.client_crl {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
         }
         Ok(cfg)
     }
@@ -243,7 +271,12 @@ impl ServerConfig {
         )?;
         check("write_timeout_ms", self.write_timeout_ms, 100, 600_000)?;
         check("refused_burst", self.refused_burst.into(), 1, 1 << 20)?;
-        check("refused_per_minute", self.refused_per_minute.into(), 1, 1 << 20)?;
+        check(
+            "refused_per_minute",
+            self.refused_per_minute.into(),
+            1,
+            1 << 20,
+        )?;
         check(
             "audit_refusal_interval_secs",
             self.audit_refusal_interval_secs,
@@ -433,6 +466,20 @@ mod tests {
         );
         let c = ServerConfig::from_toml_str("max_batch = 5000").unwrap();
         assert!(c.validate().unwrap_err().to_string().contains("max_batch"));
+    }
+
+    #[test]
+    fn client_crl_is_one_path_or_a_list_relative_to_the_file() {
+        let c = ServerConfig::from_toml_str("client_crl = \"crl.pem\"").unwrap();
+        assert_eq!(c.client_crl, vec![PathBuf::from("crl.pem")]);
+        let c = ServerConfig::from_toml_str("client_crl = [\"a.pem\", \"b.der\"]").unwrap();
+        assert_eq!(c.client_crl.len(), 2);
+        assert!(ServerConfig::from_toml_str("client_crl = 3").is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("server.toml");
+        std::fs::write(&f, "client_crl = [\"pki/client-crl.pem\"]\n").unwrap();
+        let c = ServerConfig::load(&f).unwrap();
+        assert_eq!(c.client_crl, vec![dir.path().join("pki/client-crl.pem")]);
     }
 
     #[test]

@@ -5,22 +5,26 @@
 //!
 //! Invariant: a connection reaches the service only after rustls verified the client's
 //! certificate chain to the client CA (`WebPkiClientVerifier`, client authentication
-//! mandatory); the client id is then read from the verified end-entity certificate. A thin
-//! wrapper around the verifier decides nothing: when it refuses a certificate, it logs whose
-//! (subject), why, and the validity in JST, and drops the UNIX seconds rustls puts in the
-//! expiry errors (the TLS alert sent is the same).
+//! mandatory), checked it against the client CRLs (`client_crl`, if any: every certificate of
+//! the chain below the CA, an unknown revocation status refused), and the end-entity
+//! certificate carries the `clientAuth` extended key usage (WebPKI alone accepts a certificate
+//! without any extended key usage); the client id is then read from the verified end-entity
+//! certificate. A thin wrapper around the verifier adds the `clientAuth` requirement and
+//! otherwise decides nothing: when it refuses a certificate, it logs whose (subject, serial),
+//! why (revoked: in which CRL), and the validity in JST, and drops the UNIX seconds rustls puts
+//! in the expiry errors (the TLS alert sent is the same).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use nayose_proto::jst;
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::error::ServerError;
 use crate::fsutil::check_owner_only;
@@ -53,18 +57,35 @@ pub(crate) fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, ServerErro
         .map_err(|e| tls_err(path, format!("holds no usable private key: {e}")))
 }
 
-/// The standard client-certificate verifier, explaining its refusals in the log.
+/// The standard client-certificate verifier plus the `clientAuth` requirement, explaining its
+/// refusals in the log.
 #[derive(Debug)]
-struct ExplainingVerifier(Arc<dyn ClientCertVerifier>);
+struct ExplainingVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+    /// The client CRLs, for naming the one that lists a revoked certificate.
+    crls: Vec<LoadedCrl>,
+}
+
+/// A client CRL as read at start.
+#[derive(Debug)]
+struct LoadedCrl {
+    path: PathBuf,
+    summary: nayose_pki::CrlSummary,
+}
 
 /// Why a client certificate was refused, in words, with the dates in JST; and the error to
 /// return (the expiry errors without their UNIX seconds).
-fn explain(end_entity: &CertificateDer<'_>, e: rustls::Error) -> (String, rustls::Error) {
+fn explain(
+    end_entity: &CertificateDer<'_>,
+    e: rustls::Error,
+    crls: &[LoadedCrl],
+) -> (String, rustls::Error) {
     let cert = nayose_pki::certificate_summary(end_entity.as_ref()).ok();
     let whose = match &cert {
         Some(c) => format!(
-            "{}, valid {} to {}",
+            "{}, serial {}, valid {} to {}",
             c.subject,
+            c.serial,
             jst::datetime(c.not_before),
             jst::datetime(c.not_after)
         ),
@@ -93,6 +114,35 @@ fn explain(end_entity: &CertificateDer<'_>, e: rustls::Error) -> (String, rustls
             "it was not issued by the client CA (client_ca)".to_owned(),
             rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer),
         ),
+        (rustls::Error::InvalidCertificate(CertificateError::Revoked), c) => {
+            let listed_in = c.as_ref().and_then(|c| {
+                crls.iter()
+                    .find(|l| l.summary.revoked.contains(&c.serial))
+                    .map(|l| l.path.display().to_string())
+            });
+            (
+                match listed_in {
+                    Some(f) => format!("it is revoked (listed in the CRL {f}, client_crl)"),
+                    None => "it is revoked (listed in a CRL of client_crl)".to_owned(),
+                },
+                rustls::Error::InvalidCertificate(CertificateError::Revoked),
+            )
+        }
+        (rustls::Error::InvalidCertificate(CertificateError::UnknownRevocationStatus), _) => (
+            "its revocation status is unknown: no CRL in client_crl is from the CA that issued \
+             it (or one in its chain); add that CA's CRL"
+                .to_owned(),
+            rustls::Error::InvalidCertificate(CertificateError::UnknownRevocationStatus),
+        ),
+        (
+            rustls::Error::InvalidCertificate(
+                CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. },
+            ),
+            _,
+        ) => (
+            "it is not a client certificate: it lacks the clientAuth extended key usage".to_owned(),
+            rustls::Error::InvalidCertificate(CertificateError::InvalidPurpose),
+        ),
         (e, _) => (e.to_string(), e),
     };
     (format!("refused a client certificate ({whose}): {why}"), e)
@@ -100,15 +150,15 @@ fn explain(end_entity: &CertificateDer<'_>, e: rustls::Error) -> (String, rustls
 
 impl ClientCertVerifier for ExplainingVerifier {
     fn offer_client_auth(&self) -> bool {
-        self.0.offer_client_auth()
+        self.inner.offer_client_auth()
     }
 
     fn client_auth_mandatory(&self) -> bool {
-        self.0.client_auth_mandatory()
+        self.inner.client_auth_mandatory()
     }
 
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        self.0.root_hint_subjects()
+        self.inner.root_hint_subjects()
     }
 
     fn verify_client_cert(
@@ -117,10 +167,19 @@ impl ClientCertVerifier for ExplainingVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        self.0
+        self.inner
             .verify_client_cert(end_entity, intermediates, now)
+            .and_then(|ok| {
+                // WebPKI accepts an end-entity certificate without extended key usages; nayose
+                // requires clientAuth (protocol-spec/wire.md §2).
+                nayose_pki::require_purpose(end_entity.as_ref(), nayose_pki::Purpose::ClientAuth)
+                    .map(|()| ok)
+                    .map_err(|_| {
+                        rustls::Error::InvalidCertificate(CertificateError::InvalidPurpose)
+                    })
+            })
             .map_err(|e| {
-                let (message, e) = explain(end_entity, e);
+                let (message, e) = explain(end_entity, e, &self.crls);
                 warn!("{message}");
                 e
             })
@@ -132,7 +191,7 @@ impl ClientCertVerifier for ExplainingVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
+        self.inner.verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -141,36 +200,148 @@ impl ClientCertVerifier for ExplainingVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
+        self.inner.verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
+        self.inner.supported_verify_schemes()
     }
 }
 
-/// The rustls server configuration of the endpoint.
+/// Reads the CRLs of one file: PEM (`X509 CRL` blocks) or a single DER CRL.
+fn load_crl_file(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, ServerError> {
+    let bytes = std::fs::read(path).map_err(ServerError::io("cannot read", path))?;
+    let crls = if bytes.starts_with(b"-----BEGIN") || bytes.windows(10).any(|w| w == b"-----BEGIN")
+    {
+        CertificateRevocationListDer::pem_slice_iter(&bytes)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| tls_err(path, format!("not a valid PEM CRL file: {e}")))?
+    } else {
+        vec![CertificateRevocationListDer::from(bytes)]
+    };
+    if crls.is_empty() {
+        return Err(tls_err(path, "holds no X509 CRL block"));
+    }
+    Ok(crls)
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Reads and checks the client CRLs: each is readable and signed by a CA of `client_ca`, and
+/// every CA of `client_ca` has one (otherwise its certificates would all be refused as of
+/// unknown revocation status). A CRL past its nextUpdate is used, with a warning.
+fn load_crls(
+    paths: &[PathBuf],
+    client_ca: &Path,
+    cas: &[CertificateDer<'static>],
+) -> Result<(Vec<CertificateRevocationListDer<'static>>, Vec<LoadedCrl>), ServerError> {
+    let mut ders = Vec::new();
+    let mut loaded = Vec::new();
+    let mut covered = vec![false; cas.len()];
+    for path in paths {
+        for der in load_crl_file(path)? {
+            let summary = nayose_pki::crl_summary(der.as_ref(), path)
+                .map_err(|e| tls_err(path, e.to_string()))?;
+            let Some(ca) = cas
+                .iter()
+                .position(|ca| nayose_pki::verify_crl_issuer(der.as_ref(), ca.as_ref()))
+            else {
+                return Err(tls_err(
+                    path,
+                    format!(
+                        "the CRL of {} is not signed by a CA of client_ca ({}): it cannot revoke \
+                         any client certificate; give the CRL of the client CA",
+                        summary.issuer,
+                        client_ca.display()
+                    ),
+                ));
+            };
+            covered[ca] = true;
+            if let Some(next) = summary.next_update
+                && next < now_unix()
+            {
+                warn!(
+                    crl = %path.display(),
+                    "the CRL of {} was due for renewal on {} (nextUpdate); it is still used: ask \
+                     the management body for a current one",
+                    summary.issuer,
+                    jst::datetime(next)
+                );
+            }
+            info!(
+                crl = %path.display(),
+                "client CRL of {} issued {}: {} revoked certificate(s)",
+                summary.issuer,
+                jst::datetime(summary.this_update),
+                summary.revoked.len()
+            );
+            ders.push(der);
+            loaded.push(LoadedCrl {
+                path: path.clone(),
+                summary,
+            });
+        }
+    }
+    if !paths.is_empty()
+        && let Some(i) = covered.iter().position(|c| !c)
+    {
+        let subject = nayose_pki::certificate_summary(cas[i].as_ref())
+            .map(|s| s.subject)
+            .unwrap_or_else(|_| format!("certificate {} of the file", i + 1));
+        return Err(tls_err(
+            client_ca,
+            format!(
+                "client_crl has no CRL of the client CA {subject}: every certificate it issued \
+                 would be refused (unknown revocation status); add its CRL to client_crl"
+            ),
+        ));
+    }
+    Ok((ders, loaded))
+}
+
+/// The rustls server configuration of the endpoint. `client_crl` may be empty (no revocation
+/// check).
 pub(crate) fn server_config(
     cert: &Path,
     key: &Path,
     client_ca: &Path,
+    client_crl: &[PathBuf],
 ) -> Result<rustls::ServerConfig, ServerError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
-    for c in load_certs(client_ca)? {
+    let cas = load_certs(client_ca)?;
+    for c in &cas {
         roots
-            .add(c)
+            .add(c.clone())
             .map_err(|e| tls_err(client_ca, format!("not a usable CA certificate: {e}")))?;
     }
+    let (crl_ders, crls) = load_crls(client_crl, client_ca, &cas)?;
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .with_crls(crl_ders)
         .build()
-        .map_err(|e| tls_err(client_ca, format!("cannot verify clients with it: {e}")))?;
+        .map_err(|e| {
+            let files: Vec<String> = client_crl.iter().map(|p| p.display().to_string()).collect();
+            tls_err(
+                client_ca,
+                format!(
+                    "cannot verify clients with it and the CRLs [{}]: {e}",
+                    files.join(", ")
+                ),
+            )
+        })?;
     let chain = load_certs(cert)?;
     let key_der = load_key(key)?;
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| tls_err(cert, format!("TLS 1.3 unavailable: {e}")))?
-        .with_client_cert_verifier(Arc::new(ExplainingVerifier(verifier)))
+        .with_client_cert_verifier(Arc::new(ExplainingVerifier {
+            inner: verifier,
+            crls,
+        }))
         .with_single_cert(chain, key_der)
         .map_err(|e| {
             tls_err(
@@ -202,7 +373,7 @@ mod tests {
         std::fs::write(&ca_pem, &ca.cert_pem).unwrap();
         std::fs::write(&cert, &server.cert_pem).unwrap();
         crate::fsutil::atomic_write(&key, server.key_pem.as_bytes()).unwrap();
-        let cfg = server_config(&cert, &key, &ca_pem).unwrap();
+        let cfg = server_config(&cert, &key, &ca_pem, &[]).unwrap();
         assert_eq!(cfg.send_tls13_tickets, 0);
         assert_eq!(cfg.max_early_data_size, 0);
         assert!(!cfg.ticketer.enabled());
@@ -220,11 +391,17 @@ mod tests {
             time: UnixTime::since_unix_epoch(std::time::Duration::from_secs(1_795_921_200)),
             not_after: UnixTime::since_unix_epoch(std::time::Duration::from_secs(1_609_459_200)),
         });
-        let (message, e) = explain(&der, err);
+        let serial = nayose_pki::certificate_summary(der.as_ref())
+            .unwrap()
+            .serial;
+        let (message, e) = explain(&der, err, &[]);
         assert_eq!(
             message,
-            "refused a client certificate (O=nayose development PKI, CN=clinic-7, valid \
-             2020-01-01 09:00 JST to 2021-01-01 09:00 JST): it expired on 2021-01-01 09:00 JST"
+            format!(
+                "refused a client certificate (O=nayose development PKI, CN=clinic-7, serial \
+                 {serial}, valid 2020-01-01 09:00 JST to 2021-01-01 09:00 JST): it expired on \
+                 2021-01-01 09:00 JST"
+            )
         );
         assert!(!e.to_string().contains("1609459200"), "{e}");
         assert_eq!(

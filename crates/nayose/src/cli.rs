@@ -51,9 +51,10 @@ enum Command {
     /// The accredited entity's client node.
     #[command(subcommand)]
     Client(client_cmd::ClientCommand),
-    /// Development PKI (for trials only).
+    /// Certificates: a development PKI for trials, and the real workflow (request, sign,
+    /// revoke).
     #[command(subcommand)]
-    Pki(PkiCommand),
+    Pki(pki_cmd::PkiCommand),
 }
 
 #[derive(Debug, Args)]
@@ -73,28 +74,6 @@ pub(crate) struct DemoArgs {
     /// Print the client's summary as JSON on stdout.
     #[arg(long)]
     pub(crate) json: bool,
-}
-
-#[derive(Debug, Subcommand)]
-enum PkiCommand {
-    /// Create a CA and a server certificate: DIR/ca.pem, ca.key, server.pem, server.key.
-    Init {
-        /// Directory to create the PKI in.
-        #[arg(long)]
-        dir: PathBuf,
-        /// DNS name or IP address the server certificate is valid for.
-        #[arg(long, default_value = "localhost")]
-        server_name: String,
-    },
-    /// Issue DIR/clients/ID.pem and DIR/clients/ID.key, a client certificate carrying the id.
-    IssueClient {
-        /// Directory of the PKI (made by `pki init`).
-        #[arg(long)]
-        dir: PathBuf,
-        /// The accredited client id (1 to 64 of A-Z a-z 0-9 . _ -).
-        #[arg(long)]
-        id: String,
-    },
 }
 
 impl Cli {
@@ -147,12 +126,8 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Client(cmd) => client_cmd::run(cmd, cli.quiet, lang),
-        Command::Pki(PkiCommand::Init { dir, server_name }) => {
-            pki_cmd::init(&dir, &server_name)?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Pki(PkiCommand::IssueClient { dir, id }) => {
-            pki_cmd::issue_client(&dir, &id)?;
+        Command::Pki(cmd) => {
+            pki_cmd::run(cmd)?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -107,6 +107,9 @@ pub(crate) struct ServeArgs {
     /// CA certificate(s) that issue accredited clients' certificates (PEM).
     #[arg(long)]
     client_ca: Option<PathBuf>,
+    /// A CRL of the client CA (PEM or DER); repeat for several. Replaces client_crl of the file.
+    #[arg(long)]
+    client_crl: Vec<PathBuf>,
     /// The accredited clients list (clients.toml).
     #[arg(long)]
     clients: Option<PathBuf>,
@@ -183,6 +186,9 @@ pub(crate) fn run(cmd: ServerCommand, quiet: bool, log_format: LogFormat) -> Res
             }
             if a.client_ca.is_some() {
                 cfg.client_ca = a.client_ca;
+            }
+            if !a.client_crl.is_empty() {
+                cfg.client_crl = a.client_crl;
             }
             if a.clients.is_some() {
                 cfg.clients = a.clients;

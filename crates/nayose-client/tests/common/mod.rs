@@ -178,26 +178,31 @@ pub fn check_ground_truth(
     by_person
 }
 
-/// PKI files: CA, server certificate for "localhost", the client certificate.
+/// PKI files: a server CA (`server-ca.pem`) with the server certificate for "localhost", a
+/// client CA (`client-ca.pem`) with the client certificate.
 pub struct Pki {
     pub dir: PathBuf,
-    pub ca: nayose_pki::Issued,
+    pub server_ca: nayose_pki::Issued,
+    pub client_ca: nayose_pki::Issued,
 }
 
 impl Pki {
     pub fn new(dir: &Path) -> Pki {
         fs::create_dir_all(dir).unwrap();
-        let ca = nayose_pki::generate_ca("test CA").unwrap();
-        fs::write(dir.join("ca.pem"), &ca.cert_pem).unwrap();
-        let server = nayose_pki::issue_server_cert(&ca, "localhost").unwrap();
+        let server_ca = nayose_pki::generate_ca("test server CA").unwrap();
+        let client_ca = nayose_pki::generate_ca("test client CA").unwrap();
+        fs::write(dir.join("server-ca.pem"), &server_ca.cert_pem).unwrap();
+        fs::write(dir.join("client-ca.pem"), &client_ca.cert_pem).unwrap();
+        let server = nayose_pki::issue_server_cert(&server_ca, "localhost").unwrap();
         fs::write(dir.join("server.pem"), &server.cert_pem).unwrap();
         write_private(&dir.join("server.key"), &server.key_pem);
-        let c = nayose_pki::issue_client_cert(&ca, CLIENT_ID).unwrap();
+        let c = nayose_pki::issue_client_cert(&client_ca, CLIENT_ID).unwrap();
         fs::write(dir.join("client.pem"), &c.cert_pem).unwrap();
         write_private(&dir.join("client.key"), &c.key_pem);
         Pki {
             dir: dir.to_owned(),
-            ca,
+            server_ca,
+            client_ca,
         }
     }
 }
@@ -233,7 +238,7 @@ impl Fixture {
             listen: Some("127.0.0.1:0".parse().unwrap()),
             cert: Some(pki.dir.join("server.pem")),
             key: Some(pki.dir.join("server.key")),
-            client_ca: Some(pki.dir.join("ca.pem")),
+            client_ca: Some(pki.dir.join("client-ca.pem")),
             clients: Some(clients),
             max_batch: 256,
             epoch_poll_ms: 100,
@@ -304,7 +309,7 @@ pub fn client_config(
     ClientConfig {
         server: Some(addr.to_string()),
         server_name: Some("localhost".into()),
-        ca: Some(pki.dir.join("ca.pem")),
+        ca: Some(pki.dir.join("server-ca.pem")),
         cert: Some(pki.dir.join("client.pem")),
         key: Some(pki.dir.join("client.key")),
         input: Some(input.to_owned()),

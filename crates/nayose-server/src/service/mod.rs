@@ -241,7 +241,7 @@ impl Server {
         if clients.is_empty() {
             warn!(path = %clients_path.display(), "no accredited client: every connection will be refused");
         }
-        let tls = crate::tls::server_config(&cert, &key, &client_ca)?;
+        let tls = crate::tls::server_config(&cert, &key, &client_ca, &config.client_crl)?;
         if !data_dir.is_dir() {
             return Err(ServerError::NoEpoch { data_dir });
         }

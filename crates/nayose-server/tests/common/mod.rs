@@ -28,35 +28,53 @@ pub fn write_private(path: &Path, text: &str) {
     fs::set_permissions(path, fs::Permissions::from_mode(0o600)).unwrap();
 }
 
-/// A CA, a server certificate for "localhost", and client certificates on demand.
+/// A server CA with a server certificate for "localhost", and a client CA issuing client
+/// certificates on demand (the two roles kept apart, as `nayose pki init` does).
 pub struct Pki {
     pub dir: PathBuf,
-    pub ca: nayose_pki::Issued,
+    pub server_ca: nayose_pki::Issued,
+    pub client_ca: nayose_pki::Issued,
 }
 
 impl Pki {
     pub fn new(dir: &Path, ca_name: &str) -> Pki {
         fs::create_dir_all(dir).unwrap();
-        let ca = nayose_pki::generate_ca(ca_name).unwrap();
-        fs::write(dir.join("ca.pem"), &ca.cert_pem).unwrap();
-        let server = nayose_pki::issue_server_cert(&ca, "localhost").unwrap();
+        let server_ca = nayose_pki::generate_ca(&format!("{ca_name} (servers)")).unwrap();
+        let client_ca = nayose_pki::generate_ca(&format!("{ca_name} (clients)")).unwrap();
+        fs::write(dir.join("server-ca.pem"), &server_ca.cert_pem).unwrap();
+        fs::write(dir.join("client-ca.pem"), &client_ca.cert_pem).unwrap();
+        let server = nayose_pki::issue_server_cert(&server_ca, "localhost").unwrap();
         fs::write(dir.join("server.pem"), &server.cert_pem).unwrap();
         write_private(&dir.join("server.key"), &server.key_pem);
         Pki {
             dir: dir.to_path_buf(),
-            ca,
+            server_ca,
+            client_ca,
         }
     }
 
+    /// The server CA's certificate: what clients trust.
     pub fn ca_pem(&self) -> PathBuf {
-        self.dir.join("ca.pem")
+        self.dir.join("server-ca.pem")
+    }
+
+    /// The client CA's certificate: what the server trusts (`client_ca`).
+    pub fn client_ca_pem(&self) -> PathBuf {
+        self.dir.join("client-ca.pem")
     }
 
     /// (cert.pem, key.pem) of a client certificate with CommonName `id`.
     pub fn client(&self, id: &str) -> (PathBuf, PathBuf) {
-        let c = nayose_pki::issue_client_cert(&self.ca, id).unwrap();
-        let cert = self.dir.join(format!("{id}.pem"));
-        let key = self.dir.join(format!("{id}.key"));
+        self.write_pair(
+            id,
+            &nayose_pki::issue_client_cert(&self.client_ca, id).unwrap(),
+        )
+    }
+
+    /// Writes `name.pem` and `name.key` of `c`; returns their paths.
+    pub fn write_pair(&self, name: &str, c: &nayose_pki::Issued) -> (PathBuf, PathBuf) {
+        let cert = self.dir.join(format!("{name}.pem"));
+        let key = self.dir.join(format!("{name}.key"));
         fs::write(&cert, &c.cert_pem).unwrap();
         write_private(&key, &c.key_pem);
         (cert, key)
@@ -134,7 +152,7 @@ pub fn config(pki: &Pki, data: &Path, clients_toml: &str) -> ServerConfig {
         listen: Some("127.0.0.1:0".parse().unwrap()),
         cert: Some(pki.dir.join("server.pem")),
         key: Some(pki.dir.join("server.key")),
-        client_ca: Some(pki.ca_pem()),
+        client_ca: Some(pki.client_ca_pem()),
         clients: Some(clients),
         max_batch: 64,
         epoch_poll_ms: 100,

@@ -107,7 +107,7 @@ pub(crate) fn run(args: &DemoArgs) -> Result<ExitCode> {
         listen: Some("127.0.0.1:0".parse()?),
         cert: Some(pki.join("server.pem")),
         key: Some(pki.join("server.key")),
-        client_ca: Some(pki.join("ca.pem")),
+        client_ca: Some(pki.join(nayose_pki::dir::CLIENT_CA)),
         clients: Some(clients),
         ..ServerConfig::default()
     };
@@ -115,7 +115,7 @@ pub(crate) fn run(args: &DemoArgs) -> Result<ExitCode> {
     let client_cfg = |addr: std::net::SocketAddr| ClientConfig {
         server: Some(addr.to_string()),
         server_name: Some("localhost".into()),
-        ca: Some(pki.join("ca.pem")),
+        ca: Some(pki.join(nayose_pki::dir::SERVER_CA)),
         cert: Some(client_cert.clone()),
         key: Some(client_key.clone()),
         input: Some(held.clone()),
