@@ -48,6 +48,7 @@
 //! number, element, proof, OPRF output, tag, label key, label, encrypted label, person id or
 //! key.
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -74,8 +75,11 @@ pub struct AuditRecord {
     pub seq: u64,
     /// When the record was written, RFC 3339 UTC.
     pub time: String,
-    /// `connected`, `refused`, `closed` (connection events), `request` (one per request, written
-    /// before its answer is sent) or `fetch_end` (the end of a FetchBase or FetchDelta stream).
+    /// `connected`, `closed` (connection events), `request` (one per request answered with
+    /// data, written before its answer is sent), `fetch_end` (the end of a FetchBase or
+    /// FetchDelta stream) or `refusals` (the refused and failed requests and connections of one
+    /// client, address, kind and outcome in one interval: `count`, and `detail` naming the
+    /// event: `request`, `refused`, `handshake_failed`).
     pub event: String,
     /// Client id from the certificate (empty if none could be read).
     pub client: String,
@@ -140,6 +144,11 @@ pub struct AuditRecord {
     pub key_period_quota_after: Option<u64>,
     /// `ok`, or the error / close code.
     pub outcome: String,
+    /// How many refusals a `refusals` record stands for (refused and failed requests and
+    /// connections are counted per client, address, kind and outcome, and written once per
+    /// `audit_refusal_interval_secs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
     /// Server-written text only (never the peer's): the refusal reason, the size of a
     /// malformed request, the request count on `closed`, the certificate's serial and issuer on
     /// `connected`.
@@ -179,6 +188,8 @@ pub struct AuditSummary {
     pub last_time: Option<String>,
     /// Whether the log ends in an incomplete line (a crash mid-append; ignored).
     pub torn_tail: bool,
+    /// Anchors checked against the log ([`verify_audit_anchored`]).
+    pub anchors_checked: u64,
 }
 
 impl std::fmt::Display for AuditSummary {
@@ -187,6 +198,13 @@ impl std::fmt::Display for AuditSummary {
         writeln!(f, "  last hash  {}", self.last_hash)?;
         if let (Some(a), Some(b)) = (&self.first_time, &self.last_time) {
             writeln!(f, "  period     {a} .. {b}")?;
+        }
+        if self.anchors_checked > 0 {
+            writeln!(
+                f,
+                "  anchors    {} checked, every anchored head is in the log",
+                self.anchors_checked
+            )?;
         }
         if self.anchored < self.records {
             writeln!(
@@ -336,7 +354,28 @@ fn scan(
     bytes: &[u8],
     head_count: u64,
     key: Option<&AuditKey>,
+    anchors: &[AuditAnchor],
 ) -> Result<Scan, ServerError> {
+    let mut by_seq: BTreeMap<u64, Vec<&AuditAnchor>> = BTreeMap::new();
+    for a in anchors {
+        by_seq.entry(a.seq).or_default().push(a);
+    }
+    let check_anchors = |n: u64, link: &str| -> Result<(), ServerError> {
+        for a in by_seq.get(&n).into_iter().flatten() {
+            if a.link != link {
+                return Err(broken(
+                    log,
+                    format!(
+                        "record {n} does not match the anchor written at {}: the log was \
+                         rewritten at or before record {n}",
+                        a.time
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    };
+    check_anchors(0, GENESIS_HASH)?;
     let mut s = Scan {
         records: 0,
         last_hash: GENESIS_HASH.to_string(),
@@ -427,6 +466,7 @@ fn scan(
                 Some(k) => k.link(line),
             }
         };
+        check_anchors(n, &s.last_hash)?;
         s.records = n;
         s.complete_len += nl as u64 + 1;
         if s.first_time.is_none() {
@@ -436,6 +476,17 @@ fn scan(
         if n == head_count {
             s.hash_at_head = Some(s.last_hash.clone());
         }
+    }
+    if let Some((&seq, a)) = by_seq.range(s.records + 1..).next_back() {
+        return Err(broken(
+            log,
+            format!(
+                "the log holds {} records but the anchor written at {} records {seq}: records \
+                 were cut off the end of the log",
+                s.records,
+                a.first().map_or("", |a| a.time.as_str())
+            ),
+        ));
     }
     if key.is_some() && s.records > 0 && !keyed_seen {
         return Err(broken(
@@ -485,13 +536,29 @@ pub fn verify_audit_with(
     data_dir: &Path,
     key: Option<&AuditKey>,
 ) -> Result<AuditSummary, ServerError> {
-    verify_inner(data_dir, key).map(|(s, _)| s)
+    verify_inner(data_dir, key, &[]).map(|(s, _)| s)
+}
+
+/// [`verify_audit_with`], and every anchor of the anchors file `anchors` (written by
+/// [`anchor_audit`] or by the server's `audit_anchor_file`) must still be in the log: the
+/// record at the anchor's `seq` must have the anchor's `link`. So cutting anchored records off
+/// the end, or rewriting anything up to an anchor (even with the key), is detected.
+pub fn verify_audit_anchored(
+    data_dir: &Path,
+    key: Option<&AuditKey>,
+    anchors: &Path,
+) -> Result<AuditSummary, ServerError> {
+    let list = read_anchors(anchors)?;
+    let mut s = verify_inner(data_dir, key, &list).map(|(s, _)| s)?;
+    s.anchors_checked = list.len() as u64;
+    Ok(s)
 }
 
 /// [`verify_audit_with`], and the byte length of the log's whole records.
 fn verify_inner(
     data_dir: &Path,
     key: Option<&AuditKey>,
+    anchors: &[AuditAnchor],
 ) -> Result<(AuditSummary, u64), ServerError> {
     let data = DataDir::new(data_dir);
     let (log, head_path) = (data.audit_log(), data.audit_head());
@@ -519,7 +586,7 @@ fn verify_inner(
         }
         (Some(b), _) => b,
     };
-    let s = scan(&log, &bytes, head_count, key)?;
+    let s = scan(&log, &bytes, head_count, key, anchors)?;
     if let Some(h) = &head {
         if s.records < h.count {
             return Err(broken(
@@ -552,6 +619,7 @@ fn verify_inner(
             first_time: s.first_time,
             last_time: s.last_time,
             torn_tail: s.torn_tail,
+            anchors_checked: 0,
         },
         s.complete_len,
     ))
@@ -590,16 +658,17 @@ impl AuditLog {
     pub(crate) fn open(data: &DataDir, key: Option<AuditKey>) -> Result<Self, ServerError> {
         create_dir_private(&data.audit_dir())?;
         let (log, head) = (data.audit_log(), data.audit_head());
-        let (summary, good_len) = verify_inner(data.root(), key.as_ref()).map_err(|e| match e {
-            ServerError::AuditBroken { path, reason } => ServerError::AuditBroken {
-                path,
-                reason: format!(
-                    "{reason}. The server does not append to a broken chain: keep the files as \
+        let (summary, good_len) =
+            verify_inner(data.root(), key.as_ref(), &[]).map_err(|e| match e {
+                ServerError::AuditBroken { path, reason } => ServerError::AuditBroken {
+                    path,
+                    reason: format!(
+                        "{reason}. The server does not append to a broken chain: keep the files as \
                      evidence, move audit/ aside to start a new log"
-                ),
-            },
-            other => other,
-        })?;
+                    ),
+                },
+                other => other,
+            })?;
         let file = OpenOptions::new()
             .append(true)
             .create(true)
@@ -689,6 +758,23 @@ impl AuditLog {
         Ok(w.count)
     }
 
+    /// Appends the current head to the anchors file `anchors` (see [`anchor_audit`]).
+    pub(crate) fn anchor(&self, anchors: &Path, time: String) -> Result<AuditAnchor, ServerError> {
+        let head = self.head();
+        let a = AuditAnchor {
+            time,
+            seq: head.count,
+            link: head.hash,
+            key_id: self
+                .key
+                .as_ref()
+                .map(|k| k.id().to_string())
+                .unwrap_or_default(),
+        };
+        append_anchor(anchors, &a)?;
+        Ok(a)
+    }
+
     /// The current head (count, hash), for the status line.
     pub(crate) fn head(&self) -> AuditHead {
         let w = self.w.lock().unwrap_or_else(|p| p.into_inner());
@@ -697,6 +783,97 @@ impl AuditLog {
             hash: w.last_hash.clone(),
         }
     }
+}
+
+/// One line of an anchors file: the audit chain's head at `time`. Anchors are kept outside the
+/// data directory (another file system, a write-once store, or shipped off the machine), so
+/// whoever can rewrite the log cannot rewrite them too.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditAnchor {
+    /// When the anchor was taken, RFC 3339 UTC.
+    pub time: String,
+    /// The number of records then (the last record's `seq`).
+    pub seq: u64,
+    /// The last record's link (HMAC-SHA256 under the audit key, or SHA-256), as in the head.
+    pub link: String,
+    /// The audit key's id, if the log is keyed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub key_id: String,
+}
+
+/// Refuses an anchors file inside the data directory (it would be rewritten with the log).
+pub fn check_anchor_path(anchors: &Path, data_dir: &Path) -> Result<(), ServerError> {
+    let canon = |p: &Path| std::fs::canonicalize(p).map_err(ServerError::io("cannot resolve", p));
+    let parent = crate::fsutil::parent_of(anchors);
+    let name = anchors
+        .file_name()
+        .ok_or_else(|| ServerError::AuditAnchors {
+            path: anchors.to_path_buf(),
+            reason: "it names no file".into(),
+        })?;
+    if canon(&parent)?.join(name).starts_with(canon(data_dir)?) {
+        return Err(ServerError::AuditAnchors {
+            path: anchors.to_path_buf(),
+            reason: format!(
+                "it is inside the data directory {}; keep the anchors where whoever can \
+                 rewrite the log cannot (another file system, or shipped off the machine)",
+                data_dir.display()
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn append_anchor(path: &Path, a: &AuditAnchor) -> Result<(), ServerError> {
+    let mut line = serde_json::to_vec(a)
+        .map_err(|e| ServerError::Internal(format!("audit anchor encoding: {e}")))?;
+    line.push(b'\n');
+    let mut f = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(FILE_MODE)
+        .open(path)
+        .map_err(ServerError::io("cannot open", path))?;
+    f.write_all(&line)
+        .map_err(ServerError::io("cannot append to", path))?;
+    f.sync_data().map_err(ServerError::io("cannot fsync", path))
+}
+
+/// Reads an anchors file (one [`AuditAnchor`] per line).
+pub fn read_anchors(path: &Path) -> Result<Vec<AuditAnchor>, ServerError> {
+    let text = std::fs::read_to_string(path).map_err(ServerError::io("cannot read", path))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| ServerError::AuditAnchors {
+                path: path.to_path_buf(),
+                reason: format!("line {} is not an anchor: {e}", i + 1),
+            })
+        })
+        .collect()
+}
+
+/// `nayose server audit anchor`: verifies the log (with `key` if it is keyed) and appends its
+/// head (`seq`, `link`) to the anchors file `anchors`, which must be outside the data
+/// directory. Returns the anchor written.
+pub fn anchor_audit(
+    data_dir: &Path,
+    key: Option<&AuditKey>,
+    anchors: &Path,
+    time: String,
+) -> Result<AuditAnchor, ServerError> {
+    check_anchor_path(anchors, data_dir)?;
+    let s = verify_audit_with(data_dir, key)?;
+    let a = AuditAnchor {
+        time,
+        seq: s.records,
+        link: s.last_hash,
+        key_id: key.map(|k| k.id().to_string()).unwrap_or_default(),
+    };
+    append_anchor(anchors, &a)?;
+    Ok(a)
 }
 
 fn write_head(path: &Path, count: u64, hash: &str) -> Result<(), ServerError> {
@@ -835,7 +1012,7 @@ mod tests {
             write_head(
                 &data.audit_head(),
                 3,
-                &scan(&data.audit_log(), &whole, 0, Some(&key(1)))
+                &scan(&data.audit_log(), &whole, 0, Some(&key(1)), &[])
                     .unwrap()
                     .last_hash,
             )

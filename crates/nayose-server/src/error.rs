@@ -167,6 +167,15 @@ pub enum ServerError {
         /// The first inconsistency found: which record and what is wrong.
         reason: String,
     },
+    /// An audit anchors file cannot be used (inside the data directory, or a line that is not
+    /// an anchor).
+    #[error("audit anchors file {path}: {reason}")]
+    AuditAnchors {
+        /// The anchors file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The label master key was rotated since the current key period started; a build of the
     /// same key period would silently keep the old key.
     #[error(

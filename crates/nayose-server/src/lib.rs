@@ -57,12 +57,20 @@ mod service;
 mod stats;
 mod tls;
 
-pub use audit::{AuditHead, AuditKey, AuditRecord, AuditSummary, verify_audit, verify_audit_with};
+pub use audit::{
+    AuditAnchor, AuditHead, AuditKey, AuditRecord, AuditSummary, anchor_audit, read_anchors,
+    verify_audit, verify_audit_anchored, verify_audit_with,
+};
 pub use build::{
     BuildOptions, BuildProgress, BuildReport, ColumnSpec, Conflict, DEFAULT_DELTA_HISTORY,
     EncodingChoice, FailPoint, PhaseTimes, ProgressFn, build_epoch,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
+
+/// The current time in RFC 3339 UTC, as audit records and anchors write it.
+pub fn rfc3339_now() -> String {
+    clock::rfc3339(std::time::SystemTime::now())
+}
 pub use config::{
     AccreditedClients, ClientEntry, ClientLimits, DEFAULT_KEY_PERIOD_QUOTA_DAYS, DEFAULT_LISTEN,
     ServerConfig,

@@ -85,3 +85,99 @@ async fn a_peer_close_reason_or_bad_request_never_enters_the_audit_log_and_recor
         .to_string();
     assert!(e.contains("--key-file") || e.contains("audit key"), "{e}");
 }
+
+/// Issue 11 item 3, anchors: the server appends the chain's head to `audit_anchor_file` (outside
+/// the data directory) at shutdown, `anchor_audit` (`nayose server audit anchor`) appends one on
+/// demand, and verification against the anchors detects records cut off the end and history
+/// rewritten consistently (which the log and head alone cannot show).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anchors_detect_truncation_and_rewriting_of_anchored_history() {
+    use nayose_server::{AuditRecord, anchor_audit, read_anchors, verify_audit_anchored};
+    use sha2::{Digest, Sha256};
+    init_tracing();
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&tmp.path().join("pki"), "CA");
+    let data = tmp.path().join("data");
+    let reg = tmp.path().join("registry.csv");
+    write_registry(&reg, &registry_rows(10, 0));
+    build(&data, &reg);
+    let anchors = tmp.path().join("anchors.jsonl");
+    let mut cfg = config(&pki, &data, CLIENTS);
+    cfg.audit_anchor_file = Some(anchors.clone());
+
+    // An anchors file inside the data directory is refused.
+    let mut inside = cfg.clone();
+    inside.audit_anchor_file = Some(data.join("anchors.jsonl"));
+    let e = Server::start(inside).await.unwrap_err().to_string();
+    assert!(e.contains("inside the data directory"), "{e}");
+
+    let server = Server::start(cfg.clone()).await.unwrap();
+    let (cert, key) = pki.client("hosp-a");
+    let ep = client_endpoint(&pki.ca_pem(), Some((&cert, &key)));
+    let conn = connect(&ep, server.local_addr()).await.unwrap();
+    for _ in 0..3 {
+        info(&conn).await;
+    }
+    conn.close(0u32.into(), b"");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    server.shutdown().await;
+    let head = server.audit_head();
+    let list = read_anchors(&anchors).unwrap();
+    assert_eq!(list.len(), 1, "the shutdown anchor");
+    assert_eq!((list[0].seq, list[0].link.clone()), (head.count, head.hash));
+
+    // More records, then an anchor on demand.
+    let server = Server::start(cfg.clone()).await.unwrap();
+    let conn = connect(&ep, server.local_addr()).await.unwrap();
+    info(&conn).await;
+    conn.close(0u32.into(), b"");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    server.shutdown().await;
+    let a = anchor_audit(&data, None, &anchors, "2026-01-01T00:00:00Z".into()).unwrap();
+    assert_eq!(a.seq, server.audit_head().count);
+    let s = verify_audit_anchored(&data, None, &anchors).unwrap();
+    assert_eq!(s.anchors_checked, 3);
+    assert!(s.to_string().contains("3 checked"), "{s}");
+    let e = anchor_audit(&data, None, &data.join("a.jsonl"), String::new())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("inside the data directory"), "{e}");
+
+    // Rewrite the log as a consistent chain (someone who can write the data directory, no
+    // key): cut the last record off, and edit record 2, recomputing every link and the head.
+    let text = fs::read_to_string(data.join("audit/audit.log")).unwrap();
+    let rewrite = |keep: usize, edit: bool| {
+        let mut prev = nayose_server::audit::GENESIS_HASH.to_string();
+        let mut out = String::new();
+        for (i, line) in text.lines().take(keep).enumerate() {
+            let mut r: AuditRecord = serde_json::from_str(line).unwrap();
+            if edit && i == 1 {
+                r.op = "FetchBase".into();
+            }
+            r.prev = prev;
+            let l = serde_json::to_string(&r).unwrap();
+            prev = hex::encode(Sha256::digest(l.as_bytes()));
+            out.push_str(&l);
+            out.push('\n');
+        }
+        fs::write(data.join("audit/audit.log"), out).unwrap();
+        fs::write(
+            data.join("audit/audit.head"),
+            format!("{{\"count\":{keep},\"hash\":\"{prev}\"}}"),
+        )
+        .unwrap();
+    };
+    let n = text.lines().count();
+    rewrite(n - 1, false);
+    verify_audit(&data).expect("the log and head alone look fine");
+    let e = verify_audit_anchored(&data, None, &anchors)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("cut off"), "{e}");
+    rewrite(n, true);
+    verify_audit(&data).expect("the log and head alone look fine");
+    let e = verify_audit_anchored(&data, None, &anchors)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("does not match the anchor"), "{e}");
+}

@@ -18,6 +18,7 @@ use crate::audit::AuditEntry;
 use crate::stats::ClientCounters;
 
 use super::frames::{err_resp, read_request, write_frame};
+use super::refusals::refused;
 use super::requests::handle_stream;
 use super::{Shared, audit, ms_since};
 
@@ -43,6 +44,15 @@ pub(super) async fn accept_loop(
             if let Err(e) = incoming.retry() {
                 e.into_incoming().ignore();
             }
+            continue;
+        }
+        // Peers whose connections keep failing or being refused are refused before the
+        // handshake, the costly part (see [`super::limits`]).
+        let peer = incoming.remote_address();
+        if !shared.limiter.address_allowed(peer.ip()) {
+            debug!(%peer, "refusing a connection before the handshake: too many failures from this address");
+            rate_limited(&shared, peer, "", "");
+            incoming.refuse();
             continue;
         }
         tokio::spawn(handle_connection(shared.clone(), incoming, stop.clone()));
@@ -72,10 +82,16 @@ impl Drop for ConnTaskGuard {
 pub(super) struct ConnGuard {
     pub(super) shared: Arc<Shared>,
     pub(super) client: ClientId,
+    pub(super) conn_id: u64,
 }
 
 impl Drop for ConnGuard {
     fn drop(&mut self) {
+        self.shared
+            .live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.conn_id);
         let mut m = self.shared.conns.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(n) = m.get_mut(&self.client) {
             *n = n.saturating_sub(1);
@@ -130,6 +146,17 @@ pub(super) async fn handle_connection(
         Ok(c) => c,
         Err(e) => {
             info!(%peer, "connection refused during the handshake: {}", close_outcome(&e));
+            shared.limiter.failed(peer.ip(), "");
+            shared.metrics.error("HandshakeFailed");
+            refused(
+                &shared,
+                &AuditEntry {
+                    event: "handshake_failed".into(),
+                    peer: peer.to_string(),
+                    outcome: "HandshakeFailed".into(),
+                    ..AuditEntry::default()
+                },
+            );
             return;
         }
     };
@@ -149,6 +176,16 @@ pub(super) async fn handle_connection(
         detail,
         ..AuditEntry::default()
     };
+    if !shared.limiter.certificate_allowed(&cert_sha256) {
+        debug!(%peer, "closing a connection: too many failures with this certificate");
+        shared.limiter.failed(peer.ip(), &cert_sha256);
+        let client = client_id_from(leaf.as_deref())
+            .map(|c| c.to_string())
+            .unwrap_or_default();
+        rate_limited(&shared, peer, &client, &cert_sha256);
+        close(&conn, CloseCode::NotAccredited);
+        return;
+    }
     let (client, limit) = match client_id_from(leaf.as_deref()) {
         Ok(c) => match shared.clients().limits_of(&c) {
             Some(limit) => (c, limit),
@@ -194,11 +231,11 @@ pub(super) async fn handle_connection(
             "the client already has {} connections",
             shared.s.cfg.max_connections_per_client
         );
-        let _ = audit(
+        shared.limiter.failed(peer.ip(), &cert_sha256);
+        refused(
             &shared,
-            event("refused", client.as_str(), "TooManyConnections", detail),
-        )
-        .await;
+            &event("refused", client.as_str(), "TooManyConnections", detail),
+        );
         shared.stats.record(
             client.as_str(),
             ClientCounters {
@@ -213,7 +250,13 @@ pub(super) async fn handle_connection(
     let _guard = ConnGuard {
         shared: shared.clone(),
         client: client.clone(),
+        conn_id,
     };
+    shared
+        .live
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(conn_id, (client.clone(), conn.clone()));
     info!(%peer, client = %client, "client connected");
     let detail = leaf.as_deref().map(serial_and_issuer).unwrap_or_default();
     if let Err(e) = audit(&shared, event("connected", client.as_str(), "ok", detail)).await {
@@ -301,6 +344,9 @@ pub(super) async fn refuse_not_accredited(
     record: AuditEntry,
 ) {
     warn!(peer = %conn.remote_address(), "refusing: {why}");
+    shared
+        .limiter
+        .failed(conn.remote_address().ip(), &record.cert_sha256);
     shared.metrics.error("NotAccredited");
     shared.stats.record(
         client,
@@ -309,16 +355,18 @@ pub(super) async fn refuse_not_accredited(
             ..ClientCounters::default()
         },
     );
-    let _ = audit(shared, record).await;
+    refused(shared, &record);
     let timeout = Duration::from_millis(shared.s.cfg.request_timeout_ms);
     if let Ok(Ok((mut send, mut recv))) = tokio::time::timeout(timeout, conn.accept_bi()).await {
         let mut n = 0;
         let _ = tokio::time::timeout(timeout, read_request(&mut recv, &mut n)).await;
         let mut out = 0;
+        let deadline = Duration::from_millis(shared.s.cfg.write_timeout_ms);
         if write_frame(
             &mut send,
             &err_resp(ErrorCode::NotAccredited, why),
             &mut out,
+            deadline,
         )
         .await
         .is_ok()
@@ -328,6 +376,22 @@ pub(super) async fn refuse_not_accredited(
         }
     }
     close(conn, CloseCode::NotAccredited);
+}
+
+/// Counts a connection refused for too many failures (of its address or certificate).
+fn rate_limited(shared: &Shared, peer: SocketAddr, client: &str, cert_sha256: &str) {
+    shared.metrics.error("RateLimited");
+    refused(
+        shared,
+        &AuditEntry {
+            event: "refused".into(),
+            client: client.to_string(),
+            cert_sha256: cert_sha256.to_string(),
+            peer: peer.to_string(),
+            outcome: "RateLimited".into(),
+            ..AuditEntry::default()
+        },
+    );
 }
 
 pub(super) struct ConnCtx {

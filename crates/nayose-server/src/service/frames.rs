@@ -5,6 +5,10 @@ use nayose_wire::{
     ErrorCode, ErrorResponse, FRAME_HEADER_LEN, MAX_REQUEST_LEN, Request, Response, WireError,
     decode_request, encode_response_frame, frame_len,
 };
+use std::time::Duration;
+
+use nayose_wire::StreamCode;
+use quinn::VarInt;
 use tracing::error;
 
 pub(super) enum ReadFail {
@@ -87,13 +91,41 @@ pub(super) fn encode(r: &Response) -> Option<Vec<u8>> {
     }
 }
 
+/// Why a response frame was not written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum WriteFail {
+    /// The frame could not be encoded, or the stream or connection went away.
+    Gone,
+    /// The peer did not take the frame within the write deadline (it does not read, or keeps
+    /// its flow-control window too small): the stream was reset with `StreamCode::Timeout`.
+    Stalled,
+}
+
+/// Writes one frame within `deadline` (`write_timeout_ms`); a stream that stalls longer is
+/// reset, so a client that does not read cannot hold the request's slots.
+pub(super) async fn write_bytes(
+    send: &mut quinn::SendStream,
+    frame: &[u8],
+    deadline: Duration,
+) -> Result<(), WriteFail> {
+    match tokio::time::timeout(deadline, send.write_all(frame)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(WriteFail::Gone),
+        Err(_) => {
+            let _ = send.reset(VarInt::from_u32(StreamCode::Timeout.to_u32()));
+            Err(WriteFail::Stalled)
+        }
+    }
+}
+
 pub(super) async fn write_frame(
     send: &mut quinn::SendStream,
     r: &Response,
     bytes_out: &mut u64,
-) -> Result<(), ()> {
-    let frame = encode(r).ok_or(())?;
-    send.write_all(&frame).await.map_err(|_| ())?;
+    deadline: Duration,
+) -> Result<(), WriteFail> {
+    let frame = encode(r).ok_or(WriteFail::Gone)?;
+    write_bytes(send, &frame, deadline).await?;
     *bytes_out += frame.len() as u64;
     Ok(())
 }

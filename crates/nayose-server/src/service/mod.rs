@@ -12,15 +12,19 @@
 //! Per request, in order: read the frame within `request_timeout_ms` (a header announcing more
 //! than `nayose_wire::MAX_REQUEST_LEN` → `FrameTooLarge` without reading the payload;
 //! undecodable → the codec's error code); refuse with `ShuttingDown` during shutdown and `Busy`
-//! when `max_concurrent_requests` are running; take the current snapshot once (key period,
+//! when the request gets no slot ([`limits`]: its client's `max_requests_per_client` and, for a
+//! download, `max_downloads_per_client`; one of `max_concurrent_requests` for Info and Evaluate
+//! or of the separate `max_concurrent_downloads` for downloads); take the current snapshot once (key period,
 //! epoch, table, digest, kept deltas: the request finishes against it even if a new epoch or key
 //! period is published meanwhile); re-read the client's accreditation; decide
 //! ([`nayose_proto::server::decide`], under the quota book's lock, which persists an Evaluate's charge
 //! of both quotas before the answer); compute (evaluate, or encrypt entries for this client);
-//! append the audit record (durably); send.
+//! append the audit record (durably; an Error answer is counted for an aggregated record
+//! instead, [`refusals`]); send, each frame within `write_timeout_ms` (a stalled stream is reset
+//! with `StreamCode::Timeout` and its slots are freed).
 //!
-//! Invariants: no answer leaves before its audit record is on disk (if the audit log cannot be
-//! written the client gets `Internal`); both quotas are debited on disk before evaluating and
+//! Invariants: no answer with data leaves before its audit record is on disk (if the audit log
+//! cannot be written the client gets `Internal`); both quotas are debited on disk before evaluating and
 //! refunded only if nothing was evaluated; labels are computed for the connection's
 //! authenticated client id only; nothing secret (keys, label keys, person ids) and nothing
 //! client-private (elements, tags, labels) is logged.
@@ -29,7 +33,9 @@
 //! handle and shutdown; [`connection`] connections and accreditation; [`requests`] one request
 //! stream; [`answer`] the decision and evaluation; [`respond`] audit-then-send; [`streams`] base
 //! and delta downloads; [`frames`] frame reading and writing; [`reload`] epoch and
-//! `clients.toml` pickup; [`status`] the status lines.
+//! `clients.toml` pickup (closing the connections of removed ids); [`status`] the status lines
+//! and audit anchors; [`limits`] request slots and the throttle of failing peers; [`refusals`]
+//! the aggregated records of refusals.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -61,6 +67,8 @@ use status::status_loop;
 mod answer;
 mod connection;
 mod frames;
+mod limits;
+mod refusals;
 mod reload;
 mod requests;
 mod respond;
@@ -97,8 +105,20 @@ struct Shared {
     metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
     conns: Mutex<HashMap<ClientId, u32>>,
+    /// Open connections of accredited clients by connection id, so a reload of `clients.toml`
+    /// can close those of removed ids at once.
+    live: Mutex<HashMap<u64, (ClientId, quinn::Connection)>>,
+    /// Requests and downloads in progress per client (see [`limits`]).
+    per_client: Mutex<HashMap<ClientId, limits::ClientLoad>>,
+    /// The pool of downloads (FetchBase, FetchDelta), separate from `busy`.
+    downloads: Semaphore,
+    /// The throttle of peers whose connections fail or are refused.
+    limiter: limits::Limiter,
+    /// Refusals counted for the next aggregated audit records.
+    refusals: refusals::Refusals,
     /// Base downloads in progress, per client and in total.
     bases: Mutex<(HashMap<ClientId, u32>, u32)>,
+    /// The pool of Info and Evaluate requests (`max_concurrent_requests`).
     busy: Semaphore,
     inflight: AtomicUsize,
     idle: Notify,
@@ -276,6 +296,9 @@ impl Server {
             }
         };
         let audit = AuditLog::open(&data, audit_key)?;
+        if let Some(anchors) = &config.audit_anchor_file {
+            crate::audit::check_anchor_path(anchors, data.root())?;
+        }
 
         let quic_crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(|e| {
             ServerError::Tls {
@@ -334,6 +357,11 @@ impl Server {
         };
         let shared = Arc::new(Shared {
             busy: Semaphore::new(config.max_concurrent_requests as usize),
+            downloads: Semaphore::new(config.max_concurrent_downloads as usize),
+            limiter: limits::Limiter::new(config.refused_burst, config.refused_per_minute),
+            refusals: refusals::Refusals::default(),
+            per_client: Mutex::new(HashMap::new()),
+            live: Mutex::new(HashMap::new()),
             s: Settings { cfg: config, data },
             clients: RwLock::new(Arc::new(clients)),
             clients_path: clients_path.clone(),
@@ -371,6 +399,16 @@ impl Server {
                 listener,
                 shared.metrics.clone(),
                 Arc::new(move || s.metrics_snapshot()),
+                stop_rx.clone(),
+            )));
+        }
+        tasks.push(tokio::spawn(refusals::flush_loop(
+            shared.clone(),
+            stop_rx.clone(),
+        )));
+        if shared.s.cfg.audit_anchor_file.is_some() {
+            tasks.push(tokio::spawn(status::anchor_loop(
+                shared.clone(),
                 stop_rx.clone(),
             )));
         }

@@ -103,10 +103,10 @@ pub(super) fn file_stamp(path: &Path) -> Option<(SystemTime, u64)> {
 }
 
 /// Reloads `clients.toml` when it changed since it was last loaded. A file that does not parse
-/// is reported and the previous list stays in force. Removing an id takes effect on that
-/// client's next request (answered `NotAccredited`, then the connection is closed); a new
-/// `evaluations_per_day` applies from its next request on.
-pub(super) fn reload_clients(shared: &Shared) {
+/// is reported and the previous list stays in force. The connections of an id no longer listed
+/// are closed at once with `CloseCode::NotAccredited` (their running requests end with the
+/// connection, freeing their slots); a new quota applies from the client's next request on.
+pub(super) fn reload_clients(shared: &Arc<Shared>) {
     let stamp = file_stamp(&shared.clients_path);
     let mut last = shared
         .clients_stamp
@@ -124,6 +124,14 @@ pub(super) fn reload_clients(shared: &Shared) {
             );
             *shared.clients.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(c);
             *last = stamp;
+            drop(last);
+            let closed = super::limits::close_unaccredited(shared);
+            if closed > 0 {
+                info!(
+                    connections = closed,
+                    "closed the connections of clients no longer accredited"
+                );
+            }
         }
         Err(e) => {
             error!("clients.toml changed but cannot be loaded; keeping the previous list: {e}");

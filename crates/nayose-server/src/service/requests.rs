@@ -15,9 +15,11 @@ use crate::stats::ClientCounters;
 use super::answer::answer;
 use super::connection::{ConnCtx, close};
 use super::frames::{ReadFail, err_resp, read_request};
+use super::limits::admit;
+use super::refusals::refused;
 use super::respond::send_answer;
 use super::streams::Stream;
-use super::{InflightGuard, Shared, audit, ms_since};
+use super::{InflightGuard, Shared};
 
 /// An Evaluate's charge, refunded if nothing was evaluated.
 pub(super) struct Charge {
@@ -70,8 +72,8 @@ pub(super) async fn handle_stream(
         ..AuditEntry::default()
     };
     let read = tokio::time::timeout(timeout, read_request(&mut recv, &mut counters.bytes_in)).await;
-    // The request's slot of `max_concurrent_requests`, held until its answer is fully sent, so
-    // base and delta streaming count against the limit as well.
+    // The request's slots (its client's, and one of the request pool or of the download pool,
+    // see [`super::limits`]), held until its answer is fully sent or its stream is reset.
     let mut permit = None;
     let answer = match read {
         Err(_) => {
@@ -79,17 +81,14 @@ pub(super) async fn handle_stream(
             let _ = recv.stop(VarInt::from_u32(StreamCode::Timeout.to_u32()));
             let _ = send.reset(VarInt::from_u32(StreamCode::Timeout.to_u32()));
             counters.errors += 1;
-            let _ = audit(
+            refused(
                 &shared,
-                AuditEntry {
+                &AuditEntry {
                     op: "Invalid".into(),
                     outcome: "Timeout".into(),
-                    bytes_in: Some(counters.bytes_in),
-                    duration_ms: ms_since(started),
                     ..base
                 },
-            )
-            .await;
+            );
             shared
                 .metrics
                 .request(ctx.client.as_str(), "Invalid", Some("Timeout"), &counters);
@@ -140,10 +139,10 @@ pub(super) async fn handle_stream(
                 e.retry_after_secs = 5;
                 Answer::one(Response::Error(e), a, counters)
             } else {
-                match shared.busy.try_acquire() {
-                    Err(_) => {
-                        let mut e =
-                            ErrorResponse::new(ErrorCode::Busy, "server busy; retry shortly");
+                let download = matches!(req, Request::FetchBase(_) | Request::FetchDelta(_));
+                match admit(&shared, &ctx.client, download) {
+                    Err(why) => {
+                        let mut e = ErrorResponse::new(ErrorCode::Busy, why.message());
                         e.retry_after_secs = 1;
                         Answer::one(Response::Error(e), a, counters)
                     }

@@ -5,13 +5,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nayose_wire::{ErrorCode, Response};
-use tracing::error;
+use tracing::{debug, error, warn};
 
 use crate::audit::AuditEntry;
 
 use super::answer::refund;
 use super::connection::ConnCtx;
-use super::frames::{encode, err_resp};
+use super::frames::{WriteFail, encode, err_resp, write_bytes};
+use super::refusals::refused;
 use super::requests::Answer;
 use super::streams::{Stream, stream_base, stream_delta};
 use super::{Shared, audit, ms_since};
@@ -47,7 +48,14 @@ pub(super) async fn send_answer(
     ans.audit.duration_ms = ms_since(started);
     let stream_record = ans.audit.clone();
     let kind = stream_record.op.clone();
-    if let Err(e) = audit(shared, ans.audit).await {
+    let deadline = Duration::from_millis(shared.s.cfg.write_timeout_ms);
+    // An answer without data (an Error: nothing evaluated, nothing streamed) is counted for
+    // the aggregated `refusals` record instead of being written and fsynced on its own, so a
+    // client cannot grow the log or saturate the audit path with refused requests.
+    let refusal = error_code.is_some() && ans.stream.is_none() && ans.charge.is_none();
+    if refusal {
+        refused(shared, &ans.audit);
+    } else if let Err(e) = audit(shared, ans.audit).await {
         error!("cannot write the audit log; refusing to answer: {e}");
         frame = encode(&err_resp(
             ErrorCode::Internal,
@@ -64,28 +72,44 @@ pub(super) async fn send_answer(
     let mut bytes_out = 0u64;
     let mut ok = true;
     if let Some(f) = &frame {
-        ok = send.write_all(f).await.is_ok();
-        if ok {
-            bytes_out += f.len() as u64;
+        match write_bytes(&mut send, f, deadline).await {
+            Ok(()) => bytes_out += f.len() as u64,
+            Err(e) => {
+                ok = false;
+                if e == WriteFail::Stalled {
+                    debug!(client = %ctx.client, "answer stalled past write_timeout_ms; stream reset");
+                    shared.metrics.error("Stalled");
+                }
+            }
         }
     }
     if let Some(st) = ans.stream.take() {
-        let (sent, completed, reached) = match &st {
+        let (sent, end, reached) = match &st {
             Stream::Base {
                 epoch, cur, offset, ..
             } => {
-                let (n, done) =
+                let (n, end) =
                     stream_base(shared, ctx, &mut send, epoch, cur, *offset, &mut bytes_out).await;
-                (n, done, None)
+                (n, end, None)
             }
             Stream::Delta { epoch, cur, from } => {
-                let (n, done) =
-                    stream_delta(ctx, &mut send, epoch, cur, *from, &mut bytes_out).await;
-                (n, done, done.then_some(cur.epoch))
+                let (n, end) =
+                    stream_delta(shared, ctx, &mut send, epoch, cur, *from, &mut bytes_out).await;
+                let reached = end.is_ok().then_some(cur.epoch);
+                (n, end, reached)
             }
         };
         drop(st);
-        ok = completed;
+        ok = end.is_ok();
+        let outcome = match end {
+            Ok(()) => "completed",
+            Err(WriteFail::Stalled) => {
+                warn!(client = %ctx.client, peer = %ctx.peer, "download stalled past write_timeout_ms; stream reset, its slots freed");
+                shared.metrics.error("Stalled");
+                "stalled"
+            }
+            Err(WriteFail::Gone) => "cancelled",
+        };
         ans.counters.entries = sent;
         let _ = audit(
             shared,
@@ -97,7 +121,7 @@ pub(super) async fn send_answer(
                 bytes_in: None,
                 bytes_out: Some(bytes_out),
                 duration_ms: ms_since(started),
-                outcome: if completed { "completed" } else { "cancelled" }.into(),
+                outcome: outcome.into(),
                 ..stream_record
             },
         )
@@ -105,7 +129,7 @@ pub(super) async fn send_answer(
     }
     if ok {
         let _ = send.finish();
-        let _ = tokio::time::timeout(Duration::from_secs(10), send.stopped()).await;
+        let _ = tokio::time::timeout(deadline, send.stopped()).await;
     }
     // flows.md §4.2: evaluations are charged once computed, even when the answer could not be
     // written: a client can read the evaluated elements and then reset the stream before the

@@ -104,6 +104,9 @@ impl RunningServer {
             }
         };
         let _ = tokio::time::timeout(Duration::from_secs(3), conns_done).await;
+        // The refusals counted since the last interval, then a last anchor of the head.
+        super::refusals::flush(&self.shared).await;
+        super::status::write_anchor(&self.shared).await;
         let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
         for t in tasks {
             t.abort();

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
-use tracing::info;
+use tracing::{error, info};
 
 use super::Shared;
 
@@ -50,5 +50,33 @@ pub(super) async fn status_loop(shared: Arc<Shared>, mut stop: watch::Receiver<b
                 "status per client (last interval)"
             );
         }
+    }
+}
+
+/// Appends the audit chain's head to `audit_anchor_file` every `audit_anchor_interval_secs`
+/// (and, through [`write_anchor`], once more at shutdown).
+pub(super) async fn anchor_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let period = Duration::from_secs(shared.s.cfg.audit_anchor_interval_secs);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            _ = stop.changed() => return,
+        }
+        write_anchor(&shared).await;
+    }
+}
+
+/// Appends the current head to `audit_anchor_file`, if one is set; failures are logged.
+pub(super) async fn write_anchor(shared: &Arc<Shared>) {
+    let Some(path) = shared.s.cfg.audit_anchor_file.clone() else {
+        return;
+    };
+    let s = shared.clone();
+    let time = crate::clock::rfc3339(shared.clock.now());
+    let r = tokio::task::spawn_blocking(move || s.audit.anchor(&path, time)).await;
+    match r {
+        Ok(Ok(a)) => info!(seq = a.seq, link = %a.link, "audit head anchored"),
+        Ok(Err(e)) => error!("cannot write the audit anchor: {e}"),
+        Err(e) => error!("audit anchor task failed: {e}"),
     }
 }

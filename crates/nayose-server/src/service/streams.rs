@@ -2,6 +2,7 @@
 //! FetchDelta (DeltaChunks of each kept epoch, DeltaEnd), and the base download slot.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use nayose_proto::server::Current;
 use nayose_table::ClientId;
@@ -16,7 +17,7 @@ use crate::error::ServerError;
 
 use super::Shared;
 use super::connection::ConnCtx;
-use super::frames::write_frame;
+use super::frames::{WriteFail, write_frame};
 
 /// What to stream after the audit record.
 pub(super) enum Stream {
@@ -54,8 +55,8 @@ impl Drop for BaseSlot {
     }
 }
 
-/// Sends the BaseChunks from `offset` and BaseEnd; returns (entries sent, whether the stream
-/// completed).
+/// Sends the BaseChunks from `offset` and BaseEnd; returns (entries sent, how the stream
+/// ended). Every frame must be taken by the peer within `write_timeout_ms`.
 pub(super) async fn stream_base(
     shared: &Arc<Shared>,
     ctx: &ConnCtx,
@@ -64,7 +65,8 @@ pub(super) async fn stream_base(
     cur: &Current,
     offset: u64,
     bytes_out: &mut u64,
-) -> (u64, bool) {
+) -> (u64, Result<(), WriteFail>) {
+    let deadline = Duration::from_millis(shared.s.cfg.write_timeout_ms);
     let chunk = u64::from(shared.s.cfg.fetch_chunk_entries).min(MAX_ENTRIES_PER_CHUNK as u64);
     let mut at = offset;
     while at < cur.entries {
@@ -75,10 +77,10 @@ pub(super) async fn stream_base(
             tokio::task::spawn_blocking(move || e.base_entries(at as usize..end as usize, &client))
                 .await;
         let Ok(Ok(entries)) = entries else {
-            return (at - offset, false);
+            return (at - offset, Err(WriteFail::Gone));
         };
         let Ok(list) = ChunkList::new(entries) else {
-            return (at - offset, false);
+            return (at - offset, Err(WriteFail::Gone));
         };
         let r = Response::BaseChunk(BaseChunk {
             key_period: cur.key_period,
@@ -87,28 +89,34 @@ pub(super) async fn stream_base(
             total: cur.entries,
             entries: list,
         });
-        if write_frame(send, &r, bytes_out).await.is_err() {
+        if let Err(e) = write_frame(send, &r, bytes_out, deadline).await {
             // A chunk whose write started counts as sent: the client may hold most of it.
-            return (end - offset, false);
+            return (end - offset, Err(e));
         }
         at = end;
     }
-    let ok = write_frame(send, &nayose_proto::server::base_end(cur), bytes_out)
-        .await
-        .is_ok();
-    (cur.entries - offset, ok)
+    let end = write_frame(
+        send,
+        &nayose_proto::server::base_end(cur),
+        bytes_out,
+        deadline,
+    )
+    .await;
+    (cur.entries - offset, end)
 }
 
 /// Sends the DeltaChunks of every kept epoch after `from` and DeltaEnd; returns (items sent,
-/// whether the stream completed).
+/// how the stream ended), with the same write deadline per frame as [`stream_base`].
 pub(super) async fn stream_delta(
+    shared: &Arc<Shared>,
     ctx: &ConnCtx,
     send: &mut quinn::SendStream,
     epoch: &Arc<Epoch>,
     cur: &Current,
     from: u32,
     bytes_out: &mut u64,
-) -> (u64, bool) {
+) -> (u64, Result<(), WriteFail>) {
+    let deadline = Duration::from_millis(shared.s.cfg.write_timeout_ms);
     let mut sent = 0u64;
     let count = epoch.deltas_after(from).len();
     for i in 0..count {
@@ -145,22 +153,26 @@ pub(super) async fn stream_delta(
             Ok(Ok(f)) => f,
             Ok(Err(e)) => {
                 error!("cannot serve a delta: {e}");
-                return (sent, false);
+                return (sent, Err(WriteFail::Gone));
             }
             Err(e) => {
                 error!("delta task failed: {e}");
-                return (sent, false);
+                return (sent, Err(WriteFail::Gone));
             }
         };
         for (f, items) in frames {
-            if write_frame(send, &f, bytes_out).await.is_err() {
-                return (sent + items, false);
+            if let Err(e) = write_frame(send, &f, bytes_out, deadline).await {
+                return (sent + items, Err(e));
             }
             sent += items;
         }
     }
-    let ok = write_frame(send, &nayose_proto::server::delta_end(cur), bytes_out)
-        .await
-        .is_ok();
-    (sent, ok)
+    let end = write_frame(
+        send,
+        &nayose_proto::server::delta_end(cur),
+        bytes_out,
+        deadline,
+    )
+    .await;
+    (sent, end)
 }
