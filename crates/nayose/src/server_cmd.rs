@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use nayose_server::{
-    AuditKey, BuildOptions, EncodingChoice, Server, ServerConfig, build_epoch, check_current_epoch,
-    rotate_label_master_key, verify_audit_with,
+    AuditKey, BuildOptions, EncodingChoice, Server, ServerConfig, anchor_audit, build_epoch,
+    check_current_epoch, rotate_label_master_key, verify_audit_anchored, verify_audit_with,
 };
 
 use crate::cli::LogFormat;
@@ -126,6 +126,23 @@ pub(crate) enum AuditCommand {
         /// authenticated with a key; every such record is checked against it.
         #[arg(long)]
         key_file: Option<PathBuf>,
+        /// An anchors file (written by `audit anchor` or the server's `audit_anchor_file`):
+        /// every head anchored in it must still be in the log.
+        #[arg(long)]
+        anchors: Option<PathBuf>,
+    },
+    /// Verify the audit log and append its head (record count and last link) to an anchors
+    /// file outside the data directory, for `audit verify --anchors` to check later.
+    Anchor {
+        /// The server's data directory.
+        data_dir: PathBuf,
+        /// The audit key file, as for `verify`.
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+        /// The anchors file to append to (created if missing; must not be in the data
+        /// directory).
+        #[arg(long)]
+        anchors: PathBuf,
     },
 }
 
@@ -213,15 +230,48 @@ pub(crate) fn run(cmd: ServerCommand, quiet: bool, log_format: LogFormat) -> Res
                 Ok::<_, anyhow::Error>(())
             })
         }
-        ServerCommand::Audit(AuditCommand::Verify { data_dir, key_file }) => {
+        ServerCommand::Audit(AuditCommand::Verify {
+            data_dir,
+            key_file,
+            anchors,
+        }) => {
             let key = key_file
                 .as_deref()
                 .map(|p| AuditKey::load(p, None))
                 .transpose()
                 .context("reading the audit key file")?;
-            let summary = verify_audit_with(&data_dir, key.as_ref())
-                .with_context(|| format!("verifying the audit log in {}", data_dir.display()))?;
+            let summary = match &anchors {
+                Some(a) => verify_audit_anchored(&data_dir, key.as_ref(), a),
+                None => verify_audit_with(&data_dir, key.as_ref()),
+            }
+            .with_context(|| format!("verifying the audit log in {}", data_dir.display()))?;
             println!("{summary}");
+            Ok(())
+        }
+        ServerCommand::Audit(AuditCommand::Anchor {
+            data_dir,
+            key_file,
+            anchors,
+        }) => {
+            let key = key_file
+                .as_deref()
+                .map(|p| AuditKey::load(p, None))
+                .transpose()
+                .context("reading the audit key file")?;
+            let time = nayose_server::rfc3339_now();
+            let a = anchor_audit(&data_dir, key.as_ref(), &anchors, time).with_context(|| {
+                format!(
+                    "anchoring the audit log of {} in {}",
+                    data_dir.display(),
+                    anchors.display()
+                )
+            })?;
+            println!(
+                "anchored: {} records, last link {} -> {}",
+                a.seq,
+                a.link,
+                anchors.display()
+            );
             Ok(())
         }
         ServerCommand::Check { data_dir } => {
