@@ -66,6 +66,9 @@ pub use build::{
     EncodingChoice, FailPoint, PhaseTimes, ProgressFn, build_epoch,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
+/// Removes the temporary files of this process's row reports (for a process being stopped by a
+/// signal, where destructors do not run).
+pub use nayose_csv::abandon_temp_files;
 
 /// The current time in RFC 3339 UTC, as audit records and anchors write it.
 pub fn rfc3339_now() -> String {

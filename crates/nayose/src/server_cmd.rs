@@ -5,12 +5,38 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use nayose_server::{
-    AuditKey, BuildOptions, EncodingChoice, Server, ServerConfig, anchor_audit, build_epoch,
-    check_current_epoch, rotate_label_master_key, verify_audit_anchored, verify_audit_with,
+    AuditKey, BuildOptions, EncodingChoice, Server, ServerConfig, abandon_temp_files, anchor_audit,
+    build_epoch, check_current_epoch, rotate_label_master_key, verify_audit_anchored,
+    verify_audit_with,
 };
 
 use crate::cli::LogFormat;
 use crate::progress;
+use crate::signals::{StopSignals, Stopped};
+
+/// Runs the build on a blocking thread, or returns at the first SIGINT, SIGTERM or SIGHUP.
+/// Stopping mid-build is as safe as a crash (the publication protocol): the build's own files
+/// are in the data directory and the next build removes them.
+fn build_or_stop(
+    opts: BuildOptions,
+) -> Result<Result<Result<nayose_server::BuildReport, nayose_server::ServerError>, Stopped>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    let outcome = rt.block_on(async {
+        let mut stop = StopSignals::install()?;
+        let build = tokio::task::spawn_blocking(move || build_epoch(&opts));
+        tokio::select! {
+            r = build => Ok(Ok(r.context("the build thread failed")?)),
+            s = stop.recv() => Ok(Err(s)),
+        }
+    });
+    if matches!(outcome, Ok(Err(_))) {
+        rt.shutdown_background();
+    }
+    outcome
+}
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum ServerCommand {
@@ -172,13 +198,27 @@ pub(crate) fn run(cmd: ServerCommand, quiet: bool, log_format: LogFormat) -> Res
             if progress::enabled(quiet) {
                 opts.progress = Some(progress::build_bars());
             }
-            let report = build_epoch(&opts).with_context(|| {
-                format!(
-                    "building an epoch from {} into {}",
-                    a.registry.display(),
-                    a.data_dir.display()
-                )
-            })?;
+            let report = match build_or_stop(opts)? {
+                Ok(r) => r.with_context(|| {
+                    format!(
+                        "building an epoch from {} into {}",
+                        a.registry.display(),
+                        a.data_dir.display()
+                    )
+                })?,
+                Err(stopped) => {
+                    // The report's temporary file holds registry numbers and person ids.
+                    let _ = abandon_temp_files();
+                    eprintln!(
+                        "error: interrupted by {}: the build was stopped; the current epoch is \
+                         unchanged (or, if it was already being published, the new one is \
+                         complete), no report was written and no temporary file is left \
+                         outside the data directory",
+                        stopped.signal
+                    );
+                    std::process::exit(i32::from(stopped.status));
+                }
+            };
             eprintln!("{report}");
             Ok(())
         }
