@@ -229,23 +229,16 @@ fn line_hash(line: &[u8]) -> String {
     hex::encode(Sha256::digest(line).as_slice())
 }
 
-/// HMAC-SHA256 (RFC 2104) of `msg` under `key`.
+/// HMAC-SHA256 (RFC 2104) of `msg` under `key` (RustCrypto's `hmac`).
 fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
-    let mut block = Zeroizing::new([0u8; 64]);
-    if key.len() > 64 {
-        block[..32].copy_from_slice(Sha256::digest(key).as_slice());
-    } else {
-        block[..key.len()].copy_from_slice(key);
-    }
-    let mut inner = Sha256::new();
-    inner.update(block.map(|b| b ^ 0x36));
-    inner.update(msg);
-    let inner = inner.finalize();
-    let mut outer = Sha256::new();
-    outer.update(block.map(|b| b ^ 0x5c));
-    outer.update(inner.as_slice());
+    use hmac::{KeyInit, Mac};
+    // HMAC takes keys of any length, so this cannot fail.
+    let Ok(mut mac) = hmac::Hmac::<Sha256>::new_from_slice(key) else {
+        unreachable!("HMAC accepts keys of every length")
+    };
+    mac.update(msg);
     let mut out = [0u8; 32];
-    out.copy_from_slice(outer.finalize().as_slice());
+    out.copy_from_slice(&mac.finalize().into_bytes());
     out
 }
 
