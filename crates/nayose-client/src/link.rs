@@ -9,15 +9,15 @@
 //!   leaves no output file (and an existing file at the output path untouched).
 
 use std::collections::HashMap;
-use std::io::{BufReader, Read};
+use std::io::BufReader;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use nayose_csv::{
-    ColumnMapping, ColumnSpec, CsvError, HeldReader, HeldSet, InvalidRows, OutputColumns,
-    OutputEncoding, OutputWriter, ReadOptions, ReportCounts, ReportReason, ReportWriter, RowError,
-    RowResult, TextEncoding,
+    ColumnMapping, ColumnSpec, CountingReader, CsvError, HeldReader, HeldSet, InvalidRows,
+    OutputColumns, OutputEncoding, OutputWriter, ReadOptions, ReportCounts, ReportReason,
+    ReportWriter, RowError, RowResult, TextEncoding,
 };
 use nayose_proto::{LinkConfig, LinkCore, SyncKind};
 use nayose_table::Matches;
@@ -353,20 +353,6 @@ pub(crate) struct FirstPass {
     pub(crate) spec: ColumnSpec,
 }
 
-/// A reader that adds the bytes it reads to a counter (the read phase's progress).
-struct Counted<R> {
-    inner: R,
-    read: Arc<AtomicU64>,
-}
-
-impl<R: Read> Read for Counted<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.read.fetch_add(n as u64, Ordering::Relaxed);
-        Ok(n)
-    }
-}
-
 /// First pass: the distinct numbers, every report line to the report file (if asked for).
 /// The bytes of the input read so far go to `read` (encoding detection reads the file before,
 /// uncounted; a workbook is read whole when it is opened).
@@ -381,7 +367,7 @@ fn read_held(cfg: &Resolved, read: Arc<AtomicU64>) -> Result<FirstPass, ClientEr
         path: cfg.input.clone(),
         source,
     })?;
-    let counted = BufReader::with_capacity(1 << 16, Counted { inner: file, read });
+    let counted = BufReader::with_capacity(1 << 16, CountingReader::new(file, read));
     let reader = HeldReader::from_reader_mapped(counted, encoding, &spec, &opts)?;
     let encoding = reader.encoding();
     let mapping = reader.mapping().clone();

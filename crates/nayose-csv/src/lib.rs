@@ -33,6 +33,7 @@ pub mod mapping;
 
 mod atomic;
 mod columns;
+mod counting;
 mod dedup;
 mod delimiter;
 mod error;
@@ -46,6 +47,7 @@ mod report_writer;
 mod workbook;
 
 pub use atomic::{Abandoned, abandon_temp_files, remove_stale_temp_files};
+pub use counting::CountingReader;
 pub use csv::StringRecord;
 pub use dedup::HeldSet;
 pub use delimiter::Delimiter;

@@ -26,8 +26,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use nayose_csv::{
-    CsvError, DiscardReport, OutputEncoding, ReadOptions, RegistryEntry, RegistryReader,
-    ReportCounts, ReportLine, ReportReason, ReportSink, ReportWriter, RowError, TextEncoding,
+    CountingReader, CsvError, DiscardReport, OutputEncoding, ReadOptions, RegistryEntry,
+    RegistryReader, ReportCounts, ReportLine, ReportReason, ReportSink, ReportWriter, RowError,
+    TextEncoding,
 };
 use nayose_number::{ENCODING_DOMAIN, ENCODING_VERSION, InsuredNumber};
 use rayon::prelude::*;
@@ -144,20 +145,6 @@ pub(super) fn number_key(canonical: &[u8]) -> u128 {
     u128::from_be_bytes(k)
 }
 
-/// A reader that counts the bytes read through it (for the read phase's progress).
-struct Counted<R> {
-    inner: R,
-    read: Arc<AtomicU64>,
-}
-
-impl<R: Read> Read for Counted<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.read.fetch_add(n as u64, Ordering::Relaxed);
-        Ok(n)
-    }
-}
-
 /// How far the registry file has been read.
 struct FileProgress {
     read: Arc<AtomicU64>,
@@ -222,10 +209,7 @@ pub(super) fn read_registry(
     })?;
     let size = file.metadata().map_or(0, |m| m.len());
     let read = Arc::new(AtomicU64::new(0));
-    let counted = Counted {
-        inner: file,
-        read: Arc::clone(&read),
-    };
+    let counted = CountingReader::new(file, Arc::clone(&read));
     let reader = RegistryReader::from_reader_mapped(
         BufReader::with_capacity(1 << 16, counted),
         encoding,
