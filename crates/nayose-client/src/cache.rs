@@ -133,6 +133,52 @@ fn entries_of(bytes: &[u8]) -> Vec<ClientEntry> {
         .collect()
 }
 
+/// Decodes `oprf.bin` of `kp`: the outputs of its records up to the first damaged one, and the
+/// length of that good prefix; `None` if the header is wrong.
+pub(crate) fn decode_oprf(
+    kp: KeyPeriodId,
+    bytes: &[u8],
+) -> Option<(HashMap<[u8; 16], Output>, usize)> {
+    if bytes.len() < 32 || &bytes[..16] != OPRF_MAGIC || bytes[16..32] != kp.as_bytes()[..] {
+        return None;
+    }
+    let mut out = HashMap::new();
+    let mut good = 32;
+    for r in bytes[32..].chunks_exact(OPRF_RECORD) {
+        let (key, rest) = r.split_at(16);
+        let (o, check) = rest.split_at(64);
+        if oprf_check(kp, key, o) != check {
+            break;
+        }
+        let mut k = [0u8; 16];
+        k.copy_from_slice(key);
+        let mut v = [0u8; 64];
+        v.copy_from_slice(o);
+        out.insert(k, Output::from_bytes(v));
+        v.fill(0);
+        good += OPRF_RECORD;
+    }
+    Some((out, good))
+}
+
+/// Appends the records of `entries` to `buf` (after the header of `kp` if `header`).
+pub(crate) fn encode_oprf(
+    kp: KeyPeriodId,
+    header: bool,
+    entries: &[([u8; 16], Output)],
+    buf: &mut Vec<u8>,
+) {
+    if header {
+        buf.extend_from_slice(OPRF_MAGIC);
+        buf.extend_from_slice(kp.as_bytes());
+    }
+    for (k, o) in entries {
+        buf.extend_from_slice(k);
+        buf.extend_from_slice(o.as_bytes());
+        buf.extend_from_slice(&oprf_check(kp, k, o.as_bytes()));
+    }
+}
+
 impl CacheStore {
     /// The store under `root` for one server name and client id (`root` = None: no caching).
     pub(crate) fn new(root: Option<&Path>, server_name: &str, client_id: &str) -> Self {
@@ -188,30 +234,14 @@ impl CacheStore {
         notes: &mut Vec<String>,
     ) -> HashMap<[u8; 16], Output> {
         let path = dir.join("oprf.bin");
-        let mut out = HashMap::new();
         let Some(bytes) = read_secret(&path) else {
-            return out;
+            return HashMap::new();
         };
-        if bytes.len() < 32 || &bytes[..16] != OPRF_MAGIC || bytes[16..32] != kp.as_bytes()[..] {
+        let Some((out, good)) = decode_oprf(kp, &bytes) else {
             let _ = std::fs::remove_file(&path);
             notes.push("the OPRF cache had a wrong header and was deleted".to_owned());
-            return out;
-        }
-        let mut good = 32;
-        for r in bytes[32..].chunks_exact(OPRF_RECORD) {
-            let (key, rest) = r.split_at(16);
-            let (o, check) = rest.split_at(64);
-            if oprf_check(kp, key, o) != check {
-                break;
-            }
-            let mut k = [0u8; 16];
-            k.copy_from_slice(key);
-            let mut v = [0u8; 64];
-            v.copy_from_slice(o);
-            out.insert(k, Output::from_bytes(v));
-            v.fill(0);
-            good += OPRF_RECORD;
-        }
+            return HashMap::new();
+        };
         if good != bytes.len() {
             // Cut back to the last good record (a crash mid-append, or damage).
             if let Ok(f) = OpenOptions::new().write(true).open(&path) {
@@ -295,15 +325,7 @@ impl CacheStore {
         let new = !path.exists();
         let mut f = open_private(&path, true)?;
         let mut buf = Zeroizing::new(Vec::with_capacity(32 + entries.len() * OPRF_RECORD));
-        if new {
-            buf.extend_from_slice(OPRF_MAGIC);
-            buf.extend_from_slice(kp.as_bytes());
-        }
-        for (k, o) in entries {
-            buf.extend_from_slice(k);
-            buf.extend_from_slice(o.as_bytes());
-            buf.extend_from_slice(&oprf_check(kp, k, o.as_bytes()));
-        }
+        encode_oprf(kp, new, entries, &mut buf);
         f.write_all(&buf)?;
         f.sync_data()
     }

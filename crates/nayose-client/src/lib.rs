@@ -26,6 +26,8 @@ mod cache;
 pub mod config;
 mod driver;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod link;
 mod net;
 pub mod progress;

@@ -327,7 +327,7 @@ fn broken(path: &Path, reason: String) -> ServerError {
     }
 }
 
-struct Scan {
+pub(crate) struct Scan {
     records: u64,
     last_hash: String,
     first_time: Option<String>,
@@ -342,7 +342,7 @@ struct Scan {
 /// Walks the chain; fails at the first inconsistency. A last line that is not a whole record
 /// (no newline, or not a record at all: a crash or a full disk mid-append) is a torn tail, not
 /// an error; it is never joined with what follows.
-fn scan(
+pub(crate) fn scan(
     log: &Path,
     bytes: &[u8],
     head_count: u64,
@@ -836,6 +836,11 @@ fn append_anchor(path: &Path, a: &AuditAnchor) -> Result<(), ServerError> {
 /// Reads an anchors file (one [`AuditAnchor`] per line).
 pub fn read_anchors(path: &Path) -> Result<Vec<AuditAnchor>, ServerError> {
     let text = std::fs::read_to_string(path).map_err(ServerError::io("cannot read", path))?;
+    parse_anchors(path, &text)
+}
+
+/// The anchors of an anchors file's text (`path` names it in errors).
+pub(crate) fn parse_anchors(path: &Path, text: &str) -> Result<Vec<AuditAnchor>, ServerError> {
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())

@@ -48,6 +48,8 @@ mod config;
 mod epoch;
 mod error;
 mod fsutil;
+#[doc(hidden)]
+pub mod fuzzing;
 mod keys;
 pub mod layout;
 mod metrics;

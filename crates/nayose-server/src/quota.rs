@@ -55,7 +55,7 @@ struct Usage {
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct QuotaFile {
+pub(crate) struct QuotaFile {
     format: u32,
     clients: BTreeMap<String, Usage>,
 }
