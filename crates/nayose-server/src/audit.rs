@@ -225,7 +225,7 @@ impl std::fmt::Display for AuditSummary {
     }
 }
 
-fn line_hash(line: &[u8]) -> String {
+pub(crate) fn line_hash(line: &[u8]) -> String {
     hex::encode(Sha256::digest(line).as_slice())
 }
 
@@ -315,7 +315,7 @@ impl AuditKey {
         &self.id
     }
 
-    fn link(&self, line: &[u8]) -> String {
+    pub(crate) fn link(&self, line: &[u8]) -> String {
         hex::encode(hmac_sha256(&self.key, line))
     }
 }
@@ -818,7 +818,7 @@ pub fn check_anchor_path(anchors: &Path, data_dir: &Path) -> Result<(), ServerEr
     Ok(())
 }
 
-fn append_anchor(path: &Path, a: &AuditAnchor) -> Result<(), ServerError> {
+pub(crate) fn append_anchor(path: &Path, a: &AuditAnchor) -> Result<(), ServerError> {
     let mut line = serde_json::to_vec(a)
         .map_err(|e| ServerError::Internal(format!("audit anchor encoding: {e}")))?;
     line.push(b'\n');
@@ -874,7 +874,7 @@ pub fn anchor_audit(
     Ok(a)
 }
 
-fn write_head(path: &Path, count: u64, hash: &str) -> Result<(), ServerError> {
+pub(crate) fn write_head(path: &Path, count: u64, hash: &str) -> Result<(), ServerError> {
     let head = AuditHead {
         count,
         hash: hash.to_string(),

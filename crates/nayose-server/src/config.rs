@@ -124,6 +124,27 @@ pub struct ServerConfig {
     /// Offset of the quota day from UTC, in minutes (default 540: quota days start at 00:00
     /// Japan Standard Time).
     pub quota_utc_offset_minutes: i32,
+    /// PostgreSQL connection string (`host=... user=... dbname=...`) of the quota and audit
+    /// state shared by server replicas. Absent (the default): the files of `state/` and
+    /// `audit/` in the data directory, for one server. The CLI also reads `NAYOSE_POSTGRES`, so
+    /// that a password need not be in this file; it is never logged.
+    pub postgres: Option<PostgresSetting>,
+}
+
+/// A PostgreSQL connection string. Its `Debug` hides everything but host, port, user and
+/// database, so a password never reaches a log.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PostgresSetting(pub String);
+
+impl std::fmt::Debug for PostgresSetting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "PostgresSetting({})",
+            crate::pgstate::describe_target(&self.0)
+        )
+    }
 }
 
 impl Default for ServerConfig {
@@ -161,6 +182,7 @@ impl Default for ServerConfig {
             epoch_poll_ms: 1000,
             shutdown_grace_ms: 10_000,
             quota_utc_offset_minutes: 540,
+            postgres: None,
         }
     }
 }

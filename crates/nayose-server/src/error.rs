@@ -253,6 +253,16 @@ pub enum ServerError {
     /// A build was stopped at an injected failure point (tests of crash safety only).
     #[error("build stopped at injected failure point {0:?}")]
     InjectedFailure(crate::build::FailPoint),
+    /// The PostgreSQL state of server replicas (quotas, audit log) cannot be used.
+    #[error("PostgreSQL ({target}): {action}: {reason}")]
+    Postgres {
+        /// Host, port, user and database of the connection string (never its password).
+        target: String,
+        /// What was being done (e.g. "cannot connect", "cannot charge the quota").
+        action: &'static str,
+        /// The database's or the driver's error, or what is wrong.
+        reason: String,
+    },
     /// A background task failed unexpectedly.
     #[error("internal error: {0}")]
     Internal(String),

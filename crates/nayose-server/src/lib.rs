@@ -53,6 +53,7 @@ pub mod fuzzing;
 mod keys;
 pub mod layout;
 mod metrics;
+mod pgstate;
 mod quota;
 mod safety;
 mod service;
@@ -78,11 +79,12 @@ pub fn rfc3339_now() -> String {
 }
 pub use config::{
     AccreditedClients, ClientEntry, ClientLimits, DEFAULT_KEY_PERIOD_QUOTA_DAYS, DEFAULT_LISTEN,
-    ServerConfig,
+    PostgresSetting, ServerConfig,
 };
 pub use epoch::{EpochSummary, Manifest};
 pub use error::ServerError;
 pub use keys::{RotationReport, rotate_label_master_key};
+pub use pgstate::{export_audit_postgres, postgres_quota_used};
 pub use safety::check_current_epoch;
 pub use service::{RunningServer, Server};
 pub use stats::ClientCounters;

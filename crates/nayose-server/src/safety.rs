@@ -13,6 +13,8 @@
 //!   from `build.lock`: a build runs while the server serves). Two servers on one data
 //!   directory would each grant a client its whole quota; the second one fails at start, naming
 //!   the lock file. The OS releases the lock when the process exits, even on SIGKILL.
+//!   Replicas whose quotas and audit log are in PostgreSQL (`postgres`) take it shared: they
+//!   may serve one data directory together, never beside a server with the file state.
 //! - **Epochs only move forward.** `state/served-epoch` holds the greatest epoch this data
 //!   directory has served ([`ServedEpoch`]), written (atomically) before a new epoch is served.
 //!   A server does not start on a `current` older than it, and a running server never switches
@@ -103,7 +105,7 @@ pub(crate) fn check_secret_files(data: &DataDir) -> Result<usize, ServerError> {
 
 /// Takes the exclusive serve lock (`DATA_DIR/serve.lock`); it is held as long as the returned
 /// file is open. Fails at once if another process holds it.
-pub(crate) fn lock_serve(data: &DataDir) -> Result<fs::File, ServerError> {
+pub(crate) fn lock_serve(data: &DataDir, shared: bool) -> Result<fs::File, ServerError> {
     let path = data.serve_lock();
     let file = fs::OpenOptions::new()
         .read(true)
@@ -113,7 +115,14 @@ pub(crate) fn lock_serve(data: &DataDir) -> Result<fs::File, ServerError> {
         .mode(FILE_MODE)
         .open(&path)
         .map_err(ServerError::io("cannot open", &path))?;
-    match file.try_lock() {
+    // Replicas with their state in PostgreSQL share the lock; a server with the file state
+    // (quota.json, audit.log) holds it alone, beside no replica.
+    let locked = if shared {
+        file.try_lock_shared()
+    } else {
+        file.try_lock()
+    };
+    match locked {
         Ok(()) => Ok(file),
         Err(fs::TryLockError::WouldBlock) => Err(ServerError::ServeLocked { path }),
         Err(fs::TryLockError::Error(e)) => Err(ServerError::Io {
@@ -224,10 +233,19 @@ mod tests {
     fn a_second_serve_lock_fails_and_the_first_is_released_on_drop() {
         let dir = tempfile::tempdir().unwrap();
         let data = DataDir::create(dir.path()).unwrap();
-        let first = lock_serve(&data).unwrap();
-        let e = lock_serve(&data).unwrap_err().to_string();
+        let first = lock_serve(&data, false).unwrap();
+        let e = lock_serve(&data, false).unwrap_err().to_string();
         assert!(e.contains("serve.lock"), "{e}");
+        assert!(
+            lock_serve(&data, true).is_err(),
+            "no replica beside a file-state server"
+        );
         drop(first);
-        lock_serve(&data).unwrap();
+        // Replicas with their state in PostgreSQL share it, and keep a file-state server out.
+        let a = lock_serve(&data, true).unwrap();
+        let b = lock_serve(&data, true).unwrap();
+        assert!(lock_serve(&data, false).is_err());
+        drop((a, b));
+        lock_serve(&data, false).unwrap();
     }
 }

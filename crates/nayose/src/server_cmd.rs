@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use nayose_server::{
-    AuditKey, BuildOptions, EncodingChoice, Server, ServerConfig, abandon_temp_files, anchor_audit,
-    build_epoch, check_current_epoch, rotate_label_master_key, verify_audit_anchored,
-    verify_audit_with,
+    AuditKey, BuildOptions, EncodingChoice, PostgresSetting, Server, ServerConfig,
+    abandon_temp_files, anchor_audit, build_epoch, check_current_epoch, export_audit_postgres,
+    rotate_label_master_key, verify_audit_anchored, verify_audit_with,
 };
 
 use crate::cli::LogFormat;
@@ -139,6 +139,11 @@ pub(crate) struct ServeArgs {
     /// The accredited clients list (clients.toml).
     #[arg(long)]
     clients: Option<PathBuf>,
+    /// PostgreSQL connection string (`host=... user=... dbname=...`) of the quota and audit
+    /// state shared by replicas; replaces `postgres` of the file. Prefer the environment
+    /// variable, which keeps a password out of the process list.
+    #[arg(long, env = "NAYOSE_POSTGRES", hide_env_values = true)]
+    postgres: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -169,6 +174,15 @@ pub(crate) enum AuditCommand {
         /// directory).
         #[arg(long)]
         anchors: PathBuf,
+    },
+    /// Write the audit log that replicas keep in PostgreSQL to DIR/audit/audit.log and
+    /// DIR/audit/audit.head (one consistent snapshot), for `audit verify DIR` and as evidence.
+    Export {
+        /// PostgreSQL connection string, as `postgres` of server.toml.
+        #[arg(long, env = "NAYOSE_POSTGRES", hide_env_values = true)]
+        postgres: String,
+        /// The directory to write (created owner-only; an existing export is replaced).
+        dir: PathBuf,
     },
 }
 
@@ -250,6 +264,9 @@ pub(crate) fn run(cmd: ServerCommand, quiet: bool, log_format: LogFormat) -> Res
             if a.clients.is_some() {
                 cfg.clients = a.clients;
             }
+            if let Some(pg) = a.postgres {
+                cfg.postgres = Some(PostgresSetting(pg));
+            }
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             rt.block_on(async move {
                 let server = Server::start(cfg).await?;
@@ -286,6 +303,21 @@ pub(crate) fn run(cmd: ServerCommand, quiet: bool, log_format: LogFormat) -> Res
             }
             .with_context(|| format!("verifying the audit log in {}", data_dir.display()))?;
             println!("{summary}");
+            Ok(())
+        }
+        ServerCommand::Audit(AuditCommand::Export { postgres, dir }) => {
+            let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            let head = rt
+                .block_on(export_audit_postgres(&postgres, &dir))
+                .with_context(|| format!("exporting the audit log into {}", dir.display()))?;
+            println!(
+                "exported {} records (last link {}) to {}; verify with: nayose server audit \
+                 verify {} [--key-file FILE]",
+                head.count,
+                head.hash,
+                dir.join("audit").display(),
+                dir.display()
+            );
             Ok(())
         }
         ServerCommand::Audit(AuditCommand::Anchor {

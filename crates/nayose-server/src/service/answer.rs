@@ -3,10 +3,13 @@
 
 use std::sync::Arc;
 
-use nayose_proto::server::{BaseLoad, Current, Decision, Standing, decide, key_period_changed};
+use nayose_proto::server::{
+    BaseLoad, Current, Decision, QuotaView, Standing, decide, key_period_changed,
+};
+use nayose_table::ClientId;
 use nayose_wire::{
-    ElementBatch, ErrorCode, EvaluateResponse, KeyPeriodId as WireKeyPeriodId, Proof, Request,
-    Response,
+    ElementBatch, ErrorCode, ErrorResponse, EvaluateResponse, KeyPeriodId as WireKeyPeriodId,
+    Proof, Request, Response,
 };
 use tracing::{error, warn};
 
@@ -18,7 +21,8 @@ use crate::stats::ClientCounters;
 use super::Shared;
 use super::connection::ConnCtx;
 use super::frames::err_resp;
-use super::requests::{Answer, Charge};
+use super::requests::{Answer, Charge, PendingCharge};
+use super::state::QuotaStore;
 use super::streams::{BaseSlot, Stream};
 
 /// The snapshot as the decision sees it.
@@ -68,56 +72,35 @@ pub(super) async fn answer(
         return Answer::one(r, a, counters);
     };
     let now = shared.clock.now();
-    let decided = {
-        let s = shared.clone();
-        let client = ctx.client.clone();
-        let kp = kp.clone();
-        let req = req.clone();
-        let cur = cur.clone();
-        let (max_client, max_total) = (
-            shared.s.cfg.max_base_downloads_per_client,
-            shared.s.cfg.max_base_downloads,
-        );
-        tokio::task::spawn_blocking(move || {
-            s.quota
-                .decide_and_charge(client.as_str(), limits, &kp, now, |quota| {
-                    // The base-download counters are taken and, for a base stream, incremented
-                    // under the same locks as the decision.
-                    let mut b = s.bases.lock().unwrap_or_else(|p| p.into_inner());
-                    let bases = BaseLoad {
-                        client: b.0.get(&client).copied().unwrap_or(0),
-                        total: b.1,
-                        max_client,
-                        max_total,
-                    };
-                    let d = decide(
-                        client.as_str(),
-                        Standing::Accredited { quota, bases },
-                        &req,
-                        &cur,
-                    );
-                    let slot = if matches!(d, Decision::StreamBase { .. }) {
-                        *b.0.entry(client.clone()).or_insert(0) += 1;
-                        b.1 += 1;
-                        Some(BaseSlot {
-                            shared: s.clone(),
-                            client: client.clone(),
-                        })
-                    } else {
-                        None
-                    };
-                    let charge = match d {
-                        Decision::Evaluate { charge } => charge,
-                        _ => 0,
-                    };
-                    ((d, slot), charge)
+    let decided = match &shared.quota {
+        QuotaStore::File(book) => {
+            let (s, book) = (shared.clone(), book.clone());
+            let client = ctx.client.clone();
+            let kp = kp.clone();
+            let req = req.clone();
+            let cur = cur.clone();
+            tokio::task::spawn_blocking(move || {
+                book.decide_and_charge(client.as_str(), limits, &kp, now, |quota| {
+                    decide_with(&s, &client, &req, &cur, quota)
                 })
-        })
-        .await
+            })
+            .await
+            .map_err(|e| format!("quota task failed: {e}"))
+            .and_then(|r| r.map_err(|e| format!("cannot persist the quota state: {e}")))
+        }
+        // PostgreSQL: decide on the quotas read now; an Evaluate is charged later, with its
+        // audit record, by one conditional statement (see [`super::state`]).
+        QuotaStore::Postgres(pg) => match pg.view(ctx.client.as_str(), limits, &kp, now).await {
+            Err(e) => Err(format!("cannot read the quota: {e}")),
+            Ok((quota, superseded)) => {
+                let (out, charge) = decide_with(shared, &ctx.client, &req, &cur, quota);
+                Ok((charge == 0 || !superseded).then_some((out, quota)))
+            }
+        },
     };
     let ((decision, slot), quota) = match decided {
-        Ok(Ok(Some(v))) => v,
-        Ok(Ok(None)) => {
+        Ok(Some(v)) => v,
+        Ok(None) => {
             // This request's snapshot is older than a key period the client was already
             // charged in (a switch happened in between): nothing was charged; the request is
             // answered as one naming a previous key period, with the current snapshot.
@@ -129,10 +112,7 @@ pub(super) async fn answer(
             a.outcome = "KeyPeriodChanged".into();
             return Answer::one(r, a, counters);
         }
-        Ok(Err(e)) => {
-            return internal(a, counters, &format!("cannot persist the quota state: {e}"));
-        }
-        Err(e) => return internal(a, counters, &format!("quota task failed: {e}")),
+        Err(why) => return internal(a, counters, &why),
     };
     a.quota_before = Some(quota.left_today);
     a.quota_after = Some(quota.left_today);
@@ -174,6 +154,10 @@ pub(super) async fn answer(
                 n,
                 now,
                 key_period: kp,
+                pending: matches!(shared.quota, QuotaStore::Postgres(_)).then(|| PendingCharge {
+                    limits,
+                    named: cur.key_period,
+                }),
             };
             let Request::Evaluate(r) = req else {
                 unreachable!("only an Evaluate is evaluated")
@@ -227,11 +211,97 @@ pub(super) async fn answer(
     }
 }
 
+/// The decision on `quota` (base-download counters are taken and, for a base stream,
+/// incremented under the same locks as the decision) and the charge it asks.
+fn decide_with(
+    s: &Arc<Shared>,
+    client: &ClientId,
+    req: &Request,
+    cur: &Current,
+    quota: QuotaView,
+) -> ((Decision, Option<BaseSlot>), u64) {
+    let (max_client, max_total) = (
+        s.s.cfg.max_base_downloads_per_client,
+        s.s.cfg.max_base_downloads,
+    );
+    let mut b = s.bases.lock().unwrap_or_else(|p| p.into_inner());
+    let bases = BaseLoad {
+        client: b.0.get(client).copied().unwrap_or(0),
+        total: b.1,
+        max_client,
+        max_total,
+    };
+    let d = decide(
+        client.as_str(),
+        Standing::Accredited { quota, bases },
+        req,
+        cur,
+    );
+    let slot = if matches!(d, Decision::StreamBase { .. }) {
+        *b.0.entry(client.clone()).or_insert(0) += 1;
+        b.1 += 1;
+        Some(BaseSlot {
+            shared: s.clone(),
+            client: client.clone(),
+        })
+    } else {
+        None
+    };
+    let charge = match d {
+        Decision::Evaluate { charge } => charge,
+        _ => 0,
+    };
+    ((d, slot), charge)
+}
+
+/// The answer to an Evaluate of `n` whose charge another replica's charges made impossible
+/// since its decision: what [`decide`] answers for the quotas `view`.
+pub(super) fn quota_refusal(view: QuotaView, n: u64) -> Response {
+    let (retry, msg) = if n > view.left_key_period {
+        (
+            0,
+            format!(
+                "key-period quota: {} evaluations left in this key period, the batch needs \
+                 {n}; it renews only with a new key period",
+                view.left_key_period
+            ),
+        )
+    } else {
+        (
+            view.reset_secs,
+            format!(
+                "daily quota: {} evaluations left today, the batch needs {n}; it renews in {} s \
+                 (00:00 of the quota day)",
+                view.left_today, view.reset_secs
+            ),
+        )
+    };
+    let mut e = ErrorResponse::new(ErrorCode::QuotaExhausted, &msg);
+    e.retry_after_secs = retry;
+    Response::Error(e)
+}
+
+/// The answer to an Evaluate whose client was charged in a newer key period meanwhile.
+pub(super) fn superseded(shared: &Arc<Shared>, named: &WireKeyPeriodId) -> Response {
+    let now_cur = current_of(&shared.epoch(), &shared.s.cfg);
+    match key_period_changed(&now_cur, named) {
+        Decision::Reply(r) => r,
+        _ => err_resp(ErrorCode::Internal, "internal error; retry later"),
+    }
+}
+
 pub(super) async fn refund(shared: &Arc<Shared>, ctx: &ConnCtx, c: Charge) {
-    let s = shared.clone();
+    let book = match &shared.quota {
+        QuotaStore::File(book) => book.clone(),
+        // Charged only with the audit record: nothing to give back.
+        QuotaStore::Postgres(_) => return,
+    };
+    if c.pending.is_some() {
+        return;
+    }
     let client = ctx.client.to_string();
-    let r = tokio::task::spawn_blocking(move || s.quota.refund(&client, c.n, c.now, &c.key_period))
-        .await;
+    let r =
+        tokio::task::spawn_blocking(move || book.refund(&client, c.n, c.now, &c.key_period)).await;
     if !matches!(r, Ok(Ok(()))) {
         warn!(client = %ctx.client, "cannot refund {} evaluations", c.n);
     }

@@ -56,6 +56,7 @@ use crate::epoch::Epoch;
 use crate::error::ServerError;
 use crate::layout::DataDir;
 use crate::metrics::{Metrics, Snapshot};
+use crate::pgstate::{ChargeRefused, PgCharge, PgState};
 use crate::quota::QuotaBook;
 use crate::safety::{ServedEpoch, check_secret_files, lock_serve};
 use crate::stats::Stats;
@@ -73,8 +74,11 @@ mod reload;
 mod requests;
 mod respond;
 mod running;
+mod state;
 mod status;
 mod streams;
+
+use state::{AuditStore, QuotaStore};
 
 /// Settings resolved from [`ServerConfig`] (all required paths present).
 struct Settings {
@@ -98,8 +102,8 @@ struct Shared {
     /// The exclusive lock on `DATA_DIR/serve.lock`: held from start until shutdown has
     /// finished (or, without a shutdown, as long as anything of this server runs).
     serve_lock: Mutex<Option<std::fs::File>>,
-    quota: QuotaBook,
-    audit: AuditLog,
+    quota: QuotaStore,
+    audit: AuditStore,
     stats: Stats,
     /// The Prometheus metrics (served when `metrics_listen` is set).
     metrics: Arc<Metrics>,
@@ -267,7 +271,9 @@ impl Server {
         }
         let data = DataDir::new(&data_dir);
         // Before anything is read: one server per data directory, and owner-only secrets.
-        let serve_lock = lock_serve(&data)?;
+        // With PostgreSQL, replicas may share the data directory (a shared lock each); a server
+        // with the file state holds it alone.
+        let serve_lock = lock_serve(&data, config.postgres.is_some())?;
         check_secret_files(&data)?;
         let history = config.delta_history;
         let (data2, epoch) = {
@@ -284,7 +290,6 @@ impl Server {
         crate::fsutil::create_dir_private(&data.state())?;
         let mut served = ServedEpoch::open(&data)?;
         served.advance(epoch.number())?;
-        let quota = QuotaBook::open(data.quota(), config.quota_utc_offset_minutes)?;
         let audit_key = match &config.audit_key_file {
             Some(path) => Some(AuditKey::load(path, Some(data.root()))?),
             None => {
@@ -295,7 +300,26 @@ impl Server {
                 None
             }
         };
-        let audit = AuditLog::open(&data, audit_key)?;
+        let (quota, audit) = match &config.postgres {
+            None => (
+                QuotaStore::File(Arc::new(QuotaBook::open(
+                    data.quota(),
+                    config.quota_utc_offset_minutes,
+                )?)),
+                AuditStore::File(Arc::new(AuditLog::open(&data, audit_key)?)),
+            ),
+            Some(pg) => {
+                let st = Arc::new(
+                    PgState::open(&pg.0, audit_key, config.quota_utc_offset_minutes).await?,
+                );
+                info!(
+                    postgres = st.target(),
+                    audit_records = st.cached_head().count,
+                    "quotas and audit log in PostgreSQL (shared by the replicas)"
+                );
+                (QuotaStore::Postgres(st.clone()), AuditStore::Postgres(st))
+            }
+        };
         if let Some(anchors) = &config.audit_anchor_file {
             crate::audit::check_anchor_path(anchors, data.root())?;
         }
@@ -437,15 +461,31 @@ impl Server {
     }
 }
 
-async fn audit(shared: &Arc<Shared>, mut entry: AuditEntry) -> Result<(), ServerError> {
+async fn audit(shared: &Arc<Shared>, entry: AuditEntry) -> Result<(), ServerError> {
+    audit_charging(shared, entry, None).await.map(|_| ())
+}
+
+/// Appends `entry` durably; with PostgreSQL and an Evaluate's pending `charge`, charges it in
+/// the same transaction ([`crate::pgstate`]). `Ok(Err(_))`: that charge was refused, nothing
+/// was charged or recorded.
+async fn audit_charging(
+    shared: &Arc<Shared>,
+    mut entry: AuditEntry,
+    charge: Option<&PgCharge>,
+) -> Result<Result<(), ChargeRefused>, ServerError> {
     if entry.time.is_empty() {
         entry.time = rfc3339(shared.clock.now());
     }
-    let s = shared.clone();
-    tokio::task::spawn_blocking(move || s.audit.append(entry))
-        .await
-        .map_err(|e| ServerError::Internal(format!("audit task failed: {e}")))?
-        .map(|_| ())
+    match &shared.audit {
+        AuditStore::File(log) => {
+            let log = log.clone();
+            tokio::task::spawn_blocking(move || log.append(entry))
+                .await
+                .map_err(|e| ServerError::Internal(format!("audit task failed: {e}")))?
+                .map(|_| Ok(()))
+        }
+        AuditStore::Postgres(pg) => Ok(pg.append(entry, charge).await?.map(|_| ())),
+    }
 }
 
 fn ms_since(t: Instant) -> Option<u64> {

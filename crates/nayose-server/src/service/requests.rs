@@ -26,6 +26,15 @@ pub(super) struct Charge {
     pub(super) n: u64,
     pub(super) now: SystemTime,
     pub(super) key_period: String,
+    /// With PostgreSQL: not charged yet; it is charged with the audit record.
+    pub(super) pending: Option<PendingCharge>,
+}
+
+/// What a charge made with the audit record needs (PostgreSQL, [`super::state`]).
+pub(super) struct PendingCharge {
+    pub(super) limits: crate::config::ClientLimits,
+    /// The key period the request named (for `KeyPeriodChanged`).
+    pub(super) named: nayose_wire::KeyPeriodId,
 }
 
 /// The outcome of one request: what to audit and what to send.

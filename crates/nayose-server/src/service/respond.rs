@@ -10,12 +10,14 @@ use tracing::{debug, error, warn};
 use crate::audit::AuditEntry;
 
 use super::answer::refund;
+use super::answer::{quota_refusal, superseded};
 use super::connection::ConnCtx;
 use super::frames::{WriteFail, encode, err_resp, write_bytes};
 use super::refusals::refused;
 use super::requests::Answer;
 use super::streams::{Stream, stream_base, stream_delta};
-use super::{Shared, audit, ms_since};
+use super::{Shared, audit, audit_charging, ms_since};
+use crate::pgstate::{ChargeRefused, PgCharge};
 
 pub(super) async fn send_answer(
     shared: &Arc<Shared>,
@@ -53,9 +55,49 @@ pub(super) async fn send_answer(
     // the aggregated `refusals` record instead of being written and fsynced on its own, so a
     // client cannot grow the log or saturate the audit path with refused requests.
     let refusal = error_code.is_some() && ans.stream.is_none() && ans.charge.is_none();
-    if refusal {
+    // With PostgreSQL an Evaluate is charged here, in the transaction of its record.
+    let pending = ans.charge.as_ref().and_then(|c| {
+        c.pending.as_ref().map(|p| {
+            (
+                PgCharge {
+                    client: ctx.client.to_string(),
+                    n: c.n,
+                    now: c.now,
+                    key_period: c.key_period.clone(),
+                    limits: p.limits,
+                },
+                p.named,
+            )
+        })
+    });
+    let written = if refusal {
         refused(shared, &ans.audit);
-    } else if let Err(e) = audit(shared, ans.audit).await {
+        Ok(Ok(()))
+    } else {
+        audit_charging(shared, ans.audit.clone(), pending.as_ref().map(|(c, _)| c)).await
+    };
+    if let (Ok(Err(why)), Some((c, named))) = (&written, &pending) {
+        // Other replicas spent the quota since the decision: nothing was charged or
+        // recorded; the evaluated elements are dropped and the refusal is counted.
+        let resp = match why {
+            ChargeRefused::Exhausted(view) => quota_refusal(*view, c.n),
+            ChargeRefused::Superseded => superseded(shared, named),
+        };
+        let code = match &resp {
+            Response::Error(e) => e.code,
+            _ => ErrorCode::Internal,
+        };
+        ans.audit.outcome = format!("{code:?}");
+        ans.audit.elements = None;
+        ans.audit.quota_after = ans.audit.quota_before;
+        ans.audit.key_period_quota_after = ans.audit.key_period_quota_before;
+        refused(shared, &ans.audit);
+        frame = encode(&resp);
+        error_code = Some(format!("{code:?}"));
+        ans.counters.errors += 1;
+        ans.counters.evaluations = 0;
+        ans.charge = None;
+    } else if let Err(e) = written {
         error!("cannot write the audit log; refusing to answer: {e}");
         frame = encode(&err_resp(
             ErrorCode::Internal,

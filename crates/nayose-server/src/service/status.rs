@@ -7,6 +7,9 @@ use tokio::sync::watch;
 use tracing::{error, info};
 
 use super::Shared;
+use super::state::AuditStore;
+use crate::audit::AuditAnchor;
+use crate::error::ServerError;
 
 pub(super) async fn status_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let period = Duration::from_secs(shared.s.cfg.status_interval_secs);
@@ -71,12 +74,36 @@ pub(super) async fn write_anchor(shared: &Arc<Shared>) {
     let Some(path) = shared.s.cfg.audit_anchor_file.clone() else {
         return;
     };
-    let s = shared.clone();
     let time = crate::clock::rfc3339(shared.clock.now());
-    let r = tokio::task::spawn_blocking(move || s.audit.anchor(&path, time)).await;
+    let r = match &shared.audit {
+        AuditStore::File(log) => {
+            let log = log.clone();
+            tokio::task::spawn_blocking(move || log.anchor(&path, time))
+                .await
+                .map_err(|e| ServerError::Internal(format!("audit anchor task failed: {e}")))
+                .and_then(|r| r)
+        }
+        // The shared chain's head now (every replica's records).
+        AuditStore::Postgres(pg) => match pg.head().await {
+            Ok(head) => {
+                let a = AuditAnchor {
+                    time,
+                    seq: head.count,
+                    link: head.hash,
+                    key_id: pg.key_id(),
+                };
+                tokio::task::spawn_blocking(move || {
+                    crate::audit::append_anchor(&path, &a).map(|()| a)
+                })
+                .await
+                .map_err(|e| ServerError::Internal(format!("audit anchor task failed: {e}")))
+                .and_then(|r| r)
+            }
+            Err(e) => Err(e),
+        },
+    };
     match r {
-        Ok(Ok(a)) => info!(seq = a.seq, link = %a.link, "audit head anchored"),
-        Ok(Err(e)) => error!("cannot write the audit anchor: {e}"),
-        Err(e) => error!("audit anchor task failed: {e}"),
+        Ok(a) => info!(seq = a.seq, link = %a.link, "audit head anchored"),
+        Err(e) => error!("cannot write the audit anchor: {e}"),
     }
 }

@@ -1,0 +1,978 @@
+//! The state that server replicas share through PostgreSQL: both quotas and the audit log
+//! (`postgres` in server.toml). Without that setting the files of `state/` and `audit/` are
+//! used, as by one server ([`crate::quota`], [`crate::audit`]).
+//!
+//! ```text
+//!  replica A ──┐                      nayose_quota        one row per client: day, used,
+//!  replica B ──┼── PostgreSQL ──────  nayose_audit        key period, used in it
+//!  replica C ──┘                      nayose_audit_head   one chain: seq, line, link
+//!                                     nayose_schema_version
+//! ```
+//!
+//! **An Evaluate's charge and its audit record are one transaction.** A replica decides on a
+//! quota view it reads ([`PgState::view`]), evaluates the batch in memory, then, before
+//! anything is sent, runs one transaction: the charge — one `INSERT … ON CONFLICT DO UPDATE …
+//! WHERE` statement that adds n to both counters only if both stay within their limits (the
+//! row is locked by the statement and the condition is checked against its newest version, so
+//! replicas racing for the last evaluations can never grant more together than the quota) —
+//! then the audit record, then COMMIT. Only then is the answer sent. If the charge finds the
+//! quota spent (another replica took it since the view was read), nothing is charged or
+//! recorded and the client gets `QuotaExhausted`; the evaluated elements are dropped. So in the
+//! database the counters and the audit log agree exactly: every evaluation charged is recorded,
+//! every recorded evaluation is charged once. A replica that dies before COMMIT charged
+//! nothing; one that dies after COMMIT and before its answer left charged a batch the client
+//! never received: the client re-sends it (fresh blinds, so no server can tell it from a new
+//! batch) and it is charged again (protocol-spec/flows.md §4.2, as with one server).
+//!
+//! **One audit chain for all replicas.** Every append locks the single row of
+//! `nayose_audit_head` (`SELECT … FOR UPDATE`), writes the record with `seq` = head + 1 and
+//! `prev` = the head's link, and moves the head in the same transaction; the records of all
+//! replicas thus form one chain of the file format ([`crate::audit`]: each `line` is exactly
+//! the JSON line the file would hold, `link` its HMAC-SHA256 under the operator's key or its
+//! SHA-256). `nayose server audit export` writes it out as `audit/audit.log` and
+//! `audit/audit.head`, which `audit verify` checks. One chain (rather than one per replica)
+//! keeps a single order and a single head to anchor; the price is that appends are serialised
+//! through one row lock, as they are through one file today.
+//!
+//! **Schema.** Created or migrated at start-up under an advisory lock, in one transaction;
+//! `nayose_schema_version` holds the versions applied. A database of a newer version than this
+//! server knows is refused.
+//!
+//! Connections: NoTls only (a Unix socket, loopback, or a trusted network); a small pool of
+//! connections, each used by one request at a time. Errors name the host, port, user and
+//! database, never the password.
+
+use std::path::Path;
+#[cfg(test)]
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use nayose_proto::server::{QuotaView, quota_day};
+use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio_postgres::config::Host;
+use tokio_postgres::{Client, Config, NoTls};
+use tracing::warn;
+
+use crate::audit::{AuditEntry, AuditHead, AuditKey, AuditRecord, GENESIS_HASH, line_hash};
+use crate::clock::unix_secs;
+use crate::config::ClientLimits;
+use crate::error::ServerError;
+
+/// The schema version this server writes.
+pub(crate) const SCHEMA_VERSION: i32 = 1;
+/// Connections kept open per replica.
+const POOL_SIZE: usize = 8;
+/// The advisory lock under which the schema is created or migrated.
+const MIGRATION_LOCK: i64 = 0x6e61_796f_7365_0001;
+
+const SCHEMA_V1: &str = "
+CREATE TABLE nayose_quota (
+    client            text PRIMARY KEY,
+    day               bigint NOT NULL,
+    used              bigint NOT NULL CHECK (used >= 0),
+    key_period        text NOT NULL,
+    key_period_number bigint NOT NULL,
+    key_period_used   bigint NOT NULL CHECK (key_period_used >= 0)
+);
+CREATE TABLE nayose_audit (
+    seq  bigint PRIMARY KEY CHECK (seq >= 1),
+    line text NOT NULL,
+    link text NOT NULL
+);
+CREATE TABLE nayose_audit_head (
+    id   integer PRIMARY KEY CHECK (id = 1),
+    seq  bigint NOT NULL,
+    link text NOT NULL
+);
+";
+
+/// The charge: both counters, in one statement, only if both stay within their limits. A new
+/// row is inserted only if n fits both limits; an existing row is updated only if its key
+/// period is not newer than this one (a late request of an older key period must not reset the
+/// newer counter). A row of a later day (a replica whose clock is behind) is charged in that
+/// day, never reset. Returns the new usage, or no row when refused.
+const CHARGE: &str = "
+INSERT INTO nayose_quota AS q (client, day, used, key_period, key_period_number, key_period_used)
+SELECT $1::text, $2::bigint, $3::bigint, $4::text, $5::bigint, $3::bigint
+ WHERE $3::bigint <= $6::bigint AND $3::bigint <= $7::bigint
+ON CONFLICT (client) DO UPDATE SET
+    day = GREATEST(q.day, EXCLUDED.day),
+    used = CASE WHEN q.day >= EXCLUDED.day THEN q.used ELSE 0 END + EXCLUDED.used,
+    key_period = EXCLUDED.key_period,
+    key_period_number = EXCLUDED.key_period_number,
+    key_period_used = CASE WHEN q.key_period = EXCLUDED.key_period
+                           THEN q.key_period_used ELSE 0 END + EXCLUDED.used
+ WHERE q.key_period_number <= EXCLUDED.key_period_number
+   AND CASE WHEN q.day >= EXCLUDED.day THEN q.used ELSE 0 END + EXCLUDED.used <= $6::bigint
+   AND CASE WHEN q.key_period = EXCLUDED.key_period
+            THEN q.key_period_used ELSE 0 END + EXCLUDED.used <= $7::bigint
+RETURNING used, key_period_used";
+
+/// Host, port, user and database of a connection string (never its password); the string
+/// itself if it does not parse (it is then not used, and holds no parsed password either…
+/// so only its length is shown).
+pub(crate) fn describe_target(conn: &str) -> String {
+    match conn.parse::<Config>() {
+        Ok(c) => describe(&c),
+        Err(_) => format!("an unparsable connection string of {} bytes", conn.len()),
+    }
+}
+
+fn describe(c: &Config) -> String {
+    let hosts: Vec<String> = c
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            Host::Tcp(s) => s.clone(),
+            Host::Unix(p) => p.display().to_string(),
+        })
+        .collect();
+    let ports: Vec<String> = c.get_ports().iter().map(u16::to_string).collect();
+    format!(
+        "host={} port={} user={} dbname={}",
+        if hosts.is_empty() {
+            "(default)".to_string()
+        } else {
+            hosts.join(",")
+        },
+        if ports.is_empty() {
+            "5432".to_string()
+        } else {
+            ports.join(",")
+        },
+        c.get_user().unwrap_or("(default)"),
+        c.get_dbname().unwrap_or("(default)")
+    )
+}
+
+/// The database's message (with its SQLSTATE) or the driver's, never a parameter value.
+fn reason(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{} (SQLSTATE {})", db.message(), db.code().code());
+    }
+    match std::error::Error::source(e) {
+        Some(s) => format!("{e}: {s}"),
+        None => e.to_string(),
+    }
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+/// The number of a key period as displayed (`<number>-<key check>`); 0 for none.
+fn key_period_number(key_period: &str) -> i64 {
+    key_period
+        .split_once('-')
+        .and_then(|(n, _)| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// An Evaluate's charge, made with its audit record ([`PgState::append`]).
+#[derive(Debug, Clone)]
+pub(crate) struct PgCharge {
+    pub(crate) client: String,
+    pub(crate) n: u64,
+    pub(crate) now: SystemTime,
+    pub(crate) key_period: String,
+    pub(crate) limits: ClientLimits,
+}
+
+/// Why a charge was refused (nothing was charged or recorded).
+#[derive(Debug, Clone)]
+pub(crate) enum ChargeRefused {
+    /// The quota is spent (another replica charged since the view was read): the view now.
+    Exhausted(QuotaView),
+    /// The client's counter already belongs to a newer key period.
+    Superseded,
+}
+
+/// Connects to `conn` with NoTls; the connection's task ends when the client is dropped.
+async fn connect(config: &Config, target: &str) -> Result<Client, ServerError> {
+    let (client, connection) = config
+        .connect(NoTls)
+        .await
+        .map_err(|e| ServerError::Postgres {
+            target: target.to_string(),
+            action: "cannot connect",
+            reason: reason(&e),
+        })?;
+    let target = target.to_string();
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            warn!(postgres = %target, "PostgreSQL connection ended: {}", reason(&e));
+        }
+    });
+    Ok(client)
+}
+
+fn parse(conn: &str) -> Result<(Config, String), ServerError> {
+    let mut config: Config = conn.parse().map_err(|e| ServerError::Postgres {
+        target: describe_target(conn),
+        action: "cannot parse the connection string",
+        reason: format!("{e}; write it as host=... user=... dbname=... (libpq key=value form)"),
+    })?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(10));
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("nayose-server");
+    }
+    let target = describe(&config);
+    Ok((config, target))
+}
+
+/// The shared state of a replica: a pool of connections, the audit key, the head last seen.
+pub(crate) struct PgState {
+    config: Config,
+    target: String,
+    pool: Mutex<Vec<Client>>,
+    permits: Semaphore,
+    key: Option<AuditKey>,
+    head: Mutex<AuditHead>,
+    offset_secs: i64,
+}
+
+impl std::fmt::Debug for PgState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgState")
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A pooled connection, given back when dropped (unless it was closed).
+struct Conn<'a> {
+    st: &'a PgState,
+    client: Option<Client>,
+    _permit: SemaphorePermit<'a>,
+}
+
+impl Conn<'_> {
+    fn client(&mut self) -> Result<&mut Client, ServerError> {
+        self.client
+            .as_mut()
+            .ok_or_else(|| ServerError::Internal("pooled connection already returned".into()))
+    }
+}
+
+impl Drop for Conn<'_> {
+    fn drop(&mut self) {
+        if let Some(c) = self.client.take()
+            && !c.is_closed()
+        {
+            self.st
+                .pool
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(c);
+        }
+    }
+}
+
+impl PgState {
+    /// Connects, creates or migrates the schema, and checks the shared audit chain's last
+    /// record against `key` (the same key on every replica).
+    pub(crate) async fn open(
+        conn: &str,
+        key: Option<AuditKey>,
+        utc_offset_minutes: i32,
+    ) -> Result<Self, ServerError> {
+        let (config, target) = parse(conn)?;
+        let mut client = connect(&config, &target).await?;
+        migrate(&mut client, &target).await?;
+        let st = PgState {
+            config,
+            target,
+            pool: Mutex::new(vec![client]),
+            permits: Semaphore::new(POOL_SIZE),
+            key,
+            head: Mutex::new(AuditHead {
+                count: 0,
+                hash: GENESIS_HASH.to_string(),
+            }),
+            offset_secs: i64::from(utc_offset_minutes) * 60,
+        };
+        let head = st.check_chain_end().await?;
+        *st.head.lock().unwrap_or_else(|p| p.into_inner()) = head;
+        Ok(st)
+    }
+
+    /// Host, port, user and database.
+    pub(crate) fn target(&self) -> &str {
+        &self.target
+    }
+
+    fn err(&self, action: &'static str) -> impl FnOnce(tokio_postgres::Error) -> ServerError {
+        let target = self.target.clone();
+        move |e| ServerError::Postgres {
+            target,
+            action,
+            reason: reason(&e),
+        }
+    }
+
+    async fn conn(&self) -> Result<Conn<'_>, ServerError> {
+        let permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| ServerError::Internal("PostgreSQL pool closed".into()))?;
+        let pooled = loop {
+            let c = self.pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            match c {
+                Some(c) if c.is_closed() => continue,
+                other => break other,
+            }
+        };
+        let client = match pooled {
+            Some(c) => c,
+            None => connect(&self.config, &self.target).await?,
+        };
+        Ok(Conn {
+            st: self,
+            client: Some(client),
+            _permit: permit,
+        })
+    }
+
+    /// The head row and the last record: the record must carry this replica's key id (or none
+    /// when this replica has no key and the log is unkeyed) and must link to the head's link.
+    async fn check_chain_end(&self) -> Result<AuditHead, ServerError> {
+        let mut c = self.conn().await?;
+        let client = c.client()?;
+        let row = client
+            .query_one("SELECT seq, link FROM nayose_audit_head WHERE id = 1", &[])
+            .await
+            .map_err(self.err("cannot read the audit head"))?;
+        let seq: i64 = row
+            .try_get(0)
+            .map_err(self.err("cannot read the audit head"))?;
+        let link: String = row
+            .try_get(1)
+            .map_err(self.err("cannot read the audit head"))?;
+        let head = AuditHead {
+            count: to_u64(seq),
+            hash: link,
+        };
+        if seq == 0 {
+            return Ok(head);
+        }
+        let bad = |reason: String| ServerError::Postgres {
+            target: self.target.clone(),
+            action: "the shared audit log cannot be appended to",
+            reason,
+        };
+        let row = client
+            .query_opt("SELECT line FROM nayose_audit WHERE seq = $1", &[&seq])
+            .await
+            .map_err(self.err("cannot read the last audit record"))?
+            .ok_or_else(|| {
+                bad(format!(
+                    "the head names record {seq}, which is not in nayose_audit: records were \
+                     removed. Keep the database as evidence (nayose server audit export)"
+                ))
+            })?;
+        let line: String = row
+            .try_get(0)
+            .map_err(self.err("cannot read the last audit record"))?;
+        let rec: AuditRecord = serde_json::from_str(&line)
+            .map_err(|e| bad(format!("record {seq} is not a valid record: {e}")))?;
+        let computed = match (&self.key, rec.key_id.as_str()) {
+            (None, "") => line_hash(line.as_bytes()),
+            (None, id) => {
+                return Err(bad(format!(
+                    "its records are authenticated with audit key {id}: give every replica \
+                     that key (audit_key_file)"
+                )));
+            }
+            (Some(k), id) if !id.is_empty() && id != k.id() => {
+                return Err(bad(format!(
+                    "its records are authenticated with audit key {id}, this replica's \
+                     audit_key_file is key {}: every replica needs the same key",
+                    k.id()
+                )));
+            }
+            (Some(k), "") => {
+                // An unkeyed log continued with a key: allowed (as with the file log).
+                let _ = k;
+                line_hash(line.as_bytes())
+            }
+            (Some(k), _) => k.link(line.as_bytes()),
+        };
+        if computed != head.hash || rec.seq != head.count {
+            return Err(bad(format!(
+                "record {seq} does not match the head's link: the end of the log was modified. \
+                 Keep the database as evidence (nayose server audit export)"
+            )));
+        }
+        Ok(head)
+    }
+
+    /// Both quotas of `client` now, and whether its counter belongs to a newer key period
+    /// than `key_period` (a charge for `key_period` would then be refused).
+    pub(crate) async fn view(
+        &self,
+        client: &str,
+        limits: ClientLimits,
+        key_period: &str,
+        now: SystemTime,
+    ) -> Result<(QuotaView, bool), ServerError> {
+        let mut c = self.conn().await?;
+        view_on(c.client()?, self, client, limits, key_period, now).await
+    }
+
+    /// Appends one record durably (committed); with a charge, charges it in the same
+    /// transaction first (see the module doc), filling in the record's quotas before and
+    /// after. `Ok(Err(_))`: the charge was refused; nothing was charged or recorded.
+    pub(crate) async fn append(
+        &self,
+        mut e: AuditEntry,
+        charge: Option<&PgCharge>,
+    ) -> Result<Result<u64, ChargeRefused>, ServerError> {
+        let mut c = self.conn().await?;
+        let client = c.client()?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(self.err("cannot begin a transaction"))?;
+        if let Some(ch) = charge {
+            let (day, _) = quota_day(unix_secs(ch.now), self.offset_secs);
+            let n = to_i64(ch.n);
+            let row = tx
+                .query_opt(
+                    CHARGE,
+                    &[
+                        &ch.client,
+                        &day,
+                        &n,
+                        &ch.key_period,
+                        &key_period_number(&ch.key_period),
+                        &to_i64(ch.limits.per_day),
+                        &to_i64(ch.limits.per_key_period),
+                    ],
+                )
+                .await
+                .map_err(self.err("cannot charge the quota"))?;
+            let Some(row) = row else {
+                drop(tx);
+                let (view, superseded) =
+                    view_on(client, self, &ch.client, ch.limits, &ch.key_period, ch.now).await?;
+                return Ok(Err(if superseded {
+                    ChargeRefused::Superseded
+                } else {
+                    ChargeRefused::Exhausted(view)
+                }));
+            };
+            let used: i64 = row
+                .try_get(0)
+                .map_err(self.err("cannot charge the quota"))?;
+            let kp_used: i64 = row
+                .try_get(1)
+                .map_err(self.err("cannot charge the quota"))?;
+            let left_today = ch.limits.per_day.saturating_sub(to_u64(used));
+            let left_kp = ch.limits.per_key_period.saturating_sub(to_u64(kp_used));
+            e.quota_after = Some(left_today);
+            e.quota_before = Some(left_today + ch.n);
+            e.key_period_quota_after = Some(left_kp);
+            e.key_period_quota_before = Some(left_kp + ch.n);
+        }
+        let row = tx
+            .query_one(
+                "SELECT seq, link FROM nayose_audit_head WHERE id = 1 FOR UPDATE",
+                &[],
+            )
+            .await
+            .map_err(self.err("cannot lock the audit head"))?;
+        let seq: i64 = row
+            .try_get(0)
+            .map_err(self.err("cannot lock the audit head"))?;
+        let prev: String = row
+            .try_get(1)
+            .map_err(self.err("cannot lock the audit head"))?;
+        let next = seq + 1;
+        let rec = AuditRecord {
+            seq: to_u64(next),
+            prev,
+            key_id: self
+                .key
+                .as_ref()
+                .map(|k| k.id().to_string())
+                .unwrap_or_default(),
+            ..e
+        };
+        let line = serde_json::to_string(&rec)
+            .map_err(|err| ServerError::Internal(format!("audit record encoding: {err}")))?;
+        let link = match &self.key {
+            Some(k) => k.link(line.as_bytes()),
+            None => line_hash(line.as_bytes()),
+        };
+        tx.execute(
+            "INSERT INTO nayose_audit (seq, line, link) VALUES ($1, $2, $3)",
+            &[&next, &line, &link],
+        )
+        .await
+        .map_err(self.err("cannot append the audit record"))?;
+        tx.execute(
+            "UPDATE nayose_audit_head SET seq = $1, link = $2 WHERE id = 1",
+            &[&next, &link],
+        )
+        .await
+        .map_err(self.err("cannot move the audit head"))?;
+        tx.commit()
+            .await
+            .map_err(self.err("cannot commit the audit record"))?;
+        let mut h = self.head.lock().unwrap_or_else(|p| p.into_inner());
+        if rec.seq > h.count {
+            *h = AuditHead {
+                count: rec.seq,
+                hash: link,
+            };
+        }
+        Ok(Ok(rec.seq))
+    }
+
+    /// The head as this replica last saw it (its own appends, or start-up).
+    pub(crate) fn cached_head(&self) -> AuditHead {
+        self.head.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The shared chain's head now.
+    pub(crate) async fn head(&self) -> Result<AuditHead, ServerError> {
+        let mut c = self.conn().await?;
+        let row = c
+            .client()?
+            .query_one("SELECT seq, link FROM nayose_audit_head WHERE id = 1", &[])
+            .await
+            .map_err(self.err("cannot read the audit head"))?;
+        let seq: i64 = row
+            .try_get(0)
+            .map_err(self.err("cannot read the audit head"))?;
+        let hash: String = row
+            .try_get(1)
+            .map_err(self.err("cannot read the audit head"))?;
+        Ok(AuditHead {
+            count: to_u64(seq),
+            hash,
+        })
+    }
+
+    /// The audit key's id, if any.
+    pub(crate) fn key_id(&self) -> String {
+        self.key
+            .as_ref()
+            .map(|k| k.id().to_string())
+            .unwrap_or_default()
+    }
+}
+
+async fn view_on(
+    client: &Client,
+    st: &PgState,
+    who: &str,
+    limits: ClientLimits,
+    key_period: &str,
+    now: SystemTime,
+) -> Result<(QuotaView, bool), ServerError> {
+    let (day, reset_secs) = quota_day(unix_secs(now), st.offset_secs);
+    let row = client
+        .query_opt(
+            "SELECT day, used, key_period, key_period_number, key_period_used \
+             FROM nayose_quota WHERE client = $1",
+            &[&who],
+        )
+        .await
+        .map_err(st.err("cannot read the quota"))?;
+    let (mut used, mut kp_used, mut superseded) = (0u64, 0u64, false);
+    if let Some(r) = row {
+        let e = || st.err("cannot read the quota");
+        let row_day: i64 = r.try_get(0).map_err(e())?;
+        let row_used: i64 = r.try_get(1).map_err(e())?;
+        let row_kp: String = r.try_get(2).map_err(e())?;
+        let row_kpn: i64 = r.try_get(3).map_err(e())?;
+        let row_kp_used: i64 = r.try_get(4).map_err(e())?;
+        if row_day >= day {
+            used = to_u64(row_used);
+        }
+        if row_kp == key_period {
+            kp_used = to_u64(row_kp_used);
+        } else {
+            superseded = row_kpn > key_period_number(key_period);
+        }
+    }
+    Ok((
+        QuotaView {
+            left_today: limits.per_day.saturating_sub(used),
+            left_key_period: limits.per_key_period.saturating_sub(kp_used),
+            reset_secs,
+        },
+        superseded,
+    ))
+}
+
+/// Creates the schema or migrates it to [`SCHEMA_VERSION`], in one transaction under an
+/// advisory lock (replicas starting together do it once).
+async fn migrate(client: &mut Client, target: &str) -> Result<(), ServerError> {
+    let err = |action: &'static str| {
+        let target = target.to_string();
+        move |e: tokio_postgres::Error| ServerError::Postgres {
+            target,
+            action,
+            reason: reason(&e),
+        }
+    };
+    let tx = client
+        .transaction()
+        .await
+        .map_err(err("cannot begin the schema migration"))?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(err("cannot take the migration lock"))?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS nayose_schema_version (
+             version    integer PRIMARY KEY,
+             applied_at timestamptz NOT NULL DEFAULT now()
+         )",
+    )
+    .await
+    .map_err(err("cannot create nayose_schema_version"))?;
+    let row = tx
+        .query_one(
+            "SELECT coalesce(max(version), 0) FROM nayose_schema_version",
+            &[],
+        )
+        .await
+        .map_err(err("cannot read the schema version"))?;
+    let version: i32 = row
+        .try_get(0)
+        .map_err(err("cannot read the schema version"))?;
+    if version > SCHEMA_VERSION {
+        return Err(ServerError::Postgres {
+            target: target.to_string(),
+            action: "the schema is newer than this server",
+            reason: format!(
+                "nayose_schema_version is {version}, this server knows up to \
+                 {SCHEMA_VERSION}: upgrade this replica"
+            ),
+        });
+    }
+    if version < 1 {
+        tx.batch_execute(SCHEMA_V1)
+            .await
+            .map_err(err("cannot create the schema (version 1)"))?;
+        tx.execute(
+            "INSERT INTO nayose_audit_head (id, seq, link) VALUES (1, 0, $1)",
+            &[&GENESIS_HASH],
+        )
+        .await
+        .map_err(err("cannot create the audit head"))?;
+        tx.execute(
+            "INSERT INTO nayose_schema_version (version) VALUES (1)",
+            &[],
+        )
+        .await
+        .map_err(err("cannot record the schema version"))?;
+    }
+    tx.commit()
+        .await
+        .map_err(err("cannot commit the schema migration"))
+}
+
+/// `nayose server audit export`: writes the shared audit log of `conn` as
+/// `to/audit/audit.log` and `to/audit/audit.head` (one consistent snapshot), for
+/// [`crate::verify_audit_with`] to check and to keep as evidence. Returns the head written.
+pub async fn export_audit_postgres(conn: &str, to: &Path) -> Result<AuditHead, ServerError> {
+    use std::io::Write;
+    let (config, target) = parse(conn)?;
+    let mut client = connect(&config, &target).await?;
+    let err = |action: &'static str| {
+        let target = target.clone();
+        move |e: tokio_postgres::Error| ServerError::Postgres {
+            target,
+            action,
+            reason: reason(&e),
+        }
+    };
+    let tx = client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
+        .map_err(err("cannot begin a snapshot"))?;
+    let row = tx
+        .query_one("SELECT seq, link FROM nayose_audit_head WHERE id = 1", &[])
+        .await
+        .map_err(err("cannot read the audit head"))?;
+    let head_seq: i64 = row.try_get(0).map_err(err("cannot read the audit head"))?;
+    let head_link: String = row.try_get(1).map_err(err("cannot read the audit head"))?;
+    let dir = to.join("audit");
+    crate::fsutil::create_dir_private(to)?;
+    crate::fsutil::create_dir_private(&dir)?;
+    let log = dir.join("audit.log");
+    let file = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(crate::fsutil::FILE_MODE)
+            .open(&log)
+            .map_err(ServerError::io("cannot create", &log))?
+    };
+    let mut out = std::io::BufWriter::new(file);
+    let mut after = 0i64;
+    loop {
+        let rows = tx
+            .query(
+                "SELECT seq, line FROM nayose_audit WHERE seq > $1 ORDER BY seq LIMIT 10000",
+                &[&after],
+            )
+            .await
+            .map_err(err("cannot read the audit records"))?;
+        if rows.is_empty() {
+            break;
+        }
+        for r in &rows {
+            after = r.try_get(0).map_err(err("cannot read the audit records"))?;
+            let line: String = r.try_get(1).map_err(err("cannot read the audit records"))?;
+            out.write_all(line.as_bytes())
+                .and_then(|()| out.write_all(b"\n"))
+                .map_err(ServerError::io("cannot write", &log))?;
+        }
+    }
+    let file = out
+        .into_inner()
+        .map_err(|e| ServerError::io("cannot write", &log)(e.into_error()))?;
+    file.sync_all()
+        .map_err(ServerError::io("cannot fsync", &log))?;
+    let head = AuditHead {
+        count: to_u64(head_seq),
+        hash: head_link,
+    };
+    crate::audit::write_head(&dir.join("audit.head"), head.count, &head.hash)?;
+    Ok(head)
+}
+
+/// The usage of `client` in the shared state of `conn`: (evaluations used on the day of its
+/// last charge, evaluations used in its key period), or `None` if it was never charged. For
+/// operators and tests.
+pub async fn postgres_quota_used(
+    conn: &str,
+    client: &str,
+) -> Result<Option<(u64, u64)>, ServerError> {
+    let (config, target) = parse(conn)?;
+    let c = connect(&config, &target).await?;
+    let err = |e: tokio_postgres::Error| ServerError::Postgres {
+        target: target.clone(),
+        action: "cannot read the quota",
+        reason: reason(&e),
+    };
+    let row = c
+        .query_opt(
+            "SELECT used, key_period_used FROM nayose_quota WHERE client = $1",
+            &[&client],
+        )
+        .await
+        .map_err(err)?;
+    match row {
+        None => Ok(None),
+        Some(r) => {
+            let used: i64 = r.try_get(0).map_err(err)?;
+            let kp: i64 = r.try_get(1).map_err(err)?;
+            Ok(Some((to_u64(used), to_u64(kp))))
+        }
+    }
+}
+
+/// The PostgreSQL of the tests (`NAYOSE_TEST_POSTGRES`, set by `.ci/run`), with a fresh schema
+/// of its own; `None` (and a SKIPPED line) when it is not set outside CI. Under CI a missing
+/// PostgreSQL fails the test, so CI never skips silently.
+#[cfg(test)]
+pub(crate) async fn test_database(name: &str) -> Option<String> {
+    let Some(base) = std::env::var("NAYOSE_TEST_POSTGRES")
+        .ok()
+        .filter(|s| !s.is_empty())
+    else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "NAYOSE_TEST_POSTGRES is not set under CI: .ci/run must start PostgreSQL"
+        );
+        eprintln!(
+            "SKIPPED {name}: NAYOSE_TEST_POSTGRES not set (.ci/run starts PostgreSQL; README \
+             \"Tests and CI\" says how to run these tests locally)"
+        );
+        return None;
+    };
+    let (config, target) = parse(&base).ok()?;
+    let admin = connect(&config, &target).await.ok()?;
+    let schema = format!(
+        "t_{name}_{}_{}",
+        std::process::id(),
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    );
+    admin
+        .batch_execute(&format!("CREATE SCHEMA {schema}"))
+        .await
+        .ok()?;
+    Some(format!("{base} options='-c search_path={schema}'"))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn entry(client: &str) -> AuditEntry {
+        AuditEntry {
+            event: "request".into(),
+            time: "2026-01-01T00:00:00Z".into(),
+            client: client.into(),
+            op: "Evaluate".into(),
+            outcome: "ok".into(),
+            ..AuditEntry::default()
+        }
+    }
+
+    fn charge(n: u64, kp: &str, per_day: u64, per_kp: u64) -> PgCharge {
+        PgCharge {
+            client: "a".into(),
+            n,
+            now: SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600),
+            key_period: kp.into(),
+            limits: ClientLimits {
+                per_day,
+                per_key_period: per_kp,
+            },
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_charges_from_two_replicas_never_exceed_either_quota() {
+        let Some(conn) = test_database("charges").await else {
+            return;
+        };
+        let key = || AuditKey::from_bytes(&[7u8; 32]);
+        // Two replicas: two pools of connections, started together (one migration).
+        let (a, b) = tokio::join!(
+            PgState::open(&conn, key(), 540),
+            PgState::open(&conn, key(), 540)
+        );
+        let (a, b) = (Arc::new(a.unwrap()), Arc::new(b.unwrap()));
+        // 2 × 40 charges of 3 against a daily quota of 50: exactly 16 can be granted.
+        let mut tasks = Vec::new();
+        for i in 0..80 {
+            let st = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tasks.push(tokio::spawn(async move {
+                st.append(entry("a"), Some(&charge(3, "1-aa", 50, 1000)))
+                    .await
+                    .unwrap()
+                    .is_ok()
+            }));
+        }
+        let mut granted = 0;
+        for t in tasks {
+            granted += u64::from(t.await.unwrap());
+        }
+        assert_eq!(granted, 16);
+        let used = postgres_quota_used(&conn, "a").await.unwrap();
+        assert_eq!(used, Some((48, 48)), "both counters, charged once each");
+        // The key-period quota binds the same way (a new day, the same key period).
+        let mut next_day = charge(3, "1-aa", 50, 54);
+        next_day.now += Duration::from_secs(86_400);
+        let mut tasks = Vec::new();
+        for i in 0..10 {
+            let st = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let c = next_day.clone();
+            tasks.push(tokio::spawn(async move {
+                st.append(entry("a"), Some(&c)).await.unwrap()
+            }));
+        }
+        let mut granted = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(_) => granted += 1,
+                Err(ChargeRefused::Exhausted(v)) => assert!(v.left_key_period < 3, "{v:?}"),
+                Err(ChargeRefused::Superseded) => panic!("same key period"),
+            }
+        }
+        assert_eq!(
+            granted, 2,
+            "54 - 48 = 6 left in the key period: two charges of 3"
+        );
+        assert_eq!(
+            postgres_quota_used(&conn, "a").await.unwrap(),
+            Some((6, 54))
+        );
+        // A newer key period starts at zero; a late charge of the older one is refused and
+        // does not reset it.
+        let mut kp2 = charge(5, "2-bb", 50, 100);
+        kp2.now = next_day.now;
+        assert!(a.append(entry("a"), Some(&kp2)).await.unwrap().is_ok());
+        let mut late = next_day.clone();
+        late.n = 1;
+        assert!(matches!(
+            b.append(entry("a"), Some(&late)).await.unwrap(),
+            Err(ChargeRefused::Superseded)
+        ));
+        assert_eq!(
+            postgres_quota_used(&conn, "a").await.unwrap(),
+            Some((11, 5))
+        );
+        // Records without a charge (connection events) join the same chain.
+        a.append(entry("b"), None).await.unwrap().unwrap();
+        // One chain from both replicas: 16 + 2 + 1 + 1 records, verified as the file log is.
+        let dir = tempfile::tempdir().unwrap();
+        let head = export_audit_postgres(&conn, dir.path()).await.unwrap();
+        assert_eq!(head.count, 20);
+        let k = key().unwrap();
+        let summary = crate::audit::verify_audit_with(dir.path(), Some(&k)).unwrap();
+        assert_eq!(summary.records, 20);
+        let text = std::fs::read_to_string(dir.path().join("audit/audit.log")).unwrap();
+        let charged: u64 = text
+            .lines()
+            .map(|l| serde_json::from_str::<AuditRecord>(l).unwrap())
+            .filter(|r| r.client == "a")
+            .filter_map(|r| r.quota_before.zip(r.quota_after).map(|(b, a)| b - a))
+            .sum();
+        assert_eq!(charged, 48 + 6 + 5, "the records carry exactly the charges");
+        // A replica with another key, or none, refuses to append to this chain.
+        let other = PgState::open(&conn, AuditKey::from_bytes(&[8u8; 32]), 540)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(other.contains("same key"), "{other}");
+        let none = PgState::open(&conn, None, 540)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(none.contains("audit_key_file"), "{none}");
+        // Start-up is idempotent: the schema stays at version 1.
+        let again = PgState::open(&conn, key(), 540).await.unwrap();
+        assert_eq!(again.cached_head().count, 20);
+        assert!(!again.target().contains("password"));
+    }
+
+    #[test]
+    fn a_password_never_appears_in_the_description_of_a_connection_string() {
+        let d = describe_target("host=/var/run/postgresql user=nayose password=s3cret dbname=q");
+        assert!(!d.contains("s3cret"), "{d}");
+        assert!(d.contains("user=nayose") && d.contains("dbname=q"), "{d}");
+        let d = describe_target("postgresql://nayose:s3cret@db.example:5433/q");
+        assert!(!d.contains("s3cret") && d.contains("port=5433"), "{d}");
+        let d = describe_target("host=x password='un closed");
+        assert!(!d.contains("un closed"), "{d}");
+        let dbg = format!(
+            "{:?}",
+            crate::config::PostgresSetting("host=h password=s3cret".into())
+        );
+        assert!(!dbg.contains("s3cret"), "{dbg}");
+    }
+}
