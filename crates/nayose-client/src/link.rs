@@ -268,7 +268,13 @@ fn check_output_dir(cfg: &Resolved) -> Result<(), ClientError> {
             "the output path is a directory; name a file inside it (e.g. --output DIR/linked.csv)",
         ));
     }
-    let probe = dir.join(format!(".nayose-write-check-{}", std::process::id()));
+    // Unique per call, not only per process: two runs of one process (the library used by
+    // a service) may check the same directory at once.
+    let probe = dir.join(format!(
+        ".nayose-write-check-{}-{:016x}",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]
@@ -530,6 +536,39 @@ mod tests {
     use crate::progress::NoProgress;
 
     fn assert_send<T: Send>(_: &T) {}
+
+    #[test]
+    fn runs_of_one_process_can_check_one_output_directory_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = ClientConfig {
+            server: Some("127.0.0.1:4433".into()),
+            ca: Some(dir.path().join("ca.pem")),
+            cert: Some(dir.path().join("c.pem")),
+            key: Some(dir.path().join("c.key")),
+            input: Some(dir.path().join("in.csv")),
+            output: Some(dir.path().join("out.csv")),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        // The probe of a run of this process that is checking right now (the name the check
+        // used before, one per process).
+        std::fs::write(
+            dir.path()
+                .join(format!(".nayose-write-check-{}", std::process::id())),
+            "",
+        )
+        .unwrap();
+        let runs: Vec<_> = (0..8)
+            .map(|_| {
+                let cfg = cfg.clone();
+                std::thread::spawn(move || (0..50).try_for_each(|_| check_output_dir(&cfg)))
+            })
+            .collect();
+        for r in runs {
+            r.join().unwrap().unwrap();
+        }
+    }
 
     #[test]
     fn the_run_can_be_spawned() {
