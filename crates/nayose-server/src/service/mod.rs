@@ -301,13 +301,23 @@ impl Server {
             }
         };
         let (quota, audit) = match &config.postgres {
-            None => (
-                QuotaStore::File(Arc::new(QuotaBook::open(
-                    data.quota(),
-                    config.quota_utc_offset_minutes,
-                )?)),
-                AuditStore::File(Arc::new(AuditLog::open(&data, audit_key)?)),
-            ),
+            None => {
+                // A server killed during an atomic write (quota state, audit head, served
+                // epoch) left its temporary file; with the file state this server holds the
+                // data directory alone, so every such file of a process that is gone goes.
+                for dir in [data.state(), data.audit_dir()] {
+                    for p in crate::fsutil::remove_stale_temp_files(&dir)? {
+                        warn!(path = %p.display(), "removed a temporary file of an unfinished write (a server that was killed)");
+                    }
+                }
+                (
+                    QuotaStore::File(Arc::new(QuotaBook::open(
+                        data.quota(),
+                        config.quota_utc_offset_minutes,
+                    )?)),
+                    AuditStore::File(Arc::new(AuditLog::open(&data, audit_key)?)),
+                )
+            }
             Some(pg) => {
                 let st = Arc::new(
                     PgState::open(&pg.0, audit_key, config.quota_utc_offset_minutes).await?,
