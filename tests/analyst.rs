@@ -51,7 +51,7 @@ fn assert_linked_like_truth(rows: &[HashMap<String, String>], truth: &HashMap<St
         let person = truth[&r["患者ID"]].as_str();
         assert_eq!(r["nayose_status"], "linked", "{r:?}");
         let label = r["nayose_group"].as_str();
-        assert!(label.starts_with('g') && label.len() == 33, "{r:?}");
+        assert!(label.starts_with('g') && label.len() == 9, "{r:?}");
         assert_eq!(*label_of.entry(person).or_insert(label), label, "{r:?}");
         assert_eq!(*person_of.entry(label).or_insert(person), person, "{r:?}");
     }

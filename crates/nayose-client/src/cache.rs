@@ -8,13 +8,16 @@
 //!   cache key (16) ‖ o_y (64) ‖ check (8) = SHA-512(key period id ‖ cache key ‖ o_y)\[..8\].
 //!   Appended after each verified batch; on load every record is checked and the file is cut
 //!   back to its last good record (a crash mid-append loses only that batch).
-//! * `table.bin` — the last verified table state. Magic `NAYOSE-STATE-v2\n` (16) ‖ key period
-//!   id (16) ‖ epoch (u32 LE) ‖ entry count N (u64 LE) ‖ N × 36-byte entries (tag ‖ version
-//!   u32 LE ‖ encrypted label) ‖ checksum = SHA-512(every preceding byte)\[..32\]. Written to a
-//!   temporary name, fsynced, renamed. The core also checks its table digest against Info.
-//! * `base.partial` — an unfinished base download. Magic `NAYOSE-BASE-v2\n\0` (16) ‖ key period
-//!   id (16) ‖ epoch (u32 LE) ‖ entries (36 bytes each), appended per chunk; a trailing partial
-//!   entry is cut off on load. A damaged partial base is caught by the digest at its end.
+//! * `table.bin` — the last verified table state, about 11 bytes per entry. Magic
+//!   `NAYOSE-STATE-v3\n` (16) ‖ key period id (16) ‖ epoch (u32 LE) ‖ upsert chain (32) ‖ entry
+//!   count N (u64 LE) ‖ block count B (u64 LE) ‖ B state blocks (`StateBlock::write_to`:
+//!   an entry block and its pad epochs, protocol-spec/table.md §9.5) ‖ checksum =
+//!   SHA-512(every preceding byte)\[..32\]. Written to a temporary name, fsynced, renamed.
+//!   Every block is decoded on load, and the core checks the table digest against Info.
+//! * `base.partial` — an unfinished base download. Magic `NAYOSE-BASE-v3\n\0` (16) ‖ key period
+//!   id (16) ‖ epoch (u32 LE) ‖ entry blocks as received (`EntryBlock::write_to`), appended per
+//!   chunk; a trailing partial block is cut off on load, and every block is decoded before
+//!   use. A damaged partial base is caught by the digest at its end.
 //!
 //! Invariants: a file is used only if its header names the key period of its directory and its
 //! checks pass; otherwise it is deleted and rebuilt. Caches of any other key period are deleted
@@ -28,13 +31,15 @@ use std::path::{Path, PathBuf};
 
 use nayose_oprf::Output;
 use nayose_proto::{Caches, PartialBase};
-use nayose_table::{CLIENT_ENTRY_LEN, ClientEntry, ClientTable, KeyPeriodId};
+use nayose_table::{ClientTable, EntryBlock, KeyPeriodId, StateBlock, UpsertChain};
 use sha2::{Digest, Sha512};
 use zeroize::Zeroizing;
 
 const OPRF_MAGIC: &[u8; 16] = b"NAYOSE-OPRF-v2\n\0";
-const STATE_MAGIC: &[u8; 16] = b"NAYOSE-STATE-v2\n";
-const BASE_MAGIC: &[u8; 16] = b"NAYOSE-BASE-v2\n\0";
+const STATE_MAGIC: &[u8; 16] = b"NAYOSE-STATE-v3\n";
+const BASE_MAGIC: &[u8; 16] = b"NAYOSE-BASE-v3\n\0";
+/// Magic, key period id, epoch, upsert chain, entry count, block count.
+const STATE_HEADER: usize = 16 + 16 + 4 + 32 + 8 + 8;
 const OPRF_RECORD: usize = 16 + 64 + 8;
 
 /// The cache directory of one server and client, or none (caching disabled).
@@ -120,17 +125,6 @@ fn u32_at(b: &[u8], at: usize) -> Option<u32> {
 
 fn u64_at(b: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
-}
-
-fn entries_of(bytes: &[u8]) -> Vec<ClientEntry> {
-    bytes
-        .chunks_exact(CLIENT_ENTRY_LEN)
-        .map(|c| {
-            let mut a = [0u8; CLIENT_ENTRY_LEN];
-            a.copy_from_slice(c);
-            ClientEntry::from_bytes(&a)
-        })
-        .collect()
 }
 
 /// Decodes `oprf.bin` of `kp`: the outputs of its records up to the first damaged one, and the
@@ -261,21 +255,37 @@ impl CacheStore {
         let path = dir.join("table.bin");
         let bytes = std::fs::read(&path).ok()?;
         let parsed = (|| {
-            if bytes.len() < 44 + 32
+            if bytes.len() < STATE_HEADER + 32
                 || &bytes[..16] != STATE_MAGIC
                 || bytes[16..32] != kp.as_bytes()[..]
             {
                 return None;
             }
-            let epoch = u32_at(&bytes, 32)?;
-            let n = usize::try_from(u64_at(&bytes, 36)?).ok()?;
-            let body_end = n.checked_mul(CLIENT_ENTRY_LEN)?.checked_add(44)?;
-            if bytes.len() != body_end + 32
-                || state_checksum(&bytes[..body_end]) != bytes[body_end..]
-            {
+            let body_end = bytes.len() - 32;
+            if state_checksum(&bytes[..body_end]) != bytes[body_end..] {
                 return None;
             }
-            ClientTable::from_entries(kp, epoch, entries_of(&bytes[44..body_end])).ok()
+            let epoch = u32_at(&bytes, 32)?;
+            let mut chain = [0u8; 32];
+            chain.copy_from_slice(&bytes[36..68]);
+            let n = u64_at(&bytes, 68)?;
+            let b = u64_at(&bytes, 76)?;
+            // Each stored block holds at least one entry in at least 26 bytes.
+            if b > (body_end as u64) / 26 {
+                return None;
+            }
+            let mut rest = &bytes[STATE_HEADER..body_end];
+            let mut blocks = Vec::with_capacity(b as usize);
+            for _ in 0..b {
+                let (block, r) = StateBlock::read_from(rest)?;
+                blocks.push(block);
+                rest = r;
+            }
+            if !rest.is_empty() {
+                return None;
+            }
+            let t = ClientTable::from_state_blocks(kp, epoch, UpsertChain(chain), blocks).ok()?;
+            (t.len() as u64 == n).then_some(t)
         })();
         if parsed.is_none() {
             let _ = std::fs::remove_file(&path);
@@ -298,17 +308,26 @@ impl CacheStore {
             return None;
         }
         let epoch = u32_at(&bytes, 32)?;
-        let whole = (bytes.len() - 36) / CLIENT_ENTRY_LEN * CLIENT_ENTRY_LEN;
-        if 36 + whole != bytes.len()
+        let mut blocks = Vec::new();
+        let mut rest = &bytes[36..];
+        while let Some((b, r)) = EntryBlock::read_from(rest) {
+            blocks.push(b);
+            rest = r;
+        }
+        let whole = bytes.len() - rest.len();
+        if whole != bytes.len()
             && let Ok(f) = OpenOptions::new().write(true).open(&path)
         {
-            let _ = f.set_len((36 + whole) as u64);
+            let _ = f.set_len(whole as u64);
         }
-        Some(PartialBase {
-            key_period: kp,
-            epoch,
-            entries: entries_of(&bytes[36..36 + whole]),
-        })
+        match PartialBase::new(kp, epoch, blocks) {
+            Ok(p) => Some(p),
+            Err(_) => {
+                let _ = std::fs::remove_file(&path);
+                notes.push("a partial base download was damaged and was deleted".to_owned());
+                None
+            }
+        }
     }
 
     /// Appends verified outputs to the OPRF cache of `kp`.
@@ -330,37 +349,34 @@ impl CacheStore {
         f.sync_data()
     }
 
-    /// Appends `entries` to the partial base of (kp, epoch) at `offset` (0 starts it anew).
+    /// Appends `block` to the partial base of (kp, epoch) at `offset` (0 starts it anew).
     pub(crate) fn append_partial(
         &self,
         kp: KeyPeriodId,
         epoch: u32,
         offset: u64,
-        entries: &[ClientEntry],
+        block: &EntryBlock,
     ) -> std::io::Result<()> {
         let Some(dir) = self.kp_dir(kp) else {
             return Ok(());
         };
         private_dir(&dir)?;
         let path = dir.join("base.partial");
-        let mut buf = Vec::with_capacity(36 + entries.len() * CLIENT_ENTRY_LEN);
+        let mut buf = Vec::with_capacity(36 + block.encoded_len() + 8);
         let mut f = if offset == 0 {
             buf.extend_from_slice(BASE_MAGIC);
             buf.extend_from_slice(kp.as_bytes());
             buf.extend_from_slice(&epoch.to_le_bytes());
             open_private(&path, false)?
         } else {
-            let len = std::fs::metadata(&path)?.len();
-            if len != 36 + offset * CLIENT_ENTRY_LEN as u64 {
+            if !path.exists() {
                 return Err(std::io::Error::other(
-                    "the partial base on disk does not end where this chunk starts",
+                    "the partial base this chunk continues is gone from the cache directory",
                 ));
             }
             open_private(&path, true)?
         };
-        for e in entries {
-            buf.extend_from_slice(&e.to_bytes());
-        }
+        block.write_to(&mut buf);
         f.write_all(&buf)?;
         f.sync_data()
     }
@@ -378,13 +394,15 @@ impl CacheStore {
             return Ok(());
         };
         private_dir(&dir)?;
-        let mut buf = Vec::with_capacity(44 + table.len() * CLIENT_ENTRY_LEN + 32);
+        let mut buf = Vec::with_capacity(STATE_HEADER + table.len() * 12 + 32);
         buf.extend_from_slice(STATE_MAGIC);
         buf.extend_from_slice(table.key_period().as_bytes());
         buf.extend_from_slice(&table.epoch().to_le_bytes());
+        buf.extend_from_slice(&table.chain().0);
         buf.extend_from_slice(&(table.len() as u64).to_le_bytes());
-        for e in table.entries() {
-            buf.extend_from_slice(&e.to_bytes());
+        buf.extend_from_slice(&(table.blocks().len() as u64).to_le_bytes());
+        for b in table.blocks() {
+            b.write_to(&mut buf);
         }
         let sum = state_checksum(&buf);
         buf.extend_from_slice(&sum);
@@ -424,12 +442,12 @@ mod tests {
         KeyPeriodId::new(n, &[n as u8; 32])
     }
 
-    fn entry(b: u8, v: u32) -> ClientEntry {
-        ClientEntry {
-            tag: Tag([b; 16]),
-            version: v,
-            label: EncryptedLabel([b ^ 0xff; 16]),
-        }
+    fn block(tags: &[u8]) -> EntryBlock {
+        let e: Vec<_> = tags
+            .iter()
+            .map(|b| (Tag([*b; 9]), EncryptedLabel([b ^ 0xff; 4])))
+            .collect();
+        EntryBlock::encode(&e).unwrap()
     }
 
     #[test]
@@ -443,15 +461,25 @@ mod tests {
         store
             .save_oprf(k, &[([3; 16], Output::from_bytes([4; 64]))])
             .unwrap();
-        store.append_partial(k, 5, 0, &[entry(1, 1)]).unwrap();
-        store.append_partial(k, 5, 1, &[entry(2, 5)]).unwrap();
-        assert!(store.append_partial(k, 5, 7, &[entry(3, 5)]).is_err());
+        store.append_partial(k, 5, 0, &block(&[1, 2])).unwrap();
+        store.append_partial(k, 5, 2, &block(&[3])).unwrap();
+        // A block cut short by a crash is dropped on load.
+        let kd = dir.path().join("server.example/hospital-a").join(kp_hex(k));
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(kd.join("base.partial"))
+            .unwrap();
+        f.write_all(&[7, 0, 0]).unwrap();
         let (c, notes) = store.load(k);
         assert!(notes.is_empty(), "{notes:?}");
         assert_eq!(c.oprf.len(), 2);
         assert_eq!(c.oprf[&[3u8; 16]].as_bytes(), &[4u8; 64]);
-        assert_eq!(c.partial.unwrap().entries, vec![entry(1, 1), entry(2, 5)]);
-        let t = ClientTable::from_entries(k, 5, vec![entry(1, 1), entry(2, 5)]).unwrap();
+        let p = c.partial.unwrap();
+        assert_eq!((p.len(), p.blocks().len()), (3, 2));
+        let chain = UpsertChain::first(k, 5);
+        let mut t = ClientTable::from_base(k, 5, chain, vec![block(&[1, 2]), block(&[3])]).unwrap();
+        t.apply_delta(6, &[Tag([2; 9])], &[(Tag([4; 9]), EncryptedLabel([1; 4]))])
+            .unwrap();
         store.save_table(&t).unwrap();
         let (c, _) = store.load(k);
         assert_eq!(c.table.unwrap(), t);
@@ -461,7 +489,6 @@ mod tests {
         );
 
         // Damage: flip a byte of the state and of the second OPRF record.
-        let kd = dir.path().join("server.example/hospital-a").join(kp_hex(k));
         let mut b = std::fs::read(kd.join("table.bin")).unwrap();
         b[50] ^= 1;
         std::fs::write(kd.join("table.bin"), b).unwrap();

@@ -67,7 +67,7 @@ impl FromStr for Encoding {
 ///
 /// A pivot table or a COUNTIF over `nayose_group` puts every empty cell in one bucket, as if all
 /// not-found and invalid rows were one person. [`UnlinkedGroup::Line`] gives each of them a
-/// value of its own instead, one that cannot be taken for a label (labels are `g` + 32 hex
+/// value of its own instead, one that cannot be taken for a label (labels are `g` + 8 hex
 /// digits) nor for a number or a formula by a spreadsheet (it starts with a letter).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub enum UnlinkedGroup {

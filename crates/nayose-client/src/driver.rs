@@ -159,13 +159,13 @@ pub(crate) async fn drive(
                     key_period,
                     epoch,
                     offset,
-                    entries,
+                    block,
                 } => {
-                    session.stats.entries_received += entries.len() as u64;
+                    session.stats.entries_received += u64::from(block.count);
                     store
-                        .append_partial(key_period, epoch, offset, &entries)
+                        .append_partial(key_period, epoch, offset, &block)
                         .map_err(|e| cache_io("partial base download", e))?;
-                    progress.advance(Phase::Fetch, entries.len() as u64);
+                    progress.advance(Phase::Fetch, u64::from(block.count));
                 }
                 Action::DiscardPartialBase { key_period } => store.discard_partial(key_period),
                 Action::SaveTable { table } => {

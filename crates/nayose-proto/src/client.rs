@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use nayose_oprf::{ClientBatch, Mode, Output, PublicKey};
 use nayose_table::{
-    ClientEntry, ClientId, ClientTable, DST_CACHE_KEY, DeltaCounts, EncryptedLabel, KeyPeriodId,
-    Matches, TableDigest, Tag, match_outputs,
+    ClientId, ClientTable, DST_CACHE_KEY, DeltaCounts, EncryptedLabel, EntryBlock, KeyPeriodId,
+    LABEL_LEN, Matches, TableDigest, TableError, Tag, UpsertChain, match_outputs,
 };
 use nayose_wire::{
     ElementBatch, ErrorCode, ErrorResponse, EvaluateRequest, FetchBaseRequest, FetchDeltaRequest,
@@ -63,15 +63,78 @@ impl Default for LinkConfig {
     }
 }
 
-/// A base download that has not finished yet.
+/// A base download that has not finished yet: the entry blocks received so far, in table
+/// order. Made only through [`PartialBase::new`], which decodes every block, so its blocks are
+/// sound and ascending.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PartialBase {
+    key_period: KeyPeriodId,
+    epoch: u32,
+    entries: u64,
+    last: Option<Tag>,
+    blocks: Vec<EntryBlock>,
+}
+
+impl PartialBase {
+    /// A partial base of (`key_period`, `epoch`) from `blocks` (e.g. loaded from disk); fails if
+    /// a block does not decode or the tags do not ascend across blocks.
+    pub fn new(
+        key_period: KeyPeriodId,
+        epoch: u32,
+        blocks: Vec<EntryBlock>,
+    ) -> Result<Self, TableError> {
+        let mut p = PartialBase {
+            key_period,
+            epoch,
+            entries: 0,
+            last: None,
+            blocks: Vec::with_capacity(blocks.len()),
+        };
+        let mut tags = Vec::new();
+        for b in blocks {
+            p.push(b, &mut tags)?;
+        }
+        Ok(p)
+    }
+
+    fn push(&mut self, block: EntryBlock, tags: &mut Vec<Tag>) -> Result<(), TableError> {
+        block.decode_tags(self.entries, tags)?;
+        if self.last.is_some_and(|l| l >= tags[0]) {
+            return Err(TableError::NotAscending {
+                index: self.entries,
+                tag: tags[0].to_string(),
+            });
+        }
+        self.last = tags.last().copied();
+        self.entries += tags.len() as u64;
+        self.blocks.push(block);
+        Ok(())
+    }
+
     /// Its key period.
-    pub key_period: KeyPeriodId,
+    pub fn key_period(&self) -> KeyPeriodId {
+        self.key_period
+    }
+
     /// The epoch whose base it is.
-    pub epoch: u32,
-    /// The entries received so far, in table order.
-    pub entries: Vec<ClientEntry>,
+    pub fn epoch(&self) -> u32 {
+        self.epoch
+    }
+
+    /// Entries received so far.
+    pub fn len(&self) -> u64 {
+        self.entries
+    }
+
+    /// Whether no entry has arrived yet.
+    pub fn is_empty(&self) -> bool {
+        self.entries == 0
+    }
+
+    /// The blocks received so far.
+    pub fn blocks(&self) -> &[EntryBlock] {
+        &self.blocks
+    }
 }
 
 /// What the driver loaded for one key period (each part already checked against its own
@@ -93,7 +156,7 @@ impl fmt::Debug for Caches {
             .field("table_epoch", &self.table.as_ref().map(ClientTable::epoch))
             .field(
                 "partial_entries",
-                &self.partial.as_ref().map(|p| p.entries.len()),
+                &self.partial.as_ref().map(PartialBase::len),
             )
             .finish()
     }
@@ -180,17 +243,17 @@ pub enum Action {
         /// Cache key → output.
         entries: Vec<([u8; 16], Output)>,
     },
-    /// Append these entries to the partial base of (key period, epoch) at `offset` (0: start a
-    /// new partial base, replacing any other).
+    /// Append this entry block to the partial base of (key period, epoch) at `offset` (0: start
+    /// a new partial base, replacing any other).
     AppendPartialBase {
         /// The key period.
         key_period: KeyPeriodId,
         /// The base's epoch.
         epoch: u32,
-        /// Index of the first entry.
+        /// Index of the block's first entry.
         offset: u64,
-        /// The entries.
-        entries: Vec<ClientEntry>,
+        /// The block (decoded and checked by the core).
+        block: EntryBlock,
     },
     /// Delete the partial base of the key period.
     DiscardPartialBase {
@@ -223,10 +286,8 @@ impl fmt::Debug for Action {
             Action::Send { id, request } => write!(f, "Send({id}, {})", request.name()),
             Action::LoadCaches { .. } => f.write_str("LoadCaches"),
             Action::SaveOprf { entries, .. } => write!(f, "SaveOprf({})", entries.len()),
-            Action::AppendPartialBase {
-                offset, entries, ..
-            } => {
-                write!(f, "AppendPartialBase({offset}, {})", entries.len())
+            Action::AppendPartialBase { offset, block, .. } => {
+                write!(f, "AppendPartialBase({offset}, {})", block.count)
             }
             Action::DiscardPartialBase { .. } => f.write_str("DiscardPartialBase"),
             Action::SaveTable { table } => write!(f, "SaveTable(epoch {})", table.epoch()),
@@ -465,10 +526,10 @@ impl LinkCore {
                     .chain(self.in_flight.values().map(|(i, _)| i.len()))
                     .sum::<usize>() as u64,
             ),
-            Phase::Base(b) => self.info.as_ref().map(|i| {
-                i.table_entries
-                    .saturating_sub(b.partial.entries.len() as u64)
-            }),
+            Phase::Base(b) => self
+                .info
+                .as_ref()
+                .map(|i| i.table_entries.saturating_sub(b.partial.len())),
             _ => None,
         }
     }
@@ -499,15 +560,9 @@ impl LinkCore {
             }
         }
         self.table = caches.table.filter(|t| t.key_period() == kp);
-        // A partial base from disk must be in table order with versions of its epoch; anything
-        // else is damage and is discarded (it would otherwise fail the digest at the end).
-        let sound = |p: &PartialBase| {
-            p.key_period == kp
-                && p.entries.windows(2).all(|w| w[0].tag < w[1].tag)
-                && p.entries
-                    .iter()
-                    .all(|e| e.version >= 1 && e.version <= p.epoch)
-        };
+        // A partial base from disk is sound by construction (PartialBase::new decoded it); one
+        // of another key period is discarded.
+        let sound = |p: &PartialBase| p.key_period == kp;
         match caches.partial {
             Some(p) if sound(&p) => self.partial = Some(p),
             Some(_) => self
@@ -576,7 +631,7 @@ impl LinkCore {
         let req = Request::FetchBase(FetchBaseRequest {
             key_period: wire_kp(partial.key_period),
             epoch: partial.epoch,
-            offset: partial.entries.len() as u64,
+            offset: partial.len(),
         });
         let a = self.send(req);
         if let Action::Send { id, .. } = &a {
@@ -655,56 +710,51 @@ impl LinkCore {
                 if b.id != id || c.epoch != b.partial.epoch {
                     return Err(violation("BaseChunk for another epoch or request"));
                 }
-                if c.offset != b.partial.entries.len() as u64 || c.total != info_entries {
+                if c.offset != b.partial.len() || c.total != info_entries {
                     return Err(violation(format!(
                         "BaseChunk at offset {} (expected {}) of {} entries (Info said {})",
                         c.offset,
-                        b.partial.entries.len(),
+                        b.partial.len(),
                         c.total,
                         info_entries
                     )));
                 }
-                let mut last = b.partial.entries.last().map(|e| e.tag);
-                let mut add = Vec::with_capacity(c.entries.len());
-                for e in c.entries.as_slice() {
-                    let tag = Tag(e.tag.0);
-                    if last.is_some_and(|l| l >= tag) {
-                        return Err(violation("BaseChunk tags are not strictly ascending"));
-                    }
-                    if e.version == 0 || e.version > b.partial.epoch {
-                        return Err(violation(format!(
-                            "BaseChunk entry version {} outside 1..={}",
-                            e.version, b.partial.epoch
-                        )));
-                    }
-                    last = Some(tag);
-                    add.push(ClientEntry {
-                        tag,
-                        version: e.version,
-                        label: EncryptedLabel(e.label.0),
-                    });
+                let mut labels = Vec::with_capacity(c.labels.len() * LABEL_LEN);
+                for l in c.labels.as_slice() {
+                    labels.extend_from_slice(&l.0);
                 }
-                let offset = b.partial.entries.len() as u64;
-                b.partial.entries.extend_from_slice(&add);
+                let block = EntryBlock {
+                    count: c.labels.len() as u32,
+                    rice: c.rice,
+                    first: Tag(c.first_tag.0),
+                    gaps: c.gaps.into_vec(),
+                    labels,
+                };
+                let offset = b.partial.len();
+                let mut tags = Vec::new();
+                b.partial
+                    .push(block.clone(), &mut tags)
+                    .map_err(|e| violation(format!("BaseChunk: {e}")))?;
                 let (key_period, epoch) = (b.partial.key_period, b.partial.epoch);
                 self.actions.push_back(Action::AppendPartialBase {
                     key_period,
                     epoch,
                     offset,
-                    entries: add,
+                    block,
                 });
                 Ok(())
             }
             Response::BaseEnd(end) => {
+                let chain = UpsertChain(self.info()?.upsert_chain.0);
                 let Phase::Base(b) = std::mem::replace(&mut self.phase, Phase::Finished) else {
                     return Err(violation("BaseEnd outside a base download"));
                 };
-                if end.epoch != b.partial.epoch || end.total != b.partial.entries.len() as u64 {
+                if end.epoch != b.partial.epoch || end.total != b.partial.len() {
                     return Err(violation("BaseEnd does not match the chunks received"));
                 }
                 let epoch = b.partial.epoch;
                 let table =
-                    ClientTable::from_entries(b.partial.key_period, epoch, b.partial.entries)
+                    ClientTable::from_base(b.partial.key_period, epoch, chain, b.partial.blocks)
                         .map_err(|e| violation(e.to_string()))?;
                 self.partial = None;
                 self.verify(
@@ -995,11 +1045,13 @@ impl LinkCore {
                 PartialBase {
                     key_period: kp,
                     epoch: c,
-                    entries: Vec::new(),
+                    entries: 0,
+                    last: None,
+                    blocks: Vec::new(),
                 }
             }
         };
-        let resumed = partial.entries.len() as u64;
+        let resumed = partial.len();
         self.base_request(partial, resumed);
     }
 
@@ -1043,6 +1095,7 @@ impl LinkCore {
         let info = self.info()?.clone();
         let ok = table.epoch() == info.epoch
             && table.len() as u64 == info.table_entries
+            && table.chain().0 == info.upsert_chain.0
             && table.digest() == TableDigest(info.table_digest.0);
         if ok {
             self.actions.push_back(Action::SaveTable {

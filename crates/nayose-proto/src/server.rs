@@ -59,6 +59,8 @@ pub struct Current {
     pub entries: u64,
     /// The current table digest.
     pub digest: [u8; 32],
+    /// The current epoch's upsert chain.
+    pub chain: [u8; 32],
     /// The least epoch a FetchDelta may start from.
     pub oldest_delta_base: u32,
     /// Every epoch below `epoch` a FetchDelta may start from (the previous epochs of the kept
@@ -187,6 +189,7 @@ pub fn decide(client: &str, standing: Standing, request: &Request, cur: &Current
             epoch: cur.epoch,
             table_entries: cur.entries,
             table_digest: TableDigest(cur.digest),
+            upsert_chain: nayose_wire::UpsertChain(cur.chain),
             oldest_delta_base: cur.oldest_delta_base,
             max_batch: cur.max_batch,
             quota_left_today: quota.left_today,
@@ -341,6 +344,7 @@ mod tests {
             epoch: 12,
             entries: 1000,
             digest: [2u8; 32],
+            chain: [3u8; 32],
             oldest_delta_base: 9,
             delta_bases: vec![9, 10, 11],
             max_batch: 8,

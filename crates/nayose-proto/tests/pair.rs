@@ -215,7 +215,7 @@ fn a_base_download_resumes_at_its_offset_after_a_transit_failure_and_after_a_cra
             .unwrap()
             .is_none()
     );
-    let held_partial = disk.partial.as_ref().map_or(0, |p| p.entries.len());
+    let held_partial = disk.partial.as_ref().map_or(0, |p| p.len());
     assert_eq!(held_partial, 32, "8 chunks of 4 entries persisted");
     let evaluations = server.evaluations;
     let (r, _) = link(&mut server, &mut disk, &seeds, 2);
@@ -267,10 +267,13 @@ fn a_damaged_cached_state_is_replaced_by_a_base() {
     let seeds = held();
     // Drop one entry from the cached state: it no longer matches the digest.
     let t = disk.table.take().unwrap();
-    let mut entries = t.entries().to_vec();
+    let mut entries: Vec<_> = t.entries().iter().map(|e| (e.tag, e.label)).collect();
     entries.remove(10);
-    disk.table =
-        Some(nayose_table::ClientTable::from_entries(t.key_period(), t.epoch(), entries).unwrap());
+    let block = nayose_table::EntryBlock::encode(&entries).unwrap();
+    disk.table = Some(
+        nayose_table::ClientTable::from_base(t.key_period(), t.epoch(), t.chain(), vec![block])
+            .unwrap(),
+    );
     let (r, _) = link(&mut server, &mut disk, &seeds, 2);
     assert!(matches!(r.sync, SyncKind::Base { .. }));
     assert_labels(&server, &c, &seeds, &r);
@@ -395,12 +398,22 @@ fn a_damaged_partial_base_is_downloaded_again_once() {
     );
     // Damage a tag in the persisted part so that the order still holds: only the digest at the
     // end can see it.
-    let p = disk.partial.as_mut().unwrap();
-    assert!(p.entries.len() >= 8);
-    let mut t = p.entries[4].tag;
-    t.0[15] = t.0[15].wrapping_add(1);
-    assert!(t > p.entries[4].tag && t < p.entries[5].tag);
-    p.entries[4].tag = t;
+    let p = disk.partial.take().unwrap();
+    assert!(p.len() >= 8);
+    let mut blocks = p.blocks().to_vec();
+    // The first tag of the second block, moved up by one: still ascending, still decodes.
+    let mut tags = Vec::new();
+    blocks[1].decode_tags(0, &mut tags).unwrap();
+    let mut t = blocks[1].first;
+    t.0[8] = t.0[8].wrapping_add(1);
+    assert!(t > blocks[1].first && (tags.len() < 2 || t < tags[1]));
+    let entries: Vec<_> = tags
+        .iter()
+        .enumerate()
+        .map(|(i, x)| (if i == 0 { t } else { *x }, blocks[1].label(i)))
+        .collect();
+    blocks[1] = nayose_table::EntryBlock::encode(&entries).unwrap();
+    disk.partial = Some(nayose_proto::PartialBase::new(p.key_period(), p.epoch(), blocks).unwrap());
     let (r, _) = link(&mut server, &mut disk, &seeds, 3);
     assert!(
         matches!(

@@ -43,8 +43,9 @@ use std::path::Path;
 use nayose_mmap::{MapError, VerifiedMap};
 use nayose_oprf::ServerKey;
 use nayose_table::{
-    ClientEntry, ClientId, KeyPeriodId, LABEL_KEY_LEN, LabelKey, LabelMasterKey, RECORD_LEN,
-    RecordTable, TAG_LEN, TableDigest, TableEntry, Tag, encrypt_entry,
+    ClientId, EntryBlock, KeyPeriodId, LABEL_KEY_LEN, Label, LabelKey, LabelMasterKey,
+    LabelPermutation, RECORD_LEN, RECORD_TAG_LEN, RecordTable, TAG_LEN, TableDigest, TableEntry,
+    Tag, UpsertChain, encrypt_entry,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -59,13 +60,13 @@ use crate::layout::{
 };
 
 /// First 16 bytes of `table.bin`.
-pub(crate) const TABLE_MAGIC: &[u8; 16] = b"nayose-table-v2\n";
+pub(crate) const TABLE_MAGIC: &[u8; 16] = b"nayose-table-v3\n";
 /// First 16 bytes of `persons.bin`.
 pub(crate) const PERSONS_MAGIC: &[u8; 16] = b"nayose-persons1\n";
 /// First 16 bytes of `index.bin`.
 pub(crate) const INDEX_MAGIC: &[u8; 16] = b"nayose-index-v3\n";
 /// First 16 bytes of a delta file.
-pub(crate) const DELTA_MAGIC: &[u8; 16] = b"nayose-delta-v2\n";
+pub(crate) const DELTA_MAGIC: &[u8; 16] = b"nayose-delta-v3\n";
 /// Longest person id accepted, in bytes.
 pub(crate) const MAX_PERSON_ID_LEN: usize = 1024;
 /// Bytes of a delta file before the lists.
@@ -104,6 +105,8 @@ pub struct Manifest {
     pub relabelled: u64,
     /// The table digest (table.md §9.4), 64 lowercase hex digits.
     pub digest: String,
+    /// The upsert chain of this epoch (table.md §9.4), 64 lowercase hex digits.
+    pub upsert_chain: String,
     /// SHA-256 of `table.bin`, hex.
     pub table_sha256: String,
     /// SHA-256 of `persons.bin`, hex.
@@ -480,12 +483,15 @@ pub(crate) fn decode_index<'a>(
     Ok(NumberIndex { entries })
 }
 
-/// One upsert of a delta as stored: tag, label key, person id.
+/// One upsert of a delta as stored: tag, label key, person serial.
 pub(crate) struct StoredUpsert {
     pub(crate) tag: Tag,
     pub(crate) label_key: LabelKey,
-    pub(crate) person: Box<[u8]>,
+    pub(crate) person: u32,
 }
+
+/// Bytes of one stored upsert: tag, label key, person serial (u32 LE).
+const STORED_UPSERT_LEN: usize = TAG_LEN + LABEL_KEY_LEN + 4;
 
 /// A parsed delta file.
 pub(crate) struct Delta {
@@ -496,14 +502,14 @@ pub(crate) struct Delta {
     pub(crate) upserts: Vec<StoredUpsert>,
 }
 
-/// Encodes a delta file (the lists must already be ascending by tag); each upsert is its
-/// 56-byte table record (tag and label key are taken from it) and its person id.
+/// Encodes a delta file (the lists must already be ascending by tag); each upsert is given as
+/// its 56-byte table record (tag, label key and person serial are taken from it).
 pub(crate) fn encode_delta(
     key_period: KeyPeriodId,
     epoch: u32,
     previous: u32,
     removed: &[Tag],
-    upserts: &[(&[u8], &[u8])],
+    upserts: &[&[u8]],
 ) -> Zeroizing<Vec<u8>> {
     let mut out = Zeroizing::new(Vec::new());
     out.extend_from_slice(DELTA_MAGIC);
@@ -515,11 +521,10 @@ pub(crate) fn encode_delta(
     for t in removed {
         out.extend_from_slice(t.as_bytes());
     }
-    for (record, p) in upserts {
-        // A record starts with tag (16) || label_key (32).
-        out.extend_from_slice(&record[..TAG_LEN + 32]);
-        out.extend_from_slice(&(p.len() as u16).to_le_bytes());
-        out.extend_from_slice(p);
+    for record in upserts {
+        // A record is tag (9) || 0^7 || label_key (32) || person serial (4) || version (4).
+        out.extend_from_slice(&record[..TAG_LEN]);
+        out.extend_from_slice(&record[RECORD_TAG_LEN..RECORD_TAG_LEN + LABEL_KEY_LEN + 4]);
     }
     let sum = Sha256::digest(out.as_slice());
     out.extend_from_slice(sum.as_slice());
@@ -558,7 +563,10 @@ pub(crate) fn decode_delta(what: &str, path: &Path, bytes: &[u8]) -> Result<Delt
         removed.push(Tag(*t));
         rest = tail;
     }
-    let mut upserts = Vec::with_capacity((u as usize).min(rest.len() / 50));
+    if (rest.len() as u64) != u.saturating_mul(STORED_UPSERT_LEN as u64) {
+        return Err(bad("the upsert list's length does not match its count"));
+    }
+    let mut upserts = Vec::with_capacity(u as usize);
     for _ in 0..u {
         let Some((t, tail)) = rest.split_first_chunk::<TAG_LEN>() else {
             return Err(bad("truncated upsert"));
@@ -566,16 +574,13 @@ pub(crate) fn decode_delta(what: &str, path: &Path, bytes: &[u8]) -> Result<Delt
         let Some((k, tail)) = tail.split_first_chunk::<LABEL_KEY_LEN>() else {
             return Err(bad("truncated upsert"));
         };
-        let Some((len, tail)) = tail.split_first_chunk::<2>() else {
-            return Err(bad("truncated upsert"));
-        };
-        let Some((p, tail)) = tail.split_at_checked(u16::from_le_bytes(*len) as usize) else {
+        let Some((p, tail)) = tail.split_first_chunk::<4>() else {
             return Err(bad("truncated upsert"));
         };
         upserts.push(StoredUpsert {
             tag: Tag(*t),
             label_key: LabelKey::from_bytes(k),
-            person: Box::from(p),
+            person: u32::from_le_bytes(*p),
         });
         rest = tail;
     }
@@ -670,10 +675,9 @@ pub(crate) struct Epoch {
     kp: KeyPeriod,
     /// `table.bin`, mapped: header and records (checked at load).
     table: VerifiedMap,
-    /// `persons.bin`, mapped (checked at load).
-    persons: VerifiedMap,
     person_count: u32,
     digest: TableDigest,
+    chain: UpsertChain,
     /// The kept deltas of the chain, ascending by epoch; the first one's `previous` is
     /// `oldest_delta_base`.
     deltas: Vec<DeltaHandle>,
@@ -736,11 +740,20 @@ impl Epoch {
             ));
         }
         let ppath = dir.join(PERSONS);
+        // The person list is checked, then unmapped: serving needs only the serials in the
+        // records, so person ids never sit in the serving process.
         let persons = map_epoch_file(data, number, PERSONS, &m.persons_sha256)?;
         PersonsView::new(dir_name, &ppath, persons.bytes(), m.persons)?;
+        drop(persons);
         let rt = RecordTable::new(kp.id, number, m.persons, &table.bytes()[16..])
             .map_err(|e| corrupt(dir_name, &tpath, e.to_string()))?;
-        let digest = rt.digest();
+        let chain = UpsertChain(hex_array::<32>(
+            dir_name,
+            &mpath,
+            "upsert_chain",
+            &m.upsert_chain,
+        )?);
+        let digest = rt.digest(&chain);
         if digest.to_string() != m.digest {
             return Err(corrupt(
                 dir_name,
@@ -804,9 +817,9 @@ impl Epoch {
             dir_name: dir_name.to_string(),
             kp,
             table,
-            persons,
             person_count: m.persons,
             digest,
+            chain,
             deltas,
         })
     }
@@ -864,18 +877,6 @@ impl Epoch {
         &self.table.bytes()[16..]
     }
 
-    /// The person list. Its offsets were checked at load and the mapped file never changes,
-    /// so only the header is split here (no pass over the offsets per request).
-    fn person_ids(&self) -> Result<PersonsView<'_>, ServerError> {
-        PersonsView::split(self.persons.bytes()).ok_or_else(|| {
-            corrupt(
-                &self.dir_name,
-                self.persons.path(),
-                "the person list changed after it was checked",
-            )
-        })
-    }
-
     /// Number of entries.
     pub(crate) fn len(&self) -> usize {
         self.records().len() / RECORD_LEN
@@ -886,45 +887,28 @@ impl Epoch {
         self.person_count as usize
     }
 
-    /// Base entries `range` (clamped to the table) as `client` receives them: tag, version,
-    /// label encrypted under the versioned pad; in parallel for long ranges.
-    pub(crate) fn base_entries(
+    /// The upsert chain of this epoch.
+    pub(crate) fn chain(&self) -> UpsertChain {
+        self.chain
+    }
+
+    /// The base entries `range` (clamped to the table; at most 65,536) as one entry block for
+    /// `client`: labels of the person serials, encrypted under the pad of this epoch.
+    pub(crate) fn base_block(
         &self,
         range: std::ops::Range<usize>,
         client: &ClientId,
-    ) -> Result<Vec<nayose_wire::BaseEntry>, ServerError> {
+    ) -> Result<EntryBlock, ServerError> {
         let range = range.start.min(self.len())..range.end.min(self.len());
-        // The records were checked by RecordTable::new at load and never change.
-        let records = self.records();
-        let persons = self.person_ids()?;
-        let one = |i: usize| -> ClientEntry {
-            let e = TableEntry::from_record(&records[i * RECORD_LEN..(i + 1) * RECORD_LEN])
-                .unwrap_or_else(|_| unreachable!("a record slice is RECORD_LEN bytes"));
-            encrypt_entry(
-                &e,
-                client,
-                self.kp.id,
-                &self.kp.master,
-                persons.get(e.person as usize),
-            )
-        };
-        use rayon::prelude::*;
-        let entries: Vec<ClientEntry> = if range.len() < 4096 {
-            range.map(one).collect()
-        } else {
-            range.into_par_iter().map(one).collect()
-        };
-        Ok(entries
-            .into_iter()
-            .map(|c| nayose_wire::BaseEntry {
-                tag: nayose_wire::Tag(c.tag.0),
-                version: c.version,
-                label: nayose_wire::EncryptedLabel(c.label.0),
-            })
-            .collect())
+        // The records were checked by RecordTable::new at load and the map never changes.
+        let rt = RecordTable::checked_at_load(self.kp.id, self.number, self.records())
+            .map_err(|e| ServerError::Internal(format!("the loaded table changed: {e}")))?;
+        let perm = LabelPermutation::new(&self.kp.master, client);
+        rt.base_block(range, client, &perm)
+            .map_err(|e| ServerError::Internal(format!("cannot make a base chunk: {e}")))
     }
 
-    /// Upserts of `delta` as `client` receives them (version = the delta's epoch).
+    /// Upserts of `delta` as `client` receives them (pad epoch = the delta's epoch).
     pub(crate) fn delta_upserts(
         &self,
         delta: &Delta,
@@ -932,17 +916,19 @@ impl Epoch {
         client: &ClientId,
     ) -> Vec<nayose_wire::Entry> {
         use rayon::prelude::*;
+        let perm = LabelPermutation::new(&self.kp.master, client);
         let one = |u: &StoredUpsert| {
             let e = TableEntry {
                 tag: u.tag,
                 label_key: u.label_key.clone(),
-                person: 0,
+                person: u.person,
                 version: delta.epoch,
             };
-            let c = encrypt_entry(&e, client, self.kp.id, &self.kp.master, &u.person);
+            let label: Label = perm.label(u.person);
+            let c = encrypt_entry(&e, client, self.kp.id, delta.epoch, &label);
             nayose_wire::Entry {
-                tag: nayose_wire::Tag(c.tag.0),
-                label: nayose_wire::EncryptedLabel(c.label.0),
+                tag: nayose_wire::Tag(e.tag.0),
+                label: nayose_wire::EncryptedLabel(c.0),
             }
         };
         let items = &delta.upserts[range];

@@ -604,7 +604,10 @@ fn a_delta_file_other_than_the_one_its_epoch_was_built_with_is_refused() {
     let mut a = registry_rows(30, 0);
     a[0].person = "moved-A".into();
     let mut b = registry_rows(30, 0);
-    b[0].person = "moved-B".into();
+    // (Persons are stored by serial: a new person in each directory would get the same next
+    // serial, so B moves the number to an existing person instead.)
+    b[0].person = b[b.len() - 1].person.clone();
+    assert_ne!(b[0].person, a[0].person);
     write_registry(&reg, &a);
     assert_eq!(build(&data, &reg).epoch_number, 2);
     write_registry(&reg, &b);

@@ -70,9 +70,9 @@ fn fetch_base_frame(i: &InfoResponse) -> Vec<u8> {
     .unwrap()
 }
 
-/// Sends a FetchBase, checks that the server started streaming it (the first frame's header
-/// announces a BaseChunk, far longer than any Error), and reads nothing more; the streams are
-/// returned to keep them open.
+/// Sends a FetchBase, checks that the server started streaming it (the first frame is a
+/// BaseChunk, message type 2, not an Error), and reads nothing more; the streams are returned
+/// to keep them open.
 async fn stalled_download(
     conn: &quinn::Connection,
     i: &InfoResponse,
@@ -80,13 +80,14 @@ async fn stalled_download(
     let (mut send, mut recv) = conn.open_bi().await.unwrap();
     send.write_all(&fetch_base_frame(i)).await.unwrap();
     send.finish().unwrap();
-    let mut hdr = [0u8; 4];
+    let mut hdr = [0u8; 8];
     tokio::time::timeout(STEP, recv.read_exact(&mut hdr))
         .await
         .unwrap()
         .unwrap();
-    assert!(
-        u32::from_le_bytes(hdr) > 4096,
+    assert_eq!(
+        u32::from_le_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]),
+        2,
         "the download was admitted and streams a BaseChunk"
     );
     (send, recv)

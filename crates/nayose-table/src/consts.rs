@@ -5,10 +5,13 @@
 
 /// Length of an OPRF output `o_y` (RFC 9497 ristretto255-SHA512 `Finalize`).
 pub const OPRF_OUTPUT_LEN: usize = 64;
-/// Tag length in bytes.
-pub const TAG_LEN: usize = 16;
-/// Label and encrypted-label length in bytes.
-pub const LABEL_LEN: usize = 16;
+/// Tag length in bytes (72 bits; table.md §12 gives the collision bounds).
+pub const TAG_LEN: usize = 9;
+/// Label and encrypted-label length in bytes: a label is a per-client permutation of a 32-bit
+/// person serial (table.md §3.2).
+pub const LABEL_LEN: usize = 4;
+/// Length of the tag field of a server-local record: the tag, then zero bytes (table.md §14).
+pub const RECORD_TAG_LEN: usize = 16;
 /// Label-key length in bytes.
 pub const LABEL_KEY_LEN: usize = 32;
 /// Length of the label master key K_L.
@@ -21,10 +24,13 @@ pub const KEY_PERIOD_ID_LEN: usize = 16;
 pub const TABLE_DIGEST_LEN: usize = 32;
 /// Longest client id in bytes (shortest: 1).
 pub const CLIENT_ID_MAX_LEN: usize = 64;
-/// Length of a server-local record: tag, label key, person index (u32 LE), version (u32 LE).
-pub const RECORD_LEN: usize = TAG_LEN + LABEL_KEY_LEN + 4 + 4;
-/// Length of one client-side table entry: tag, version (u32 LE), encrypted label.
-pub const CLIENT_ENTRY_LEN: usize = TAG_LEN + 4 + LABEL_LEN;
+/// Length of a server-local record: tag field (16), label key, person serial (u32 LE),
+/// version (u32 LE).
+pub const RECORD_LEN: usize = RECORD_TAG_LEN + LABEL_KEY_LEN + 4 + 4;
+/// Most entries in one entry block (a base chunk on the wire, a block of the client's state).
+pub const MAX_BLOCK_ENTRIES: usize = 65_536;
+/// Largest Rice parameter of an entry block (tags are 72-bit numbers).
+pub const MAX_RICE_PARAMETER: u8 = 71;
 /// The letter before the hex digits of a label's text form.
 pub const LABEL_TEXT_PREFIX: char = 'g';
 
@@ -32,7 +38,7 @@ pub const LABEL_TEXT_PREFIX: char = 'g';
 pub const DST_TAG: &[u8] = b"nayose/2 tag";
 /// DST of the label-key derivation.
 pub const DST_LABEL_KEY: &[u8] = b"nayose/2 label key";
-/// DST of the per-client label PRF.
+/// DST of the per-client key of the label permutation.
 pub const DST_LABEL: &[u8] = b"nayose/2 label";
 /// DST of the versioned label pad.
 pub const DST_LABEL_PAD: &[u8] = b"nayose/2 label pad";
@@ -42,5 +48,11 @@ pub const DST_LABEL_MASTER_KEY_ID: &[u8] = b"nayose/2 label master key id";
 pub const DST_KEY_PERIOD_ID: &[u8] = b"nayose/2 key period id";
 /// DST of the table digest.
 pub const DST_TABLE_DIGEST: &[u8] = b"nayose/2 table digest";
+/// DST of the upsert chain.
+pub const DST_UPSERT_CHAIN: &[u8] = b"nayose/2 upsert chain";
+/// Length of an upsert-chain value.
+pub const UPSERT_CHAIN_LEN: usize = 32;
+/// Rounds of the label permutation's Feistel network.
+pub const LABEL_PERMUTATION_ROUNDS: u8 = 10;
 /// DST of the client's OPRF-cache lookup key (client-local, not on the wire).
 pub const DST_CACHE_KEY: &[u8] = b"nayose/2 oprf cache key";

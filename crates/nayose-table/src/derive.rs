@@ -9,11 +9,11 @@ use sha2::{Digest, Sha512};
 use zeroize::Zeroizing;
 
 use crate::consts::{
-    DST_LABEL, DST_LABEL_KEY, DST_LABEL_PAD, DST_TAG, LABEL_KEY_LEN, LABEL_LEN, OPRF_OUTPUT_LEN,
-    TAG_LEN,
+    DST_LABEL_KEY, DST_LABEL_PAD, DST_TAG, LABEL_KEY_LEN, LABEL_LEN, OPRF_OUTPUT_LEN, TAG_LEN,
 };
 use crate::ids::{ClientId, KeyPeriodId};
 use crate::label::{EncryptedLabel, Label};
+use crate::perm::LabelPermutation;
 use crate::secrets::{LabelKey, LabelMasterKey};
 use crate::tag::Tag;
 
@@ -32,7 +32,7 @@ fn finish(h: Sha512) -> Zeroizing<[u8; 64]> {
 /// Derives the public tag and the secret label key of the entry for OPRF output `o_y`:
 ///
 /// ```text
-/// tag       = SHA-512(I2OSP(12,2) || "nayose/2 tag"       || o_y)[0..16]
+/// tag       = SHA-512(I2OSP(12,2) || "nayose/2 tag"       || o_y)[0..9]
 /// label_key = SHA-512(I2OSP(18,2) || "nayose/2 label key" || o_y)[0..32]
 /// ```
 pub fn derive_entry_secrets(o_y: &[u8; OPRF_OUTPUT_LEN]) -> (Tag, LabelKey) {
@@ -50,40 +50,24 @@ pub fn derive_entry_secrets(o_y: &[u8; OPRF_OUTPUT_LEN]) -> (Tag, LabelKey) {
     (Tag(tag), LabelKey::from_bytes(&key))
 }
 
-/// The label of person `person_id` for client `client`:
-///
-/// ```text
-/// label = SHA-512(I2OSP(14,2) || "nayose/2 label" || K_L
-///                 || I2OSP(len(client),2) || client
-///                 || I2OSP(len(person_id),8) || person_id)[0..16]
-/// ```
-///
-/// Independent of the epoch (a client's labels are stable while K_L is unchanged); different
-/// for every client.
-pub fn label_for(master: &LabelMasterKey, client: &ClientId, person_id: &[u8]) -> Label {
-    let mut h = hasher(DST_LABEL);
-    h.update(master.as_bytes());
-    h.update((client.as_bytes().len() as u16).to_be_bytes());
-    h.update(client.as_bytes());
-    h.update((person_id.len() as u64).to_be_bytes());
-    h.update(person_id);
-    let d = finish(h);
-    let mut l = [0u8; LABEL_LEN];
-    l.copy_from_slice(&d[..LABEL_LEN]);
-    Label(l)
+/// The label of the person with `serial` for client `client` (table.md §3.2): one call of a
+/// [`LabelPermutation`]; callers labelling many persons build the permutation once.
+pub fn label_for(master: &LabelMasterKey, client: &ClientId, serial: u32) -> Label {
+    LabelPermutation::new(master, client).label(serial)
 }
 
-/// The one-time pad for the entry with `tag` and `key` at entry `version`, made for `client`
-/// in `key_period`:
+/// The one-time pad for the entry with `tag` and `key` at `pad_epoch`, made for `client` in
+/// `key_period`:
 ///
 /// ```text
 /// pad = SHA-512(I2OSP(18,2) || "nayose/2 label pad" || label_key
 ///               || I2OSP(len(client),2) || client || key_period_id (16)
-///               || I2OSP(version, 4) || tag)[0..16]
+///               || I2OSP(pad_epoch, 4) || tag)[0..4]
 /// ```
 ///
-/// The version is the epoch in which the entry's label last changed, so a label that changes
-/// is never encrypted under a pad used before.
+/// The pad epoch is the epoch whose state the ciphertext carries: the base's epoch for an entry
+/// of a base, the delta's epoch for an upsert. An entry's label is fixed within one epoch, so a
+/// pad never encrypts two different labels (table.md §13.2).
 ///
 /// Exposed for test vectors; callers normally use [`encrypt_label`] / [`decrypt_label`].
 pub fn label_pad(
@@ -106,7 +90,8 @@ pub fn label_pad(
     pad
 }
 
-/// Encrypts `label` for `client` at entry `version` in `key_period` under the entry's key: `label XOR pad`.
+/// Encrypts `label` for `client` at `version` (the pad epoch) in `key_period` under the entry's
+/// key: `label XOR pad`.
 pub fn encrypt_label(
     key: &LabelKey,
     client: &ClientId,
@@ -155,70 +140,22 @@ mod tests {
         let master = LabelMasterKey::from_bytes(&[7; 32]).unwrap();
         let a = ClientId::new("client-a").unwrap();
         let b = ClientId::new("client-b").unwrap();
+        let kp = |n, b| KeyPeriodId::new(n, &[b; 32]);
         let (tag, key) = derive_entry_secrets(&o(1));
-        let la = label_for(&master, &a, b"person-1");
-        let e = encrypt_label(&key, &a, KeyPeriodId::new(5, &[1; 32]), 9, &tag, &la);
-        assert_eq!(
-            decrypt_label(&key, &a, KeyPeriodId::new(5, &[1; 32]), 9, &tag, &e),
-            la
-        );
-        // A different client, epoch, tag or key opens a different label.
-        assert_ne!(
-            decrypt_label(&key, &b, KeyPeriodId::new(5, &[1; 32]), 9, &tag, &e),
-            la
-        );
-        assert_ne!(
-            decrypt_label(&key, &a, KeyPeriodId::new(6, &[1; 32]), 9, &tag, &e),
-            la
-        );
-        assert_ne!(
-            decrypt_label(&key, &a, KeyPeriodId::new(5, &[2; 32]), 9, &tag, &e),
-            la
-        );
+        let la = label_for(&master, &a, 17);
+        let e = encrypt_label(&key, &a, kp(5, 1), 9, &tag, &la);
+        assert_eq!(decrypt_label(&key, &a, kp(5, 1), 9, &tag, &e), la);
+        // A different client, key period, pad epoch, tag or key opens a different label.
+        assert_ne!(decrypt_label(&key, &b, kp(5, 1), 9, &tag, &e), la);
+        assert_ne!(decrypt_label(&key, &a, kp(6, 1), 9, &tag, &e), la);
+        assert_ne!(decrypt_label(&key, &a, kp(5, 2), 9, &tag, &e), la);
+        assert_ne!(decrypt_label(&key, &a, kp(5, 1), 10, &tag, &e), la);
         let (tag2, key2) = derive_entry_secrets(&o(2));
-        assert_ne!(
-            decrypt_label(&key, &a, KeyPeriodId::new(5, &[1; 32]), 9, &tag2, &e),
-            la
-        );
-        assert_ne!(
-            decrypt_label(&key2, &a, KeyPeriodId::new(5, &[1; 32]), 9, &tag, &e),
-            la
-        );
-        // The same label encrypted for two epochs gives unrelated ciphertexts.
-        assert_ne!(
-            encrypt_label(&key, &a, KeyPeriodId::new(6, &[1; 32]), 9, &tag, &la),
-            e
-        );
-        // A new version (a relabel) never reuses the pad of the old one.
-        assert_ne!(
-            label_pad(&key, &a, KeyPeriodId::new(5, &[1; 32]), 10, &tag)[..],
-            label_pad(&key, &a, KeyPeriodId::new(5, &[1; 32]), 9, &tag)[..]
-        );
-        assert_ne!(
-            decrypt_label(&key, &a, KeyPeriodId::new(5, &[1; 32]), 10, &tag, &e),
-            la
-        );
-    }
-
-    #[test]
-    fn labels_stable_per_client_unlinkable_across_clients() {
-        let master = LabelMasterKey::from_bytes(&[7; 32]).unwrap();
-        let other = LabelMasterKey::from_bytes(&[8; 32]).unwrap();
-        let a = ClientId::new("client-a").unwrap();
-        let b = ClientId::new("client-b").unwrap();
-        assert_eq!(label_for(&master, &a, b"p"), label_for(&master, &a, b"p"));
-        assert_ne!(label_for(&master, &a, b"p"), label_for(&master, &b, b"p"));
-        assert_ne!(label_for(&master, &a, b"p"), label_for(&master, &a, b"q"));
-        assert_ne!(label_for(&master, &a, b"p"), label_for(&other, &a, b"p"));
-        // Length prefixes keep (client, person) splits apart.
-        let ab = ClientId::new("ab").unwrap();
-        let abc = ClientId::new("abc").unwrap();
-        assert_ne!(label_for(&master, &ab, b"c"), label_for(&master, &abc, b""));
-    }
-
-    #[test]
-    fn tag_and_key_are_independent_of_each_other() {
-        let (t, k) = derive_entry_secrets(&o(3));
-        assert_ne!(&k.as_bytes()[..16], &t.0[..]);
+        assert_ne!(decrypt_label(&key, &a, kp(5, 1), 9, &tag2, &e), la);
+        assert_ne!(decrypt_label(&key2, &a, kp(5, 1), 9, &tag, &e), la);
+        // Labels: per client, per serial.
+        assert_ne!(label_for(&master, &b, 17), la);
+        assert_ne!(label_for(&master, &a, 18), la);
+        assert_eq!(label_for(&master, &a, 17), la);
     }
 }

@@ -22,14 +22,14 @@ pub enum TableError {
     /// A label master key of 32 zero bytes was supplied (an uninitialised key file).
     #[error("the label master key is all zero bytes; generate a real key")]
     ZeroLabelMasterKey,
-    /// A label's text form is not `g` followed by 32 lowercase hex digits.
-    #[error("invalid label text {text:?}: expected \"g\" followed by 32 lowercase hex digits")]
+    /// A label's text form is not `g` followed by 8 lowercase hex digits.
+    #[error("invalid label text {text:?}: expected \"g\" followed by 8 lowercase hex digits")]
     InvalidLabelText {
         /// The rejected text (at most 80 characters).
         text: String,
     },
-    /// A tag's hex text form is not 32 lowercase hex digits.
-    #[error("invalid tag text {text:?}: expected 32 lowercase hex digits")]
+    /// A tag's hex text form is not 18 lowercase hex digits.
+    #[error("invalid tag text {text:?}: expected 18 lowercase hex digits")]
     InvalidTagText {
         /// The rejected text (at most 80 characters).
         text: String,
@@ -129,6 +129,20 @@ pub enum TableError {
     DeltaRemovesAbsent {
         /// The tag, lowercase hex.
         tag: String,
+    },
+    /// An entry block (a base chunk, or a block of a cached state) does not decode.
+    #[error("the entry block starting at entry {offset} is malformed: {reason}")]
+    InvalidBlock {
+        /// Index in the table of the block's first entry.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A server-local record's reserved tag bytes are not zero.
+    #[error("record {index} has non-zero bytes after its 9-byte tag (a damaged or foreign table)")]
+    RecordTagReserved {
+        /// Record index.
+        index: usize,
     },
     /// A delta both removes and upserts one tag.
     #[error("the delta both removes and adds tag {tag}")]

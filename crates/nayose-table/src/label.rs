@@ -1,6 +1,6 @@
 //! Labels (pseudonymous per-client person ids) and encrypted labels.
 //!
-//! Invariant: a label's text form is `"g"` followed by 32 lowercase hex digits (33 ASCII
+//! Invariant: a label's text form is `"g"` followed by 8 lowercase hex digits (9 ASCII
 //! characters); the leading letter keeps spreadsheets from reading a label as a number.
 
 use std::fmt;
@@ -23,7 +23,7 @@ impl Label {
 }
 
 impl fmt::Display for Label {
-    /// `g` + 32 lowercase hex digits, e.g. `g00112233445566778899aabbccddeeff`.
+    /// `g` + 8 lowercase hex digits, e.g. `g0011aabb`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{LABEL_TEXT_PREFIX}")?;
         for b in self.0 {
@@ -41,7 +41,7 @@ impl fmt::Debug for Label {
 
 impl FromStr for Label {
     type Err = TableError;
-    /// Parses the text form exactly (`g` + 32 lowercase hex digits; nothing else accepted).
+    /// Parses the text form exactly (`g` + 8 lowercase hex digits; nothing else accepted).
     fn from_str(s: &str) -> Result<Self, TableError> {
         s.strip_prefix(LABEL_TEXT_PREFIX)
             .and_then(parse_lower_hex::<LABEL_LEN>)
@@ -50,7 +50,7 @@ impl FromStr for Label {
     }
 }
 
-/// A label encrypted for one (entry, client, key period, entry version): `label XOR pad`
+/// A label encrypted for one (entry, client, key period, pad epoch): `label XOR pad`
 /// (table.md §3.3).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct EncryptedLabel(pub [u8; LABEL_LEN]);
@@ -78,18 +78,15 @@ mod tests {
 
     #[test]
     fn label_text() {
-        let l = Label([
-            0, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee,
-            0xff,
-        ]);
-        assert_eq!(l.to_string(), "g00112233445566778899aabbccddeeff");
+        let l = Label([0, 0x11, 0xaa, 0xff]);
+        assert_eq!(l.to_string(), "g0011aaff");
         assert_eq!(l.to_string().parse::<Label>().unwrap(), l);
         for bad in [
-            "00112233445566778899aabbccddeeff",
-            "G00112233445566778899aabbccddeeff",
-            "g00112233445566778899AABBCCDDEEFF",
-            "g00112233445566778899aabbccddeef",
-            "g00112233445566778899aabbccddeeff0",
+            "0011aaff",
+            "G0011aaff",
+            "g0011AAFF",
+            "g0011aaf",
+            "g0011aaff0",
             "",
         ] {
             assert!(bad.parse::<Label>().is_err(), "{bad}");

@@ -3,8 +3,8 @@
 //!
 //! Invariants: matching happens only on a [`ClientTable`] the caller has verified against the
 //! server's digest; nothing the client sends depends on its outcome. Label decryption is
-//! straight-line hashing and XOR; tag look-ups are ordinary (variable-time) binary searches over
-//! tags that are public to the client.
+//! straight-line hashing and XOR; tag look-ups are one ordinary (variable-time) merge of the
+//! sorted held tags with the table, over tags that are public to the client.
 
 use std::collections::BTreeMap;
 
@@ -27,13 +27,19 @@ pub fn match_outputs<O: Borrow<[u8; OPRF_OUTPUT_LEN]> + Sync>(
     outputs: &[O],
 ) -> Matches {
     let kp = table.key_period();
+    let tags: Vec<_> = outputs
+        .par_iter()
+        .map(|o| derive_entry_secrets(o.borrow()).0)
+        .collect();
+    let found = table.get_many(&tags);
     let labels = outputs
         .par_iter()
-        .map(|o| {
-            let (tag, key) = derive_entry_secrets(o.borrow());
-            table
-                .get(&tag)
-                .map(|e| decrypt_label(&key, client, kp, e.version, &tag, &e.label))
+        .zip(found)
+        .map(|(o, e)| {
+            e.map(|e| {
+                let (tag, key) = derive_entry_secrets(o.borrow());
+                decrypt_label(&key, client, kp, e.pad_epoch, &tag, &e.label)
+            })
         })
         .collect();
     Matches { labels }

@@ -1,10 +1,10 @@
 //! A read-only view of the server-local record format (e.g. over a file read or mapped into
 //! memory).
 //!
-//! A record is `tag (16) || label_key (32) || person (u32 LE) || version (u32 LE)` = 56 bytes;
-//! a record buffer is records back to back, nothing else (any file header is the server's
+//! A record is `tag (9) || 0^7 || label_key (32) || person serial (u32 LE) || version (u32 LE)`
+//! = 56 bytes; a record buffer is records back to back, nothing else (any file header is the server's
 //! business). Invariants of a [`RecordTable`] (checked once by [`RecordTable::new`]): the buffer
-//! is a whole number of records, the tags are strictly ascending, every person index is below
+//! is a whole number of records, the tags are strictly ascending and their reserved bytes zero, every person index is below
 //! the person count, and no version is above the table's epoch. This format is server-local:
 //! it never crosses the wire.
 
@@ -12,12 +12,13 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use crate::client_table::ClientEntry;
-use crate::consts::{RECORD_LEN, TAG_LEN};
-use crate::digest::{DigestBuilder, TableDigest};
+use crate::block::EntryBlock;
+use crate::consts::{MAX_BLOCK_ENTRIES, RECORD_LEN, RECORD_TAG_LEN, TAG_LEN};
+use crate::digest::{DigestBuilder, TableDigest, UpsertChain};
 use crate::error::TableError;
 use crate::ids::{ClientId, KeyPeriodId};
-use crate::secrets::LabelMasterKey;
+use crate::label::{EncryptedLabel, Label};
+use crate::perm::LabelPermutation;
 use crate::table::{TableEntry, encrypt_entry};
 use crate::tag::Tag;
 
@@ -29,7 +30,6 @@ const PAR_THRESHOLD: usize = 4096;
 pub struct RecordTable<'a> {
     key_period: KeyPeriodId,
     epoch: u32,
-    person_count: u32,
     bytes: &'a [u8],
 }
 
@@ -47,7 +47,6 @@ impl<'a> RecordTable<'a> {
         let t = RecordTable {
             key_period,
             epoch,
-            person_count,
             bytes,
         };
         let n = t.len();
@@ -67,6 +66,12 @@ impl<'a> RecordTable<'a> {
                 epoch,
             });
         }
+        if let Some(i) = (0..n)
+            .into_par_iter()
+            .find_first(|&i| t.record(i)[TAG_LEN..RECORD_TAG_LEN].iter().any(|b| *b != 0))
+        {
+            return Err(TableError::RecordTagReserved { index: i });
+        }
         if let Some(i) = (1..n)
             .into_par_iter()
             .find_first(|&i| t.tag_bytes(i - 1) >= t.tag_bytes(i))
@@ -74,6 +79,24 @@ impl<'a> RecordTable<'a> {
             return Err(TableError::RecordsNotSorted { index: i });
         }
         Ok(t)
+    }
+
+    /// Wraps `bytes` that an earlier [`RecordTable::new`] checked and that cannot have changed
+    /// since (an immutable, checksum-verified map): only the length is checked again, so a
+    /// server can make a view per request without a pass over the table.
+    pub fn checked_at_load(
+        key_period: KeyPeriodId,
+        epoch: u32,
+        bytes: &'a [u8],
+    ) -> Result<Self, TableError> {
+        if !bytes.len().is_multiple_of(RECORD_LEN) {
+            return Err(TableError::RecordsLength { len: bytes.len() });
+        }
+        Ok(RecordTable {
+            key_period,
+            epoch,
+            bytes,
+        })
     }
 
     fn record(&self, i: usize) -> &'a [u8] {
@@ -145,54 +168,62 @@ impl<'a> RecordTable<'a> {
         None
     }
 
-    /// The table digest of this epoch's state.
-    pub fn digest(&self) -> TableDigest {
-        let mut b = DigestBuilder::new(self.key_period, self.epoch, self.len() as u64);
+    /// The table digest of this epoch, whose upsert chain is `chain`.
+    pub fn digest(&self, chain: &UpsertChain) -> TableDigest {
+        let mut b = DigestBuilder::new(self.key_period, self.epoch, chain, self.len() as u64);
         for i in 0..self.len() {
-            // Ascending and counted by construction (checked in `new`).
-            if b.push(&self.tag(i), self.version(i)).is_err() {
+            if b.push(&self.tag(i)).is_err() {
                 unreachable!("a checked record table is strictly ascending");
             }
         }
         b.finish().unwrap_or_else(|_| unreachable!())
     }
 
-    /// Entries `range` as `client` receives them (a base chunk), encrypted in parallel for
-    /// long ranges.
-    pub fn entries_for_client<P: AsRef<[u8]> + Sync>(
+    /// The entries `range` (at most 65,536) as one entry block of a base for `client`: labels
+    /// from `labels` (the client's permutation), encrypted under the pad of this epoch.
+    pub fn base_block(
         &self,
         range: Range<usize>,
         client: &ClientId,
-        master: &LabelMasterKey,
-        person_ids: &[P],
-    ) -> Result<Vec<ClientEntry>, TableError> {
-        if range.start > range.end || range.end > self.len() {
+        labels: &LabelPermutation,
+    ) -> Result<EntryBlock, TableError> {
+        if range.start >= range.end || range.end > self.len() || range.len() > MAX_BLOCK_ENTRIES {
             return Err(TableError::RangeOutOfBounds {
                 start: range.start,
                 end: range.end,
                 len: self.len(),
             });
         }
-        if person_ids.len() != self.person_count as usize {
-            return Err(TableError::PersonIdsMismatch {
-                expected: self.person_count,
-                got: person_ids.len(),
-            });
-        }
-        let one = |i: usize| {
-            let e = self.entry(i);
-            encrypt_entry(
-                &e,
-                client,
-                self.key_period,
-                master,
-                person_ids[e.person as usize].as_ref(),
-            )
+        let one = |chunk: Range<usize>| -> Vec<(Tag, EncryptedLabel)> {
+            let serials: Vec<u32> = chunk.clone().map(|i| self.person_at(i)).collect();
+            let mut plain = vec![0u32; serials.len()];
+            labels.labels(&serials, &mut plain);
+            chunk
+                .zip(plain)
+                .map(|(i, l)| {
+                    let e = self.entry(i);
+                    let c = encrypt_entry(
+                        &e,
+                        client,
+                        self.key_period,
+                        self.epoch,
+                        &Label(l.to_be_bytes()),
+                    );
+                    (e.tag, c)
+                })
+                .collect()
         };
-        if range.len() < PAR_THRESHOLD {
-            Ok(range.map(one).collect())
+        const PIECE: usize = 1024;
+        let pieces: Vec<Range<usize>> = range
+            .clone()
+            .step_by(PIECE)
+            .map(|s| s..(s + PIECE).min(range.end))
+            .collect();
+        let entries: Vec<(Tag, EncryptedLabel)> = if range.len() < PAR_THRESHOLD {
+            pieces.into_iter().flat_map(one).collect()
         } else {
-            Ok(range.into_par_iter().map(one).collect())
-        }
+            pieces.into_par_iter().flat_map_iter(one).collect()
+        };
+        EntryBlock::encode(&entries)
     }
 }

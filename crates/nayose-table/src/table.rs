@@ -8,12 +8,12 @@
 use rayon::prelude::*;
 use zeroize::Zeroizing;
 
-use crate::client_table::ClientEntry;
-use crate::consts::{LABEL_KEY_LEN, OPRF_OUTPUT_LEN, RECORD_LEN, TAG_LEN};
-use crate::derive::{derive_entry_secrets, encrypt_label, label_for};
+use crate::consts::{LABEL_KEY_LEN, OPRF_OUTPUT_LEN, RECORD_LEN, RECORD_TAG_LEN, TAG_LEN};
+use crate::derive::{derive_entry_secrets, encrypt_label};
 use crate::error::TableError;
 use crate::ids::{ClientId, KeyPeriodId};
-use crate::secrets::{LabelKey, LabelMasterKey};
+use crate::label::{EncryptedLabel, Label};
+use crate::secrets::LabelKey;
 use crate::tag::Tag;
 
 /// One entry of the server's table.
@@ -23,7 +23,8 @@ pub struct TableEntry {
     pub tag: Tag,
     /// The entry's secret label key.
     pub label_key: LabelKey,
-    /// Index of the entry's person in the epoch's person list.
+    /// The serial of the entry's person (its index in the data directory's person list, stable
+    /// for as long as the data directory lives).
     pub person: u32,
     /// The epoch in which the entry was added or its label last changed.
     pub version: u32,
@@ -46,10 +47,10 @@ impl TableEntry {
     pub fn to_record(&self) -> Zeroizing<[u8; RECORD_LEN]> {
         let mut r = Zeroizing::new([0u8; RECORD_LEN]);
         r[..TAG_LEN].copy_from_slice(self.tag.as_bytes());
-        r[TAG_LEN..TAG_LEN + LABEL_KEY_LEN].copy_from_slice(self.label_key.as_bytes());
-        r[TAG_LEN + LABEL_KEY_LEN..TAG_LEN + LABEL_KEY_LEN + 4]
-            .copy_from_slice(&self.person.to_le_bytes());
-        r[TAG_LEN + LABEL_KEY_LEN + 4..].copy_from_slice(&self.version.to_le_bytes());
+        const K: usize = RECORD_TAG_LEN;
+        r[K..K + LABEL_KEY_LEN].copy_from_slice(self.label_key.as_bytes());
+        r[K + LABEL_KEY_LEN..K + LABEL_KEY_LEN + 4].copy_from_slice(&self.person.to_le_bytes());
+        r[K + LABEL_KEY_LEN + 4..].copy_from_slice(&self.version.to_le_bytes());
         r
     }
 
@@ -58,11 +59,14 @@ impl TableEntry {
         if record.len() != RECORD_LEN {
             return Err(TableError::RecordsLength { len: record.len() });
         }
+        if record[TAG_LEN..RECORD_TAG_LEN].iter().any(|b| *b != 0) {
+            return Err(TableError::RecordTagReserved { index: 0 });
+        }
         let mut tag = [0u8; TAG_LEN];
         tag.copy_from_slice(&record[..TAG_LEN]);
         let mut key = Zeroizing::new([0u8; LABEL_KEY_LEN]);
-        key.copy_from_slice(&record[TAG_LEN..TAG_LEN + LABEL_KEY_LEN]);
-        let at = TAG_LEN + LABEL_KEY_LEN;
+        key.copy_from_slice(&record[RECORD_TAG_LEN..RECORD_TAG_LEN + LABEL_KEY_LEN]);
+        let at = RECORD_TAG_LEN + LABEL_KEY_LEN;
         let u32_at =
             |o: usize| u32::from_le_bytes([record[o], record[o + 1], record[o + 2], record[o + 3]]);
         Ok(TableEntry {
@@ -87,26 +91,23 @@ pub fn sort_entries(mut entries: Vec<TableEntry>) -> Result<Vec<TableEntry>, Tab
     Ok(entries)
 }
 
-/// The entry as `client` receives it in `key_period`: tag, version and the label of the entry's
-/// person (`person_id`) encrypted under the versioned pad.
+/// Encrypts one entry's `label` (the label of its person for `client`, from a
+/// [`crate::LabelPermutation`]) for `client` in `key_period` under the pad of `pad_epoch`: the
+/// epoch whose state is being served (a base's epoch, or the epoch of the delta that carries the
+/// entry as an upsert).
 pub fn encrypt_entry(
     entry: &TableEntry,
     client: &ClientId,
     key_period: KeyPeriodId,
-    master: &LabelMasterKey,
-    person_id: &[u8],
-) -> ClientEntry {
-    let label = label_for(master, client, person_id);
-    ClientEntry {
-        tag: entry.tag,
-        version: entry.version,
-        label: encrypt_label(
-            &entry.label_key,
-            client,
-            key_period,
-            entry.version,
-            &entry.tag,
-            &label,
-        ),
-    }
+    pad_epoch: u32,
+    label: &Label,
+) -> EncryptedLabel {
+    encrypt_label(
+        &entry.label_key,
+        client,
+        key_period,
+        pad_epoch,
+        &entry.tag,
+        label,
+    )
 }

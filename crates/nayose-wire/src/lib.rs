@@ -39,6 +39,6 @@ pub use message::{
 };
 pub use transport::{CloseCode, StreamCode};
 pub use types::{
-    BaseEntry, ChunkList, Element, ElementBatch, EncryptedLabel, Entry, ErrorMessage, KeyPeriodId,
-    Proof, PublicKeyBytes, TableDigest, Tag,
+    ChunkList, Element, ElementBatch, EncryptedLabel, Entry, ErrorMessage, GapBytes, KeyPeriodId,
+    Proof, PublicKeyBytes, TableDigest, Tag, UpsertChain,
 };

@@ -17,16 +17,19 @@ pub const PUBLIC_KEY_LEN: usize = 32;
 pub const PROOF_LEN: usize = 64;
 
 /// Length in bytes of a table tag (protocol-spec/table.md).
-pub const TAG_LEN: usize = 16;
+pub const TAG_LEN: usize = 9;
 
 /// Length in bytes of an encrypted label (protocol-spec/table.md).
-pub const LABEL_LEN: usize = 16;
+pub const LABEL_LEN: usize = 4;
 
 /// Length in bytes of a delta upsert on the wire: tag followed by encrypted label.
 pub const ENTRY_LEN: usize = TAG_LEN + LABEL_LEN;
 
-/// Length in bytes of a base entry on the wire: tag, version (u32 LE), encrypted label.
-pub const BASE_ENTRY_LEN: usize = TAG_LEN + 4 + LABEL_LEN;
+/// Length in bytes of an upsert-chain value (protocol-spec/table.md).
+pub const UPSERT_CHAIN_LEN: usize = 32;
+
+/// Largest Rice parameter of a base chunk's entry block.
+pub const MAX_RICE_PARAMETER: u8 = 71;
 
 /// Length in bytes of a key period id (opaque to the wire; protocol-spec/table.md derives it).
 pub const KEY_PERIOD_ID_LEN: usize = 16;

@@ -13,11 +13,13 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::error::WireError;
-use crate::limits::{LABEL_LEN, MAX_BATCH_ELEMENTS, MAX_ENTRIES_PER_CHUNK, TAG_LEN};
+use crate::limits::{
+    LABEL_LEN, MAX_BATCH_ELEMENTS, MAX_ENTRIES_PER_CHUNK, MAX_RICE_PARAMETER, TAG_LEN,
+};
 use crate::reject::{Field, Rejection};
 use crate::types::{
-    BaseEntry, ChunkList, ElementBatch, Entry, ErrorMessage, KeyPeriodId, Proof, PublicKeyBytes,
-    TableDigest, Tag,
+    ChunkList, ElementBatch, EncryptedLabel, Entry, ErrorMessage, GapBytes, KeyPeriodId, Proof,
+    PublicKeyBytes, TableDigest, Tag, UpsertChain,
 };
 
 /// A request: the first 4 bytes of its payload are the variant index (u32 LE).
@@ -95,6 +97,8 @@ pub struct InfoResponse {
     pub table_entries: u64,
     /// The current epoch's table digest.
     pub table_digest: TableDigest,
+    /// The current epoch's upsert chain.
+    pub upsert_chain: UpsertChain,
     /// The least `from_epoch` a FetchDelta can name (equal to `epoch` if no delta is kept).
     pub oldest_delta_base: u32,
     /// The largest Evaluate batch the server accepts (1..=4096).
@@ -114,6 +118,7 @@ struct RawInfo {
     epoch: u32,
     table_entries: u64,
     table_digest: TableDigest,
+    upsert_chain: UpsertChain,
     oldest_delta_base: u32,
     max_batch: u32,
     quota_left_today: u64,
@@ -131,6 +136,7 @@ impl From<InfoResponse> for RawInfo {
             epoch: i.epoch,
             table_entries: i.table_entries,
             table_digest: i.table_digest,
+            upsert_chain: i.upsert_chain,
             oldest_delta_base: i.oldest_delta_base,
             max_batch: i.max_batch,
             quota_left_today: i.quota_left_today,
@@ -158,6 +164,7 @@ impl TryFrom<RawInfo> for InfoResponse {
             epoch: r.epoch,
             table_entries: r.table_entries,
             table_digest: r.table_digest,
+            upsert_chain: r.upsert_chain,
             oldest_delta_base: r.oldest_delta_base,
             max_batch: r.max_batch,
             quota_left_today: r.quota_left_today,
@@ -200,7 +207,8 @@ pub struct EvaluateResponse {
     pub proof: Proof,
 }
 
-/// One chunk of a base download.
+/// One chunk of a base download: one entry block (protocol-spec/table.md §9.5) of the entries
+/// `offset .. offset + labels.len()`, every label under the pad of `epoch`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "RawBaseChunk")]
 pub struct BaseChunk {
@@ -212,8 +220,14 @@ pub struct BaseChunk {
     pub offset: u64,
     /// Entries in the whole table.
     pub total: u64,
-    /// The entries, ascending by tag.
-    pub entries: ChunkList<BaseEntry>,
+    /// The Rice parameter of `gaps` (0..=71).
+    pub rice: u8,
+    /// The tag of the chunk's first entry.
+    pub first_tag: Tag,
+    /// The Rice-coded gaps between consecutive tags.
+    pub gaps: GapBytes,
+    /// The encrypted labels, one per entry (1 to 65,536), in tag order.
+    pub labels: ChunkList<EncryptedLabel>,
 }
 
 #[derive(Deserialize)]
@@ -222,7 +236,10 @@ struct RawBaseChunk {
     epoch: u32,
     offset: u64,
     total: u64,
-    entries: ChunkList<BaseEntry>,
+    rice: u8,
+    first_tag: Tag,
+    gaps: GapBytes,
+    labels: ChunkList<EncryptedLabel>,
 }
 
 impl TryFrom<RawBaseChunk> for BaseChunk {
@@ -234,7 +251,10 @@ impl TryFrom<RawBaseChunk> for BaseChunk {
             epoch: r.epoch,
             offset: r.offset,
             total: r.total,
-            entries: r.entries,
+            rice: r.rice,
+            first_tag: r.first_tag,
+            gaps: r.gaps,
+            labels: r.labels,
         };
         c.rejection().map_or(Ok(c), Err)
     }
@@ -242,7 +262,16 @@ impl TryFrom<RawBaseChunk> for BaseChunk {
 
 impl BaseChunk {
     fn rejection(&self) -> Option<Rejection> {
-        match self.offset.checked_add(self.entries.len() as u64) {
+        if self.labels.is_empty() {
+            return Some(Rejection::Count(Field::BlockLabels, 0));
+        }
+        if self.rice > MAX_RICE_PARAMETER {
+            return Some(Rejection::Invalid(
+                Field::RiceParameter,
+                u64::from(self.rice),
+            ));
+        }
+        match self.offset.checked_add(self.labels.len() as u64) {
             Some(end) if end <= self.total => None,
             _ => Some(Rejection::Invalid(Field::ChunkEnd, self.offset)),
         }

@@ -10,7 +10,9 @@
 
 use std::fmt;
 
-use crate::limits::{MAX_BATCH_ELEMENTS, MAX_ENTRIES_PER_CHUNK, MAX_ERROR_MESSAGE_LEN};
+use crate::limits::{
+    MAX_BATCH_ELEMENTS, MAX_ENTRIES_PER_CHUNK, MAX_ERROR_MESSAGE_LEN, MAX_FRAME_LEN,
+};
 
 const MARKER: &str = "\u{1}nayose-wire-reject:";
 
@@ -29,10 +31,13 @@ pub(crate) enum Field {
     DeltaSize,
     OldestDelta,
     InfoEpoch,
+    Gaps,
+    RiceParameter,
+    BlockLabels,
 }
 
 impl Field {
-    const ALL: [Field; 12] = [
+    const ALL: [Field; 15] = [
         Field::Elements,
         Field::Entries,
         Field::ErrorMessage,
@@ -45,6 +50,9 @@ impl Field {
         Field::CurrentEpoch,
         Field::ChunkEnd,
         Field::InfoEpoch,
+        Field::Gaps,
+        Field::RiceParameter,
+        Field::BlockLabels,
     ];
 
     /// The field's name as the spec writes it.
@@ -62,6 +70,9 @@ impl Field {
             Field::DeltaSize => "removed+upserts",
             Field::OldestDelta => "oldest_delta_base",
             Field::InfoEpoch => "epoch",
+            Field::Gaps => "gaps",
+            Field::RiceParameter => "rice",
+            Field::BlockLabels => "labels",
         }
     }
 
@@ -71,6 +82,8 @@ impl Field {
             Field::Elements => (1, MAX_BATCH_ELEMENTS as u64),
             Field::Entries => (0, MAX_ENTRIES_PER_CHUNK as u64),
             Field::ErrorMessage => (0, MAX_ERROR_MESSAGE_LEN as u64),
+            Field::Gaps => (0, MAX_FRAME_LEN as u64),
+            Field::BlockLabels => (1, MAX_ENTRIES_PER_CHUNK as u64),
             _ => (0, 0),
         }
     }
@@ -78,8 +91,9 @@ impl Field {
     /// What the spec requires of a fixed-size field.
     pub(crate) fn requirement(self) -> &'static str {
         match self {
-            Field::TagLen => "tag_len must be 16",
-            Field::LabelLen => "label_len must be 16",
+            Field::TagLen => "tag_len must be 9",
+            Field::LabelLen => "label_len must be 4",
+            Field::RiceParameter => "rice must be at most 71",
             Field::MaxBatch => "max_batch must be between 1 and 4096",
             Field::ErrorCode => "not a defined error code",
             Field::CurrentEpoch => {
@@ -91,7 +105,11 @@ impl Field {
             }
             Field::OldestDelta => "oldest_delta_base must not be above epoch",
             Field::InfoEpoch => "epoch must be at least 1 (0 never names an epoch)",
-            Field::Elements | Field::Entries | Field::ErrorMessage => "count out of range",
+            Field::Elements
+            | Field::Entries
+            | Field::ErrorMessage
+            | Field::Gaps
+            | Field::BlockLabels => "count out of range",
         }
     }
 }

@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::WireError;
 use crate::limits::{
-    ELEMENT_LEN, KEY_PERIOD_ID_LEN, LABEL_LEN, MAX_ERROR_MESSAGE_LEN, PROOF_LEN, PUBLIC_KEY_LEN,
-    TABLE_DIGEST_LEN, TAG_LEN,
+    ELEMENT_LEN, KEY_PERIOD_ID_LEN, LABEL_LEN, MAX_ERROR_MESSAGE_LEN, MAX_FRAME_LEN, PROOF_LEN,
+    PUBLIC_KEY_LEN, TABLE_DIGEST_LEN, TAG_LEN, UPSERT_CHAIN_LEN,
 };
 use crate::reject::{Field, Rejection};
 
@@ -131,9 +131,15 @@ fixed_bytes!(
     KEY_PERIOD_ID_LEN
 );
 fixed_bytes!(
-    /// A table digest (protocol-spec/table.md): commits to one epoch's tags and versions.
+    /// A table digest (protocol-spec/table.md): commits to one epoch's tags and upsert chain.
     TableDigest,
     TABLE_DIGEST_LEN
+);
+fixed_bytes!(
+    /// An upsert-chain value (protocol-spec/table.md): commits to every upsert of the key
+    /// period up to one epoch.
+    UpsertChain,
+    UPSERT_CHAIN_LEN
 );
 fixed_bytes!(
     /// A ristretto255 element as RFC 9497 serializes it: a blinded element in a request, an
@@ -172,15 +178,72 @@ pub struct Entry {
     pub label: EncryptedLabel,
 }
 
-/// One base entry as it travels: tag, version (u32 LE), encrypted label (36 bytes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct BaseEntry {
-    /// The entry's tag.
-    pub tag: Tag,
-    /// The epoch in which the entry's label last changed.
-    pub version: u32,
-    /// The entry's label, encrypted for the requesting client under the versioned pad.
-    pub label: EncryptedLabel,
+/// The Rice-coded tag gaps of a base chunk: 0 to [`crate::MAX_FRAME_LEN`] bytes, a u64 LE
+/// length then the bytes. The codec does not decode them (protocol-spec/table.md does).
+#[derive(Clone, PartialEq, Eq, Hash, Default)]
+pub struct GapBytes(Vec<u8>);
+
+impl GapBytes {
+    /// Wraps `bytes`, checking the length bound.
+    pub fn new(bytes: Vec<u8>) -> Result<Self, WireError> {
+        if bytes.len() > MAX_FRAME_LEN {
+            return Err(WireError::OutOfSpec {
+                field: Field::Gaps.name(),
+                value: bytes.len() as u64,
+                reason: "gap bytes never exceed a frame",
+            });
+        }
+        Ok(GapBytes(bytes))
+    }
+
+    /// The bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The bytes, by value.
+    pub fn into_vec(self) -> Vec<u8> {
+        self.0
+    }
+}
+
+impl fmt::Debug for GapBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "GapBytes({} bytes)", self.0.len())
+    }
+}
+
+impl Serialize for GapBytes {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+struct GapVisitor;
+
+impl<'de> Visitor<'de> for GapVisitor {
+    type Value = Vec<u8>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "at most {MAX_FRAME_LEN} bytes")
+    }
+
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+        if v.len() > MAX_FRAME_LEN {
+            return Err(Rejection::Count(Field::Gaps, v.len() as u64).into_de());
+        }
+        Ok(v.to_vec())
+    }
+
+    fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+        self.visit_bytes(&v)
+    }
+}
+
+impl<'de> Deserialize<'de> for GapBytes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_byte_buf(GapVisitor).map(GapBytes)
+    }
 }
 
 /// A u64-count-prefixed list whose count is checked against `field`'s bounds before allocating.

@@ -49,22 +49,19 @@ fn next_key_period() -> KeyPeriodId {
     KeyPeriodId(nayose_table::KeyPeriodId::new(8, &arr(RFC_POPRF_PKS)).to_bytes())
 }
 
-const TAG_A: &str = "3a7011223344556677889900aabbccdd";
-const TAG_B: &str = "3a7f0000000000000000000000000001";
-const TAG_REMOVED: &str = "1a2b3c4d5e6f708192a3b4c5d6e7f809";
+const TAG_A: &str = "3a7011223344556677";
+const TAG_B: &str = "3a7f00000000000001";
+const TAG_REMOVED: &str = "1a2b3c4d5e6f708192";
+/// Illustrative upsert chain.
+const CHAIN: &str = "c0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7d8d9dadbdcdddedf";
 
-fn base_entries() -> ChunkList<BaseEntry> {
+/// The BaseChunk example: the entry block of tags 10, 13, 19 with Rice parameter 2 (the worked
+/// example of protocol-spec/table.md §9.5).
+fn base_labels() -> ChunkList<EncryptedLabel> {
     ChunkList::new(vec![
-        BaseEntry {
-            tag: Tag(arr(TAG_A)),
-            version: 57,
-            label: EncryptedLabel(seq(0x40)),
-        },
-        BaseEntry {
-            tag: Tag(arr(TAG_B)),
-            version: 100,
-            label: EncryptedLabel(seq(0x50)),
-        },
+        EncryptedLabel(seq(0x40)),
+        EncryptedLabel(seq(0x50)),
+        EncryptedLabel(seq(0x60)),
     ])
     .unwrap()
 }
@@ -125,6 +122,7 @@ fn examples() -> Vec<(&'static str, Msg)> {
                 epoch: 100,
                 table_entries: 2_000_000,
                 table_digest: TableDigest(arr(DIGEST)),
+                upsert_chain: UpsertChain(arr(CHAIN)),
                 oldest_delta_base: 10,
                 max_batch: 1024,
                 quota_left_today: 49_998,
@@ -146,8 +144,11 @@ fn examples() -> Vec<(&'static str, Msg)> {
                 key_period: key_period(),
                 epoch: 100,
                 offset: 4096,
-                total: 4098,
-                entries: base_entries(),
+                total: 4099,
+                rice: 2,
+                first_tag: Tag(arr("00000000000000000a")),
+                gaps: GapBytes::new(vec![0x2c]).unwrap(),
+                labels: base_labels(),
             })),
         ),
         (
@@ -211,15 +212,6 @@ fn hexes(items: &[Element]) -> Value {
     items.iter().map(|e| json!(e.to_string())).collect()
 }
 
-fn base_entries_json(list: &ChunkList<BaseEntry>) -> Value {
-    list.as_slice()
-        .iter()
-        .map(|e| {
-            json!({"tag": e.tag.to_string(), "version": e.version, "label": e.label.to_string()})
-        })
-        .collect()
-}
-
 fn entries_json(list: &ChunkList<Entry>) -> Value {
     list.as_slice()
         .iter()
@@ -255,6 +247,7 @@ fn describe_response(r: &Response) -> Value {
             "epoch": i.epoch,
             "table_entries": i.table_entries,
             "table_digest": i.table_digest.to_string(),
+            "upsert_chain": i.upsert_chain.to_string(),
             "oldest_delta_base": i.oldest_delta_base,
             "max_batch": i.max_batch,
             "quota_left_today": i.quota_left_today,
@@ -273,7 +266,10 @@ fn describe_response(r: &Response) -> Value {
             "epoch": c.epoch,
             "offset": c.offset,
             "total": c.total,
-            "entries": base_entries_json(&c.entries),
+            "rice": c.rice,
+            "first_tag": c.first_tag.to_string(),
+            "gaps": hex::encode(c.gaps.as_slice()),
+            "labels": c.labels.as_slice().iter().map(|l| json!(l.to_string())).collect::<Vec<_>>(),
         }),
         Response::BaseEnd(b) => json!({
             "key_period": b.key_period.to_string(),
@@ -346,7 +342,7 @@ fn vectors_file_matches_the_codec() {
     if std::env::var_os("NAYOSE_WRITE_VECTORS").is_some() {
         let doc = json!({
             "protocol": "nayose/2",
-            "description": "One encoded example of every nayose/2 message, produced by crates/nayose-wire and checked by its tests (tests/golden.rs). `payload` is the message (protocol-spec/wire.md §5); `frame` is the payload with its 4-byte little-endian length header (wire.md §3). `fields` gives the decoded value: byte strings as lowercase hex, integers as numbers. The Evaluate and Evaluated examples carry the blinded elements, evaluated elements, proof and public key of RFC 9497 Appendix A.1.2 VOPRF test vector 3. The key period id 00000000000000074eb7a0b064e017f2 is key period 7 of that public key (protocol-spec/table.md §4); the KeyPeriodChanged example names key period 8 of the RFC 9497 Appendix A.1.3 public key c647bef38497bc6ec077c22af65b696efa43bff3b4a1975a3e8e0a1c5a79d631. Epoch numbers, tags, versions, labels and the table digest are illustrative.",
+            "description": "One encoded example of every nayose/2 message, produced by crates/nayose-wire and checked by its tests (tests/golden.rs). `payload` is the message (protocol-spec/wire.md §5); `frame` is the payload with its 4-byte little-endian length header (wire.md §3). `fields` gives the decoded value: byte strings as lowercase hex, integers as numbers. The Evaluate and Evaluated examples carry the blinded elements, evaluated elements, proof and public key of RFC 9497 Appendix A.1.2 VOPRF test vector 3. The key period id 00000000000000074eb7a0b064e017f2 is key period 7 of that public key (protocol-spec/table.md §4); the KeyPeriodChanged example names key period 8 of the RFC 9497 Appendix A.1.3 public key c647bef38497bc6ec077c22af65b696efa43bff3b4a1975a3e8e0a1c5a79d631. Epoch numbers, tags, labels, the table digest and the upsert chain are illustrative; the BaseChunk carries the worked entry block of protocol-spec/table.md §9.5 (tags 10, 13, 19; Rice parameter 2).",
             "bincode_config": "bincode 2 serde API: standard().with_little_endian().with_fixed_int_encoding().with_limit::<4194304>()",
             "vectors": generated,
         });
@@ -475,11 +471,11 @@ fn vector_sizes_follow_the_layout_tables() {
             ("request-evaluate", 28 + 32 * 2),
             ("request-fetch-base", 32),
             ("request-fetch-delta", 24),
-            ("response-info", 126),
+            ("response-info", 158),
             ("response-evaluated", 92 + 32 * 2),
-            ("response-base-chunk", 48 + 36 * 2),
+            ("response-base-chunk", 66 + 1 + 4 * 3),
             ("response-base-end", 32),
-            ("response-delta-chunk", 40 + 16 + 32 * 2),
+            ("response-delta-chunk", 40 + 9 + 13 * 2),
             ("response-delta-end", 32),
             ("response-error-epoch-changed", 39 + 13),
             ("response-error-key-period-changed", 39 + 18),
@@ -660,6 +656,10 @@ fn annotate_response(a: &mut Annotator, r: &Response) {
                 i.table_digest.as_bytes(),
                 "table_digest (illustrative), 32 bytes",
             );
+            a.bytes(
+                i.upsert_chain.as_bytes(),
+                "upsert_chain (illustrative), 32 bytes",
+            );
             let o = i.oldest_delta_base;
             a.u32(o, &format!("oldest_delta_base = {o}, u32 LE"));
             a.u32(i.max_batch, &format!("max_batch = {}, u32 LE", i.max_batch));
@@ -689,15 +689,20 @@ fn annotate_response(a: &mut Annotator, r: &Response) {
             a.u32(c.epoch, &format!("epoch = {}, u32 LE", c.epoch));
             a.u64(c.offset, &format!("offset = {}, u64 LE", c.offset));
             a.u64(c.total, &format!("total = {}, u64 LE", c.total));
-            let n = c.entries.len();
-            a.u64(n as u64, &format!("entries: count = {n}, u64 LE"));
-            for (i, e) in c.entries.as_slice().iter().enumerate() {
-                a.bytes(e.tag.as_bytes(), &format!("entries[{i}].tag, 16 bytes"));
-                let v = e.version;
-                a.u32(v, &format!("entries[{i}].version = {v}, u32 LE"));
+            a.bytes(&[c.rice], &format!("rice = {}, u8", c.rice));
+            a.bytes(c.first_tag.as_bytes(), "first_tag, 9 bytes");
+            let g = c.gaps.as_slice().len();
+            a.u64(g as u64, &format!("gaps: length = {g}, u64 LE"));
+            a.bytes(
+                c.gaps.as_slice(),
+                "gaps: Rice codes of the tag gaps 2 and 5",
+            );
+            let n = c.labels.len();
+            a.u64(n as u64, &format!("labels: count = {n}, u64 LE"));
+            for (i, l) in c.labels.as_slice().iter().enumerate() {
                 a.bytes(
-                    e.label.as_bytes(),
-                    &format!("entries[{i}].encrypted_label, 16 bytes"),
+                    l.as_bytes(),
+                    &format!("labels[{i}] (encrypted label), 4 bytes"),
                 );
             }
         }
@@ -712,15 +717,15 @@ fn annotate_response(a: &mut Annotator, r: &Response) {
             let r = c.removed.len();
             a.u64(r as u64, &format!("removed: count = {r}, u64 LE"));
             for (i, t) in c.removed.as_slice().iter().enumerate() {
-                a.bytes(t.as_bytes(), &format!("removed[{i}] (tag), 16 bytes"));
+                a.bytes(t.as_bytes(), &format!("removed[{i}] (tag), 9 bytes"));
             }
             let u = c.upserts.len();
             a.u64(u as u64, &format!("upserts: count = {u}, u64 LE"));
             for (i, e) in c.upserts.as_slice().iter().enumerate() {
-                a.bytes(e.tag.as_bytes(), &format!("upserts[{i}].tag, 16 bytes"));
+                a.bytes(e.tag.as_bytes(), &format!("upserts[{i}].tag, 9 bytes"));
                 a.bytes(
                     e.label.as_bytes(),
-                    &format!("upserts[{i}].encrypted_label, 16 bytes"),
+                    &format!("upserts[{i}].encrypted_label, 4 bytes"),
                 );
             }
         }

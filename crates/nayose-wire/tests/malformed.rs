@@ -53,9 +53,18 @@ fn evaluate_with(count: u64, elements: usize) -> Vec<u8> {
         .0
 }
 
-/// A BaseChunk header (type 2) announcing `count` entries; the entries follow.
+/// A BaseChunk (type 2) up to its label count, announcing `count` labels (rice 0, first tag
+/// 11…11, no gap bytes); the labels follow.
 fn base_chunk_header(offset: u64, total: u64, count: u64) -> P {
-    P::ty(2).kp().u32(100).u64(offset).u64(total).u64(count)
+    P::ty(2)
+        .kp()
+        .u32(100)
+        .u64(offset)
+        .u64(total)
+        .u8(0)
+        .repeat(0x11, TAG_LEN)
+        .u64(0)
+        .u64(count)
 }
 
 /// A DeltaChunk (type 4) with `removed` removed tags and `upserts` upserts, all present.
@@ -89,11 +98,21 @@ fn valid_requests() -> Vec<Request> {
     ]
 }
 
-fn base_entry(i: u8) -> BaseEntry {
-    BaseEntry {
-        tag: Tag([i; TAG_LEN]),
-        version: u32::from(i) + 1,
-        label: EncryptedLabel([!i; LABEL_LEN]),
+fn base_chunk(offset: u64, total: u64, n: usize) -> BaseChunk {
+    BaseChunk {
+        key_period: kp(),
+        epoch: 100,
+        offset,
+        total,
+        rice: 0,
+        first_tag: Tag([0x11; TAG_LEN]),
+        gaps: GapBytes::new(vec![0; n.saturating_sub(1).div_ceil(8)]).unwrap(),
+        labels: ChunkList::new(
+            (0..n)
+                .map(|i| EncryptedLabel([i as u8; LABEL_LEN]))
+                .collect(),
+        )
+        .unwrap(),
     }
 }
 
@@ -111,6 +130,7 @@ fn info() -> InfoResponse {
         epoch: 12,
         table_entries: 10,
         table_digest: TableDigest([3; 32]),
+        upsert_chain: UpsertChain([4; 32]),
         oldest_delta_base: 5,
         max_batch: 16,
         quota_left_today: 5,
@@ -135,11 +155,8 @@ fn valid_responses() -> Vec<Response> {
             proof: Proof([9; 64]),
         }),
         Response::BaseChunk(BaseChunk {
-            key_period: kp(),
             epoch: 12,
-            offset: 8,
-            total: 10,
-            entries: ChunkList::new(vec![base_entry(1), base_entry(2)]).unwrap(),
+            ..base_chunk(8, 10, 2)
         }),
         Response::BaseEnd(BaseEnd {
             key_period: kp(),
@@ -399,13 +416,22 @@ fn chunk_count_err(message: &'static str, count: u64) -> WireError {
     }
 }
 
+fn labels_count_err(count: u64) -> WireError {
+    WireError::CountOutOfRange {
+        message: "BaseChunk",
+        field: "labels",
+        count,
+        min: 1,
+        max: MAX_ENTRIES_PER_CHUNK as u64,
+    }
+}
+
 #[test]
 fn chunk_list_counts_are_checked_before_reading_items() {
     for count in [MAX_ENTRIES_PER_CHUNK as u64 + 1, 1 << 40, u64::MAX] {
         // BaseChunk entries.
-        let p = base_chunk_header(0, u64::MAX, count)
-            .repeat(0, BASE_ENTRY_LEN)
-            .0;
+        // (the list's own bound names it `entries`, like the other chunk lists)
+        let p = base_chunk_header(0, u64::MAX, count).repeat(0, LABEL_LEN).0;
         assert_eq!(
             decode_response(&p),
             Err(chunk_count_err("BaseChunk", count))
@@ -429,8 +455,11 @@ fn chunk_list_counts_are_checked_before_reading_items() {
             Err(chunk_count_err("DeltaChunk", count))
         );
     }
-    // Empty lists are fine.
-    assert!(decode_response(&base_chunk_header(3, 3, 0).0).is_ok());
+    // An empty delta list is fine; a base chunk carries at least one entry.
+    assert_eq!(
+        decode_response(&base_chunk_header(3, 3, 0).0),
+        Err(labels_count_err(0))
+    );
     assert!(decode_response(&delta_chunk(0, 0)).is_ok());
 }
 
@@ -469,47 +498,30 @@ fn delta_chunks_hold_at_most_65536_items_together() {
 
 #[test]
 fn base_chunks_stay_within_the_table() {
-    let entries = [base_entry(1), base_entry(2)];
-    // offset + n = total, and an empty chunk at the end, are fine.
+    // offset + n = total is fine.
     for (offset, total, n) in [
         (8u64, 10u64, 2usize),
-        (10, 10, 0),
+        (9, 10, 1),
         (u64::MAX - 2, u64::MAX, 2),
     ] {
-        let chunk = Response::BaseChunk(BaseChunk {
-            key_period: kp(),
-            epoch: 100,
-            offset,
-            total,
-            entries: ChunkList::new(entries[..n].to_vec()).unwrap(),
-        });
+        let chunk = Response::BaseChunk(base_chunk(offset, total, n));
         let p = encode_response(&chunk).unwrap();
         assert_eq!(decode_response(&p), Ok(chunk));
     }
     for (offset, total, n) in [
         (9u64, 10u64, 2usize),
-        (11, 10, 0),
-        (1, 0, 0),
+        (10, 10, 1),
+        (1, 0, 1),
         (u64::MAX, u64::MAX, 2),
         (u64::MAX - 1, 0, 2),
     ] {
-        let chunk = BaseChunk {
-            key_period: kp(),
-            epoch: 100,
-            offset,
-            total,
-            entries: ChunkList::new(entries[..n].to_vec()).unwrap(),
-        };
         assert_out_of_spec(
-            encode_response(&Response::BaseChunk(chunk)),
+            encode_response(&Response::BaseChunk(base_chunk(offset, total, n))),
             "offset",
             offset,
         );
         // Hand-encode it to check the decoder too.
-        let mut p = base_chunk_header(offset, total, n as u64);
-        for e in &entries[..n] {
-            p = p.bytes(&e.tag.0).u32(e.version).bytes(&e.label.0);
-        }
+        let p = base_chunk_header(offset, total, n as u64).repeat(7, n * LABEL_LEN);
         assert_invalid(
             decode_response(&p.0),
             "BaseChunk",
@@ -518,28 +530,44 @@ fn base_chunks_stay_within_the_table() {
             "total",
         );
     }
+    // A Rice parameter above 71 is refused both ways.
+    let mut c = base_chunk(0, 1, 1);
+    c.rice = MAX_RICE_PARAMETER + 1;
+    assert_out_of_spec(encode_response(&Response::BaseChunk(c)), "rice", 72);
+    let p = P::ty(2)
+        .kp()
+        .u32(100)
+        .u64(0)
+        .u64(1)
+        .u8(72)
+        .repeat(0x11, TAG_LEN)
+        .u64(0)
+        .u64(1)
+        .repeat(0, LABEL_LEN);
+    assert_invalid(decode_response(&p.0), "BaseChunk", "rice", 72, "71");
 }
 
 /// Byte offsets of the Info response fields (wire.md §5.2.1).
 const INFO_EPOCH_AT: usize = 52;
-const INFO_OLDEST_AT: usize = 96;
-const INFO_MAX_BATCH_AT: usize = 100;
-const INFO_TAG_LEN_AT: usize = 124;
+const INFO_OLDEST_AT: usize = 128;
+const INFO_MAX_BATCH_AT: usize = 132;
+const INFO_TAG_LEN_AT: usize = 156;
 
 #[test]
 fn info_layout_is_the_specs() {
     let p = encode_response(&Response::Info(info())).unwrap();
-    assert_eq!(p.len(), 126);
+    assert_eq!(p.len(), 158);
     assert_eq!(&p[4..20], &kp().0);
     assert_eq!(&p[20..52], &[2; 32]);
     assert_eq!(&p[INFO_EPOCH_AT..56], &12u32.to_le_bytes());
     assert_eq!(&p[56..64], &10u64.to_le_bytes());
     assert_eq!(&p[64..96], &[3; 32]);
-    assert_eq!(&p[INFO_OLDEST_AT..100], &5u32.to_le_bytes());
-    assert_eq!(&p[INFO_MAX_BATCH_AT..104], &16u32.to_le_bytes());
-    assert_eq!(&p[104..112], &5u64.to_le_bytes());
-    assert_eq!(&p[112..116], &6u32.to_le_bytes());
-    assert_eq!(&p[116..124], &7u64.to_le_bytes());
+    assert_eq!(&p[96..128], &[4; 32]);
+    assert_eq!(&p[INFO_OLDEST_AT..132], &5u32.to_le_bytes());
+    assert_eq!(&p[INFO_MAX_BATCH_AT..136], &16u32.to_le_bytes());
+    assert_eq!(&p[136..144], &5u64.to_le_bytes());
+    assert_eq!(&p[144..148], &6u32.to_le_bytes());
+    assert_eq!(&p[148..156], &7u64.to_le_bytes());
     assert_eq!(p[INFO_TAG_LEN_AT], TAG_LEN as u8);
     assert_eq!(p[INFO_TAG_LEN_AT + 1], LABEL_LEN as u8);
 }
@@ -552,20 +580,20 @@ fn info_fields_are_checked() {
         p[at..at + bytes.len()].copy_from_slice(bytes);
         p
     };
-    for v in [0u8, 15, 17, 32, 0xff] {
+    for v in [0u8, 8, 10, 16, 0xff] {
         assert_invalid(
             decode_response(&with(INFO_TAG_LEN_AT, &[v])),
             "Info",
             "tag_len",
             u64::from(v),
-            "16",
+            "9",
         );
         assert_invalid(
             decode_response(&with(INFO_TAG_LEN_AT + 1, &[v])),
             "Info",
             "label_len",
             u64::from(v),
-            "16",
+            "4",
         );
     }
     // max_batch: 1..=4096.
@@ -800,15 +828,20 @@ fn constructors_enforce_limits() {
         "elements",
         MAX_BATCH_ELEMENTS as u64 + 1,
     );
-    assert!(ChunkList::<BaseEntry>::new(vec![]).is_ok());
-    assert!(ChunkList::new(vec![base_entry(0); MAX_ENTRIES_PER_CHUNK]).is_ok());
+    assert!(ChunkList::<EncryptedLabel>::new(vec![]).is_ok());
+    assert!(ChunkList::new(vec![EncryptedLabel([0; LABEL_LEN]); MAX_ENTRIES_PER_CHUNK]).is_ok());
+    assert!(GapBytes::new(vec![0; MAX_FRAME_LEN]).is_ok());
+    assert!(GapBytes::new(vec![0; MAX_FRAME_LEN + 1]).is_err());
     assert_out_of_spec(
-        ChunkList::new(vec![base_entry(0); MAX_ENTRIES_PER_CHUNK + 1]),
+        ChunkList::new(vec![
+            EncryptedLabel([0; LABEL_LEN]);
+            MAX_ENTRIES_PER_CHUNK + 1
+        ]),
         "entries",
         MAX_ENTRIES_PER_CHUNK as u64 + 1,
     );
     assert!(ChunkList::new(vec![entry(0); MAX_ENTRIES_PER_CHUNK + 1]).is_err());
-    assert!(ChunkList::new(vec![Tag([0; 16]); MAX_ENTRIES_PER_CHUNK + 1]).is_err());
+    assert!(ChunkList::new(vec![Tag([0; TAG_LEN]); MAX_ENTRIES_PER_CHUNK + 1]).is_err());
     assert!(ErrorMessage::new("a".repeat(MAX_ERROR_MESSAGE_LEN)).is_ok());
     assert_out_of_spec(
         ErrorMessage::new("a".repeat(MAX_ERROR_MESSAGE_LEN + 1)),
@@ -835,13 +868,11 @@ fn largest_messages_fit_a_frame_and_round_trip() {
         elements: ElementBatch::new(vec![Element([0xee; 32]); MAX_BATCH_ELEMENTS]).unwrap(),
         proof: Proof([1; 64]),
     });
-    let base = Response::BaseChunk(BaseChunk {
-        key_period: kp(),
-        epoch: 1,
-        offset: 0,
-        total: MAX_ENTRIES_PER_CHUNK as u64,
-        entries: ChunkList::new(vec![base_entry(3); MAX_ENTRIES_PER_CHUNK]).unwrap(),
-    });
+    let base = Response::BaseChunk(base_chunk(
+        0,
+        MAX_ENTRIES_PER_CHUNK as u64,
+        MAX_ENTRIES_PER_CHUNK,
+    ));
     let upserts = Response::DeltaChunk(DeltaChunk {
         key_period: kp(),
         epoch: 2,
@@ -851,7 +882,7 @@ fn largest_messages_fit_a_frame_and_round_trip() {
     let removed = Response::DeltaChunk(DeltaChunk {
         key_period: kp(),
         epoch: 2,
-        removed: ChunkList::new(vec![Tag([5; 16]); MAX_ENTRIES_PER_CHUNK]).unwrap(),
+        removed: ChunkList::new(vec![Tag([5; TAG_LEN]); MAX_ENTRIES_PER_CHUNK]).unwrap(),
         upserts: ChunkList::default(),
     });
     let err = Response::Error(ErrorResponse::with_current(
@@ -860,15 +891,15 @@ fn largest_messages_fit_a_frame_and_round_trip() {
         &"x".repeat(MAX_ERROR_MESSAGE_LEN),
     ));
     // The documented sizes (wire.md §4.3, §5.2).
+    // The base chunk: 65,536 labels and 8,192 gap bytes (65,535 one-bit codes).
     let sizes = [
         92 + 32 * 4096,
-        48 + 36 * 65_536,
-        40 + 32 * 65_536,
-        40 + 16 * 65_536,
+        66 + 8192 + 4 * 65_536,
+        40 + 13 * 65_536,
+        40 + 9 * 65_536,
         39 + 1024,
     ];
-    assert_eq!(sizes[1], 2_359_344);
-    assert_eq!(sizes[2], 2_097_192);
+    assert_eq!(sizes[2], 852_008);
     for (r, size) in [eval, base, upserts, removed, err].into_iter().zip(sizes) {
         let frame = encode_response_frame(&r).unwrap();
         assert_eq!(frame.len(), FRAME_HEADER_LEN + size, "{}", r.name());
@@ -1171,7 +1202,7 @@ fn decode_failures_map_to_the_specs_error_codes() {
 #[test]
 fn rejection_texts_name_the_real_constants() {
     // The requirement strings in the crate spell these numbers out.
-    assert_eq!((TAG_LEN, LABEL_LEN), (16, 16));
+    assert_eq!((TAG_LEN, LABEL_LEN, MAX_RICE_PARAMETER), (9, 4, 71));
     assert_eq!(
         (
             MAX_BATCH_ELEMENTS,
@@ -1184,10 +1215,10 @@ fn rejection_texts_name_the_real_constants() {
         (
             KEY_PERIOD_ID_LEN,
             TABLE_DIGEST_LEN,
-            BASE_ENTRY_LEN,
+            UPSERT_CHAIN_LEN,
             ENTRY_LEN
         ),
-        (16, 32, 36, 32)
+        (16, 32, 32, 13)
     );
     assert_eq!(ALPN, b"nayose/2");
 }

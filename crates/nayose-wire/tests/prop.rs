@@ -27,16 +27,8 @@ fn label() -> impl Strategy<Value = EncryptedLabel> {
     any::<[u8; LABEL_LEN]>().prop_map(EncryptedLabel)
 }
 
-fn base_entries() -> impl Strategy<Value = ChunkList<BaseEntry>> {
-    vec(
-        (tag(), any::<u32>(), label()).prop_map(|(tag, version, label)| BaseEntry {
-            tag,
-            version,
-            label,
-        }),
-        0..40,
-    )
-    .prop_map(|v| ChunkList::new(v).unwrap())
+fn base_labels() -> impl Strategy<Value = ChunkList<EncryptedLabel>> {
+    vec(label(), 1..40).prop_map(|v| ChunkList::new(v).unwrap())
 }
 
 fn removed() -> impl Strategy<Value = ChunkList<Tag>> {
@@ -120,6 +112,7 @@ fn info() -> impl Strategy<Value = InfoResponse> {
                     epoch,
                     table_entries: n,
                     table_digest: TableDigest(digest),
+                    upsert_chain: UpsertChain(digest.map(|b| b ^ 0x5a)),
                     // Any value from 0 up to the epoch.
                     oldest_delta_base: u32::try_from(
                         u64::from(epoch) - u64::from(back) % (u64::from(epoch) + 1),
@@ -149,19 +142,25 @@ fn response() -> impl Strategy<Value = Response> {
             any::<u32>(),
             any::<u64>(),
             any::<u64>(),
-            base_entries()
+            (0u8..=MAX_RICE_PARAMETER, tag(), vec(any::<u8>(), 0..64)),
+            base_labels()
         )
-            .prop_map(|(key_period, epoch, a, b, entries)| {
-                let offset = a.min(u64::MAX - entries.len() as u64);
-                let end = offset + entries.len() as u64;
-                Response::BaseChunk(BaseChunk {
-                    key_period,
-                    epoch,
-                    offset,
-                    total: end.saturating_add(b % 1000),
-                    entries,
-                })
-            }),
+            .prop_map(
+                |(key_period, epoch, a, b, (rice, first_tag, gaps), labels)| {
+                    let offset = a.min(u64::MAX - labels.len() as u64);
+                    let end = offset + labels.len() as u64;
+                    Response::BaseChunk(BaseChunk {
+                        key_period,
+                        epoch,
+                        offset,
+                        total: end.saturating_add(b % 1000),
+                        rice,
+                        first_tag,
+                        gaps: GapBytes::new(gaps).unwrap(),
+                        labels,
+                    })
+                }
+            ),
         (key_period(), any::<u32>(), any::<u64>()).prop_map(|(key_period, epoch, total)| {
             Response::BaseEnd(BaseEnd {
                 key_period,
@@ -239,9 +238,9 @@ proptest! {
     #[test]
     fn encoded_sizes_follow_the_layout_tables(r in response(), q in request()) {
         let expected = match &r {
-            Response::Info(_) => 126,
+            Response::Info(_) => 158,
             Response::Evaluated(e) => 92 + 32 * e.elements.len(),
-            Response::BaseChunk(c) => 48 + BASE_ENTRY_LEN * c.entries.len(),
+            Response::BaseChunk(c) => 66 + c.gaps.as_slice().len() + LABEL_LEN * c.labels.len(),
             Response::BaseEnd(_) | Response::DeltaEnd(_) => 32,
             Response::DeltaChunk(c) => 40 + TAG_LEN * c.removed.len() + ENTRY_LEN * c.upserts.len(),
             Response::Error(e) => {

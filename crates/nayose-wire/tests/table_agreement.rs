@@ -4,8 +4,8 @@
 #![allow(clippy::unwrap_used)] // tests unwrap on data they built themselves
 
 use nayose_wire::{
-    BASE_ENTRY_LEN, BaseChunk, BaseEntry, ChunkList, EncryptedLabel, Entry, KeyPeriodId, Response,
-    Tag, decode_response, encode_response,
+    BaseChunk, ChunkList, EncryptedLabel, Entry, GapBytes, KeyPeriodId, Response, Tag,
+    decode_response, encode_response,
 };
 use proptest::prelude::*;
 
@@ -23,7 +23,18 @@ fn lengths_agree() {
         nayose_wire::TABLE_DIGEST_LEN,
         nayose_table::TABLE_DIGEST_LEN
     );
-    assert_eq!(nayose_wire::BASE_ENTRY_LEN, nayose_table::CLIENT_ENTRY_LEN);
+    assert_eq!(
+        nayose_wire::UPSERT_CHAIN_LEN,
+        nayose_table::UPSERT_CHAIN_LEN
+    );
+    assert_eq!(
+        nayose_wire::MAX_RICE_PARAMETER,
+        nayose_table::MAX_RICE_PARAMETER
+    );
+    assert_eq!(
+        nayose_wire::MAX_ENTRIES_PER_CHUNK,
+        nayose_table::MAX_BLOCK_ENTRIES
+    );
     assert_eq!(
         nayose_wire::ENTRY_LEN,
         nayose_table::TAG_LEN + nayose_table::LABEL_LEN
@@ -53,54 +64,43 @@ fn the_vector_key_period_is_key_period_7_of_the_rfc_key() {
     assert_eq!(nayose_table::KeyPeriodId::from_bytes(*wire.as_bytes()), id);
 }
 
-/// The bytes of `entries` as they sit in a BaseChunk payload (after the 48-byte header).
-fn base_chunk_entry_bytes(entries: Vec<BaseEntry>) -> Vec<u8> {
-    let n = entries.len();
-    let chunk = Response::BaseChunk(BaseChunk {
-        key_period: KeyPeriodId([0; 16]),
-        epoch: 1,
-        offset: 0,
-        total: n as u64,
-        entries: ChunkList::new(entries).unwrap(),
-    });
-    let payload = encode_response(&chunk).unwrap();
-    assert_eq!(payload.len(), 48 + BASE_ENTRY_LEN * n);
-    assert_eq!(decode_response(&payload).unwrap(), chunk);
-    payload[48..].to_vec()
-}
-
 proptest! {
     #[test]
-    fn base_entries_encode_like_client_entries(
-        raw in proptest::collection::vec(
-            (any::<[u8; 16]>(), any::<u32>(), any::<[u8; 16]>()),
-            0..20,
-        )
+    fn a_base_chunk_carries_an_entry_block_field_for_field(
+        mut tags in proptest::collection::vec(0u128..(1u128 << 72), 1..40),
+        labels in proptest::collection::vec(any::<[u8; 4]>(), 40),
     ) {
-        let wire: Vec<BaseEntry> = raw
+        tags.sort_unstable();
+        tags.dedup();
+        let entries: Vec<_> = tags
             .iter()
-            .map(|(t, v, l)| BaseEntry { tag: Tag(*t), version: *v, label: EncryptedLabel(*l) })
+            .zip(&labels)
+            .map(|(t, l)| (nayose_table::Tag::from_u128(*t).unwrap(), nayose_table::EncryptedLabel(*l)))
             .collect();
-        let table: Vec<nayose_table::ClientEntry> = raw
-            .iter()
-            .map(|(t, v, l)| nayose_table::ClientEntry {
-                tag: nayose_table::Tag(*t),
-                version: *v,
-                label: nayose_table::EncryptedLabel(*l),
-            })
-            .collect();
-        let expected: Vec<u8> = table.iter().flat_map(|e| e.to_bytes()).collect();
-        let got = base_chunk_entry_bytes(wire);
-        prop_assert_eq!(&got, &expected);
-        // And back: the table reads each 36-byte wire entry as the same entry.
-        for (bytes, e) in got.chunks_exact(BASE_ENTRY_LEN).zip(&table) {
-            let b: [u8; nayose_table::CLIENT_ENTRY_LEN] = bytes.try_into().unwrap();
-            prop_assert_eq!(nayose_table::ClientEntry::from_bytes(&b), *e);
-        }
+        let block = nayose_table::EntryBlock::encode(&entries).unwrap();
+        let chunk = Response::BaseChunk(BaseChunk {
+            key_period: KeyPeriodId([0; 16]),
+            epoch: 1,
+            offset: 0,
+            total: entries.len() as u64,
+            rice: block.rice,
+            first_tag: Tag(block.first.0),
+            gaps: GapBytes::new(block.gaps.clone()).unwrap(),
+            labels: ChunkList::new(entries.iter().map(|e| EncryptedLabel(e.1.0)).collect()).unwrap(),
+        });
+        let payload = encode_response(&chunk).unwrap();
+        let g = block.gaps.len();
+        prop_assert_eq!(payload.len(), 66 + g + 4 * entries.len());
+        prop_assert_eq!(decode_response(&payload).unwrap(), chunk);
+        // rice, first tag, gaps and labels sit where wire.md §5.2.3 says, as the table coded them.
+        prop_assert_eq!(payload[40], block.rice);
+        prop_assert_eq!(&payload[41..50], &block.first.0[..]);
+        prop_assert_eq!(&payload[58..58 + g], &block.gaps[..]);
+        prop_assert_eq!(&payload[66 + g..], &block.labels[..]);
     }
 
     #[test]
-    fn upserts_are_tag_then_label(tag in any::<[u8; 16]>(), label in any::<[u8; 16]>()) {
+    fn upserts_are_tag_then_label(tag in any::<[u8; 9]>(), label in any::<[u8; 4]>()) {
         let chunk = Response::DeltaChunk(nayose_wire::DeltaChunk {
             key_period: KeyPeriodId([0; 16]),
             epoch: 2,
@@ -111,7 +111,7 @@ proptest! {
         let payload = encode_response(&chunk).unwrap();
         // type, key period, epoch, removed count (0), upserts count (1), then the entry.
         prop_assert_eq!(payload.len(), 40 + nayose_wire::ENTRY_LEN);
-        prop_assert_eq!(&payload[40..56], &tag[..]);
-        prop_assert_eq!(&payload[56..72], &label[..]);
+        prop_assert_eq!(&payload[40..49], &tag[..]);
+        prop_assert_eq!(&payload[49..53], &label[..]);
     }
 }

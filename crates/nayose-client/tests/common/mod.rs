@@ -165,7 +165,7 @@ pub fn check_ground_truth(
             Some(p) => {
                 assert_eq!(status, "linked", "row {i}");
                 assert!(
-                    group.starts_with('g') && group.len() == 33,
+                    group.starts_with('g') && group.len() == 9,
                     "row {i}: {group}"
                 );
                 let prev = by_person.entry(p.clone()).or_insert_with(|| group.clone());
@@ -360,9 +360,14 @@ pub async fn fake_server(
     let table_kp = nayose_table::KeyPeriodId::new(1, &pk);
     let kp = KeyPeriodId(table_kp.to_bytes());
     let digest = TableDigest(
-        nayose_table::table_digest(table_kp, 1, std::iter::empty::<(&nayose_table::Tag, u32)>())
-            .unwrap()
-            .0,
+        nayose_table::table_digest(
+            table_kp,
+            1,
+            &nayose_table::UpsertChain::first(table_kp, 1),
+            std::iter::empty::<&nayose_table::Tag>(),
+        )
+        .unwrap()
+        .0,
     );
     let chain: Vec<CertificateDer<'static>> =
         CertificateDer::pem_file_iter(pki.dir.join("server.pem"))
@@ -398,6 +403,9 @@ pub async fn fake_server(
                                 epoch: 1,
                                 table_entries: 0,
                                 table_digest: digest,
+                                upsert_chain: nayose_wire::UpsertChain(
+                                    nayose_table::UpsertChain::first(table_kp, 1).0,
+                                ),
                                 oldest_delta_base: 1,
                                 max_batch: 64,
                                 quota_left_today: 1_000_000,

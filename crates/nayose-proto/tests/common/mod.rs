@@ -11,13 +11,13 @@ use nayose_proto::server::{
 };
 use nayose_proto::{Action, Caches, LinkConfig, LinkCore, LinkResult, PartialBase, ProtoError};
 use nayose_table::{
-    ClientEntry, ClientId, ClientTable, KeyPeriodId, LabelMasterKey, TableEntry, Tag,
-    encrypt_entry, label_for, table_digest,
+    ClientId, ClientTable, EntryBlock, KeyPeriodId, LabelMasterKey, LabelPermutation, TableEntry,
+    Tag, UpsertChain, encrypt_entry, label_for, table_digest,
 };
 use nayose_wire::{
-    BaseChunk, BaseEntry, ChunkList, CurrentState, DeltaChunk, ElementBatch, EncryptedLabel, Entry,
-    EvaluateResponse, KeyPeriodId as WireKp, Proof, Request, Response, TableDigest as WireDigest,
-    Tag as WireTag,
+    BaseChunk, ChunkList, CurrentState, DeltaChunk, ElementBatch, EncryptedLabel, Entry,
+    EvaluateResponse, GapBytes, KeyPeriodId as WireKp, Proof, Request, Response,
+    TableDigest as WireDigest, Tag as WireTag,
 };
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -43,6 +43,9 @@ pub struct ModelServer {
     pub master: LabelMasterKey,
     pub epoch: u32,
     pub registry: BTreeMap<u64, String>,
+    /// Person id → serial, given on first sight and kept (as the real server's person list).
+    serials: HashMap<String, u32>,
+    chain: UpsertChain,
     table: BTreeMap<Tag, (TableEntry, String)>,
     deltas: Vec<Delta>,
     /// Deltas of epochs at or below this are compacted away.
@@ -68,6 +71,8 @@ impl ModelServer {
             master: LabelMasterKey::from_bytes(&[0x42; 32]).unwrap(),
             epoch: 1,
             registry: BTreeMap::new(),
+            serials: HashMap::new(),
+            chain: UpsertChain::first(kp, 1),
             table: BTreeMap::new(),
             deltas: Vec::new(),
             compacted_through: 0,
@@ -82,20 +87,26 @@ impl ModelServer {
         s
     }
 
-    fn entry(&self, seed: u64, version: u32) -> TableEntry {
+    fn serial(&mut self, person: &str) -> u32 {
+        let next = self.serials.len() as u32;
+        *self.serials.entry(person.to_string()).or_insert(next)
+    }
+
+    fn entry(&self, seed: u64, serial: u32, version: u32) -> TableEntry {
         let o = self.key.evaluate(Mode::Voprf, &number(seed)).unwrap();
-        TableEntry::derive(o.as_bytes(), 0, version)
+        TableEntry::derive(o.as_bytes(), serial, version)
     }
 
     fn rebuild(&mut self, registry: BTreeMap<u64, String>) {
-        self.table = registry
-            .iter()
-            .map(|(s, p)| {
-                let e = self.entry(*s, self.epoch);
-                (e.tag, (e, p.clone()))
-            })
-            .collect();
+        let mut table = BTreeMap::new();
+        for (s, p) in &registry {
+            let serial = self.serial(p);
+            let e = self.entry(*s, serial, self.epoch);
+            table.insert(e.tag, (e, p.clone()));
+        }
+        self.table = table;
         self.registry = registry;
+        self.chain = UpsertChain::first(self.kp, self.epoch);
         self.deltas.clear();
     }
 
@@ -112,19 +123,24 @@ impl ModelServer {
             .copied()
             .collect();
         for s in gone {
-            let tag = self.entry(s, 0).tag;
+            let tag = self.entry(s, 0, 0).tag;
             self.table.remove(&tag);
             removed.push(tag);
         }
         for (s, p) in &next {
             if self.registry.get(s) != Some(p) {
-                let e = self.entry(*s, epoch);
+                let serial = self.serial(p);
+                let e = self.entry(*s, serial, epoch);
                 self.table.insert(e.tag, (e.clone(), p.clone()));
                 upserts.push((e, p.clone()));
             }
         }
         removed.sort();
         upserts.sort_by_key(|u| u.0.tag);
+        self.chain = self
+            .chain
+            .next(self.kp, epoch, upserts.iter().map(|u| &u.0.tag))
+            .unwrap();
         self.registry = next;
         self.deltas.push(Delta {
             epoch,
@@ -151,13 +167,9 @@ impl ModelServer {
 
     fn digest(&self) -> WireDigest {
         WireDigest(
-            table_digest(
-                self.kp,
-                self.epoch,
-                self.table.iter().map(|(t, (e, _))| (t, e.version)),
-            )
-            .unwrap()
-            .0,
+            table_digest(self.kp, self.epoch, &self.chain, self.table.keys())
+                .unwrap()
+                .0,
         )
     }
 
@@ -177,6 +189,7 @@ impl ModelServer {
             epoch: self.epoch,
             entries: self.table.len() as u64,
             digest: self.digest().0,
+            chain: self.chain.0,
             oldest_delta_base: oldest,
             delta_bases: self
                 .deltas
@@ -225,30 +238,33 @@ impl ModelServer {
                 })]
             }
             Decision::StreamBase { offset } => {
-                let all: Vec<ClientEntry> = self
+                let perm = LabelPermutation::new(&self.master, c);
+                let all: Vec<(Tag, nayose_table::EncryptedLabel)> = self
                     .table
                     .values()
-                    .map(|(e, p)| encrypt_entry(e, c, self.kp, &self.master, p.as_bytes()))
+                    .map(|(e, _)| {
+                        let l = perm.label(e.person);
+                        (e.tag, encrypt_entry(e, c, self.kp, self.epoch, &l))
+                    })
                     .collect();
                 let total = all.len() as u64;
                 let mut out = Vec::new();
                 let mut at = offset as usize;
                 while at < all.len() {
                     let end = (at + self.chunk).min(all.len());
-                    let entries = all[at..end]
-                        .iter()
-                        .map(|e| BaseEntry {
-                            tag: WireTag(e.tag.0),
-                            version: e.version,
-                            label: EncryptedLabel(e.label.0),
-                        })
-                        .collect();
+                    let b = EntryBlock::encode(&all[at..end]).unwrap();
                     out.push(Response::BaseChunk(BaseChunk {
                         key_period: WireKp(self.kp.to_bytes()),
                         epoch: self.epoch,
                         offset: at as u64,
                         total,
-                        entries: ChunkList::new(entries).unwrap(),
+                        rice: b.rice,
+                        first_tag: WireTag(b.first.0),
+                        gaps: GapBytes::new(b.gaps).unwrap(),
+                        labels: ChunkList::new(
+                            all[at..end].iter().map(|e| EncryptedLabel(e.1.0)).collect(),
+                        )
+                        .unwrap(),
                     }));
                     at = end;
                 }
@@ -262,16 +278,18 @@ impl ModelServer {
                     let mut removed: Vec<WireTag> =
                         d.removed.iter().map(|t| WireTag(t.0)).collect();
                     if broken {
-                        removed.insert(0, WireTag([0; 16]));
+                        removed.insert(0, WireTag([0; 9]));
                     }
+                    let perm = LabelPermutation::new(&self.master, c);
                     let upserts: Vec<Entry> = d
                         .upserts
                         .iter()
-                        .map(|(e, p)| {
-                            let ce = encrypt_entry(e, c, self.kp, &self.master, p.as_bytes());
+                        .map(|(e, _)| {
+                            let l = perm.label(e.person);
+                            let ce = encrypt_entry(e, c, self.kp, d.epoch, &l);
                             Entry {
-                                tag: WireTag(ce.tag.0),
-                                label: EncryptedLabel(ce.label.0),
+                                tag: WireTag(e.tag.0),
+                                label: EncryptedLabel(ce.0),
                             }
                         })
                         .collect();
@@ -294,7 +312,7 @@ impl ModelServer {
     pub fn label_of(&self, c: &ClientId, seed: u64) -> Option<nayose_table::Label> {
         self.registry
             .get(&seed)
-            .map(|p| label_for(&self.master, c, p.as_bytes()))
+            .map(|p| label_for(&self.master, c, self.serials[p]))
     }
 }
 
@@ -337,19 +355,18 @@ impl Disk {
                 key_period,
                 epoch,
                 offset,
-                entries,
+                block,
             } => {
-                if *offset == 0 {
-                    self.partial = Some(PartialBase {
-                        key_period: *key_period,
-                        epoch: *epoch,
-                        entries: Vec::new(),
-                    });
-                }
-                if let Some(p) = &mut self.partial {
-                    assert_eq!(p.entries.len() as u64, *offset, "appends are contiguous");
-                    p.entries.extend_from_slice(entries);
-                }
+                let mut blocks = match (&self.partial, *offset) {
+                    (_, 0) => Vec::new(),
+                    (Some(p), _) => {
+                        assert_eq!(p.len(), *offset, "appends are contiguous");
+                        p.blocks().to_vec()
+                    }
+                    (None, _) => panic!("an append at {offset} without a partial base"),
+                };
+                blocks.push(block.clone());
+                self.partial = Some(PartialBase::new(*key_period, *epoch, blocks).unwrap());
             }
             Action::DiscardPartialBase { .. } => self.partial = None,
             Action::SaveTable { table } => {

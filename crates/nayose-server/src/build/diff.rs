@@ -21,13 +21,15 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nayose_oprf::{Mode, ServerKey};
-use nayose_table::{LabelKey, RECORD_LEN, Tag, derive_entry_secrets};
+use nayose_table::{LabelKey, RECORD_LEN, TAG_LEN, Tag, UpsertChain, derive_entry_secrets};
 use rayon::prelude::*;
 use zeroize::Zeroizing;
 
 use super::registry::Registry;
 use super::{BuildProgress, CHUNK, ProgressFn};
-use crate::epoch::{NumberIndex, PersonsView, TABLE_MAGIC, encode_delta, encode_index};
+use crate::epoch::{
+    NumberIndex, PersonsView, TABLE_MAGIC, encode_delta, encode_index, encode_persons,
+};
 use crate::error::ServerError;
 
 /// The previous epoch's parts the diff reads.
@@ -36,8 +38,6 @@ pub(super) struct PreviousTable<'a> {
     pub number: u32,
     /// Records (56 bytes each), ascending by tag, already checked.
     pub records: &'a [u8],
-    /// Its person ids, by index.
-    pub persons: PersonsView<'a>,
     /// Its number index, header checked.
     pub index: NumberIndex<'a>,
     /// Where the index came from, for errors.
@@ -60,6 +60,12 @@ pub(super) struct Assembled {
     pub relabelled: u64,
     /// Persons with at least one entry.
     pub persons_used: u64,
+    /// `persons.bin`: every person id ever seen in this data directory, by serial.
+    pub persons: Vec<u8>,
+    /// Persons in `persons.bin`.
+    pub person_count: u32,
+    /// The upsert chain of the new epoch.
+    pub chain: UpsertChain,
     /// How long each step took.
     pub times: StepTimes,
 }
@@ -195,10 +201,8 @@ struct Inputs<'a> {
     row_at: &'a [u32],
     /// The added entries (tag, label key, registry number), ascending by tag.
     added: &'a [(Tag, LabelKey, u32)],
-    /// Per registry number: its person in the new person list.
+    /// Per registry number: its person's serial.
     person_of_row: &'a [u32],
-    /// Per previous person: its index in the new person list, or [`UNSEEN`].
-    old_to_new: &'a [u32],
     /// Persons in the new person list.
     person_count: usize,
     /// The new epoch.
@@ -239,11 +243,11 @@ fn emit_table(inp: &Inputs<'_>) -> Result<Emitted, Collision> {
         persons_used: 0,
     };
     let mut used = vec![false; inp.person_count];
-    let mut last_tag: Option<[u8; 16]> = None;
+    let mut last_tag: Option<[u8; TAG_LEN]> = None;
     // Appends one record; checks the tags strictly ascend across kept and added entries.
     let mut push = |out: &mut Emitted, rec: &[u8; RECORD_LEN], row: u32, upsert: bool| {
-        let mut tag = [0u8; 16];
-        tag.copy_from_slice(&rec[..16]);
+        let mut tag = [0u8; TAG_LEN];
+        tag.copy_from_slice(&rec[..TAG_LEN]);
         if last_tag.is_some_and(|l| l >= tag) {
             return Err(Collision);
         }
@@ -259,7 +263,8 @@ fn emit_table(inp: &Inputs<'_>) -> Result<Emitted, Collision> {
     };
     let added_record = |e: &(Tag, LabelKey, u32)| {
         let mut r = Zeroizing::new([0u8; RECORD_LEN]);
-        r[..16].copy_from_slice(e.0.as_bytes());
+        // tag (9) || 0^7 || label key (32): table.md §14.
+        r[..TAG_LEN].copy_from_slice(e.0.as_bytes());
         r[16..48].copy_from_slice(e.1.as_bytes());
         r[48..52].copy_from_slice(&inp.person_of_row[e.2 as usize].to_le_bytes());
         r[52..].copy_from_slice(&inp.number.to_le_bytes());
@@ -268,7 +273,7 @@ fn emit_table(inp: &Inputs<'_>) -> Result<Emitted, Collision> {
     let added = inp.added;
     let mut a = 0usize;
     for (p, rec) in inp.prev_records.chunks_exact(RECORD_LEN).enumerate() {
-        let tag = &rec[..16];
+        let tag = &rec[..TAG_LEN];
         while a < added.len() && added[a].0.as_bytes().as_slice() < tag {
             push(&mut out, &added_record(&added[a]), added[a].2, true)?;
             a += 1;
@@ -279,14 +284,14 @@ fn emit_table(inp: &Inputs<'_>) -> Result<Emitted, Collision> {
         }
         let row = inp.row_at[p];
         if row == REMOVED {
-            let mut t = [0u8; 16];
+            let mut t = [0u8; TAG_LEN];
             t.copy_from_slice(tag);
             out.removed.push(Tag(t));
             continue;
         }
         let person = inp.person_of_row[row as usize];
-        // Loading checked every person index of the previous table against its person list.
-        let relabel = inp.old_to_new.get(u32_at(rec, 48) as usize) != Some(&person);
+        // Serials are stable across epochs: a different serial is a different person.
+        let relabel = u32_at(rec, 48) != person;
         let mut r = Zeroizing::new([0u8; RECORD_LEN]);
         r.copy_from_slice(rec);
         r[48..52].copy_from_slice(&person.to_le_bytes());
@@ -305,9 +310,17 @@ fn emit_table(inp: &Inputs<'_>) -> Result<Emitted, Collision> {
 
 /// Builds the new epoch `number` from `reg` and, within a key period, the previous epoch.
 /// Returns the files' bytes.
+///
+/// `seed_persons` is the person list to continue (the previous epoch's, also across key
+/// periods): every id keeps its serial (its index), new ids get the next serials, so a person's
+/// labels never change while the data directory lives. `prev_chain` is the previous epoch's
+/// upsert chain (`None` for the first epoch of a key period).
+#[allow(clippy::too_many_arguments)]
 pub(super) fn assemble(
     reg: &Registry,
     prev: Option<&PreviousTable<'_>>,
+    seed_persons: Option<&PersonsView<'_>>,
+    prev_chain: Option<UpsertChain>,
     key: &ServerKey,
     key_period: nayose_table::KeyPeriodId,
     number: u32,
@@ -332,32 +345,40 @@ pub(super) fn assemble(
     times.evaluate = t.elapsed();
     let t = Instant::now();
 
-    // Sequential-friendly copies of what the pass looks up per entry: each number's person,
-    // and each previous person's index in the new person list (UNSEEN if the id is gone), so
-    // that "same person id" is one integer comparison.
-    let person_of_row: Vec<u32> = reg.numbers.iter().map(|r| r.person).collect();
-    let old_to_new: Vec<u32> = match prev {
-        None => Vec::new(),
-        Some(p) => {
-            let ids: FxHashMap<&[u8], u32> = reg
-                .persons
-                .iter()
-                .enumerate()
-                .map(|(i, s)| (s.as_bytes(), i as u32))
-                .collect();
-            p.persons
-                .iter()
-                .map(|o| ids.get(o).copied().unwrap_or(UNSEEN))
-                .collect()
+    // Person serials: the seed list keeps its order, then the registry's new ids.
+    let mut serial_of: FxHashMap<&[u8], u32> = FxHashMap::default();
+    let seed_len = seed_persons.map_or(0, |p| p.len());
+    if let Some(p) = seed_persons {
+        serial_of.reserve(seed_len);
+        for (i, id) in p.iter().enumerate() {
+            serial_of.insert(id, i as u32);
         }
-    };
+    }
+    let mut new_ids: Vec<&[u8]> = Vec::new();
+    let mut serial_of_reg = Vec::with_capacity(reg.persons.len());
+    for id in reg.persons.iter() {
+        let next = seed_len + new_ids.len();
+        let s = *serial_of.entry(id.as_bytes()).or_insert_with(|| {
+            new_ids.push(id.as_bytes());
+            next as u32
+        });
+        serial_of_reg.push(s);
+    }
+    let person_count = u32::try_from(seed_len + new_ids.len())
+        .map_err(|_| ServerError::Internal("more than 4294967295 persons ever".into()))?;
+    drop(serial_of);
+    let person_of_row: Vec<u32> = reg
+        .numbers
+        .iter()
+        .map(|r| serial_of_reg[r.person as usize])
+        .collect();
+    drop(serial_of_reg);
     let e = emit_table(&Inputs {
         prev_records: prev.map_or(&[], |p| p.records),
         row_at: &row_at,
         added: &added,
         person_of_row: &person_of_row,
-        old_to_new: &old_to_new,
-        person_count: reg.persons.len(),
+        person_count: person_count as usize,
         number,
     })
     .map_err(|Collision| ServerError::TagCollision {
@@ -383,17 +404,35 @@ pub(super) fn assemble(
             .map(|(row, &pos)| (row.key, pos)),
     );
     drop(pos_of_row);
-    let delta = prev.map(|p| {
-        let body = &records[16..];
-        let ups: Vec<(&[u8], &[u8])> = upserts
-            .iter()
-            .map(|&pos| {
-                let rec = &body[pos as usize * RECORD_LEN..(pos as usize + 1) * RECORD_LEN];
-                (rec, reg.persons.get(u32_at(rec, 48)).as_bytes())
-            })
-            .collect();
-        encode_delta(key_period, number, p.number, &removed, &ups)
-    });
+    let body = &records[16..];
+    let ups: Vec<&[u8]> = upserts
+        .iter()
+        .map(|&pos| &body[pos as usize * RECORD_LEN..(pos as usize + 1) * RECORD_LEN])
+        .collect();
+    let chain = match prev_chain {
+        None => UpsertChain::first(key_period, number),
+        Some(c) => {
+            let tags: Vec<Tag> = ups
+                .iter()
+                .map(|r| {
+                    let mut t = [0u8; TAG_LEN];
+                    t.copy_from_slice(&r[..TAG_LEN]);
+                    Tag(t)
+                })
+                .collect();
+            c.next(key_period, number, tags.iter())
+                .map_err(|e| ServerError::Internal(format!("upsert chain: {e}")))?
+        }
+    };
+    let delta = prev.map(|p| encode_delta(key_period, number, p.number, &removed, &ups));
+    drop(ups);
+    let persons = encode_persons(
+        person_count as usize,
+        seed_persons
+            .into_iter()
+            .flat_map(|p| p.iter())
+            .chain(new_ids.iter().copied()),
+    );
     times.assemble = t.elapsed();
     Ok(Assembled {
         times,
@@ -404,6 +443,9 @@ pub(super) fn assemble(
         removed: removed.len() as u64,
         relabelled,
         persons_used,
+        persons,
+        person_count,
+        chain,
     })
 }
 
@@ -414,7 +456,7 @@ mod tests {
 
     fn record(tag: u8, person: u32, version: u32) -> [u8; RECORD_LEN] {
         let mut r = [0u8; RECORD_LEN];
-        r[..16].copy_from_slice(&[tag; 16]);
+        r[..TAG_LEN].copy_from_slice(&[tag; TAG_LEN]);
         r[16..48].copy_from_slice(&[tag ^ 0x5a; 32]);
         r[48..52].copy_from_slice(&person.to_le_bytes());
         r[52..].copy_from_slice(&version.to_le_bytes());
@@ -422,7 +464,7 @@ mod tests {
     }
 
     fn added(tag: u8, row: u32) -> (Tag, LabelKey, u32) {
-        (Tag([tag; 16]), LabelKey::from_bytes(&[tag; 32]), row)
+        (Tag([tag; TAG_LEN]), LabelKey::from_bytes(&[tag; 32]), row)
     }
 
     /// Previous table: tags 10 (row 0), 20 (removed), 30 (row 1, person changed).
@@ -439,10 +481,8 @@ mod tests {
             prev_records: prev,
             row_at,
             added,
-            // rows 0, 1, 2 (2 is added) → new persons 0, 2, 1
+            // rows 0, 1, 2 (2 is added) → person serials 0, 2, 1
             person_of_row: &[0, 2, 1],
-            // old person 0 is new 0, old person 1 is new 1
-            old_to_new: &[0, 1],
             person_count: 3,
             number: 3,
         }
@@ -465,7 +505,7 @@ mod tests {
         assert_eq!(u32_at(recs[2], 48), 2);
         assert_eq!(u32_at(recs[2], 52), 3);
         assert_eq!(recs[2][16..48], record(30, 0, 0)[16..48]);
-        assert_eq!(e.removed, [Tag([20; 16])]);
+        assert_eq!(e.removed, [Tag([20; TAG_LEN])]);
         assert_eq!(e.upserts, [1, 2]);
         assert_eq!(e.relabelled, 1);
         assert_eq!(e.pos_of_row, [0, 2, 1]);
@@ -517,11 +557,9 @@ mod tests {
     fn merge(keys: &[u128], idx: &[(u128, u32)]) -> Result<(Vec<u32>, Vec<u32>), ServerError> {
         let bytes = index(idx);
         let records = vec![0u8; idx.len() * RECORD_LEN];
-        let persons = crate::epoch::encode_persons(0, std::iter::empty());
         let prev = PreviousTable {
             number: 1,
             records: &records,
-            persons: PersonsView::split(&persons).unwrap(),
             index: crate::epoch::decode_index("1", Path::new("index.bin"), &bytes)?,
             index_path: Path::new("index.bin"),
         };

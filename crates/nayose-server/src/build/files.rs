@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nayose_mmap::VerifiedMap;
-use nayose_table::{KeyPeriodId, LabelMasterKey, RecordTable};
+use nayose_table::{KeyPeriodId, LabelMasterKey, RecordTable, UpsertChain};
 
 use super::{FailPoint, now_unix};
 use crate::epoch::{
@@ -351,6 +351,34 @@ pub(super) struct Previous {
     pub persons: VerifiedMap,
     /// `index.bin` (its SHA-256 checked; its content is checked by the merge).
     pub index: VerifiedMap,
+}
+
+/// Maps and checks only the person list of epoch `number` (the seed of a new key period's
+/// serials).
+pub(super) fn map_persons(data: &DataDir, number: u32) -> Result<VerifiedMap, ServerError> {
+    let manifest = read_manifest(data, number)?;
+    let what = epoch_dir_name(u64::from(number));
+    let persons = map_epoch_file(data, number, PERSONS, &manifest.persons_sha256)?;
+    PersonsView::new(
+        &what,
+        &data.epoch_dir(number).join(PERSONS),
+        persons.bytes(),
+        manifest.persons,
+    )?;
+    Ok(persons)
+}
+
+/// The upsert chain the manifest of the previous epoch states.
+pub(super) fn previous_chain(m: &Manifest) -> Result<UpsertChain, ServerError> {
+    let mut c = [0u8; 32];
+    if hex::decode_to_slice(&m.upsert_chain, &mut c).is_err() {
+        return Err(ServerError::CorruptEpoch {
+            epoch: epoch_dir_name(u64::from(m.number)),
+            path: std::path::PathBuf::from("manifest.toml"),
+            reason: "upsert_chain is not 64 hex digits".into(),
+        });
+    }
+    Ok(UpsertChain(c))
 }
 
 /// Maps epoch `number` for a build: manifest, key period, table, persons and index, each

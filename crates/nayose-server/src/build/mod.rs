@@ -68,17 +68,18 @@ use nayose_table::{RECORD_LEN, RecordTable};
 
 pub use nayose_csv::{ColumnSpec, EncodingChoice};
 
-use crate::epoch::{
-    KeyPeriod, Manifest, PersonsView, decode_index, encode_persons, read_current, sha256_hex,
-};
+use nayose_mmap::VerifiedMap;
+
+use crate::epoch::{KeyPeriod, Manifest, PersonsView, decode_index, read_current, sha256_hex};
 use crate::error::ServerError;
 use crate::fsutil::{atomic_write, create_dir_private, fsync_dir};
 use crate::keys::load_or_create_label_master_key;
 use crate::layout::{DataDir, INDEX, epoch_dir_name, parse_epoch_dir_name};
 use diff::{Assembled, PreviousTable, assemble};
 use files::{
-    last_allocated_epoch, load_previous, lock_build, prune_deltas, prune_epochs, prune_key_periods,
-    publish_delta, remove_stale_builds, start_key_period, write_epoch_files,
+    last_allocated_epoch, load_previous, lock_build, map_persons, previous_chain, prune_deltas,
+    prune_epochs, prune_key_periods, publish_delta, remove_stale_builds, start_key_period,
+    write_epoch_files,
 };
 use registry::read_registry;
 
@@ -491,30 +492,50 @@ pub fn build_epoch(opts: &BuildOptions) -> Result<BuildReport, ServerError> {
         (Some(p), Some(what), Some(ipath)) => Some(PreviousTable {
             number: p.manifest.number,
             records: &p.table.bytes()[16..],
-            persons: PersonsView::split(p.persons.bytes()).ok_or_else(|| {
-                ServerError::Internal("the previous person list changed after its check".into())
-            })?,
             index: decode_index(what, ipath, p.index.bytes())?,
             index_path: ipath,
         }),
         _ => None,
     };
+    // The person list to continue: the previous epoch's, or in a new key period the current
+    // epoch's (serials, and so labels, outlive key periods).
+    let seed_map = match (&previous, current) {
+        (Some(_), _) | (None, None) => None,
+        (None, Some(c)) => Some(map_persons(&data, c)?),
+    };
+    let seed_bytes = previous
+        .as_ref()
+        .map(|p| p.persons.bytes())
+        .or(seed_map.as_ref().map(VerifiedMap::bytes));
+    let seed_persons = match seed_bytes {
+        Some(b) => Some(PersonsView::split(b).ok_or_else(|| {
+            ServerError::Internal("the previous person list changed after its check".into())
+        })?),
+        None => None,
+    };
+    let prev_chain = match &previous {
+        Some(p) => Some(previous_chain(&p.manifest)?),
+        None => None,
+    };
     let asm = assemble(
         &reg,
         prev_table.as_ref(),
+        seed_persons.as_ref(),
+        prev_chain,
         &kp.key,
         kp.id,
         number,
         opts.progress.as_ref(),
     )?;
+    drop(seed_map);
     let previous_epoch = previous.as_ref().map(|p| p.manifest.number);
     drop(previous);
     phases.sort += asm.times.merge + asm.times.assemble;
     phases.evaluate = asm.times.evaluate;
     let t = Instant::now();
-    let person_count = u32::try_from(reg.persons.len()).unwrap_or(u32::MAX);
-    let digest = RecordTable::new(kp.id, number, person_count, &asm.records[16..])?.digest();
-    let pbytes = encode_persons(reg.persons.len(), reg.persons.iter().map(str::as_bytes));
+    let person_count = asm.person_count;
+    let digest =
+        RecordTable::new(kp.id, number, person_count, &asm.records[16..])?.digest(&asm.chain);
     let manifest = Manifest {
         format: 2,
         number,
@@ -530,8 +551,9 @@ pub fn build_epoch(opts: &BuildOptions) -> Result<BuildReport, ServerError> {
         removed: asm.removed,
         relabelled: asm.relabelled,
         digest: digest.to_string(),
+        upsert_chain: asm.chain.to_string(),
         table_sha256: sha256_hex(&asm.records),
-        persons_sha256: sha256_hex(&pbytes),
+        persons_sha256: sha256_hex(&asm.persons),
         index_sha256: sha256_hex(&asm.index),
         delta_sha256: asm.delta.as_ref().map(|d| sha256_hex(d)),
     };
@@ -541,6 +563,7 @@ pub fn build_epoch(opts: &BuildOptions) -> Result<BuildReport, ServerError> {
         index,
         delta,
         persons_used,
+        persons: pbytes,
         ..
     } = asm;
 

@@ -33,6 +33,7 @@ pub(super) fn current_of(epoch: &Epoch, cfg: &ServerConfig) -> Current {
         epoch: epoch.number(),
         entries: epoch.len() as u64,
         digest: epoch.digest().0,
+        chain: epoch.chain().0,
         oldest_delta_base: epoch.oldest_delta_base(),
         delta_bases: epoch.delta_bases(),
         max_batch: cfg.max_batch,

@@ -7,8 +7,8 @@ use std::time::Duration;
 use nayose_proto::server::Current;
 use nayose_table::ClientId;
 use nayose_wire::{
-    BaseChunk, ChunkList, DeltaChunk, KeyPeriodId as WireKeyPeriodId, MAX_ENTRIES_PER_CHUNK,
-    Response,
+    BaseChunk, ChunkList, DeltaChunk, EncryptedLabel, GapBytes, KeyPeriodId as WireKeyPeriodId,
+    MAX_ENTRIES_PER_CHUNK, Response,
 };
 use tracing::error;
 
@@ -73,13 +73,18 @@ pub(super) async fn stream_base(
         let end = (at + chunk).min(cur.entries);
         let e = epoch.clone();
         let client = ctx.client.clone();
-        let entries =
-            tokio::task::spawn_blocking(move || e.base_entries(at as usize..end as usize, &client))
+        let block =
+            tokio::task::spawn_blocking(move || e.base_block(at as usize..end as usize, &client))
                 .await;
-        let Ok(Ok(entries)) = entries else {
+        let Ok(Ok(block)) = block else {
             return (at - offset, Err(WriteFail::Gone));
         };
-        let Ok(list) = ChunkList::new(entries) else {
+        let labels = block
+            .labels
+            .chunks_exact(4)
+            .map(|l| EncryptedLabel([l[0], l[1], l[2], l[3]]))
+            .collect();
+        let (Ok(labels), Ok(gaps)) = (ChunkList::new(labels), GapBytes::new(block.gaps)) else {
             return (at - offset, Err(WriteFail::Gone));
         };
         let r = Response::BaseChunk(BaseChunk {
@@ -87,7 +92,10 @@ pub(super) async fn stream_base(
             epoch: cur.epoch,
             offset: at,
             total: cur.entries,
-            entries: list,
+            rice: block.rice,
+            first_tag: nayose_wire::Tag(block.first.0),
+            gaps,
+            labels,
         });
         if let Err(e) = write_frame(send, &r, bytes_out, deadline).await {
             // A chunk whose write started counts as sent: the client may hold most of it.

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use nayose_oprf::{ClientBatch, Mode, PublicKey};
 use nayose_server::{BuildOptions, BuildReport, ServerConfig, build_epoch};
-use nayose_table::{ClientEntry, ClientId, ClientTable, EncryptedLabel, KeyPeriodId, Tag};
+use nayose_table::{
+    ClientEntry, ClientId, ClientTable, EncryptedLabel, EntryBlock, KeyPeriodId, Tag, UpsertChain,
+};
 use nayose_wire::{
     ElementBatch, EvaluateRequest, FetchBaseRequest, FetchDeltaRequest, FrameDecoder, InfoResponse,
     Request, Response, decode_response, encode_request_frame,
@@ -349,12 +351,20 @@ pub async fn fetch_base(
                 assert_eq!(c.epoch, info.epoch);
                 assert_eq!(c.offset, offset + out.len() as u64, "contiguous chunks");
                 assert_eq!(c.total, info.table_entries);
-                for e in c.entries.as_slice() {
-                    assert!(e.version >= 1 && e.version <= info.epoch);
+                let block = EntryBlock {
+                    count: c.labels.len() as u32,
+                    rice: c.rice,
+                    first: Tag(c.first_tag.0),
+                    gaps: c.gaps.as_slice().to_vec(),
+                    labels: c.labels.as_slice().iter().flat_map(|l| l.0).collect(),
+                };
+                let mut tags = Vec::new();
+                block.decode_tags(c.offset, &mut tags).unwrap();
+                for (i, t) in tags.iter().enumerate() {
                     out.push(ClientEntry {
-                        tag: Tag(e.tag.0),
-                        version: e.version,
-                        label: EncryptedLabel(e.label.0),
+                        tag: *t,
+                        pad_epoch: info.epoch,
+                        label: block.label(i),
                     });
                 }
             }
@@ -373,6 +383,30 @@ pub async fn fetch_base(
         "ascending tags"
     );
     Ok(out)
+}
+
+/// The client table of a base received with `info` (entries as [`fetch_base`] returns them).
+pub fn client_table(info: &InfoResponse, entries: &[ClientEntry]) -> ClientTable {
+    let kp = KeyPeriodId::from_bytes(info.key_period.0);
+    let pairs: Vec<(Tag, EncryptedLabel)> = entries.iter().map(|e| (e.tag, e.label)).collect();
+    let blocks = pairs
+        .chunks(1000)
+        .map(|c| EntryBlock::encode(c).unwrap())
+        .collect();
+    ClientTable::from_base(kp, info.epoch, UpsertChain(info.upsert_chain.0), blocks).unwrap()
+}
+
+/// The serial of person `person` in the current epoch's person list (`persons.bin`: magic 16,
+/// count u64 LE, count + 1 offsets u64 LE into the id bytes that follow).
+pub fn serial_of(data: &Path, person: &str) -> u32 {
+    let current = fs::read_to_string(data.join("current")).unwrap();
+    let b = fs::read(data.join("epochs").join(current.trim()).join("persons.bin")).unwrap();
+    let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap()) as usize;
+    let n = u64_at(16);
+    let ids = 24 + 8 * (n + 1);
+    (0..n)
+        .find(|&i| &b[ids + u64_at(24 + 8 * i)..ids + u64_at(32 + 8 * i)] == person.as_bytes())
+        .unwrap_or_else(|| panic!("person {person} not in persons.bin")) as u32
 }
 
 /// One epoch's delta as received: (epoch, removed, upserts, number of chunks).

@@ -1,5 +1,5 @@
 //! A model server for the integration tests (included with `mod common;`): numbers with
-//! persons, epochs with adds, removals and relabels, and what a client receives.
+//! persons (serials), epochs with adds, removals and relabels, and what a client receives.
 #![allow(dead_code, unreachable_pub)]
 
 use std::collections::BTreeMap;
@@ -16,12 +16,12 @@ pub fn client(s: &str) -> ClientId {
     ClientId::new(s).unwrap()
 }
 
-/// One epoch's delta as the server keeps it: removed tags, upserted entries with their person.
+/// One epoch's delta as the server keeps it: removed tags, upserted entries (with their serial).
 #[derive(Clone, Debug)]
 pub struct ModelDelta {
     pub epoch: u32,
     pub removed: Vec<Tag>,
-    pub upserts: Vec<(TableEntry, String)>,
+    pub upserts: Vec<TableEntry>,
 }
 
 /// The server side of a key period, in memory.
@@ -29,10 +29,11 @@ pub struct ModelServer {
     pub kp: KeyPeriodId,
     pub master: LabelMasterKey,
     pub epoch: u32,
-    /// seed → person id of the numbers in the registry.
-    pub registry: BTreeMap<u64, String>,
-    /// tag → (entry, person id).
-    pub table: BTreeMap<Tag, (TableEntry, String)>,
+    pub chain: UpsertChain,
+    /// seed → person serial of the numbers in the registry.
+    pub registry: BTreeMap<u64, u32>,
+    /// tag → entry (its `person` is the serial).
+    pub table: BTreeMap<Tag, TableEntry>,
     pub deltas: Vec<ModelDelta>,
 }
 
@@ -42,19 +43,20 @@ impl ModelServer {
         kp: KeyPeriodId,
         master: LabelMasterKey,
         epoch: u32,
-        registry: BTreeMap<u64, String>,
+        registry: BTreeMap<u64, u32>,
     ) -> Self {
         let table = registry
             .iter()
             .map(|(seed, p)| {
-                let e = TableEntry::derive(&o(*seed), 0, epoch);
-                (e.tag, (e, p.clone()))
+                let e = TableEntry::derive(&o(*seed), *p, epoch);
+                (e.tag, e)
             })
             .collect();
         ModelServer {
             kp,
             master,
             epoch,
+            chain: UpsertChain::first(kp, epoch),
             registry,
             table,
             deltas: Vec::new(),
@@ -62,7 +64,7 @@ impl ModelServer {
     }
 
     /// The next epoch: the registry becomes `next`.
-    pub fn advance(&mut self, epoch: u32, next: BTreeMap<u64, String>) -> &ModelDelta {
+    pub fn advance(&mut self, epoch: u32, next: BTreeMap<u64, u32>) -> &ModelDelta {
         assert!(epoch > self.epoch);
         let mut removed = Vec::new();
         let mut upserts = Vec::new();
@@ -73,13 +75,17 @@ impl ModelServer {
         }
         for (seed, person) in &next {
             if self.registry.get(seed) != Some(person) {
-                let e = TableEntry::derive(&o(*seed), 0, epoch);
-                self.table.insert(e.tag, (e.clone(), person.clone()));
-                upserts.push((e, person.clone()));
+                let e = TableEntry::derive(&o(*seed), *person, epoch);
+                self.table.insert(e.tag, e.clone());
+                upserts.push(e);
             }
         }
         removed.sort();
-        upserts.sort_by_key(|u| u.0.tag);
+        upserts.sort_by_key(|u| u.tag);
+        self.chain = self
+            .chain
+            .next(self.kp, epoch, upserts.iter().map(|u| &u.tag))
+            .unwrap();
         self.registry = next;
         self.epoch = epoch;
         self.deltas.push(ModelDelta {
@@ -91,34 +97,42 @@ impl ModelServer {
     }
 
     pub fn digest(&self) -> TableDigest {
-        table_digest(
-            self.kp,
-            self.epoch,
-            self.table.iter().map(|(t, (e, _))| (t, e.version)),
-        )
-        .unwrap()
+        table_digest(self.kp, self.epoch, &self.chain, self.table.keys()).unwrap()
     }
 
-    /// The base a client downloads.
-    pub fn base(&self, c: &ClientId) -> Vec<ClientEntry> {
+    /// The base entries a client receives (pad epoch = the current epoch).
+    pub fn base_entries(&self, c: &ClientId) -> Vec<(Tag, EncryptedLabel)> {
+        let perm = LabelPermutation::new(&self.master, c);
         self.table
             .values()
-            .map(|(e, p)| encrypt_entry(e, c, self.kp, &self.master, p.as_bytes()))
+            .map(|e| {
+                let l = perm.label(e.person);
+                (e.tag, encrypt_entry(e, c, self.kp, self.epoch, &l))
+            })
             .collect()
     }
 
-    /// One delta as a client receives it.
+    /// The base a client downloads, as entry blocks of at most `block` entries.
+    pub fn base(&self, c: &ClientId, block: usize) -> Vec<EntryBlock> {
+        self.base_entries(c)
+            .chunks(block)
+            .map(|b| EntryBlock::encode(b).unwrap())
+            .collect()
+    }
+
+    /// One delta as a client receives it (pad epoch = the delta's epoch).
     pub fn delta_for(
         &self,
         d: &ModelDelta,
         c: &ClientId,
     ) -> (Vec<Tag>, Vec<(Tag, EncryptedLabel)>) {
+        let perm = LabelPermutation::new(&self.master, c);
         let ups = d
             .upserts
             .iter()
-            .map(|(e, p)| {
-                let ce = encrypt_entry(e, c, self.kp, &self.master, p.as_bytes());
-                (ce.tag, ce.label)
+            .map(|e| {
+                let l = perm.label(e.person);
+                (e.tag, encrypt_entry(e, c, self.kp, d.epoch, &l))
             })
             .collect();
         (d.removed.clone(), ups)
@@ -128,6 +142,6 @@ impl ModelServer {
     pub fn label_of(&self, c: &ClientId, seed: u64) -> Option<Label> {
         self.registry
             .get(&seed)
-            .map(|p| label_for(&self.master, c, p.as_bytes()))
+            .map(|p| label_for(&self.master, c, *p))
     }
 }
