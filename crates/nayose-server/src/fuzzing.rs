@@ -59,7 +59,7 @@ pub fn table_file(bytes: &[u8], epoch: u32, persons: u32) -> Result<Pair, String
         .ok_or("wrong file header")?;
     let rt = RecordTable::new(KeyPeriodId::from_bytes([7; 16]), epoch, persons, records)
         .map_err(|e| e.to_string())?;
-    let _ = rt.digest();
+    let _ = rt.digest(&nayose_table::UpsertChain([0; 32]));
     let mut out = TABLE_MAGIC.to_vec();
     for i in 0..rt.len() {
         out.extend_from_slice(rt.entry(i).to_record().as_slice());
@@ -93,20 +93,22 @@ pub fn index_file(bytes: &[u8]) -> Result<Pair, String> {
 /// `deltas/<epoch>.bin` (checksum included).
 pub fn delta_file(bytes: &[u8]) -> Result<Pair, String> {
     let d = decode_delta("fuzz", path(), bytes).map_err(|e| e.to_string())?;
-    let records: Vec<Vec<u8>> = d
+    // Each upsert as the 56-byte record the build hands to encode_delta (the version is not
+    // stored in a delta: the delta's epoch is).
+    let records: Vec<_> = d
         .upserts
         .iter()
         .map(|u| {
-            let mut r = u.tag.as_bytes().to_vec();
-            r.extend_from_slice(u.label_key.as_bytes());
-            r
+            nayose_table::TableEntry {
+                tag: u.tag,
+                label_key: u.label_key.clone(),
+                person: u.person,
+                version: d.epoch,
+            }
+            .to_record()
         })
         .collect();
-    let upserts: Vec<(&[u8], &[u8])> = records
-        .iter()
-        .zip(&d.upserts)
-        .map(|(r, u)| (r.as_slice(), &*u.person))
-        .collect();
+    let upserts: Vec<&[u8]> = records.iter().map(|r| &r[..]).collect();
     let out = encode_delta(d.key_period, d.epoch, d.previous, &d.removed, &upserts);
     Ok((bytes.to_vec(), out.to_vec()))
 }

@@ -469,7 +469,7 @@ impl StateWriter {
 
     fn finish(mut self) -> Result<(Vec<StateBlock>, u64), TableError> {
         self.cut();
-        debug_assert!(STATE_BLOCK_ENTRIES <= MAX_BLOCK_ENTRIES);
+        const { assert!(STATE_BLOCK_ENTRIES <= MAX_BLOCK_ENTRIES) };
         match self.error {
             Some(e) => Err(e),
             None => Ok((self.blocks, self.len)),

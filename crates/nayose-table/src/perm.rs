@@ -104,7 +104,7 @@ impl LabelPermutation {
                 o[j] = (u32::from(l[j]) << 16) | u32::from(r[j]);
             }
         }
-        debug_assert_eq!(LABEL_LEN, 4);
+        const { assert!(LABEL_LEN == 4) };
     }
 }
 
