@@ -192,16 +192,26 @@ pub(crate) enum ChargeRefused {
     Superseded,
 }
 
+/// The error of a failed statement `action` against `target` (host and database, never the
+/// password): the one mapping every PostgreSQL call of this module uses.
+fn pg_err(
+    target: &str,
+    action: &'static str,
+) -> impl FnOnce(tokio_postgres::Error) -> ServerError + use<> {
+    let target = target.to_string();
+    move |e| ServerError::Postgres {
+        target,
+        action,
+        reason: reason(&e),
+    }
+}
+
 /// Connects to `conn` with NoTls; the connection's task ends when the client is dropped.
 async fn connect(config: &Config, target: &str) -> Result<Client, ServerError> {
     let (client, connection) = config
         .connect(NoTls)
         .await
-        .map_err(|e| ServerError::Postgres {
-            target: target.to_string(),
-            action: "cannot connect",
-            reason: reason(&e),
-        })?;
+        .map_err(pg_err(target, "cannot connect"))?;
     let target = target.to_string();
     tokio::spawn(async move {
         if let Err(e) = connection.await {
@@ -309,12 +319,7 @@ impl PgState {
     }
 
     fn err(&self, action: &'static str) -> impl FnOnce(tokio_postgres::Error) -> ServerError {
-        let target = self.target.clone();
-        move |e| ServerError::Postgres {
-            target,
-            action,
-            reason: reason(&e),
-        }
+        pg_err(&self.target, action)
     }
 
     async fn conn(&self) -> Result<Conn<'_>, ServerError> {
@@ -618,14 +623,7 @@ async fn view_on(
 /// Creates the schema or migrates it to [`SCHEMA_VERSION`], in one transaction under an
 /// advisory lock (replicas starting together do it once).
 async fn migrate(client: &mut Client, target: &str) -> Result<(), ServerError> {
-    let err = |action: &'static str| {
-        let target = target.to_string();
-        move |e: tokio_postgres::Error| ServerError::Postgres {
-            target,
-            action,
-            reason: reason(&e),
-        }
-    };
+    let err = |action: &'static str| pg_err(target, action);
     let tx = client
         .transaction()
         .await
@@ -690,14 +688,7 @@ pub async fn export_audit_postgres(conn: &str, to: &Path) -> Result<AuditHead, S
     use std::io::Write;
     let (config, target) = parse(conn)?;
     let mut client = connect(&config, &target).await?;
-    let err = |action: &'static str| {
-        let target = target.clone();
-        move |e: tokio_postgres::Error| ServerError::Postgres {
-            target,
-            action,
-            reason: reason(&e),
-        }
-    };
+    let err = |action: &'static str| pg_err(&target, action);
     let tx = client
         .build_transaction()
         .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
@@ -768,11 +759,7 @@ pub async fn postgres_quota_used(
 ) -> Result<Option<(u64, u64)>, ServerError> {
     let (config, target) = parse(conn)?;
     let c = connect(&config, &target).await?;
-    let err = |e: tokio_postgres::Error| ServerError::Postgres {
-        target: target.clone(),
-        action: "cannot read the quota",
-        reason: reason(&e),
-    };
+    let err = |e| pg_err(&target, "cannot read the quota")(e);
     let row = c
         .query_opt(
             "SELECT used, key_period_used FROM nayose_quota WHERE client = $1",
