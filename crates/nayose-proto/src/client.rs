@@ -24,6 +24,7 @@ use rand_core::{CryptoRng, RngCore};
 use sha2::{Digest, Sha512};
 use zeroize::Zeroize;
 
+use crate::announce::{AnnouncementKey, Coverage, check_info};
 use crate::error::ProtoError;
 
 /// `CacheKey(K, x) = H(DST_CACHE_KEY, key_period_id || x)[0..16]` (table.md §3.5).
@@ -206,6 +207,9 @@ pub struct LinkResult {
     pub table_entries: u64,
     /// The last Info.
     pub info: InfoResponse,
+    /// Whether the last Info was checked against the management body's announcements
+    /// (protocol-spec/announcements.md): `Unchecked` when no announcement key is trusted.
+    pub announcement: Coverage,
 }
 
 impl fmt::Debug for LinkResult {
@@ -363,8 +367,13 @@ pub struct LinkCore {
     last_sync: Option<SyncKind>,
     last_counts: DeltaCounts,
     live: HashSet<u64>,
-    /// The wall-clock time the driver last gave ([`LinkCore::on_clock`]); messages only.
+    /// The wall-clock time the driver last gave ([`LinkCore::on_clock`]): messages, and the
+    /// validity of announcements.
     now_unix_secs: Option<i64>,
+    /// Announcement keys the client trusts; when not empty, every Info must be covered.
+    trusted: Vec<AnnouncementKey>,
+    /// The coverage of the last accepted Info.
+    coverage: Coverage,
 }
 
 impl fmt::Debug for LinkCore {
@@ -432,7 +441,17 @@ impl LinkCore {
             last_counts: DeltaCounts::default(),
             live: HashSet::new(),
             now_unix_secs: None,
+            trusted: Vec::new(),
+            coverage: Coverage::Unchecked,
         }
+    }
+
+    /// Requires every Info of the run to be covered by statements signed with one of `keys`
+    /// (protocol-spec/announcements.md §5); an Info that is not is refused with
+    /// [`ProtoError::Announcement`] before anything of it is used. With no key (the default)
+    /// nothing is checked. Give the clock with [`LinkCore::on_clock`] before the Info arrives.
+    pub fn trust_announcement_keys(&mut self, keys: Vec<AnnouncementKey>) {
+        self.trusted = keys;
     }
 
     fn send(&mut self, request: Request) -> Action {
@@ -535,8 +554,9 @@ impl LinkCore {
     }
 
     /// The wall-clock time (seconds since the UNIX epoch, UTC), given by the driver: the core
-    /// reads no clock. It is used only in messages (the JST time at which the daily quota
-    /// resets); without it they say how long until then.
+    /// reads no clock. It is used in messages (the JST time at which the daily quota resets;
+    /// without it they say how long until then) and to check the validity of announcements,
+    /// which needs it before each Info arrives when announcement keys are trusted.
     pub fn on_clock(&mut self, now_unix_secs: i64) {
         self.now_unix_secs = Some(now_unix_secs);
     }
@@ -862,6 +882,9 @@ impl LinkCore {
         }
         let pk = PublicKey::from_bytes(&info.public_key.0)
             .map_err(|e| violation(format!("Info's public key: {e}")))?;
+        // Before anything of this Info is used: its key and table must be the announced ones.
+        let now = self.now_unix_secs.and_then(|t| u64::try_from(t).ok());
+        self.coverage = check_info(&self.trusted, &info, now)?;
         let changed = self.key_period.is_some_and(|k| k != kp);
         if changed {
             self.key_period_restarts += 1;
@@ -1079,6 +1102,7 @@ impl LinkCore {
             delta_counts: counts,
             table_entries: table.len() as u64,
             info,
+            announcement: self.coverage,
         })))
     }
 

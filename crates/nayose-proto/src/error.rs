@@ -49,6 +49,19 @@ pub enum ProtoError {
         /// The epoch.
         epoch: u32,
     },
+    /// The server's Info is not covered by a valid signed announcement of the management body
+    /// (protocol-spec/announcements.md §5), and the client requires one.
+    #[error(
+        "refused the server: its Info is not covered by a valid announcement of the management \
+         body ({}: {detail}); nothing from this server was used",
+        fault.name()
+    )]
+    Announcement {
+        /// Which check failed.
+        fault: crate::announce::Fault,
+        /// What exactly, and what to do.
+        detail: String,
+    },
     /// The server's key period or epoch kept changing.
     #[error("the server's {what} kept changing during the run ({count} restarts); try again later")]
     Unstable {

@@ -27,6 +27,7 @@
 //! or epochs; nothing secret (numbers, blinds, OPRF outputs, label keys) appears in an error or
 //! a `Debug` output.
 
+pub mod announce;
 mod client;
 mod error;
 pub mod jst;

@@ -32,8 +32,8 @@
 //! it) before it evaluates.
 
 use nayose_wire::{
-    BaseEnd, CurrentState, DeltaEnd, ErrorCode, ErrorResponse, InfoResponse, KeyPeriodId, Request,
-    Response, TableDigest,
+    Announcement, BaseEnd, CurrentState, DeltaEnd, ErrorCode, ErrorResponse, InfoResponse,
+    KeyPeriodId, Request, Response, TableDigest,
 };
 
 /// Seconds per quota day.
@@ -68,6 +68,9 @@ pub struct Current {
     pub delta_bases: Vec<u32>,
     /// Most elements per Evaluate.
     pub max_batch: u32,
+    /// The signed statements of this key period and epoch, when the server has them and their
+    /// facts are this snapshot's (protocol-spec/announcements.md §6); carried in Info.
+    pub announcement: Option<Announcement>,
 }
 
 impl Current {
@@ -195,6 +198,7 @@ pub fn decide(client: &str, standing: Standing, request: &Request, cur: &Current
             quota_left_today: quota.left_today,
             quota_reset_secs: quota.reset_secs,
             quota_left_key_period: quota.left_key_period,
+            announcement: cur.announcement.map(Box::new),
         })),
         Request::Evaluate(r) => {
             let n = r.elements.len() as u64;
@@ -348,6 +352,7 @@ mod tests {
             oldest_delta_base: 9,
             delta_bases: vec![9, 10, 11],
             max_batch: 8,
+            announcement: None,
         }
     }
 

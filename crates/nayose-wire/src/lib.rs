@@ -33,12 +33,13 @@ pub use frame::{
 };
 pub use limits::*;
 pub use message::{
-    BaseChunk, BaseEnd, CurrentState, DeltaChunk, DeltaEnd, ErrorCode, ErrorResponse,
+    Announcement, BaseChunk, BaseEnd, CurrentState, DeltaChunk, DeltaEnd, ErrorCode, ErrorResponse,
     EvaluateRequest, EvaluateResponse, FetchBaseRequest, FetchDeltaRequest, InfoResponse, Request,
     Response,
 };
 pub use transport::{CloseCode, StreamCode};
 pub use types::{
     ChunkList, Element, ElementBatch, EncryptedLabel, Entry, ErrorMessage, GapBytes, KeyPeriodId,
-    Proof, PublicKeyBytes, TableDigest, Tag, UpsertChain,
+    Proof, PublicKeyBytes, SignedEpochStatement, SignedKeyPeriodStatement, TableDigest, Tag,
+    UpsertChain,
 };

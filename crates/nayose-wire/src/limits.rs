@@ -37,6 +37,14 @@ pub const KEY_PERIOD_ID_LEN: usize = 16;
 /// Length in bytes of a table digest.
 pub const TABLE_DIGEST_LEN: usize = 32;
 
+/// Length in bytes of a signed key period statement carried in Info (opaque to the wire;
+/// protocol-spec/announcements.md §4: a 96-byte statement and a 64-byte Ed25519 signature).
+pub const SIGNED_KEY_PERIOD_STATEMENT_LEN: usize = 160;
+
+/// Length in bytes of a signed epoch statement carried in Info (opaque to the wire;
+/// protocol-spec/announcements.md §4: a 140-byte statement and a 64-byte Ed25519 signature).
+pub const SIGNED_EPOCH_STATEMENT_LEN: usize = 204;
+
 /// Largest request payload: an Evaluate of [`MAX_BATCH_ELEMENTS`] elements
 /// (4 + 16 + 8 + 4096 · 32 bytes). A server refuses a request frame announcing more.
 pub const MAX_REQUEST_LEN: usize = 4 + KEY_PERIOD_ID_LEN + 8 + MAX_BATCH_ELEMENTS * ELEMENT_LEN;

@@ -19,7 +19,7 @@ use crate::limits::{
 use crate::reject::{Field, Rejection};
 use crate::types::{
     ChunkList, ElementBatch, EncryptedLabel, Entry, ErrorMessage, GapBytes, KeyPeriodId, Proof,
-    PublicKeyBytes, TableDigest, Tag, UpsertChain,
+    PublicKeyBytes, SignedEpochStatement, SignedKeyPeriodStatement, TableDigest, Tag, UpsertChain,
 };
 
 /// A request: the first 4 bytes of its payload are the variant index (u32 LE).
@@ -109,6 +109,19 @@ pub struct InfoResponse {
     pub quota_reset_secs: u32,
     /// Evaluations left in this key period.
     pub quota_left_key_period: u64,
+    /// The management body's signed statements of this key period and this epoch, if the
+    /// server has them (protocol-spec/announcements.md). Boxed: most responses are small.
+    pub announcement: Option<Box<Announcement>>,
+}
+
+/// The two signed statements that cover an Info (protocol-spec/announcements.md §4): opaque,
+/// fixed-length bytes to the codec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Announcement {
+    /// The signed statement of the key period (binds the key period id to pkS).
+    pub key_period_statement: SignedKeyPeriodStatement,
+    /// The signed statement of the epoch (binds epoch, N, digest and upsert chain).
+    pub epoch_statement: SignedEpochStatement,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -126,6 +139,7 @@ struct RawInfo {
     quota_left_key_period: u64,
     tag_len: u8,
     label_len: u8,
+    announcement: Option<Box<Announcement>>,
 }
 
 impl From<InfoResponse> for RawInfo {
@@ -144,6 +158,7 @@ impl From<InfoResponse> for RawInfo {
             quota_left_key_period: i.quota_left_key_period,
             tag_len: TAG_LEN as u8,
             label_len: LABEL_LEN as u8,
+            announcement: i.announcement,
         }
     }
 }
@@ -170,6 +185,7 @@ impl TryFrom<RawInfo> for InfoResponse {
             quota_left_today: r.quota_left_today,
             quota_reset_secs: r.quota_reset_secs,
             quota_left_key_period: r.quota_left_key_period,
+            announcement: r.announcement,
         };
         info.rejection().map_or(Ok(info), Err)
     }

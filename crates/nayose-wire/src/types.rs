@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::WireError;
 use crate::limits::{
     ELEMENT_LEN, KEY_PERIOD_ID_LEN, LABEL_LEN, MAX_ERROR_MESSAGE_LEN, MAX_FRAME_LEN, PROOF_LEN,
-    PUBLIC_KEY_LEN, TABLE_DIGEST_LEN, TAG_LEN, UPSERT_CHAIN_LEN,
+    PUBLIC_KEY_LEN, SIGNED_EPOCH_STATEMENT_LEN, SIGNED_KEY_PERIOD_STATEMENT_LEN, TABLE_DIGEST_LEN,
+    TAG_LEN, UPSERT_CHAIN_LEN,
 };
 use crate::reject::{Field, Rejection};
 
@@ -166,6 +167,19 @@ fixed_bytes!(
     /// An encrypted label (protocol-spec/table.md), specific to the requesting client.
     EncryptedLabel,
     LABEL_LEN
+);
+
+fixed_bytes!(
+    /// A signed key period statement (protocol-spec/announcements.md §4): opaque bytes here;
+    /// `nayose-proto` parses and verifies them.
+    SignedKeyPeriodStatement,
+    SIGNED_KEY_PERIOD_STATEMENT_LEN
+);
+fixed_bytes!(
+    /// A signed epoch statement (protocol-spec/announcements.md §4): opaque bytes here;
+    /// `nayose-proto` parses and verifies them.
+    SignedEpochStatement,
+    SIGNED_EPOCH_STATEMENT_LEN
 );
 
 /// One delta upsert as it travels: tag, then the encrypted label for the requesting client

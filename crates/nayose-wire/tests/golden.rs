@@ -80,6 +80,24 @@ fn upserts() -> ChunkList<Entry> {
     .unwrap()
 }
 
+/// The two signed statements of protocol-spec/vectors/announcement-vectors.json (made and
+/// verified by nayose-proto; opaque bytes to the codec), which state the facts of the Info
+/// example.
+fn announcement() -> Announcement {
+    let path = spec_dir().join("vectors/announcement-vectors.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let v: Value = serde_json::from_str(&text).unwrap();
+    Announcement {
+        key_period_statement: SignedKeyPeriodStatement(arr(v["key_period_statement"]["signed"]
+            .as_str()
+            .unwrap())),
+        epoch_statement: SignedEpochStatement(arr(v["epoch_statement"]["signed"]
+            .as_str()
+            .unwrap())),
+    }
+}
+
 enum Msg {
     Req(Request),
     Resp(Response),
@@ -128,6 +146,24 @@ fn examples() -> Vec<(&'static str, Msg)> {
                 quota_left_today: 49_998,
                 quota_reset_secs: 3600,
                 quota_left_key_period: 1_950_000,
+                announcement: None,
+            })),
+        ),
+        (
+            "response-info-announced",
+            Msg::Resp(Response::Info(InfoResponse {
+                key_period: key_period(),
+                public_key: PublicKeyBytes(arr(RFC_PKS)),
+                epoch: 100,
+                table_entries: 2_000_000,
+                table_digest: TableDigest(arr(DIGEST)),
+                upsert_chain: UpsertChain(arr(CHAIN)),
+                oldest_delta_base: 10,
+                max_batch: 1024,
+                quota_left_today: 49_998,
+                quota_reset_secs: 3600,
+                quota_left_key_period: 1_950_000,
+                announcement: Some(Box::new(announcement())),
             })),
         ),
         (
@@ -255,6 +291,10 @@ fn describe_response(r: &Response) -> Value {
             "quota_left_key_period": i.quota_left_key_period,
             "tag_len": TAG_LEN,
             "label_len": LABEL_LEN,
+            "announcement": i.announcement.as_ref().map(|a| json!({
+                "key_period_statement": a.key_period_statement.to_string(),
+                "epoch_statement": a.epoch_statement.to_string(),
+            })),
         }),
         Response::Evaluated(e) => json!({
             "key_period": e.key_period.to_string(),
@@ -471,7 +511,8 @@ fn vector_sizes_follow_the_layout_tables() {
             ("request-evaluate", 28 + 32 * 2),
             ("request-fetch-base", 32),
             ("request-fetch-delta", 24),
-            ("response-info", 158),
+            ("response-info", 159),
+            ("response-info-announced", 159 + 160 + 204),
             ("response-evaluated", 92 + 32 * 2),
             ("response-base-chunk", 66 + 1 + 4 * 3),
             ("response-base-end", 32),
@@ -671,6 +712,14 @@ fn annotate_response(a: &mut Annotator, r: &Response) {
             a.u64(q, &format!("quota_left_key_period = {q}, u64 LE"));
             a.bytes(&[TAG_LEN as u8], &format!("tag_len = {TAG_LEN}, u8"));
             a.bytes(&[LABEL_LEN as u8], &format!("label_len = {LABEL_LEN}, u8"));
+            match &i.announcement {
+                None => a.bytes(&[0], "announcement: Option tag = 0 (None)"),
+                Some(an) => {
+                    a.bytes(&[1], "announcement: Option tag = 1 (Some)");
+                    annotate_statement(a, an.key_period_statement.as_bytes(), "key period");
+                    annotate_statement(a, an.epoch_statement.as_bytes(), "epoch");
+                }
+            }
         }
         Response::Evaluated(e) => {
             a.kp(&e.key_period, "key_period");
@@ -766,6 +815,44 @@ fn annotate_response(a: &mut Annotator, r: &Response) {
 struct Annotator {
     at: usize,
     lines: Vec<(String, String)>,
+}
+
+/// One signed statement of protocol-spec/announcements.md §4, field by field (its integers
+/// are big-endian: they are signed bytes, not wire integers).
+fn annotate_statement(a: &mut Annotator, b: &[u8], kind: &str) {
+    let p = format!("{kind} statement:");
+    a.bytes(
+        &b[..23],
+        &format!("{p} I2OSP(21, 2) ‖ \"nayose/2 announcement\""),
+    );
+    a.bytes(&b[23..24], &format!("{p} kind = {}", b[23]));
+    a.bytes(&b[24..32], &format!("{p} signer key id"));
+    let be = |r: std::ops::Range<usize>| u64::from_be_bytes(b[r].try_into().unwrap());
+    a.bytes(
+        &b[32..40],
+        &format!("{p} not_before = {}, u64 BE", be(32..40)),
+    );
+    a.bytes(
+        &b[40..48],
+        &format!("{p} not_after = {}, u64 BE", be(40..48)),
+    );
+    a.bytes(&b[48..64], &format!("{p} key_period (kp 7)"));
+    let sig_at = if b[23] == 1 {
+        a.bytes(&b[64..96], &format!("{p} public_key (pkS)"));
+        96
+    } else {
+        let e = u32::from_be_bytes(b[64..68].try_into().unwrap());
+        a.bytes(&b[64..68], &format!("{p} epoch = {e}, u32 BE"));
+        a.bytes(
+            &b[68..76],
+            &format!("{p} table_entries = {}, u64 BE", be(68..76)),
+        );
+        a.bytes(&b[76..108], &format!("{p} table_digest"));
+        a.bytes(&b[108..140], &format!("{p} upsert_chain"));
+        140
+    };
+    a.bytes(&b[sig_at..sig_at + 32], &format!("{p} Ed25519 signature R"));
+    a.bytes(&b[sig_at + 32..], &format!("{p} Ed25519 signature S"));
 }
 
 impl Annotator {

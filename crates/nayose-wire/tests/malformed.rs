@@ -136,6 +136,7 @@ fn info() -> InfoResponse {
         quota_left_today: 5,
         quota_reset_secs: 6,
         quota_left_key_period: 7,
+        announcement: None,
     }
 }
 
@@ -552,11 +553,12 @@ const INFO_EPOCH_AT: usize = 52;
 const INFO_OLDEST_AT: usize = 128;
 const INFO_MAX_BATCH_AT: usize = 132;
 const INFO_TAG_LEN_AT: usize = 156;
+const INFO_ANNOUNCEMENT_AT: usize = 158;
 
 #[test]
 fn info_layout_is_the_specs() {
     let p = encode_response(&Response::Info(info())).unwrap();
-    assert_eq!(p.len(), 158);
+    assert_eq!(p.len(), 159);
     assert_eq!(&p[4..20], &kp().0);
     assert_eq!(&p[20..52], &[2; 32]);
     assert_eq!(&p[INFO_EPOCH_AT..56], &12u32.to_le_bytes());
@@ -570,6 +572,54 @@ fn info_layout_is_the_specs() {
     assert_eq!(&p[148..156], &7u64.to_le_bytes());
     assert_eq!(p[INFO_TAG_LEN_AT], TAG_LEN as u8);
     assert_eq!(p[INFO_TAG_LEN_AT + 1], LABEL_LEN as u8);
+    assert_eq!(p[INFO_ANNOUNCEMENT_AT], 0, "announcement: absent");
+    // With an announcement: option tag 01, then 160 + 204 opaque bytes, nothing else.
+    let mut i = info();
+    i.announcement = Some(Box::new(Announcement {
+        key_period_statement: SignedKeyPeriodStatement([0xa1; SIGNED_KEY_PERIOD_STATEMENT_LEN]),
+        epoch_statement: SignedEpochStatement([0xe2; SIGNED_EPOCH_STATEMENT_LEN]),
+    }));
+    let q = encode_response(&Response::Info(i.clone())).unwrap();
+    assert_eq!(q.len(), 523);
+    assert_eq!(&q[..INFO_ANNOUNCEMENT_AT], &p[..INFO_ANNOUNCEMENT_AT]);
+    assert_eq!(q[INFO_ANNOUNCEMENT_AT], 1);
+    assert_eq!(&q[159..319], &[0xa1; 160]);
+    assert_eq!(&q[319..523], &[0xe2; 204]);
+    assert_eq!(decode_response(&q), Ok(Response::Info(i)));
+}
+
+#[test]
+fn info_announcement_is_checked() {
+    let good = encode_response(&Response::Info(info())).unwrap();
+    // An option tag other than 00/01.
+    let mut p = good.clone();
+    p[INFO_ANNOUNCEMENT_AT] = 2;
+    assert!(matches!(
+        decode_response(&p),
+        Err(WireError::InvalidEncoding {
+            message: "Info",
+            ..
+        })
+    ));
+    // Present but cut short: the statements are fixed-length.
+    let mut p = good.clone();
+    p[INFO_ANNOUNCEMENT_AT] = 1;
+    p.extend_from_slice(&[0; 363]);
+    assert!(matches!(
+        decode_response(&p),
+        Err(WireError::Truncated {
+            message: "Info",
+            ..
+        })
+    ));
+    // The 158-byte Info of the 2026-11-29 draft (no option byte) is truncated, not accepted.
+    assert!(matches!(
+        decode_response(&good[..158]),
+        Err(WireError::Truncated {
+            message: "Info",
+            ..
+        })
+    ));
 }
 
 #[test]

@@ -122,6 +122,16 @@ fn info() -> impl Strategy<Value = InfoResponse> {
                     quota_left_today: today,
                     quota_reset_secs: reset,
                     quota_left_key_period: period,
+                    announcement: (today % 2 == 0).then(|| {
+                        Box::new(Announcement {
+                            key_period_statement: SignedKeyPeriodStatement(
+                                [digest[0]; SIGNED_KEY_PERIOD_STATEMENT_LEN],
+                            ),
+                            epoch_statement: SignedEpochStatement(
+                                [digest[1]; SIGNED_EPOCH_STATEMENT_LEN],
+                            ),
+                        })
+                    }),
                 }
             },
         )
@@ -238,7 +248,7 @@ proptest! {
     #[test]
     fn encoded_sizes_follow_the_layout_tables(r in response(), q in request()) {
         let expected = match &r {
-            Response::Info(_) => 158,
+            Response::Info(i) => 159 + if i.announcement.is_some() { 364 } else { 0 },
             Response::Evaluated(e) => 92 + 32 * e.elements.len(),
             Response::BaseChunk(c) => 66 + c.gaps.as_slice().len() + LABEL_LEN * c.labels.len(),
             Response::BaseEnd(_) | Response::DeltaEnd(_) => 32,

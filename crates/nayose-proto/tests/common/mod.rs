@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use nayose_oprf::{Mode, Output, ServerKey};
+use nayose_proto::announce::{AnnouncementKey, AnnouncementSigner, EpochFacts, Validity};
 use nayose_proto::server::{
     BaseLoad, Current, Decision, QuotaView, Standing, base_end, decide, delta_chunks, delta_end,
 };
@@ -56,6 +57,8 @@ pub struct ModelServer {
     pub chunk: usize,
     /// Serve one delta that removes a tag no table holds (a broken delta), then behave.
     pub break_next_delta: bool,
+    /// When set, every Info carries statements signed with this key (announcements.md §6).
+    pub announcer: Option<(AnnouncementSigner, Validity)>,
     rng: StdRng,
 }
 
@@ -81,6 +84,7 @@ impl ModelServer {
             max_batch: 64,
             chunk: 7,
             break_next_delta: false,
+            announcer: None,
             rng,
         };
         s.rebuild(registry);
@@ -198,6 +202,29 @@ impl ModelServer {
                 .filter(|&b| b >= oldest)
                 .collect(),
             max_batch: self.max_batch,
+            announcement: self.announcer.as_ref().map(|(signer, validity)| {
+                nayose_wire::Announcement {
+                    key_period_statement: signer
+                        .sign_key_period(
+                            *validity,
+                            self.kp.to_bytes(),
+                            self.key.public_key().to_bytes(),
+                        )
+                        .unwrap(),
+                    epoch_statement: signer
+                        .sign_epoch(
+                            *validity,
+                            EpochFacts {
+                                key_period: self.kp.to_bytes(),
+                                epoch: self.epoch,
+                                table_entries: self.table.len() as u64,
+                                table_digest: self.digest().0,
+                                upsert_chain: self.chain.0,
+                            },
+                        )
+                        .unwrap(),
+                }
+            }),
         }
     }
 
@@ -407,6 +434,21 @@ pub fn run(
     rng_seed: u64,
     perturb: Perturb<'_>,
 ) -> Result<Option<(LinkResult, Traffic)>, ProtoError> {
+    run_trusting(server, disk, c, seeds, rng_seed, perturb, Vec::new(), 0)
+}
+
+/// [`run`] for a client that trusts `trusted` announcement keys, at time `now` (Unix seconds).
+#[allow(clippy::too_many_arguments)]
+pub fn run_trusting(
+    server: &mut ModelServer,
+    disk: &mut Disk,
+    c: &ClientId,
+    seeds: &[u64],
+    rng_seed: u64,
+    perturb: Perturb<'_>,
+    trusted: Vec<AnnouncementKey>,
+    now: i64,
+) -> Result<Option<(LinkResult, Traffic)>, ProtoError> {
     let inputs: Vec<Vec<u8>> = seeds.iter().map(|s| number(*s)).collect();
     let mut core = LinkCore::new(
         c.clone(),
@@ -417,6 +459,8 @@ pub fn run(
             ..LinkConfig::default()
         },
     );
+    core.trust_announcement_keys(trusted);
+    core.on_clock(now);
     let mut rng = StdRng::seed_from_u64(rng_seed);
     let mut traffic = Traffic::default();
     let mut pending: Vec<(u64, Request)> = Vec::new();

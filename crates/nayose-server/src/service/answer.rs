@@ -37,6 +37,7 @@ pub(super) fn current_of(epoch: &Epoch, cfg: &ServerConfig) -> Current {
         oldest_delta_base: epoch.oldest_delta_base(),
         delta_bases: epoch.delta_bases(),
         max_batch: cfg.max_batch,
+        announcement: None,
     }
 }
 
