@@ -6,7 +6,8 @@
 //!   answered) with the ground truth, and afterwards the quota state holds **at least** every
 //!   evaluation that was answered to a client and at most that plus what was in flight at the
 //!   kills (a charge is made durable before the evaluation; an evaluated batch stays charged
-//!   even if its answer was lost), the audit log verifies (`server audit verify`), and its
+//!   even if its answer was lost), the audit log verifies (`server audit verify`, over every
+//!   segment: the server rotates it every 16 KiB, so kills also fall on rotations), and its
 //!   Evaluate records cover every answered evaluation (a record is durable before its answer)
 //!   and none beyond the charges. No temporary file of the server is left.
 //! - `server build` killed at random points while `serve` runs: the data directory stays
@@ -38,6 +39,9 @@ const CLIENTS: [&str; 3] = ["crash-a", "crash-b", "crash-c"];
 /// The clients' Evaluate batch and pipeline (client.toml): what can be in flight per client.
 const BATCH: u64 = 32;
 const PIPELINE: u64 = 2;
+/// The server's `audit_rotate_bytes`: small, so that the log is rotated several times a round
+/// and kills also fall on rotations.
+const AUDIT_ROTATE_BYTES: u64 = 16_384;
 
 fn seed() -> u64 {
     let seed = std::env::var("NAYOSE_CRASH_SEED")
@@ -80,7 +84,9 @@ fn setup(persons: usize) -> World {
     fs::write(w.path("clients.toml"), clients).unwrap();
     fs::write(
         w.path("server.toml"),
-        "epoch_poll_ms = 100\nstatus_interval_secs = 0\n",
+        format!(
+            "epoch_poll_ms = 100\nstatus_interval_secs = 0\naudit_rotate_bytes = {AUDIT_ROTATE_BYTES}\n"
+        ),
     )
     .unwrap();
     w
@@ -207,13 +213,29 @@ fn charged(data: &Path) -> BTreeMap<String, u64> {
         .collect()
 }
 
-/// Elements of the answered Evaluate requests in the audit log, per client.
+/// The audit log's files: the closed segments (`audit.<20 digits>.log`), then `audit.log`.
+fn audit_files(data: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = fs::read_dir(data.join("audit"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy().into_owned();
+            n.len() == "audit..log".len() + 20 && n.starts_with("audit.") && n.ends_with(".log")
+        })
+        .collect();
+    files.sort();
+    files.push(data.join("audit/audit.log"));
+    files
+}
+
+/// Elements of the answered Evaluate requests in the audit log (every segment), per client.
 fn audited(data: &Path) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
-    for line in fs::read_to_string(data.join("audit/audit.log"))
-        .unwrap()
-        .lines()
-    {
+    let text: String = audit_files(data)
+        .iter()
+        .map(|f| fs::read_to_string(f).unwrap())
+        .collect();
+    for line in text.lines() {
         let Ok(r) = serde_json::from_str::<serde_json::Value>(line) else {
             continue;
         };
@@ -292,6 +314,9 @@ fn serve_kills(rounds: usize, max_kills: usize, persons: usize) {
             "{id}: {c} charged, {a} answered: more than the {in_flight} in flight at the kills"
         );
     }
+    let segments = audit_files(&data).len() - 1;
+    eprintln!("the audit log was rotated into {segments} segments");
+    assert!(segments > 0, "the audit log was never rotated");
     let verify = nayose(&["server", "audit", "verify", &w.s("server")]);
     assert!(
         verify.status.success(),

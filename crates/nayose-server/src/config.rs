@@ -27,6 +27,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ServerError;
 
+/// Default `audit_rotate_bytes`: 256 MiB, about half a million records per segment; `audit
+/// verify` reads one segment into memory at a time.
+pub const DEFAULT_AUDIT_ROTATE_BYTES: u64 = 256 << 20;
+
 /// Default listen address.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:4433";
 
@@ -69,6 +73,11 @@ pub struct ServerConfig {
     pub audit_anchor_file: Option<PathBuf>,
     /// Seconds between two anchors appended to `audit_anchor_file`.
     pub audit_anchor_interval_secs: u64,
+    /// Rotate the audit log when `audit/audit.log` reaches this many bytes: it is closed as a
+    /// segment `audit/audit.<first record>.log` and a new file continues the chain (see
+    /// `nayose server audit verify`). 0: never (`nayose server audit rotate` still rotates by
+    /// hand while no server runs). Not used with `postgres` (the shared table is not rotated).
+    pub audit_rotate_bytes: u64,
     /// Refused and failed requests and connections are not written one record each but counted
     /// per (client, address, request kind, outcome) and written as one `refusals` record per
     /// key every this many seconds (and at shutdown).
@@ -157,6 +166,7 @@ impl Default for ServerConfig {
             audit_anchor_file: None,
             audit_anchor_interval_secs: 3600,
             audit_refusal_interval_secs: 60,
+            audit_rotate_bytes: DEFAULT_AUDIT_ROTATE_BYTES,
             cert: None,
             key: None,
             client_ca: None,
@@ -311,6 +321,14 @@ impl ServerConfig {
             1,
             86_400 * 7,
         )?;
+        if self.audit_rotate_bytes != 0 {
+            check(
+                "audit_rotate_bytes (or 0: never)",
+                self.audit_rotate_bytes,
+                4096,
+                1 << 40,
+            )?;
+        }
         check("idle_timeout_ms", self.idle_timeout_ms, 1000, 3_600_000)?;
         check("request_timeout_ms", self.request_timeout_ms, 100, 600_000)?;
         check(

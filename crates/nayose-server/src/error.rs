@@ -227,6 +227,17 @@ pub enum ServerError {
         /// The lock file (`DATA_DIR/serve.lock`).
         path: PathBuf,
     },
+    /// `audit rotate` found a server running on the data directory: the server's writer owns
+    /// `audit/` while it runs.
+    #[error(
+        "a `nayose server serve` is running on this data directory (it holds the lock {path}); \
+         it rotates its audit log itself when audit.log reaches `audit_rotate_bytes` \
+         (server.toml). To rotate by hand, stop it first"
+    )]
+    AuditRotateServing {
+        /// The lock file (`DATA_DIR/serve.lock`).
+        path: PathBuf,
+    },
     /// `current` names an epoch older than one this data directory has already served.
     #[error(
         "`current` names epoch {current}, but this data directory has already served epoch \

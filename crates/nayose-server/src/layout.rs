@@ -27,7 +27,11 @@
 //!                                          upserted tags, label keys and person ids)
 //!   state/quota.json                 0600  evaluations used per client, per day and key period
 //!   state/served-epoch               0600  the greatest epoch ever served (epochs only move forward)
-//!   audit/audit.log                  0600  hash-chained JSON lines, one per request
+//!   audit/audit.log                  0600  hash-chained JSON lines, one per request (the live
+//!                                          file: records from the last rotation on)
+//!   audit/audit.<20 digits>.log      0600  a closed segment of the log, named after its first
+//!                                          record's seq (written by a rotation, never modified;
+//!                                          may be moved away to an archive)
 //!   audit/audit.head                 0600  count and hash of the last record
 //! ```
 //!

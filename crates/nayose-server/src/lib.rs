@@ -9,8 +9,8 @@
 //!   deltas); both quotas ([`ClientLimits`]); an audit log ([`audit`]); epoch and key period
 //!   pickup without restart; graceful shutdown and status lines. The per-request decision is an
 //!   I/O-free core (`decide`), the service only drives it.
-//! - [`verify_audit`] (`nayose server audit verify`), [`check_current_epoch`] and
-//!   [`rotate_label_master_key`].
+//! - [`verify_audit`] (`nayose server audit verify`), [`rotate_audit`] (`audit rotate`),
+//!   [`check_current_epoch`] and [`rotate_label_master_key`].
 //! - [`ServerConfig`] (`server.toml`) and [`AccreditedClients`] (`clients.toml`).
 //!
 //! nayose/2 invariants kept by this crate (protocol-spec/table.md §4–§9, flows.md §5):
@@ -61,8 +61,9 @@ mod stats;
 mod tls;
 
 pub use audit::{
-    AuditAnchor, AuditHead, AuditKey, AuditRecord, AuditSummary, anchor_audit, read_anchors,
-    verify_audit, verify_audit_anchored, verify_audit_with,
+    AuditAnchor, AuditHead, AuditKey, AuditRecord, AuditRotation, AuditSummary, VerifyOptions,
+    anchor_audit, read_anchors, rotate_audit, verify_audit, verify_audit_anchored,
+    verify_audit_opts, verify_audit_with,
 };
 pub use build::{
     BuildOptions, BuildProgress, BuildReport, ColumnSpec, Conflict, DEFAULT_DELTA_HISTORY,
@@ -78,8 +79,8 @@ pub fn rfc3339_now() -> String {
     clock::rfc3339(std::time::SystemTime::now())
 }
 pub use config::{
-    AccreditedClients, ClientEntry, ClientLimits, DEFAULT_KEY_PERIOD_QUOTA_DAYS, DEFAULT_LISTEN,
-    PostgresSetting, ServerConfig,
+    AccreditedClients, ClientEntry, ClientLimits, DEFAULT_AUDIT_ROTATE_BYTES,
+    DEFAULT_KEY_PERIOD_QUOTA_DAYS, DEFAULT_LISTEN, PostgresSetting, ServerConfig,
 };
 pub use epoch::{EpochSummary, Manifest};
 pub use error::ServerError;

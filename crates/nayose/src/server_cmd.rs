@@ -1,13 +1,13 @@
-//! `nayose server build|serve|audit verify|rotate-label-key`.
+//! `nayose server build|serve|check|audit verify|anchor|rotate|export|rotate-label-key`.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use nayose_server::{
-    AuditKey, BuildOptions, EncodingChoice, PostgresSetting, Server, ServerConfig,
+    AuditKey, BuildOptions, EncodingChoice, PostgresSetting, Server, ServerConfig, VerifyOptions,
     abandon_temp_files, anchor_audit, build_epoch, check_current_epoch, export_audit_postgres,
-    rotate_label_master_key, verify_audit_anchored, verify_audit_with,
+    rotate_audit, rotate_label_master_key, verify_audit_opts,
 };
 
 use crate::cli::LogFormat;
@@ -148,8 +148,11 @@ pub(crate) struct ServeArgs {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum AuditCommand {
-    /// Verify the hash chain of the audit log in a data directory; exits non-zero if any record
-    /// was edited, removed or truncated.
+    /// Verify the hash chain of the audit log in a data directory: every segment a rotation
+    /// closed (audit/audit.<first record>.log) in order, then audit/audit.log; exits non-zero if
+    /// any record or segment was edited, removed, reordered or truncated. When the oldest
+    /// segments were moved away, it verifies from the oldest one present and says which records
+    /// it did not check.
     Verify {
         /// The server's data directory.
         data_dir: PathBuf,
@@ -161,6 +164,21 @@ pub(crate) enum AuditCommand {
         /// every head anchored in it must still be in the log.
         #[arg(long)]
         anchors: Option<PathBuf>,
+        /// A directory holding segments moved out of DATA_DIR/audit/ (archived): they are
+        /// verified in order with the rest, so the whole chain is checked from record 1.
+        #[arg(long)]
+        archive: Option<PathBuf>,
+    },
+    /// Close audit/audit.log as a segment (audit/audit.<first record>.log) now; a new
+    /// audit.log continues the chain. Only while no server runs on the data directory: a
+    /// running server rotates by itself when audit.log reaches `audit_rotate_bytes`.
+    Rotate {
+        /// The server's data directory.
+        data_dir: PathBuf,
+        /// The audit key file (`audit_key_file` of server.toml), when the records are keyed: the
+        /// new file's first record is authenticated with it like every record.
+        #[arg(long)]
+        key_file: Option<PathBuf>,
     },
     /// Verify the audit log and append its head (record count and last link) to an anchors
     /// file outside the data directory, for `audit verify --anchors` to check later.
@@ -291,18 +309,39 @@ pub(crate) fn run(cmd: ServerCommand, quiet: bool, log_format: LogFormat) -> Res
             data_dir,
             key_file,
             anchors,
+            archive,
         }) => {
             let key = key_file
                 .as_deref()
                 .map(|p| AuditKey::load(p, None))
                 .transpose()
                 .context("reading the audit key file")?;
-            let summary = match &anchors {
-                Some(a) => verify_audit_anchored(&data_dir, key.as_ref(), a),
-                None => verify_audit_with(&data_dir, key.as_ref()),
-            }
-            .with_context(|| format!("verifying the audit log in {}", data_dir.display()))?;
+            let opts = VerifyOptions {
+                key: key.as_ref(),
+                anchors: anchors.as_deref(),
+                archive: archive.as_deref(),
+            };
+            let summary = verify_audit_opts(&data_dir, &opts)
+                .with_context(|| format!("verifying the audit log in {}", data_dir.display()))?;
             println!("{summary}");
+            Ok(())
+        }
+        ServerCommand::Audit(AuditCommand::Rotate { data_dir, key_file }) => {
+            if !data_dir.is_dir() {
+                bail!("{} is not a directory", data_dir.display());
+            }
+            let key = key_file
+                .as_deref()
+                .map(|p| AuditKey::load(p, None))
+                .transpose()
+                .context("reading the audit key file")?;
+            let time = nayose_server::rfc3339_now();
+            match rotate_audit(&data_dir, key, time)
+                .with_context(|| format!("rotating the audit log of {}", data_dir.display()))?
+            {
+                Some(r) => println!("{r}"),
+                None => println!("audit.log holds no record: nothing to rotate"),
+            }
             Ok(())
         }
         ServerCommand::Audit(AuditCommand::Export { postgres, dir }) => {

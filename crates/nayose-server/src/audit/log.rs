@@ -1,32 +1,66 @@
-//! The running server's audit writer: append (line, sync, head), repair at open, anchors.
+//! The running server's audit writer: append (line, sync, head), repair at open, anchors;
+//! its rotation is in `rotate.rs`.
+//!
+//! **Open.** [`AuditLog::open`] walks `audit.log` from its first record (record 1, or the
+//! `rotated` record a rotation started it with) against the head file, so a start reads one
+//! file however long the log's history; `audit verify` checks the closed segments. When
+//! `audit.log` holds no record but segments exist (a rotation stopped after closing a segment),
+//! it walks the last segment instead and completes the rotation. It then cuts a torn tail off
+//! and advances the head over records written after it (both left by a crash).
+//!
+//! **Append.** Under one mutex: the line, `sync_data`, the head replaced atomically; only then
+//! is the answer sent. A failed write is cut back to the last whole record at once. When
+//! `audit.log` has grown past the rotation size, the same call then rotates (the record is
+//! already durable; a failed rotation is logged and tried again a minute later).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::Instant;
 
 use super::anchor::{AuditAnchor, append_anchor};
 use super::key::AuditKey;
-use super::record::{AuditEntry, AuditHead, AuditRecord, line_hash, write_head};
-use super::verify::verify_inner;
+use super::record::{
+    AuditEntry, AuditHead, AuditRecord, line_hash, read_head, read_optional, write_head,
+};
+use super::scan::{Chain, Role, broken};
+use super::segment::list_segments;
+use super::verify::{check_head, walk_segment};
 use crate::error::ServerError;
 use crate::fsutil::{FILE_MODE, create_dir_private, fsync_dir};
 use crate::layout::DataDir;
-struct Writer {
-    file: File,
-    count: u64,
-    last_hash: String,
-    /// Byte length of the whole records: a failed append is cut back to it.
-    len: u64,
+
+/// The writer's state, under [`AuditLog`]'s mutex.
+pub(super) struct Writer {
+    /// `audit.log`, open for appending; `None` between a rotation's rename and the first
+    /// record of the new file (a failed step: the next append completes it).
+    pub(super) file: Option<File>,
+    /// The last record's `seq`.
+    pub(super) count: u64,
+    /// The last record's link.
+    pub(super) last_hash: String,
+    /// Byte length of `audit.log`'s whole records: a failed append is cut back to it.
+    pub(super) len: u64,
+    /// The `seq` of `audit.log`'s first record (`count + 1` while it has none).
+    pub(super) live_first: u64,
+    /// The first record of the segment a rotation closed, until the new `audit.log` has its
+    /// `rotated` record.
+    pub(super) closed: Option<u64>,
+    /// After a failed rotation: no new attempt before this.
+    pub(super) retry_rotation_at: Option<Instant>,
 }
 
-/// The open audit log of a running server.
+/// The open audit log of a running server (or of `audit rotate`).
 pub(crate) struct AuditLog {
-    log: PathBuf,
-    head: PathBuf,
-    key: Option<AuditKey>,
-    w: Mutex<Writer>,
+    pub(super) dir: PathBuf,
+    pub(super) log: PathBuf,
+    pub(super) head: PathBuf,
+    pub(super) key: Option<AuditKey>,
+    /// Rotate when `audit.log` reaches this many bytes (0: never).
+    pub(super) rotate_bytes: u64,
+    pub(super) w: Mutex<Writer>,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -37,73 +71,166 @@ impl std::fmt::Debug for AuditLog {
     }
 }
 
+/// Adds what the server does about a broken chain to the reason.
+fn refuse_broken(e: ServerError) -> ServerError {
+    match e {
+        ServerError::AuditBroken { path, reason } => ServerError::AuditBroken {
+            path,
+            reason: format!(
+                "{reason}. The server does not append to a broken chain: keep the files as \
+                 evidence, move audit/ aside to start a new log"
+            ),
+        },
+        other => other,
+    }
+}
+
 impl AuditLog {
-    /// Opens the log for appending after verifying it; repairs a torn final line and anchors
-    /// records after the head (both left by a crash). Refuses a log that fails verification.
-    pub(crate) fn open(data: &DataDir, key: Option<AuditKey>) -> Result<Self, ServerError> {
-        create_dir_private(&data.audit_dir())?;
+    /// Opens the log for appending (see the module docs); rotates `audit.log` when it reaches
+    /// `rotate_bytes` (0: never). Refuses a log that fails verification.
+    pub(crate) fn open(
+        data: &DataDir,
+        key: Option<AuditKey>,
+        rotate_bytes: u64,
+    ) -> Result<Self, ServerError> {
+        let dir = data.audit_dir();
+        create_dir_private(&dir)?;
         let (log, head) = (data.audit_log(), data.audit_head());
-        let (summary, good_len) =
-            verify_inner(data.root(), key.as_ref(), &[]).map_err(|e| match e {
-                ServerError::AuditBroken { path, reason } => ServerError::AuditBroken {
-                    path,
-                    reason: format!(
-                        "{reason}. The server does not append to a broken chain: keep the files as \
-                     evidence, move audit/ aside to start a new log"
+        let (w, anchored, pending) =
+            Self::recover(&dir, &log, &head, key.as_ref()).map_err(refuse_broken)?;
+        let this = AuditLog {
+            dir,
+            log,
+            head,
+            key,
+            rotate_bytes,
+            w: Mutex::new(w),
+        };
+        let mut w = this.w.lock().unwrap_or_else(|p| p.into_inner());
+        if anchored != Some(w.count) {
+            if anchored.is_some() {
+                tracing::warn!(
+                    records = w.count - anchored.unwrap_or(0),
+                    "anchoring audit records written after the last head update"
+                );
+            }
+            write_head(&this.head, w.count, &w.last_hash)?;
+        }
+        if pending {
+            tracing::warn!(
+                segment_ends_at = w.count,
+                "completing an audit log rotation that was interrupted after closing a segment"
+            );
+            this.start_segment(&mut w, crate::rfc3339_now())?;
+        }
+        drop(w);
+        Ok(this)
+    }
+
+    /// Walks what the open needs, repairs a torn tail; returns the writer, the head file's
+    /// count (`None`: no head file) and whether a rotation must be completed.
+    fn recover(
+        dir: &Path,
+        log: &Path,
+        head_path: &Path,
+        key: Option<&AuditKey>,
+    ) -> Result<(Writer, Option<u64>, bool), ServerError> {
+        let head = read_head(head_path)?;
+        let head_count = head.as_ref().map_or(0, |h| h.count);
+        let segments = list_segments(dir)?;
+        let live = read_optional(log)?;
+        let live_bytes = live.as_deref().unwrap_or_default();
+        let mut chain = Chain::new(key, &[], head_count);
+        let walked = chain.walk(log, live_bytes, Role::Live)?;
+        let mut closed = None;
+        match (walked.first_seq, segments.last()) {
+            (Some(first), Some(last)) if first <= last.first => {
+                return Err(broken(
+                    log,
+                    format!(
+                        "it starts at record {first}, not after the segment {} (which starts \
+                         at record {}): files were renamed",
+                        last.path.display(),
+                        last.first
                     ),
-                },
-                other => other,
-            })?;
+                ));
+            }
+            (None, Some(last)) => {
+                // A rotation closed `last` and stopped before the new file had a record.
+                chain = Chain::new(key, &[], head_count);
+                let bytes = std::fs::read(&last.path)
+                    .map_err(ServerError::io("cannot read", &last.path))?;
+                walk_segment(&mut chain, &last.path, last.first, &bytes)?;
+                closed = Some(last.first);
+            }
+            _ => {}
+        }
+        chain.finish(log)?;
+        check_head(
+            &chain,
+            head.as_ref(),
+            log,
+            head_path,
+            live.is_some() || !segments.is_empty(),
+        )?;
         let file = OpenOptions::new()
             .append(true)
             .create(true)
             .mode(FILE_MODE)
-            .open(&log)
-            .map_err(ServerError::io("cannot open", &log))?;
-        if summary.torn_tail {
-            let total = file
-                .metadata()
-                .map_err(ServerError::io("cannot stat", &log))?
-                .len();
+            .open(log)
+            .map_err(ServerError::io("cannot open", log))?;
+        if walked.torn_tail {
             tracing::warn!(
                 path = %log.display(),
-                bytes = total.saturating_sub(good_len),
-                records = summary.records,
+                bytes = live_bytes.len() as u64 - walked.complete_len,
+                records = chain.last_seq,
                 "removing an incomplete last audit record (a crash or a full disk mid-append); \
                  the log ends at the last whole record"
             );
-            file.set_len(good_len)
-                .map_err(ServerError::io("cannot truncate", &log))?;
+            file.set_len(walked.complete_len)
+                .map_err(ServerError::io("cannot truncate", log))?;
             file.sync_all()
-                .map_err(ServerError::io("cannot fsync", &log))?;
+                .map_err(ServerError::io("cannot fsync", log))?;
         }
-        fsync_dir(&data.audit_dir())?;
+        fsync_dir(dir)?;
         let w = Writer {
-            file,
-            count: summary.records,
-            last_hash: summary.last_hash,
-            len: good_len,
+            file: Some(file),
+            count: chain.last_seq,
+            last_hash: chain.last_hash,
+            len: walked.complete_len,
+            live_first: walked.first_seq.unwrap_or(chain.last_seq + 1),
+            closed,
+            retry_rotation_at: None,
         };
-        if summary.anchored != summary.records || !head.exists() {
-            if summary.anchored != summary.records {
-                tracing::warn!(
-                    records = summary.records - summary.anchored,
-                    "anchoring audit records written after the last head update"
-                );
-            }
-            write_head(&head, w.count, &w.last_hash)?;
-        }
-        Ok(AuditLog {
-            log,
-            head,
-            key,
-            w: Mutex::new(w),
-        })
+        Ok((w, head.map(|h| h.count), closed.is_some()))
     }
 
-    /// Appends one record durably (line, sync, head). Returns the record's sequence number.
+    /// Appends one record durably (line, sync, head), then rotates if `audit.log` has reached
+    /// the rotation size. Returns the record's sequence number.
     pub(crate) fn append(&self, e: AuditEntry) -> Result<u64, ServerError> {
         let mut w = self.w.lock().unwrap_or_else(|p| p.into_inner());
+        if w.closed.is_some() {
+            // A rotation closed the last file and could not start the next one: start it now.
+            self.start_segment(&mut w, e.time.clone())?;
+        }
+        let time = e.time.clone();
+        let seq = self.write_record(&mut w, e)?;
+        if self.rotate_bytes > 0
+            && w.len >= self.rotate_bytes
+            && w.retry_rotation_at.is_none_or(|t| Instant::now() >= t)
+            && let Err(err) = self.rotate_locked(&mut w, time)
+        {
+            tracing::error!(
+                "cannot rotate the audit log (it keeps growing; the next attempt is in a \
+                 minute): {err}"
+            );
+            w.retry_rotation_at = Some(Instant::now() + std::time::Duration::from_secs(60));
+        }
+        Ok(seq)
+    }
+
+    /// Writes one record into `audit.log` (which must be open) and replaces the head.
+    pub(super) fn write_record(&self, w: &mut Writer, e: AuditEntry) -> Result<u64, ServerError> {
         let rec = AuditRecord {
             seq: w.count + 1,
             prev: w.last_hash.clone(),
@@ -121,19 +248,23 @@ impl AuditLog {
             None => line_hash(&line),
         };
         line.push(b'\n');
-        let written = w
-            .file
+        let len = w.len;
+        let Some(file) = w.file.as_mut() else {
+            return Err(ServerError::Internal(
+                "the audit log file is not open (a rotation did not complete)".into(),
+            ));
+        };
+        let written = file
             .write_all(&line)
             .map_err(ServerError::io("cannot append to", &self.log))
             .and_then(|()| {
-                w.file
-                    .sync_data()
+                file.sync_data()
                     .map_err(ServerError::io("cannot fsync", &self.log))
             });
         if let Err(e) = written {
             // A partly written line (disk full) is cut off, so the next record is never joined
             // to it; if even that fails, the next start removes it.
-            let _ = w.file.set_len(w.len).and_then(|()| w.file.sync_data());
+            let _ = file.set_len(len).and_then(|()| file.sync_data());
             return Err(e);
         }
         w.len += line.len() as u64;
@@ -143,7 +274,7 @@ impl AuditLog {
         Ok(w.count)
     }
 
-    /// Appends the current head to the anchors file `anchors` (see [`anchor_audit`]).
+    /// Appends the current head to the anchors file `anchors` (see [`super::anchor_audit`]).
     pub(crate) fn anchor(&self, anchors: &Path, time: String) -> Result<AuditAnchor, ServerError> {
         let head = self.head();
         let a = AuditAnchor {
@@ -174,6 +305,7 @@ impl AuditLog {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::audit::record::{AuditRecord, line_hash, write_head};
     use crate::audit::{GENESIS_HASH, scan, verify_audit, verify_audit_with};
 
     fn entry(client: &str) -> AuditEntry {
@@ -194,7 +326,7 @@ mod tests {
     fn keyed_records_verify_only_with_their_key_and_cannot_be_rewritten_without_it() {
         let dir = tempfile::tempdir().unwrap();
         let data = DataDir::create(dir.path()).unwrap();
-        let log = AuditLog::open(&data, Some(key(7))).unwrap();
+        let log = AuditLog::open(&data, Some(key(7)), 0).unwrap();
         for c in ["a", "b", "c"] {
             log.append(entry(c)).unwrap();
         }
@@ -243,15 +375,15 @@ mod tests {
         // A keyed log does not open without its key.
         std::fs::write(data.audit_log(), &text).unwrap();
         std::fs::write(data.audit_head(), &head).unwrap();
-        assert!(AuditLog::open(&data, None).is_err());
-        AuditLog::open(&data, Some(key(7))).unwrap();
+        assert!(AuditLog::open(&data, None, 0).is_err());
+        AuditLog::open(&data, Some(key(7)), 0).unwrap();
     }
 
     #[test]
     fn a_partial_last_record_is_cut_at_start_never_joined_and_reported() {
         let dir = tempfile::tempdir().unwrap();
         let data = DataDir::create(dir.path()).unwrap();
-        let log = AuditLog::open(&data, Some(key(1))).unwrap();
+        let log = AuditLog::open(&data, Some(key(1)), 0).unwrap();
         for c in ["a", "b", "c"] {
             log.append(entry(c)).unwrap();
         }
@@ -266,7 +398,7 @@ mod tests {
             assert!(s.torn_tail && s.records == 3, "{s:?}");
             assert!(s.to_string().contains("incomplete"));
 
-            let log = AuditLog::open(&data, Some(key(1))).unwrap();
+            let log = AuditLog::open(&data, Some(key(1)), 0).unwrap();
             log.append(entry("d")).unwrap();
             drop(log);
             let after = std::fs::read_to_string(data.audit_log()).unwrap();

@@ -12,7 +12,10 @@ use crate::fsutil::atomic_write;
 /// The `prev` of the first record.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// One audit record (one line of `audit.log`). Field order is the line's key order; absent
+/// The `event` of the first record of every segment but the first (written by a rotation).
+pub const ROTATED_EVENT: &str = "rotated";
+
+/// One audit record (one line of `audit.log` or of a segment). Field order is the line's key order; absent
 /// optional fields are omitted from the line.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -25,7 +28,8 @@ pub struct AuditRecord {
     /// data, written before its answer is sent), `fetch_end` (the end of a FetchBase or
     /// FetchDelta stream) or `refusals` (the refused and failed requests and connections of one
     /// client, address, kind and outcome in one interval: `count`, and `detail` naming the
-    /// event: `request`, `refused`, `handshake_failed`).
+    /// event: `request`, `refused`, `handshake_failed`) or `rotated` (the first record of a
+    /// segment after a rotation of the log file: `detail` names the segment closed).
     pub event: String,
     /// Client id from the certificate (empty if none could be read).
     pub client: String,
@@ -113,7 +117,7 @@ pub struct AuditRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditHead {
-    /// Number of records in the log.
+    /// The last record's `seq`: the number of records since record 1, over every segment.
     pub count: u64,
     /// SHA-256 hex of the last record's line (GENESIS_HASH when empty).
     pub hash: String,
@@ -122,6 +126,15 @@ pub struct AuditHead {
 /// SHA-256 (hex) of a line without its newline: the link of an unkeyed record.
 pub(crate) fn line_hash(line: &[u8]) -> String {
     hex::encode(Sha256::digest(line).as_slice())
+}
+
+/// A whole file, or `None` if it does not exist.
+pub(super) fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, ServerError> {
+    match std::fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ServerError::io("cannot read", path)(e)),
+    }
 }
 
 /// The head file, or `None` if there is none.

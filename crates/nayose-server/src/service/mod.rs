@@ -315,7 +315,11 @@ impl Server {
                         data.quota(),
                         config.quota_utc_offset_minutes,
                     )?)),
-                    AuditStore::File(Arc::new(AuditLog::open(&data, audit_key)?)),
+                    AuditStore::File(Arc::new(AuditLog::open(
+                        &data,
+                        audit_key,
+                        config.audit_rotate_bytes,
+                    )?)),
                 )
             }
             Some(pg) => {
