@@ -238,6 +238,18 @@ pub enum ServerError {
         /// The lock file (`DATA_DIR/serve.lock`).
         path: PathBuf,
     },
+    /// `rotate-label-key` found a build running on the data directory: a build reads the label
+    /// master key when it starts a key period, so a key replaced during a build could be half in
+    /// force.
+    #[error(
+        "a `nayose server build` is running on this data directory (it holds the lock {path}); \
+         the label master key was not changed. Rotate it after the build has finished (the lock \
+         is released when that process exits)"
+    )]
+    LabelKeyRotationDuringBuild {
+        /// The lock file (`DATA_DIR/build.lock`).
+        path: PathBuf,
+    },
     /// `current` names an epoch older than one this data directory has already served.
     #[error(
         "`current` names epoch {current}, but this data directory has already served epoch \

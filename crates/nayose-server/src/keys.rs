@@ -10,7 +10,8 @@
 //! period uses that copy (K_L is fixed within a key period, table.md §4). A rotation
 //! ([`rotate_label_master_key`]) therefore takes effect with the next new key period; until
 //! then a build of the next epoch refuses to run, so the operator cannot believe a rotation is
-//! in force when it is not.
+//! in force when it is not. A rotation holds the build lock (`DATA_DIR/build.lock`), so it never
+//! runs beside a build, which reads the key when it starts.
 
 use std::path::{Path, PathBuf};
 
@@ -142,9 +143,12 @@ impl std::fmt::Display for RotationReport {
 /// operator command; K_L otherwise persists across key periods). The running key period keeps
 /// its own copy: the new key is used from the next new key period on (`new_key_period` in
 /// [`crate::BuildOptions`]); a build of another epoch of the current key period is refused
-/// until then.
+/// until then. It takes the build lock first and fails, changing nothing, while a build runs
+/// ([`ServerError::LabelKeyRotationDuringBuild`]); a running server is not affected.
 pub fn rotate_label_master_key(data_dir: &Path) -> Result<RotationReport, ServerError> {
     let data = DataDir::create(data_dir)?;
+    // Held until the new key is in place, so no build starts (or runs) meanwhile.
+    let _build = crate::safety::lock_build_for_key_rotation(&data)?;
     let path = data.label_master_key();
     let old_key_id = match std::fs::symlink_metadata(&path) {
         Ok(_) => Some(read_label_master_key(&path)?.key_id()),
@@ -165,4 +169,45 @@ pub fn rotate_label_master_key(data_dir: &Path) -> Result<RotationReport, Server
         old_key_id,
         new_key_id: key.key_id(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_rotation_fails_while_a_build_holds_the_lock_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = DataDir::create(dir.path()).unwrap();
+        let (first, created) = load_or_create_label_master_key(&data).unwrap();
+        assert!(created);
+        let key_bytes = std::fs::read(data.label_master_key()).unwrap();
+        // A build holds the lock (as `build::files::lock_build` does: an exclusive lock on
+        // DATA_DIR/build.lock through another open file).
+        let build = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(data.build_lock())
+            .unwrap();
+        build.try_lock().unwrap();
+        let e = rotate_label_master_key(dir.path()).unwrap_err();
+        assert!(
+            matches!(e, ServerError::LabelKeyRotationDuringBuild { .. }),
+            "{e:?}"
+        );
+        let msg = e.to_string();
+        assert!(
+            msg.contains(&data.build_lock().display().to_string()) && msg.contains("not changed"),
+            "{msg}"
+        );
+        assert_eq!(std::fs::read(data.label_master_key()).unwrap(), key_bytes);
+        // Released (the build ended): the rotation runs.
+        drop(build);
+        let r = rotate_label_master_key(dir.path()).unwrap();
+        assert_eq!(r.old_key_id, Some(first.key_id()));
+        assert_ne!(r.new_key_id, first.key_id());
+        assert_ne!(std::fs::read(data.label_master_key()).unwrap(), key_bytes);
+    }
 }

@@ -15,6 +15,11 @@
 //!   the lock file. The OS releases the lock when the process exits, even on SIGKILL.
 //!   Replicas whose quotas and audit log are in PostgreSQL (`postgres`) take it shared: they
 //!   may serve one data directory together, never beside a server with the file state.
+//!   `audit rotate` takes it too, so it never renames `audit.log` under a running server.
+//! - **Build lock for a key rotation.** [`lock_build_for_key_rotation`]: `rotate-label-key`
+//!   takes `DATA_DIR/build.lock` (the lock a build holds) and fails, naming it and changing
+//!   nothing, while a build runs. It needs no serve lock: the server never reads
+//!   `DATA_DIR/label-master.key` (each key period serves with its own copy).
 //! - **Epochs only move forward.** `state/served-epoch` holds the greatest epoch this data
 //!   directory has served ([`ServedEpoch`]), written (atomically) before a new epoch is served.
 //!   A server does not start on a `current` older than it, and a running server never switches
@@ -24,6 +29,7 @@
 use std::fs;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use crate::error::ServerError;
 use crate::fsutil::{FILE_MODE, atomic_write, check_owner_only};
@@ -103,34 +109,62 @@ pub(crate) fn check_secret_files(data: &DataDir) -> Result<usize, ServerError> {
     Ok(checked)
 }
 
-/// Takes the exclusive serve lock (`DATA_DIR/serve.lock`); it is held as long as the returned
-/// file is open. Fails at once if another process holds it.
-pub(crate) fn lock_serve(data: &DataDir, shared: bool) -> Result<fs::File, ServerError> {
-    let path = data.serve_lock();
+/// Opens (creating it owner-only) the lock file `path` and tries to lock it, shared or
+/// exclusive, for up to `patience`; `None`: another process holds it.
+fn try_lock_file(
+    path: &Path,
+    shared: bool,
+    patience: Duration,
+) -> Result<Option<fs::File>, ServerError> {
     let file = fs::OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .mode(FILE_MODE)
-        .open(&path)
-        .map_err(ServerError::io("cannot open", &path))?;
+        .open(path)
+        .map_err(ServerError::io("cannot open", path))?;
+    let deadline = Instant::now() + patience;
+    loop {
+        let locked = if shared {
+            file.try_lock_shared()
+        } else {
+            file.try_lock()
+        };
+        match locked {
+            Ok(()) => return Ok(Some(file)),
+            Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(25));
+            }
+            Err(fs::TryLockError::WouldBlock) => return Ok(None),
+            Err(fs::TryLockError::Error(e)) => return Err(ServerError::io("cannot lock", path)(e)),
+        }
+    }
+}
+
+/// Takes the exclusive serve lock (`DATA_DIR/serve.lock`); it is held as long as the returned
+/// file is open. Fails at once if another process holds it.
+pub(crate) fn lock_serve(data: &DataDir, shared: bool) -> Result<fs::File, ServerError> {
     // Replicas with their state in PostgreSQL share the lock; a server with the file state
     // (quota.json, audit.log) holds it alone, beside no replica.
-    let locked = if shared {
-        file.try_lock_shared()
-    } else {
-        file.try_lock()
-    };
-    match locked {
-        Ok(()) => Ok(file),
-        Err(fs::TryLockError::WouldBlock) => Err(ServerError::ServeLocked { path }),
-        Err(fs::TryLockError::Error(e)) => Err(ServerError::Io {
-            action: "cannot lock",
-            path,
-            source: e,
-        }),
-    }
+    let path = data.serve_lock();
+    try_lock_file(&path, shared, Duration::ZERO)?.ok_or(ServerError::ServeLocked { path })
+}
+
+/// How long `rotate-label-key` waits for a busy build lock: a child process forked by another
+/// thread holds a copy of an open lock until it execs (a moment), a build holds it far longer.
+const BUILD_LOCK_PATIENCE: Duration = Duration::from_secs(2);
+
+/// Takes the build lock (`DATA_DIR/build.lock`) for `rotate-label-key`, which must not run
+/// beside a build: a build reads the label master key when it starts (and copies it into a new
+/// key period), or creates it on a first build, so a key replaced meanwhile could leave the
+/// data directory's key and the new key period's copy different without the operator knowing
+/// which is in force. Fails with [`ServerError::LabelKeyRotationDuringBuild`], naming the lock,
+/// while a build holds it (after [`BUILD_LOCK_PATIENCE`]).
+pub(crate) fn lock_build_for_key_rotation(data: &DataDir) -> Result<fs::File, ServerError> {
+    let path = data.build_lock();
+    try_lock_file(&path, false, BUILD_LOCK_PATIENCE)?
+        .ok_or(ServerError::LabelKeyRotationDuringBuild { path })
 }
 
 /// The greatest epoch this data directory has served (`state/served-epoch`, decimal).
