@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use nayose_csv::{Delimiter, EncodingChoice, HeldColumns, OutputEncoding};
 
+use nayose_proto::announce::AnnouncementKey;
+
 use crate::error::ClientError;
 
 /// Default Evaluate batch size (elements per request; capped by the server's `max_batch`).
@@ -212,6 +214,11 @@ pub struct ClientConfig {
     pub pipeline_depth: Option<u32>,
     /// Retry policy.
     pub retry: Option<RetrySettings>,
+    /// The management body's announcement public keys (protocol-spec/announcements.md): each
+    /// 64 hex digits, or the path of a file holding them (e.g. `announce.pub`). When set, the
+    /// client refuses a server whose key period and epoch are not covered by statements signed
+    /// with one of them. Unset: nothing is checked (development and the demo without keys).
+    pub announcement_keys: Option<Vec<String>>,
 }
 
 macro_rules! take_some {
@@ -249,6 +256,11 @@ impl ClientConfig {
                     *p = base.join(&*p);
                 }
             }
+            for k in cfg.announcement_keys.iter_mut().flatten() {
+                if !is_key_hex(k) && Path::new(k.trim()).is_relative() {
+                    *k = base.join(k.trim()).to_string_lossy().into_owned();
+                }
+            }
         }
         Ok(cfg)
     }
@@ -279,7 +291,8 @@ impl ClientConfig {
             canonical_column,
             unlinked_group,
             batch_size,
-            pipeline_depth
+            pipeline_depth,
+            announcement_keys
         );
         if let Some(c) = columns {
             // Naming the combined column clears separate ones and vice versa.
@@ -384,6 +397,12 @@ impl ClientConfig {
             Some(u) => u.parse::<UnlinkedGroup>()?,
             None => UnlinkedGroup::Empty,
         };
+        let announcement_keys = self
+            .announcement_keys
+            .iter()
+            .flatten()
+            .map(|k| announcement_key(k))
+            .collect::<Result<Vec<_>, _>>()?;
         let cache_dir = if self.no_cache.unwrap_or(false) {
             None
         } else {
@@ -410,8 +429,35 @@ impl ClientConfig {
             batch_size,
             pipeline_depth,
             retry,
+            announcement_keys,
         })
     }
+}
+
+/// Whether an `announcement_keys` entry is a key itself (64 hex digits) rather than a path.
+fn is_key_hex(entry: &str) -> bool {
+    let t = entry.trim();
+    t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// One `announcement_keys` entry: 64 hex digits, or a file holding them.
+fn announcement_key(entry: &str) -> Result<AnnouncementKey, ClientError> {
+    let bad = |reason: String| ClientError::Config {
+        setting: "announcement_keys",
+        reason,
+    };
+    let t = entry.trim();
+    if is_key_hex(t) {
+        return AnnouncementKey::from_hex(t).map_err(|e| bad(e.to_string()));
+    }
+    let path = PathBuf::from(t);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        bad(format!(
+            "{entry:?} is neither 64 hex digits nor a readable key file ({}: {e})",
+            path.display()
+        ))
+    })?;
+    AnnouncementKey::from_hex(&text).map_err(|e| bad(format!("{}: {e}", path.display())))
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {
@@ -520,6 +566,8 @@ pub struct Resolved {
     pub pipeline_depth: u32,
     /// Retries and timeouts.
     pub retry: RetryPolicy,
+    /// Trusted announcement keys (empty: announcements are not checked).
+    pub announcement_keys: Vec<AnnouncementKey>,
 }
 
 #[cfg(test)]

@@ -127,6 +127,13 @@ pub(crate) async fn drive(
                         progress,
                         times,
                     );
+                    if matches!(request, Request::Info)
+                        && let Ok(now) =
+                            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)
+                    {
+                        // The validity of announcements is checked against this time.
+                        core.on_clock(i64::try_from(now.as_secs()).unwrap_or(i64::MAX));
+                    }
                     if matches!(request, Request::Evaluate(_)) {
                         session.stats.evaluate_requests += 1;
                     }

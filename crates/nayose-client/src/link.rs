@@ -163,6 +163,13 @@ pub async fn link_async(
                 ..LinkConfig::default()
             },
         );
+        if cfg.announcement_keys.is_empty() {
+            progress.note(
+                "no announcement_keys configured: the server's key and table are not checked \
+                 against the management body's signed announcements",
+            );
+        }
+        core.trust_announcement_keys(cfg.announcement_keys.clone());
         let mut session = Session::new(&cfg, creds.quic, creds.peer, progress);
         let mut times = std::collections::BTreeMap::new();
         let result = drive(&mut session, &mut core, &store, progress, &mut times).await;

@@ -289,6 +289,9 @@ pub enum ServerError {
     /// A background task failed unexpectedly.
     #[error("internal error: {0}")]
     Internal(String),
+    /// Signed announcements could not be made (protocol-spec/announcements.md §6).
+    #[error("announce: {0}")]
+    Announce(String),
 }
 
 impl ServerError {

@@ -41,6 +41,7 @@
 //!
 //! The data directory layout is in [`layout`].
 
+mod announce;
 pub mod audit;
 pub mod build;
 mod clock;
@@ -60,6 +61,10 @@ mod service;
 mod stats;
 mod tls;
 
+pub use announce::{
+    AnnounceReport, DEFAULT_VALID_DAYS, announce, keygen_announce, public_key_path,
+    read_signing_key,
+};
 pub use audit::{
     AuditAnchor, AuditHead, AuditKey, AuditRecord, AuditRotation, AuditSummary, VerifyOptions,
     anchor_audit, read_anchors, rotate_audit, verify_audit, verify_audit_anchored,

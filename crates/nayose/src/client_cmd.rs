@@ -49,6 +49,11 @@ pub(crate) struct LinkArgs {
     /// Directory of the caches of each key period (OPRF outputs, the table, a partial download).
     #[arg(long)]
     cache_dir: Option<PathBuf>,
+    /// The management body's announcement public key: 64 hex digits or a file holding them
+    /// (repeatable; replaces `announcement_keys` of client.toml). The server must then show
+    /// statements signed with it.
+    #[arg(long = "announcement-key", value_name = "HEX|FILE")]
+    announcement_keys: Vec<String>,
     /// Text encoding of the input: auto (detect UTF-16, UTF-8 or CP932), utf-8 or cp932.
     #[arg(long)]
     encoding: Option<String>,
@@ -151,6 +156,7 @@ fn flags(a: &LinkArgs) -> Result<ClientConfig> {
         repair: a.repair.then_some(true),
         canonical_column: a.canonical_column.then_some(true),
         unlinked_group: a.unlinked_group.clone(),
+        announcement_keys: (!a.announcement_keys.is_empty()).then(|| a.announcement_keys.clone()),
         ..ClientConfig::default()
     })
 }

@@ -245,6 +245,11 @@ pub(crate) const CATALOGUE: &[Message] = &[
         "評価の上限（クォータ）が足りず、この実行の番号を評価できません",
     ),
     m(
+        "err.announcement",
+        "refused the server: what it says is not covered by the management body's signed announcements; nothing was used and no output was written (check `announcement_keys`, or report this to the management body)",
+        "サーバーを拒否しました: 管理機関の署名付き告知で確認できない内容です。何も使わず、出力も書き出していません（`announcement_keys` を確認するか、管理機関に報告してください）",
+    ),
+    m(
         "err.proof_invalid",
         "the server's proof did not verify; no output was written (report this to the management body)",
         "サーバーの証明を検証できませんでした。出力は書き出していません（管理機関に報告してください）",
@@ -684,6 +689,7 @@ pub(crate) fn error_lines(lang: Lang, e: &anyhow::Error) -> Vec<String> {
         ClientError::CouldNotConnect { server, .. } => t(lang, "err.could_not_connect", &[server]),
         ClientError::NotAccredited { client_id, .. } => t(lang, "err.not_accredited", &[client_id]),
         ClientError::Link(ProtoError::Quota { .. }) => t(lang, "err.quota", &[]),
+        ClientError::Link(ProtoError::Announcement { .. }) => t(lang, "err.announcement", &[]),
         other => t(lang, &format!("err.{}", other.kind()), &[]),
     };
     let lead = if lead.starts_with("err.") {

@@ -6,6 +6,7 @@
 //! together on loopback. Errors are reported through `anyhow` with their causes, and the process
 //! exits non-zero on any failure.
 
+mod announce_cmd;
 mod cli;
 mod client_cmd;
 mod demo;

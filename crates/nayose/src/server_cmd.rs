@@ -55,6 +55,11 @@ pub(crate) enum ServerCommand {
         #[arg(long)]
         data_dir: PathBuf,
     },
+    /// Create the management body's Ed25519 announcement key pair (on an offline machine).
+    KeygenAnnounce(crate::announce_cmd::KeygenAnnounceArgs),
+    /// Sign the statements of the current key period and its epochs with the announcement key,
+    /// into DATA_DIR/announcements/ (run after each build; idempotent).
+    Announce(crate::announce_cmd::AnnounceArgs),
     /// Replace the label master key. It takes effect with the next new key period
     /// (`server build --new-key-period`); every client's labels change then, which breaks
     /// longitudinal linkage across the rotation.
@@ -391,6 +396,8 @@ pub(crate) fn run(cmd: ServerCommand, quiet: bool, log_format: LogFormat) -> Res
             println!("{summary}");
             Ok(())
         }
+        ServerCommand::KeygenAnnounce(a) => crate::announce_cmd::keygen(&a),
+        ServerCommand::Announce(a) => crate::announce_cmd::run(&a),
         ServerCommand::RotateLabelKey { data_dir } => {
             if !data_dir.is_dir() {
                 bail!("{} is not a directory", data_dir.display());

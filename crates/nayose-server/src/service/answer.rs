@@ -25,8 +25,9 @@ use super::requests::{Answer, Charge, PendingCharge};
 use super::state::QuotaStore;
 use super::streams::{BaseSlot, Stream};
 
-/// The snapshot as the decision sees it.
-pub(super) fn current_of(epoch: &Epoch, cfg: &ServerConfig) -> Current {
+/// The snapshot as the decision sees it, with the statements of its epoch when loaded.
+pub(super) fn current_of(epoch: &Epoch, shared: &Shared) -> Current {
+    let cfg: &ServerConfig = &shared.s.cfg;
     Current {
         key_period: WireKeyPeriodId(epoch.key_period().to_bytes()),
         public_key: epoch.public_key(),
@@ -37,7 +38,7 @@ pub(super) fn current_of(epoch: &Epoch, cfg: &ServerConfig) -> Current {
         oldest_delta_base: epoch.oldest_delta_base(),
         delta_bases: epoch.delta_bases(),
         max_batch: cfg.max_batch,
-        announcement: None,
+        announcement: shared.announcements.get(epoch),
     }
 }
 
@@ -50,7 +51,7 @@ pub(super) async fn answer(
 ) -> Answer {
     // One snapshot for the whole request (flows.md §5.2).
     let epoch = shared.epoch();
-    let cur = current_of(&epoch, &shared.s.cfg);
+    let cur = current_of(&epoch, shared);
     let kp = epoch.key_period().to_string();
     a.key_period_current = kp.clone();
     a.epoch_current = Some(cur.epoch);
@@ -106,7 +107,7 @@ pub(super) async fn answer(
             // This request's snapshot is older than a key period the client was already
             // charged in (a switch happened in between): nothing was charged; the request is
             // answered as one naming a previous key period, with the current snapshot.
-            let now_cur = current_of(&shared.epoch(), &shared.s.cfg);
+            let now_cur = current_of(&shared.epoch(), shared);
             let named = req.key_period().copied().unwrap_or(cur.key_period);
             let Decision::Reply(r) = key_period_changed(&now_cur, &named) else {
                 unreachable!("key_period_changed is a reply")
@@ -285,7 +286,7 @@ pub(super) fn quota_refusal(view: QuotaView, n: u64) -> Response {
 
 /// The answer to an Evaluate whose client was charged in a newer key period meanwhile.
 pub(super) fn superseded(shared: &Arc<Shared>, named: &WireKeyPeriodId) -> Response {
-    let now_cur = current_of(&shared.epoch(), &shared.s.cfg);
+    let now_cur = current_of(&shared.epoch(), shared);
     match key_period_changed(&now_cur, named) {
         Decision::Reply(r) => r,
         _ => err_resp(ErrorCode::Internal, "internal error; retry later"),

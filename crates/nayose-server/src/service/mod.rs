@@ -99,6 +99,8 @@ struct Shared {
     retired: Mutex<Vec<(u32, Weak<Epoch>)>>,
     /// The greatest epoch ever served (`state/served-epoch`): epochs only move forward.
     served: Mutex<ServedEpoch>,
+    /// The management body's statements of the served epoch (announcements.md §6).
+    announcements: crate::announce::AnnouncementCache,
     /// The exclusive lock on `DATA_DIR/serve.lock`: held from start until shutdown has
     /// finished (or, without a shutdown, as long as anything of this server runs).
     serve_lock: Mutex<Option<std::fs::File>>,
@@ -407,6 +409,7 @@ impl Server {
             epoch: RwLock::new(Arc::new(epoch)),
             retired: Mutex::new(Vec::new()),
             served: Mutex::new(served),
+            announcements: crate::announce::AnnouncementCache::default(),
             serve_lock: Mutex::new(Some(serve_lock)),
             quota,
             audit,
@@ -421,6 +424,9 @@ impl Server {
             conns_done: Notify::new(),
             shutting_down: AtomicBool::new(false),
         });
+        shared
+            .announcements
+            .refresh(&shared.s.data, &shared.epoch());
         let (stop_tx, stop_rx) = watch::channel(false);
         let (done_tx, done_rx) = watch::channel(false);
         let mut tasks = Vec::new();

@@ -23,6 +23,10 @@ pub(super) async fn epoch_watcher(shared: Arc<Shared>, mut stop: watch::Receiver
             _ = stop.changed() => return,
         }
         reload_clients(&shared);
+        // Statements signed after the epoch went live are picked up here.
+        shared
+            .announcements
+            .refresh(&shared.s.data, &shared.epoch());
         let name = match read_current(&shared.s.data) {
             Ok(Some(n)) => n,
             Ok(None) => continue,
@@ -83,6 +87,9 @@ pub(super) async fn epoch_watcher(shared: Arc<Shared>, mut stop: watch::Receiver
                 info!(old = old.number(), new = e.number(), key_period = %e.key_period(), entries = e.len(), oldest_delta_base = e.oldest_delta_base(), "new epoch is now current");
                 drop(old);
                 shared.install_epoch(e);
+                shared
+                    .announcements
+                    .refresh(&shared.s.data, &shared.epoch());
                 failed = None;
             }
             Ok(Err(e)) => {
