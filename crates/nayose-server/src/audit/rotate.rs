@@ -646,4 +646,44 @@ mod tests {
         let none = tempfile::tempdir().unwrap();
         assert_eq!(rotate_audit(none.path(), None, "t".into()).unwrap(), None);
     }
+
+    /// protocol-spec/flows.md §6.1's example, from a real rotation: the `rotated` record's line,
+    /// its HMAC link and the head, byte for byte (the link cross-checked with Python's hmac).
+    #[test]
+    fn the_rotated_record_is_the_spec_example_byte_for_byte() {
+        const LINE: &str = concat!(
+            r#"{"seq":1001,"time":"2026-11-29T09:00:00.000Z","event":"rotated","client":"","#,
+            r#""cert_sha256":"","peer":"","conn":0,"outcome":"ok","detail":"segment start: "#,
+            r#"records 1..1000 are in audit.00000000000000000001.log","key_id":"#,
+            r#""2e2a6541cfce1371","prev":"#,
+            r#""1111111111111111111111111111111111111111111111111111111111111111"}"#
+        );
+        const LINK: &str = "42e427464033e2ce888b0ff11ce7ce2ac723465b5c2db38bd9bb7759c9fda14b";
+        let dir = tempfile::tempdir().unwrap();
+        let data = DataDir::create(dir.path()).unwrap();
+        let log = AuditLog::open(&data, Some(key(0x2a)), 0).unwrap();
+        {
+            // The writer as it is after record 1000 of a file that started at record 1.
+            let mut w = log.w.lock().unwrap();
+            w.count = 1000;
+            w.last_hash = "1".repeat(64);
+            w.live_first = 1;
+        }
+        let r = log
+            .rotate("2026-11-29T09:00:00.000Z".into())
+            .unwrap()
+            .unwrap();
+        assert_eq!((r.first, r.last), (1, 1000));
+        assert_eq!(LINE.len(), 309);
+        assert_eq!(
+            fs::read_to_string(data.audit_log()).unwrap(),
+            format!("{LINE}\n")
+        );
+        assert_eq!(key(0x2a).id(), "2e2a6541cfce1371");
+        assert_eq!(key(0x2a).link(LINE.as_bytes()), LINK);
+        assert_eq!(
+            fs::read_to_string(data.audit_head()).unwrap(),
+            format!(r#"{{"count":1001,"hash":"{LINK}"}}"#)
+        );
+    }
 }
