@@ -110,6 +110,14 @@ fn der_of_pem(pem: &str, path: &Path) -> Result<Vec<u8>, PkiError> {
         .map_err(|e| PkiError::BadCertificate(format!("{}: {e}", path.display())))
 }
 
+/// The identity and validity of the first certificate of a PEM file (for `pki fingerprint`).
+pub fn certificate_file(
+    path: &Path,
+) -> Result<(crate::CertIdentity, crate::CertSummary), PkiError> {
+    let der = der_of_pem(&read(path)?, path)?;
+    Ok((crate::cert_identity(&der)?, certificate_summary(&der)?))
+}
+
 /// Creates `dir` (if needed) with a server CA, a client CA and a server certificate for
 /// `server_name` (issued by the server CA). Refuses to overwrite an existing CA or key.
 pub fn init(dir: &Path, server_name: &str) -> Result<(), PkiError> {

@@ -26,11 +26,15 @@
 mod crl;
 mod csr;
 pub mod dir;
+mod identity;
 mod issue;
 
 pub use crl::{CrlSummary, Revocation, crl_summary, make_crl, verify_crl_issuer};
 pub use csr::{Request, SignedRequest, make_request, sign_request};
 pub use dir::{init, issue_client};
+pub use identity::{
+    CertIdentity, cert_identity, issued_by, normalize_fingerprint, spki_fingerprint,
+};
 pub use issue::{
     CA_VALIDITY_DAYS, CERT_VALIDITY_DAYS, Issued, Purpose, generate_ca, issue_cert_with_purposes,
     issue_client_cert, issue_client_cert_valid, issue_server_cert, require_purpose,

@@ -1,6 +1,6 @@
 //! `nayose pki …`: the development PKI for trials (`init`, `issue-client`) and the real
 //! workflow: `request` on the entity's machine, `sign`, `revoke` and `crl` at the management
-//! body.
+//! body; `fingerprint` prints what `clients.toml` lists of a certificate.
 
 use std::path::{Path, PathBuf};
 
@@ -72,6 +72,13 @@ pub(crate) enum PkiCommand {
         /// Days until the CRL's next update.
         #[arg(long, default_value_t = dir::DEFAULT_CRL_DAYS)]
         days: u32,
+    },
+    /// Management body: print a client certificate's SPKI fingerprint (SHA-256 of its public
+    /// key), subject and issuer, as lines to paste under its entity in clients.toml.
+    Fingerprint {
+        /// The certificate (PEM; the first CERTIFICATE block is used).
+        #[arg(long)]
+        cert: PathBuf,
     },
     /// Management body: rewrite CA_DIR/client-crl.pem from the revoked list (renew it before
     /// its next update).
@@ -162,6 +169,7 @@ pub(crate) fn run(cmd: PkiCommand) -> Result<()> {
             );
             Ok(())
         }
+        PkiCommand::Fingerprint { cert } => fingerprint(&cert),
         PkiCommand::Crl { ca_dir, days } => {
             let (path, n) = dir::write_crl(&ca_dir, now_unix(), days)
                 .with_context(|| format!("writing the CRL of {}", ca_dir.display()))?;
@@ -199,4 +207,40 @@ pub(crate) fn issue_client(dir: &Path, id: &str) -> Result<()> {
     })?;
     eprintln!("issued {} and {}", cert.display(), key.display());
     Ok(())
+}
+
+/// `nayose pki fingerprint --cert FILE`: the certificate's identity on stdout, as TOML lines of
+/// an `[[entity]]` of clients.toml (comments say whose certificate it is).
+pub(crate) fn fingerprint(cert: &Path) -> Result<()> {
+    let (id, summary) = dir::certificate_file(cert)
+        .with_context(|| format!("reading the certificate {}", cert.display()))?;
+    println!(
+        "# {}: serial {}, valid {} to {}",
+        cert.display(),
+        summary.serial,
+        jst::datetime(summary.not_before),
+        jst::datetime(summary.not_after)
+    );
+    println!("# by key (any CA of client_ca):");
+    println!("spki_sha256 = [\"{}\"]", id.spki_sha256);
+    println!("# or by issuer and subject (signed by that CA of client_ca):");
+    println!("[[entity.certificate]]");
+    println!("issuer = {}", toml_string(&id.issuer));
+    println!("subject = {}", toml_string(&id.subject));
+    Ok(())
+}
+
+/// `s` as a TOML basic string.
+fn toml_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
