@@ -167,7 +167,7 @@ impl AuditLog {
 /// Takes the serve lock, so it fails while a server runs on the data directory (a running
 /// server rotates by itself at `audit_rotate_bytes`). Opening the log verifies `audit.log` and
 /// repairs what a crash left, as a server start does; a keyed log needs its `key`. `None`:
-/// `audit.log` holds no record, nothing was changed.
+/// `audit.log` holds no record, so nothing was rotated.
 pub fn rotate_audit(
     data_dir: &Path,
     key: Option<AuditKey>,
