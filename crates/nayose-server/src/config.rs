@@ -6,30 +6,37 @@
 //! Relative paths in a file are relative to the file's directory. Unknown keys are errors, so a
 //! typo never silently falls back to a default.
 //!
-//! `clients.toml` lists the accredited clients, each with two evaluation quotas
-//! (protocol-spec/security.md §5.1): `evaluations_per_day` (required; per quota day, 00:00 to
-//! 24:00 at `quota_utc_offset_minutes`, JST by default) and `evaluations_per_key_period`
-//! (optional; default **10 × `evaluations_per_day`**, i.e. ten full days of evaluations for
-//! the whole lifetime of a key period — a client evaluates each held number once per key period
-//! thanks to its OPRF cache, so it needs about its holding plus its daily growth; set it
-//! explicitly for clients with large holdings).
+//! `clients.toml` (the accredited entities, their certificates, quotas and enumeration
+//! controls) is read by [`crate::entities`]. Its quotas (protocol-spec/security.md §5.1):
+//! `evaluations_per_day` (required; per quota day, 00:00 to 24:00 at
+//! `quota_utc_offset_minutes`, JST by default) and `evaluations_per_key_period` (optional;
+//! default **10 × `evaluations_per_day`**, i.e. ten full days of evaluations for the whole
+//! lifetime of a key period — an entity evaluates each held number once per key period thanks
+//! to its OPRF cache, so it needs about its holding plus its daily growth; set it explicitly
+//! for entities with large holdings). The rolling window of the enumeration controls is
+//! `enumeration_window_days` here.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use nayose_table::ClientId;
 use nayose_wire::{
     DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
     DEFAULT_REQUEST_TIMEOUT_MS, MAX_BATCH_ELEMENTS, MAX_ENTRIES_PER_CHUNK,
 };
 use serde::{Deserialize, Serialize};
 
+pub use crate::entities::{
+    AccreditedClients, CertificateName, ClientEntry, ClientLimits, DEFAULT_KEY_PERIOD_QUOTA_DAYS,
+    EntityEntry, Presented,
+};
 use crate::error::ServerError;
 
 /// Default `audit_rotate_bytes`: 256 MiB, about half a million records per segment; `audit
 /// verify` reads one segment into memory at a time.
 pub const DEFAULT_AUDIT_ROTATE_BYTES: u64 = 256 << 20;
+
+/// Default `enumeration_window_days`.
+pub const DEFAULT_ENUMERATION_WINDOW_DAYS: u32 = 30;
 
 /// Default listen address.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:4433";
@@ -133,6 +140,10 @@ pub struct ServerConfig {
     /// Offset of the quota day from UTC, in minutes (default 540: quota days start at 00:00
     /// Japan Standard Time).
     pub quota_utc_offset_minutes: i32,
+    /// Quota days in the rolling window of the enumeration controls (1 to 366, default 30):
+    /// each entity's evaluations in the last this many quota days (today included) are
+    /// counted, shown in the status lines and held to its `hard_cap` (security.md §6.1).
+    pub enumeration_window_days: u32,
     /// PostgreSQL connection string (`host=... user=... dbname=...`) of the quota and audit
     /// state shared by server replicas. Absent (the default): the files of `state/` and
     /// `audit/` in the data directory, for one server. The CLI also reads `NAYOSE_POSTGRES`, so
@@ -192,6 +203,7 @@ impl Default for ServerConfig {
             epoch_poll_ms: 1000,
             shutdown_grace_ms: 10_000,
             quota_utc_offset_minutes: 540,
+            enumeration_window_days: DEFAULT_ENUMERATION_WINDOW_DAYS,
             postgres: None,
         }
     }
@@ -357,6 +369,12 @@ impl ServerConfig {
             1 << 16,
         )?;
         check("epoch_poll_ms", self.epoch_poll_ms, 50, 3_600_000)?;
+        check(
+            "enumeration_window_days",
+            self.enumeration_window_days.into(),
+            1,
+            366,
+        )?;
         check("shutdown_grace_ms", self.shutdown_grace_ms, 0, 600_000)?;
         if self.quota_utc_offset_minutes.abs() > 14 * 60 {
             return Err(bad(format!(
@@ -374,117 +392,6 @@ impl ServerConfig {
                 .parse()
                 .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 4433)))
         })
-    }
-}
-
-/// One accredited client (`[[client]]` in `clients.toml`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClientEntry {
-    /// The client id: the subject CommonName of the client's certificate.
-    pub id: String,
-    /// Blinded elements the client may have evaluated per quota day.
-    pub evaluations_per_day: u64,
-    /// Blinded elements the client may have evaluated per key period (default: 10 ×
-    /// `evaluations_per_day`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub evaluations_per_key_period: Option<u64>,
-}
-
-/// Multiplier of the daily quota that gives the default key-period quota.
-pub const DEFAULT_KEY_PERIOD_QUOTA_DAYS: u64 = 10;
-
-/// The two evaluation quotas of one client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClientLimits {
-    /// Evaluations per quota day.
-    pub per_day: u64,
-    /// Evaluations per key period.
-    pub per_key_period: u64,
-}
-
-impl ClientEntry {
-    fn limits(&self) -> ClientLimits {
-        ClientLimits {
-            per_day: self.evaluations_per_day,
-            per_key_period: self.evaluations_per_key_period.unwrap_or(
-                self.evaluations_per_day
-                    .saturating_mul(DEFAULT_KEY_PERIOD_QUOTA_DAYS),
-            ),
-        }
-    }
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ClientsFile {
-    #[serde(default)]
-    client: Vec<ClientEntry>,
-}
-
-/// The accredited clients (`clients.toml`), by id.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AccreditedClients {
-    clients: BTreeMap<ClientId, ClientLimits>,
-}
-
-impl AccreditedClients {
-    /// Reads `clients.toml`.
-    pub fn load(path: &Path) -> Result<Self, ServerError> {
-        let text = std::fs::read_to_string(path).map_err(ServerError::io("cannot read", path))?;
-        Self::from_toml_str(&text).map_err(|reason| ServerError::Config {
-            path: path.to_path_buf(),
-            reason,
-        })
-    }
-
-    /// Parses `clients.toml` text: ids must be valid client ids and unique.
-    pub fn from_toml_str(text: &str) -> Result<Self, String> {
-        let file: ClientsFile = toml::from_str(text).map_err(|e| e.to_string())?;
-        let mut clients = BTreeMap::new();
-        for (i, c) in file.client.into_iter().enumerate() {
-            let id = ClientId::new(&c.id).map_err(|e| format!("[[client]] #{}: {e}", i + 1))?;
-            if clients.insert(id, c.limits()).is_some() {
-                return Err(format!(
-                    "[[client]] #{}: id {:?} is listed twice",
-                    i + 1,
-                    c.id
-                ));
-            }
-        }
-        Ok(AccreditedClients { clients })
-    }
-
-    /// The list from entries (for embedding and tests).
-    pub fn from_entries(entries: &[ClientEntry]) -> Result<Self, String> {
-        let mut clients = BTreeMap::new();
-        for c in entries {
-            let id = ClientId::new(&c.id).map_err(|e| e.to_string())?;
-            if clients.insert(id, c.limits()).is_some() {
-                return Err(format!("id {:?} is listed twice", c.id));
-            }
-        }
-        Ok(AccreditedClients { clients })
-    }
-
-    /// The daily evaluation quota of `id`, or `None` if `id` is not accredited.
-    pub fn quota_of(&self, id: &ClientId) -> Option<u64> {
-        self.clients.get(id).map(|l| l.per_day)
-    }
-
-    /// Both evaluation quotas of `id`, or `None` if `id` is not accredited.
-    pub fn limits_of(&self, id: &ClientId) -> Option<ClientLimits> {
-        self.clients.get(id).copied()
-    }
-
-    /// Number of accredited clients.
-    pub fn len(&self) -> usize {
-        self.clients.len()
-    }
-
-    /// Whether no client is accredited.
-    pub fn is_empty(&self) -> bool {
-        self.clients.is_empty()
     }
 }
 
@@ -520,43 +427,5 @@ mod tests {
         std::fs::write(&f, "client_crl = [\"pki/client-crl.pem\"]\n").unwrap();
         let c = ServerConfig::load(&f).unwrap();
         assert_eq!(c.client_crl, vec![dir.path().join("pki/client-crl.pem")]);
-    }
-
-    #[test]
-    fn clients_file() {
-        let a = AccreditedClients::from_toml_str(
-            "[[client]]\nid = \"hosp-a\"\nevaluations_per_day = 10\n\
-             [[client]]\nid = \"hosp-b\"\nevaluations_per_day = 0\n",
-        )
-        .unwrap();
-        assert_eq!(a.quota_of(&ClientId::new("hosp-a").unwrap()), Some(10));
-        assert_eq!(
-            a.limits_of(&ClientId::new("hosp-a").unwrap()),
-            Some(ClientLimits {
-                per_day: 10,
-                per_key_period: 100
-            }),
-            "the key-period quota defaults to 10 days' worth"
-        );
-        let b = AccreditedClients::from_toml_str(
-            "[[client]]\nid = \"x\"\nevaluations_per_day = 10\nevaluations_per_key_period = 15\n",
-        )
-        .unwrap();
-        assert_eq!(
-            b.limits_of(&ClientId::new("x").unwrap())
-                .unwrap()
-                .per_key_period,
-            15
-        );
-        assert_eq!(a.quota_of(&ClientId::new("hosp-c").unwrap()), None);
-        assert!(AccreditedClients::from_toml_str(
-            "[[client]]\nid = \"a\"\nevaluations_per_day = 1\n[[client]]\nid = \"a\"\nevaluations_per_day = 1\n"
-        )
-        .unwrap_err()
-        .contains("twice"));
-        assert!(
-            AccreditedClients::from_toml_str("[[client]]\nid = \"a b\"\nevaluations_per_day = 1\n")
-                .is_err()
-        );
     }
 }

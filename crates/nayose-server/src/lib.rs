@@ -11,7 +11,8 @@
 //!   I/O-free core (`decide`), the service only drives it.
 //! - [`verify_audit`] (`nayose server audit verify`), [`rotate_audit`] (`audit rotate`),
 //!   [`check_current_epoch`] and [`rotate_label_master_key`].
-//! - [`ServerConfig`] (`server.toml`) and [`AccreditedClients`] (`clients.toml`).
+//! - [`ServerConfig`] (`server.toml`) and [`AccreditedClients`] (`clients.toml`: the accredited
+//!   entities, the certificates that act for each, their quotas and enumeration controls).
 //!
 //! nayose/2 invariants kept by this crate (protocol-spec/table.md §4–§9, flows.md §5):
 //! - **Key periods.** One VOPRF key per key period, generated only by a build that starts one
@@ -46,6 +47,7 @@ pub mod audit;
 pub mod build;
 mod clock;
 mod config;
+mod entities;
 mod epoch;
 mod error;
 mod fsutil;
@@ -84,8 +86,9 @@ pub fn rfc3339_now() -> String {
     clock::rfc3339(std::time::SystemTime::now())
 }
 pub use config::{
-    AccreditedClients, ClientEntry, ClientLimits, DEFAULT_AUDIT_ROTATE_BYTES,
-    DEFAULT_KEY_PERIOD_QUOTA_DAYS, DEFAULT_LISTEN, PostgresSetting, ServerConfig,
+    AccreditedClients, CertificateName, ClientEntry, ClientLimits, DEFAULT_AUDIT_ROTATE_BYTES,
+    DEFAULT_ENUMERATION_WINDOW_DAYS, DEFAULT_KEY_PERIOD_QUOTA_DAYS, DEFAULT_LISTEN, EntityEntry,
+    PostgresSetting, Presented, ServerConfig,
 };
 pub use epoch::{EpochSummary, Manifest};
 pub use error::ServerError;

@@ -834,10 +834,7 @@ mod tests {
             n,
             now: SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600),
             key_period: kp.into(),
-            limits: ClientLimits {
-                per_day,
-                per_key_period: per_kp,
-            },
+            limits: ClientLimits::quotas(per_day, per_kp),
         }
     }
 

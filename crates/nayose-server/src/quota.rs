@@ -221,6 +221,8 @@ mod tests {
     const L: ClientLimits = ClientLimits {
         per_day: 10,
         per_key_period: 15,
+        declared_holdings: None,
+        hard_cap: None,
     };
 
     fn take(book: &QuotaBook, n: u64, kp: &str, t: SystemTime) -> Result<QuotaView, QuotaView> {

@@ -64,9 +64,13 @@ pub(super) async fn answer(
             counters,
         )
     };
-    // Accreditation is re-read on every request, so removing an id from clients.toml takes
-    // effect without a restart (wire.md §2.4).
-    let Some(limits) = shared.clients().limits_of(&ctx.client) else {
+    // Accreditation is re-read on every request, so removing an entity or one of its
+    // certificates from clients.toml takes effect without a restart (wire.md §2.4).
+    let resolved = shared.clients().resolve(&ctx.presented);
+    let Some(limits) = resolved
+        .ok()
+        .and_then(|(id, l)| (id == ctx.client).then_some(l))
+    else {
         let d = decide(ctx.client.as_str(), Standing::NotAccredited, &req, &cur);
         let Decision::Reply(r) = d else {
             unreachable!("an unaccredited client only gets a reply")

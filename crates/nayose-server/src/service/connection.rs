@@ -1,6 +1,11 @@
-//! Connections: the accept loop (with address validation), the client id from the
-//! certificate, accreditation and the per-client connection allowance, the connection's
-//! audit records, and the loop that hands each bidirectional stream to [`super::requests`].
+//! Connections: the accept loop (with address validation), the entity the certificate acts for
+//! ([`crate::entities`]: by SPKI fingerprint, by issuer + subject, or by CommonName for a
+//! `[[client]]`), accreditation and the per-entity connection allowance, the connection's audit
+//! records, and the loop that hands each bidirectional stream to [`super::requests`].
+//!
+//! Invariant: everything per client (connections, request slots, quotas, labels, audit
+//! records) is keyed by the **entity id** derived here, never by a certificate's name; two
+//! certificates of one entity share all of it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,6 +20,7 @@ use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
 
 use crate::audit::AuditEntry;
+use crate::config::Presented;
 use crate::stats::ClientCounters;
 
 use super::frames::{err_resp, read_request, write_frame};
@@ -116,10 +122,19 @@ pub(super) fn peer_leaf(conn: &quinn::Connection) -> Option<Vec<u8>> {
         .and_then(|certs| certs.first().map(|c| c.as_ref().to_vec()))
 }
 
-pub(super) fn client_id_from(leaf: Option<&[u8]>) -> Result<ClientId, String> {
+/// What the server knows of the peer's verified certificate, or why nothing could be read.
+pub(super) fn presented_of(shared: &Shared, leaf: Option<&[u8]>) -> Result<Presented, String> {
     let leaf = leaf.ok_or("no client certificate")?;
-    let id = nayose_pki::client_id_of(leaf).map_err(|e| e.to_string())?;
-    ClientId::new(&id).map_err(|e| e.to_string())
+    Presented::of(leaf, &shared.client_cas)
+}
+
+/// The entity a certificate acts for, for records made before accreditation is decided
+/// (empty if none).
+fn entity_for_record(shared: &Shared, leaf: Option<&[u8]>) -> String {
+    presented_of(shared, leaf)
+        .and_then(|p| shared.clients().resolve(&p))
+        .map(|(id, _)| id.to_string())
+        .unwrap_or_default()
 }
 
 /// "serial <hex>, issuer <DN>" of a certificate, for the `connected` audit record.
@@ -179,37 +194,37 @@ pub(super) async fn handle_connection(
     if !shared.limiter.certificate_allowed(&cert_sha256) {
         debug!(%peer, "closing a connection: too many failures with this certificate");
         shared.limiter.failed(peer.ip(), &cert_sha256);
-        let client = client_id_from(leaf.as_deref())
-            .map(|c| c.to_string())
-            .unwrap_or_default();
+        let client = entity_for_record(&shared, leaf.as_deref());
         rate_limited(&shared, peer, &client, &cert_sha256);
         close(&conn, CloseCode::NotAccredited);
         return;
     }
-    let (client, limit) = match client_id_from(leaf.as_deref()) {
-        Ok(c) => match shared.clients().limits_of(&c) {
-            Some(limit) => (c, limit),
-            None => {
-                let why = format!("client id {c} is not accredited");
-                refuse_not_accredited(
-                    &shared,
-                    &conn,
-                    c.as_str(),
-                    &why,
-                    event("refused", c.as_str(), "NotAccredited", why.clone()),
-                )
-                .await;
-                return;
-            }
-        },
+    let presented = match presented_of(&shared, leaf.as_deref()) {
+        Ok(p) => Arc::new(p),
         Err(reason) => {
-            let why = format!("no client id could be read from the certificate: {reason}");
+            let why = format!("the client certificate could not be read: {reason}");
             refuse_not_accredited(
                 &shared,
                 &conn,
                 "",
                 &why,
                 event("refused", "", "NotAccredited", why.clone()),
+            )
+            .await;
+            return;
+        }
+    };
+    let client = match shared.clients().resolve(&presented) {
+        Ok((c, _)) => c,
+        Err(why) => {
+            // The record names the CommonName the certificate claims (no entity was derived).
+            let name = presented.identity.common_name.clone().unwrap_or_default();
+            refuse_not_accredited(
+                &shared,
+                &conn,
+                &name,
+                &why,
+                event("refused", &name, "NotAccredited", why.clone()),
             )
             .await;
             return;
@@ -256,17 +271,21 @@ pub(super) async fn handle_connection(
         .live
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .insert(conn_id, (client.clone(), conn.clone()));
-    info!(%peer, client = %client, "client connected");
-    let detail = leaf.as_deref().map(serial_and_issuer).unwrap_or_default();
+        .insert(conn_id, (client.clone(), presented.clone(), conn.clone()));
+    info!(%peer, entity = %client, "client connected");
+    let detail = format!(
+        "{}, SPKI SHA-256 {}",
+        leaf.as_deref().map(serial_and_issuer).unwrap_or_default(),
+        presented.identity.spki_sha256
+    );
     if let Err(e) = audit(&shared, event("connected", client.as_str(), "ok", detail)).await {
         error!("cannot write the audit log; closing the connection: {e}");
         close(&conn, CloseCode::Internal);
         return;
     }
-    let _ = limit;
     let ctx = Arc::new(ConnCtx {
         client: client.clone(),
+        presented,
         conn: conn.clone(),
         peer,
         conn_id,
@@ -395,7 +414,10 @@ fn rate_limited(shared: &Shared, peer: SocketAddr, client: &str, cert_sha256: &s
 }
 
 pub(super) struct ConnCtx {
+    /// The entity the certificate acts for (derived at the handshake).
     pub(super) client: ClientId,
+    /// The certificate, re-resolved against `clients.toml` on every request.
+    pub(super) presented: Arc<Presented>,
     pub(super) conn: quinn::Connection,
     pub(super) peer: SocketAddr,
     pub(super) conn_id: u64,

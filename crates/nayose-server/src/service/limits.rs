@@ -228,8 +228,9 @@ impl Limiter {
     }
 }
 
-/// Closes, at once, every connection whose client id is no longer accredited (after a reload
-/// of `clients.toml`). Returns how many were closed.
+/// Closes, at once, every connection whose certificate no longer acts for its entity (after a
+/// reload of `clients.toml`: the entity was removed, or this certificate was removed from it).
+/// Returns how many were closed.
 pub(super) fn close_unaccredited(shared: &Arc<Shared>) -> usize {
     let clients = shared.clients();
     let gone: Vec<quinn::Connection> = shared
@@ -237,8 +238,12 @@ pub(super) fn close_unaccredited(shared: &Arc<Shared>) -> usize {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .values()
-        .filter(|(id, _)| clients.limits_of(id).is_none())
-        .map(|(_, c)| c.clone())
+        .filter(|(id, presented, _)| {
+            clients
+                .resolve(presented)
+                .map_or(true, |(now, _)| now != *id)
+        })
+        .map(|(_, _, c)| c.clone())
         .collect();
     for c in &gone {
         super::connection::close(c, nayose_wire::CloseCode::NotAccredited);

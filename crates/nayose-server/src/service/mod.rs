@@ -2,9 +2,11 @@
 //!
 //! This module is a driver: it moves bytes, files and time; the per-request decision is
 //! [`crate::decide`] (no I/O). Per connection: TLS (see [`crate::tls`]) verified the client
-//! certificate; the client id is its subject CommonName (`nayose_pki::client_id_of`); a client
-//! not in `clients.toml` gets `NotAccredited` and is closed with `CloseCode::NotAccredited`, one
-//! over its connection allowance is closed with `CloseCode::TooManyConnections`. Each
+//! certificate; the entity it acts for is derived from it ([`crate::entities`]: SPKI
+//! fingerprint, issuer + subject, or the CommonName of a `[[client]]`) and keys everything per
+//! client; a certificate no entity lists gets `NotAccredited` and is closed with
+//! `CloseCode::NotAccredited`, one over its entity's connection allowance is closed with
+//! `CloseCode::TooManyConnections`. Each
 //! bidirectional stream carries one request frame (then FIN) and gets its response frames
 //! (FetchBase: BaseChunks then BaseEnd; FetchDelta: DeltaChunks then DeltaEnd; otherwise one
 //! frame), then FIN.
@@ -86,6 +88,10 @@ struct Settings {
     data: DataDir,
 }
 
+/// An open connection of an accredited entity: the entity, the certificate it presented (to
+/// re-check after a reload), the connection.
+type LiveConnection = (ClientId, Arc<crate::config::Presented>, quinn::Connection);
+
 struct Shared {
     s: Settings,
     /// The accredited list; replaced when `clients.toml` changes (see [`reload_clients`]).
@@ -113,7 +119,10 @@ struct Shared {
     conns: Mutex<HashMap<ClientId, u32>>,
     /// Open connections of accredited clients by connection id, so a reload of `clients.toml`
     /// can close those of removed ids at once.
-    live: Mutex<HashMap<u64, (ClientId, quinn::Connection)>>,
+    live: Mutex<HashMap<u64, LiveConnection>>,
+    /// The certificates of `client_ca` (DER): an `[[entity.certificate]]` names its issuer, and
+    /// one of these of that name must have signed the certificate.
+    client_cas: Vec<Vec<u8>>,
     /// Requests and downloads in progress per client (see [`limits`]).
     per_client: Mutex<HashMap<ClientId, limits::ClientLoad>>,
     /// The pool of downloads (FetchBase, FetchDelta), separate from `busy`.
@@ -268,6 +277,19 @@ impl Server {
             warn!(path = %clients_path.display(), "no accredited client: every connection will be refused");
         }
         let tls = crate::tls::server_config(&cert, &key, &client_ca, &config.client_crl)?;
+        let client_cas: Vec<Vec<u8>> = crate::tls::load_certs(&client_ca)?
+            .iter()
+            .map(|c| c.as_ref().to_vec())
+            .collect();
+        crate::entities::check_client_cas(&client_ca, &client_cas)?;
+        for id in clients.by_common_name() {
+            warn!(
+                entity = %id,
+                "clients.toml: [[client]] {id} is accepted by CommonName from any CA of \
+                 client_ca; list its certificates under [[entity]] (nayose pki fingerprint) so \
+                 that no other CA can act for it"
+            );
+        }
         if !data_dir.is_dir() {
             return Err(ServerError::NoEpoch { data_dir });
         }
@@ -402,6 +424,7 @@ impl Server {
             refusals: refusals::Refusals::default(),
             per_client: Mutex::new(HashMap::new()),
             live: Mutex::new(HashMap::new()),
+            client_cas,
             s: Settings { cfg: config, data },
             clients: RwLock::new(Arc::new(clients)),
             clients_path: clients_path.clone(),
