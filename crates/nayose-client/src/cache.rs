@@ -174,12 +174,14 @@ pub(crate) fn encode_oprf(
 }
 
 impl CacheStore {
-    /// The store under `root` for one server name and client id (`root` = None: no caching).
-    pub(crate) fn new(root: Option<&Path>, server_name: &str, client_id: &str) -> Self {
+    /// The store under `root` for one server name and entity (`root` = None: no caching). The
+    /// entity is the one the server names in Info (the labels' domain), so a certificate moved
+    /// to another entity never reads the caches of the first.
+    pub(crate) fn new(root: Option<&Path>, server_name: &str, entity: &str) -> Self {
         CacheStore {
             dir: root.map(|r| {
                 r.join(safe_component(server_name))
-                    .join(safe_component(client_id))
+                    .join(safe_component(entity))
             }),
         }
     }

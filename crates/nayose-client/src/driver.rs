@@ -85,16 +85,38 @@ async fn request_task(
     }
 }
 
-/// Runs `core` to completion over `session`, persisting through `store`; adds the time spent
-/// in each phase (connect, evaluate, fetch) to `times`.
+/// Where the caches of a server live; the entity (from the server's Info) picks the
+/// directory.
+pub(crate) struct CacheRoot<'a> {
+    pub(crate) root: Option<&'a std::path::Path>,
+    pub(crate) server_name: &'a str,
+}
+
+impl CacheRoot<'_> {
+    fn of(&self, entity: &str) -> CacheStore {
+        CacheStore::new(self.root, self.server_name, entity)
+    }
+}
+
+/// The caches opened by the core's `LoadCaches` (the first cache action of every run).
+fn opened(store: &Option<CacheStore>) -> Result<&CacheStore, ClientError> {
+    store.as_ref().ok_or_else(|| {
+        ClientError::Protocol("internal: a cache action before the caches were loaded".into())
+    })
+}
+
+/// Runs `core` to completion over `session`, persisting through the caches of the entity the
+/// server names (under `caches`); adds the time spent in each phase (connect, evaluate, fetch)
+/// to `times`.
 pub(crate) async fn drive(
     session: &mut Session<'_>,
     core: &mut LinkCore,
-    store: &CacheStore,
+    caches: &CacheRoot<'_>,
     progress: &dyn Progress,
     times: &mut BTreeMap<Phase, Duration>,
 ) -> Result<LinkResult, ClientError> {
     let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut store: Option<CacheStore> = None;
     let mut tasks = JoinSet::new();
     let mut in_flight = 0usize;
     let mut generation = 0u64;
@@ -141,8 +163,11 @@ pub(crate) async fn drive(
                     in_flight += 1;
                     tasks.spawn(request_task(conn, generation, id, request, tx.clone()));
                 }
-                Action::LoadCaches { key_period } => {
-                    let (caches, notes) = store.load(key_period);
+                Action::LoadCaches { key_period, entity } => {
+                    // The caches of the entity the server named (its Info); the same entity
+                    // for the whole run (the core refuses a change).
+                    let s = store.get_or_insert_with(|| caches.of(entity.as_str()));
+                    let (caches, notes) = s.load(key_period);
                     for n in notes {
                         progress.note(&n);
                     }
@@ -157,7 +182,7 @@ pub(crate) async fn drive(
                     key_period,
                     entries,
                 } => {
-                    store
+                    opened(&store)?
                         .save_oprf(key_period, &entries)
                         .map_err(|e| cache_io("OPRF cache", e))?;
                     progress.advance(Phase::Evaluate, entries.len() as u64);
@@ -169,14 +194,16 @@ pub(crate) async fn drive(
                     block,
                 } => {
                     session.stats.entries_received += u64::from(block.count);
-                    store
+                    opened(&store)?
                         .append_partial(key_period, epoch, offset, &block)
                         .map_err(|e| cache_io("partial base download", e))?;
                     progress.advance(Phase::Fetch, u64::from(block.count));
                 }
-                Action::DiscardPartialBase { key_period } => store.discard_partial(key_period),
+                Action::DiscardPartialBase { key_period } => {
+                    opened(&store)?.discard_partial(key_period)
+                }
                 Action::SaveTable { table } => {
-                    store
+                    opened(&store)?
                         .save_table(&table)
                         .map_err(|e| cache_io("table cache", e))?;
                     // The sync was the last request: close before the core matches.
@@ -186,7 +213,7 @@ pub(crate) async fn drive(
                     progress.note(
                         "the cached table did not match the server's digest; downloading it again",
                     );
-                    store.discard_table(key_period);
+                    opened(&store)?.discard_table(key_period);
                 }
                 Action::Backoff(d) => tokio::time::sleep(d.min(Duration::from_secs(60))).await,
                 Action::Wait => {

@@ -22,9 +22,8 @@ use nayose_csv::{
 use nayose_proto::{LinkConfig, LinkCore, SyncKind};
 use nayose_table::Matches;
 
-use crate::cache::CacheStore;
 use crate::config::{ClientConfig, Resolved, UnlinkedGroup};
-use crate::driver::drive;
+use crate::driver::{CacheRoot, drive};
 use crate::error::{ClientError, InvalidRowsDetail};
 use crate::progress::{Phase, Progress};
 use crate::session::Session;
@@ -75,7 +74,7 @@ pub async fn link_async(
         }
     }
     let mut summary = LinkSummary {
-        client_id: creds.client_id.as_str().to_owned(),
+        client_id: creds.peer.client_id.clone(),
         ..Default::default()
     };
 
@@ -148,13 +147,11 @@ pub async fn link_async(
         None
     } else {
         let inputs: Vec<Vec<u8>> = held.canonical_inputs();
-        let store = CacheStore::new(
-            cfg.cache_dir.as_deref(),
-            &cfg.server_name,
-            creds.client_id.as_str(),
-        );
+        let caches = CacheRoot {
+            root: cfg.cache_dir.as_deref(),
+            server_name: &cfg.server_name,
+        };
         let mut core = LinkCore::new(
-            creds.client_id.clone(),
             inputs,
             LinkConfig {
                 batch_size: cfg.batch_size,
@@ -172,7 +169,7 @@ pub async fn link_async(
         core.trust_announcement_keys(cfg.announcement_keys.clone());
         let mut session = Session::new(&cfg, creds.quic, creds.peer, progress);
         let mut times = std::collections::BTreeMap::new();
-        let result = drive(&mut session, &mut core, &store, progress, &mut times).await;
+        let result = drive(&mut session, &mut core, &caches, progress, &mut times).await;
         for (phase, d) in times {
             summary.add_phase(phase, d);
         }
@@ -189,6 +186,7 @@ pub async fn link_async(
         summary.evaluate_requests = session.stats.evaluate_requests;
         summary.entries_received = session.stats.entries_received;
         let r = result?;
+        summary.entity = r.info.entity.as_str().to_owned();
         summary.epoch = r.epoch;
         summary.key_period = r.key_period.to_string();
         summary.table_entries = r.table_entries;

@@ -98,8 +98,10 @@ pub struct LinkSummary {
     pub key_period: String,
     /// How the table was brought up to date.
     pub sync: SyncSummary,
-    /// The client id (from the certificate).
+    /// The certificate's name (its CommonName, or its subject when that is not an id).
     pub client_id: String,
+    /// The entity the server derived from the certificate (Info `entity`): the labels' domain.
+    pub entity: String,
     /// Milliseconds per phase.
     pub phase_ms: BTreeMap<Phase, u64>,
     /// Milliseconds in all.
@@ -253,8 +255,8 @@ impl fmt::Display for LinkSummary {
         };
         writeln!(
             f,
-            "epoch {} of key period {} ({} entries) as client {}; {sync}",
-            self.epoch, self.key_period, self.table_entries, self.client_id
+            "epoch {} of key period {} ({} entries) as entity {} (certificate {}); {sync}",
+            self.epoch, self.key_period, self.table_entries, self.entity, self.client_id
         )?;
         writeln!(
             f,

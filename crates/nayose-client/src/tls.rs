@@ -9,15 +9,15 @@
 //! network work.
 //!
 //! Invariants: only the `ring` provider and TLS 1.3 are used; the private key is read once and
-//! handed to rustls (never logged); the client id is the client certificate's CommonName, read
-//! with the same rule the server applies (`nayose_pki::client_id_of`).
+//! handed to rustls (never logged). The client does not decide its entity: the server derives it
+//! from the certificate and names it in Info (wire.md §2.3); the certificate's name here (its
+//! CommonName, or its subject when that is not an id) is only for messages.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use nayose_pki::CertSummary;
 use nayose_proto::jst;
-use nayose_table::ClientId;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
@@ -29,7 +29,6 @@ use crate::error::ClientError;
 /// The client's TLS identity and trust anchors, loaded and checked.
 pub(crate) struct Credentials {
     pub(crate) quic: quinn::ClientConfig,
-    pub(crate) client_id: ClientId,
     pub(crate) peer: Arc<PeerInfo>,
 }
 
@@ -37,7 +36,7 @@ pub(crate) struct Credentials {
 /// why this client refused the server's certificate (if it did).
 #[derive(Debug)]
 pub(crate) struct PeerInfo {
-    /// The client id (the certificate's CommonName).
+    /// The certificate's name: its CommonName, or its subject when that is not an id.
     pub(crate) client_id: String,
     /// `HOST:PORT`.
     pub(crate) server: String,
@@ -256,11 +255,8 @@ pub(crate) fn load(cfg: &Resolved) -> Result<Credentials, ClientError> {
     let summary = nayose_pki::certificate_summary(chain[0].as_ref())
         .map_err(|e| cred_err(&cfg.cert, e.to_string()))?;
     check_validity(&cfg.cert, &summary, now_unix())?;
-    let client_id = nayose_pki::client_id_of(chain[0].as_ref())
-        .map_err(|e| cred_err(&cfg.cert, format!("no usable client id: {e}")))
-        .and_then(|id| {
-            ClientId::new(&id).map_err(|e| cred_err(&cfg.cert, format!("bad client id: {e}")))
-        })?;
+    let client_id =
+        nayose_pki::client_id_of(chain[0].as_ref()).unwrap_or_else(|_| summary.subject.clone());
     let key_pem = zeroize::Zeroizing::new(read(&cfg.key)?);
     let key = PrivateKeyDer::from_pem_slice(&key_pem)
         .map_err(|e| cred_err(&cfg.key, format!("no usable PEM private key: {e}")))?;
@@ -310,15 +306,11 @@ pub(crate) fn load(cfg: &Resolved) -> Result<Credentials, ClientError> {
     transport.max_concurrent_uni_streams(0u32.into());
     quic.transport_config(Arc::new(transport));
     let peer = Arc::new(PeerInfo {
-        client_id: client_id.as_str().to_owned(),
+        client_id,
         server: cfg.server.clone(),
         cert_file: cfg.cert.clone(),
         cert: summary,
         server_refusal: refusal,
     });
-    Ok(Credentials {
-        quic,
-        client_id,
-        peer,
-    })
+    Ok(Credentials { quic, peer })
 }

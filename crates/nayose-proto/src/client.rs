@@ -1,7 +1,9 @@
 //! The client's link run (protocol-spec/flows.md §3): Info → load caches → evaluate the numbers
 //! missing from the OPRF cache → sync (current / deltas / base) → verify the digest → match.
 //!
-//! Invariants (besides the crate's): every request carries the key period of the last Info; a
+//! Invariants (besides the crate's): the label domain is the entity the server names in Info
+//! (wire.md §2.3), the same in every Info of the run, and the caches are those of that entity;
+//! every request carries the key period of the last Info; a
 //! response to a request that a restart made stale is ignored; a batch is re-blinded with fresh
 //! blinds whenever it is sent again; a base is appended only at its own offset with tags strictly
 //! ascending; a delta result stays in memory until verified; at most one base download follows a
@@ -234,11 +236,14 @@ pub enum Action {
         /// The request.
         request: Request,
     },
-    /// Load (and checksum-verify) the caches of this key period, delete those of every other
-    /// key period, then call [`LinkCore::on_caches`].
+    /// Load (and checksum-verify) the caches of this entity and key period, delete those of
+    /// every other key period, then call [`LinkCore::on_caches`].
     LoadCaches {
         /// The key period.
         key_period: KeyPeriodId,
+        /// The entity the server derived from the client's certificate (Info `entity`): the
+        /// caches of another entity are not this one's (its labels have another domain).
+        entity: ClientId,
     },
     /// Add these outputs to the OPRF cache of the key period (persist before going on).
     SaveOprf {
@@ -340,7 +345,8 @@ enum Phase {
 /// The client's link run (see the module documentation).
 pub struct LinkCore {
     cfg: LinkConfig,
-    client: ClientId,
+    /// The entity of the first Info: the label domain.
+    client: Option<ClientId>,
     inputs: Vec<Vec<u8>>,
     outputs: Vec<Option<Output>>,
     key_period: Option<KeyPeriodId>,
@@ -410,12 +416,12 @@ fn wire_kp(k: KeyPeriodId) -> WireKeyPeriod {
 
 impl LinkCore {
     /// A run over `inputs` (the canonical encodings of the client's distinct numbers; index =
-    /// number index) for the client `client` (its certificate's id, the label domain).
-    pub fn new(client: ClientId, inputs: Vec<Vec<u8>>, cfg: LinkConfig) -> Self {
+    /// number index). The label domain is the entity the server names in its Info.
+    pub fn new(inputs: Vec<Vec<u8>>, cfg: LinkConfig) -> Self {
         let n = inputs.len();
         LinkCore {
             cfg,
-            client,
+            client: None,
             inputs,
             outputs: (0..n).map(|_| None).collect(),
             key_period: None,
@@ -885,6 +891,17 @@ impl LinkCore {
         // Before anything of this Info is used: its key and table must be the announced ones.
         let now = self.now_unix_secs.and_then(|t| u64::try_from(t).ok());
         self.coverage = check_info(&self.trusted, &info, now)?;
+        let entity = ClientId::new(info.entity.as_str())
+            .map_err(|e| violation(format!("Info's entity: {e}")))?;
+        match &self.client {
+            Some(e) if *e != entity => {
+                return Err(violation(format!(
+                    "the server named this client entity {e}, then entity {entity}, in one run"
+                )));
+            }
+            Some(_) => {}
+            None => self.client = Some(entity.clone()),
+        }
         let changed = self.key_period.is_some_and(|k| k != kp);
         if changed {
             self.key_period_restarts += 1;
@@ -901,8 +918,10 @@ impl LinkCore {
         self.public_key = Some(pk);
         self.info = Some(info);
         if first {
-            self.actions
-                .push_back(Action::LoadCaches { key_period: kp });
+            self.actions.push_back(Action::LoadCaches {
+                key_period: kp,
+                entity,
+            });
             self.phase = Phase::AwaitCaches;
         } else if !self.queue.is_empty() || !self.in_flight.is_empty() {
             // Same key period (an epoch change): every output is still valid; finish evaluating.
@@ -998,6 +1017,9 @@ impl LinkCore {
                 self.queue = all.chunks(self.batch).map(<[usize]>::to_vec).collect();
                 Ok(())
             }
+            ErrorCode::HardCapReached => Err(ProtoError::HardCap {
+                message: e.message.as_str().to_owned(),
+            }),
             ErrorCode::QuotaExhausted => Err(ProtoError::Quota {
                 need: self.queue.iter().map(Vec::len).sum::<usize>() as u64
                     + self.in_flight.values().map(|(i, _)| i.len()).sum::<usize>() as u64,
@@ -1089,7 +1111,11 @@ impl LinkCore {
             .map(|o| o.as_ref().map(Output::as_bytes))
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| violation("a number has no OPRF output"))?;
-        let matches = match_outputs(&self.client, &table, &outs);
+        let client = self
+            .client
+            .as_ref()
+            .ok_or_else(|| violation("matching before any Info"))?;
+        let matches = match_outputs(client, &table, &outs);
         self.last_sync = Some(kind);
         self.last_counts = counts;
         Ok(Action::Done(Box::new(LinkResult {

@@ -30,6 +30,17 @@ pub enum ProtoError {
         /// When the daily quota resets, as text.
         retry: String,
     },
+    /// The entity reached the hard cap the management body set on its evaluations (an
+    /// enumeration control, security.md §6.1): final until the management body raises it.
+    #[error(
+        "the management body's hard cap on this entity's evaluations is reached; nothing more is \
+         evaluated for it until the management body reviews its use and raises the cap (contact \
+         the management body; retrying does not help). The server said: {message}"
+    )]
+    HardCap {
+        /// The server's message (the entity's totals and its cap).
+        message: String,
+    },
     /// The server answered with an error the client cannot recover from.
     #[error("the server refused {request}: {code} {message}")]
     Server {

@@ -12,6 +12,8 @@
 //!           ├─ Info ────────────────────────────────────────────▶ Reply(Info …both quotas…)
 //!           ├─ names another key period ────────────────────────▶ Reply(Error KeyPeriodChanged{current})
 //!           ├─ Evaluate: n > max_batch ─────────────────────────▶ Reply(Error BatchTooLarge)
+//!           │            past the hard cap (key period or
+//!           │            rolling window) ───────────────────────▶ Reply(Error HardCapReached)
 //!           │            n > left in key period ────────────────▶ Reply(Error QuotaExhausted, retry 0)
 //!           │            n > left today ────────────────────────▶ Reply(Error QuotaExhausted, retry = to 00:00)
 //!           │            otherwise ─────────────────────────────▶ Evaluate { charge: n on both counters }
@@ -27,13 +29,14 @@
 //!
 //! Invariants: the decision depends only on its arguments (so every branch is unit-tested with
 //! a fixed time); a refused Evaluate charges nothing; an Evaluate is refused whole if either
-//! quota is short; an Error for another key period or epoch always carries `current`; the
+//! quota is short or it would take the entity past its hard cap; Info names the entity the
+//! request came from (its label domain); an Error for another key period or epoch always carries `current`; the
 //! driver charges exactly `charge` (persisted, atomically with the quota check that admitted
 //! it) before it evaluates.
 
 use nayose_wire::{
-    Announcement, BaseEnd, CurrentState, DeltaEnd, ErrorCode, ErrorResponse, InfoResponse,
-    KeyPeriodId, Request, Response, TableDigest,
+    Announcement, BaseEnd, CurrentState, DeltaEnd, EntityId, ErrorCode, ErrorResponse,
+    InfoResponse, KeyPeriodId, Request, Response, TableDigest,
 };
 
 /// Seconds per quota day.
@@ -91,6 +94,22 @@ pub struct QuotaView {
     pub left_key_period: u64,
     /// Seconds until the quota day ends (1 ..= 86 400).
     pub reset_secs: u32,
+    /// The entity's evaluations so far (the totals of the enumeration controls).
+    pub totals: Totals,
+    /// The entity's hard cap on each total, if it has one (security.md §6.1).
+    pub hard_cap: Option<u64>,
+}
+
+/// An entity's totals of evaluated elements: what the server can count of its "distinct
+/// evaluations" without learning its numbers (security.md §6.1).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Elements evaluated for the entity in the current key period.
+    pub key_period: u64,
+    /// Elements evaluated for the entity in the rolling window (across key periods).
+    pub window: u64,
+    /// Quota days in the rolling window, today included.
+    pub window_days: u32,
 }
 
 /// Base downloads in progress and their limits.
@@ -147,9 +166,17 @@ fn error(code: ErrorCode, message: &str) -> Decision {
 }
 
 fn error_retry(code: ErrorCode, retry_after_secs: u32, message: &str) -> Decision {
+    Decision::Reply(reply_retry(code, retry_after_secs, message))
+}
+
+fn reply(code: ErrorCode, message: &str) -> Response {
+    Response::Error(ErrorResponse::new(code, message))
+}
+
+fn reply_retry(code: ErrorCode, retry_after_secs: u32, message: &str) -> Response {
     let mut e = ErrorResponse::new(code, message);
     e.retry_after_secs = retry_after_secs;
-    Decision::Reply(Response::Error(e))
+    Response::Error(e)
 }
 
 /// The answer to a request that names `named`, a key period other than the current one: a
@@ -172,12 +199,16 @@ pub fn display_kp(k: &KeyPeriodId) -> String {
     nayose_table::KeyPeriodId::from_bytes(k.0).to_string()
 }
 
-/// The decision of flows.md §5.2 for `request` from `client` (its authenticated id).
+/// The decision of flows.md §5.2 for `request` from `client` (the entity the server derived
+/// from the connection's certificate; for a certificate that acts for no entity, the reason
+/// why, as the `NotAccredited` message).
 pub fn decide(client: &str, standing: Standing, request: &Request, cur: &Current) -> Decision {
     let Standing::Accredited { quota, bases } = standing else {
         return error(
             ErrorCode::NotAccredited,
-            &format!("client id {client} is not accredited"),
+            &format!(
+                "entity {client} is not accredited, or this certificate no longer acts for it"
+            ),
         );
     };
     if let Some(named) = request.key_period()
@@ -186,20 +217,29 @@ pub fn decide(client: &str, standing: Standing, request: &Request, cur: &Current
         return key_period_changed(cur, named);
     }
     match request {
-        Request::Info => Decision::Reply(Response::Info(InfoResponse {
-            key_period: cur.key_period,
-            public_key: nayose_wire::PublicKeyBytes(cur.public_key),
-            epoch: cur.epoch,
-            table_entries: cur.entries,
-            table_digest: TableDigest(cur.digest),
-            upsert_chain: nayose_wire::UpsertChain(cur.chain),
-            oldest_delta_base: cur.oldest_delta_base,
-            max_batch: cur.max_batch,
-            quota_left_today: quota.left_today,
-            quota_reset_secs: quota.reset_secs,
-            quota_left_key_period: quota.left_key_period,
-            announcement: cur.announcement.map(Box::new),
-        })),
+        Request::Info => {
+            let Ok(entity) = EntityId::new(client) else {
+                return error(
+                    ErrorCode::Internal,
+                    "internal error: the entity id breaks the id rule",
+                );
+            };
+            Decision::Reply(Response::Info(InfoResponse {
+                key_period: cur.key_period,
+                public_key: nayose_wire::PublicKeyBytes(cur.public_key),
+                epoch: cur.epoch,
+                table_entries: cur.entries,
+                table_digest: TableDigest(cur.digest),
+                upsert_chain: nayose_wire::UpsertChain(cur.chain),
+                oldest_delta_base: cur.oldest_delta_base,
+                max_batch: cur.max_batch,
+                quota_left_today: quota.left_today,
+                quota_reset_secs: quota.reset_secs,
+                quota_left_key_period: quota.left_key_period,
+                announcement: cur.announcement.map(Box::new),
+                entity,
+            }))
+        }
         Request::Evaluate(r) => {
             let n = r.elements.len() as u64;
             if n > u64::from(cur.max_batch) {
@@ -211,29 +251,10 @@ pub fn decide(client: &str, standing: Standing, request: &Request, cur: &Current
                     ),
                 );
             }
-            if n > quota.left_key_period {
-                return error_retry(
-                    ErrorCode::QuotaExhausted,
-                    0,
-                    &format!(
-                        "key-period quota: {} evaluations left in this key period, the batch \
-                         needs {n}; it renews only with a new key period",
-                        quota.left_key_period
-                    ),
-                );
+            match evaluate_refusal(&quota, n) {
+                Some(refused) => Decision::Reply(refused),
+                None => Decision::Evaluate { charge: n },
             }
-            if n > quota.left_today {
-                return error_retry(
-                    ErrorCode::QuotaExhausted,
-                    quota.reset_secs,
-                    &format!(
-                        "daily quota: {} evaluations left today, the batch needs {n}; it \
-                         renews in {} s (00:00 of the quota day)",
-                        quota.left_today, quota.reset_secs
-                    ),
-                );
-            }
-            Decision::Evaluate { charge: n }
         }
         Request::FetchBase(r) => {
             if r.epoch != cur.epoch {
@@ -289,6 +310,50 @@ pub fn decide(client: &str, standing: Standing, request: &Request, cur: &Current
             Decision::StreamDelta { from }
         }
     }
+}
+
+/// Why an Evaluate of `n` elements is refused with `quota` (the hard cap first, then the
+/// key-period quota, then the daily quota), or `None` if it is admitted. The decision's rule,
+/// also used when another replica's charges refuse a batch after its decision.
+pub fn evaluate_refusal(quota: &QuotaView, n: u64) -> Option<Response> {
+    let t = quota.totals;
+    if let Some(cap) = quota.hard_cap
+        && (t.key_period.saturating_add(n) > cap || t.window.saturating_add(n) > cap)
+    {
+        return Some(reply(
+            ErrorCode::HardCapReached,
+            &format!(
+                "hard cap: {} evaluations in this key period and {} in the last {} days; \
+                 a batch of {n} would pass this entity's hard cap of {}; nothing was \
+                 evaluated; the management body must review the entity's use and raise \
+                 hard_cap (security.md §6.1)",
+                t.key_period, t.window, t.window_days, cap
+            ),
+        ));
+    }
+    if n > quota.left_key_period {
+        return Some(reply_retry(
+            ErrorCode::QuotaExhausted,
+            0,
+            &format!(
+                "key-period quota: {} evaluations left in this key period, the batch \
+                 needs {n}; it renews only with a new key period",
+                quota.left_key_period
+            ),
+        ));
+    }
+    if n > quota.left_today {
+        return Some(reply_retry(
+            ErrorCode::QuotaExhausted,
+            quota.reset_secs,
+            &format!(
+                "daily quota: {} evaluations left today, the batch needs {n}; it \
+                 renews in {} s (00:00 of the quota day)",
+                quota.left_today, quota.reset_secs
+            ),
+        ));
+    }
+    None
 }
 
 /// The BaseEnd of a base stream of `cur`.
@@ -362,6 +427,8 @@ mod tests {
                 left_today,
                 left_key_period,
                 reset_secs: 3600,
+                totals: Totals::default(),
+                hard_cap: None,
             },
             bases: BaseLoad {
                 client: 0,
@@ -425,6 +492,7 @@ mod tests {
                 assert_eq!(i.max_batch, 8);
                 assert_eq!((i.quota_left_today, i.quota_left_key_period), (5, 40));
                 assert_eq!(i.quota_reset_secs, 3600);
+                assert_eq!(i.entity.as_str(), "a", "Info names the requesting entity");
             }
             other => panic!("{other:?}"),
         }
@@ -482,6 +550,54 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_hard_cap_binds_on_the_key_period_and_on_the_window_before_any_quota() {
+        let capped = |key_period_used, window_used| {
+            let Standing::Accredited { mut quota, bases } = ok(0, 0) else {
+                unreachable!()
+            };
+            quota.hard_cap = Some(10);
+            quota.totals = Totals {
+                key_period: key_period_used,
+                window: window_used,
+                window_days: 30,
+            };
+            Standing::Accredited { quota, bases }
+        };
+        // Up to the cap exactly: the quotas decide (both 0 here).
+        let (c, _, _) = code(&decide("a", capped(7, 7), &eval(KP, 3), &cur()));
+        assert_eq!(c, ErrorCode::QuotaExhausted);
+        // One past it on the key-period total, or on the window's: refused, retry 0, and the
+        // message gives the totals and the cap.
+        for standing in [capped(8, 0), capped(0, 8)] {
+            let d = decide("a", standing, &eval(KP, 3), &cur());
+            assert_eq!(code(&d), (ErrorCode::HardCapReached, 0, None));
+            let Decision::Reply(Response::Error(e)) = d else {
+                unreachable!()
+            };
+            assert!(
+                e.message.as_str().contains("hard cap of 10")
+                    && e.message.as_str().contains("last 30 days"),
+                "{}",
+                e.message
+            );
+        }
+        let Standing::Accredited { mut quota, bases } = capped(7, 7) else {
+            unreachable!()
+        };
+        quota.left_today = 5;
+        quota.left_key_period = 5;
+        assert_eq!(
+            decide(
+                "a",
+                Standing::Accredited { quota, bases },
+                &eval(KP, 3),
+                &cur()
+            ),
+            Decision::Evaluate { charge: 3 }
+        );
+    }
+
     fn base(epoch: u32, offset: u64) -> Request {
         Request::FetchBase(FetchBaseRequest {
             key_period: KP,
@@ -519,6 +635,8 @@ mod tests {
                     left_today: 1,
                     left_key_period: 1,
                     reset_secs: 1,
+                    totals: Totals::default(),
+                    hard_cap: None,
                 },
                 bases: BaseLoad {
                     client,

@@ -86,6 +86,7 @@ fn info(announcement: Option<Announcement>) -> InfoResponse {
         quota_reset_secs: 3600,
         quota_left_key_period: 1_950_000,
         announcement: announcement.map(Box::new),
+        entity: nayose_wire::EntityId::new("research-db-01").unwrap(),
     }
 }
 

@@ -3,19 +3,23 @@
 //! used, as by one server ([`crate::quota`], [`crate::audit`]).
 //!
 //! ```text
-//!  replica A ──┐                      nayose_quota        one row per client: day, used,
-//!  replica B ──┼── PostgreSQL ──────  nayose_audit        key period, used in it
-//!  replica C ──┘                      nayose_audit_head   one chain: seq, line, link
-//!                                     nayose_schema_version
+//!  replica A ──┐                      nayose_quota        one row per entity: day, used,
+//!  replica B ──┼── PostgreSQL ──────  nayose_quota_day    key period, used in it; and one
+//!  replica C ──┘                      nayose_audit        per entity and quota day of the
+//!                                     nayose_audit_head   rolling window; one chain: seq,
+//!                                     nayose_schema_version  line, link
 //! ```
 //!
 //! **An Evaluate's charge and its audit record are one transaction.** A replica decides on a
 //! quota view it reads ([`PgState::view`]), evaluates the batch in memory, then, before
-//! anything is sent, runs one transaction: the charge — one `INSERT … ON CONFLICT DO UPDATE …
-//! WHERE` statement that adds n to both counters only if both stay within their limits (the
-//! row is locked by the statement and the condition is checked against its newest version, so
-//! replicas racing for the last evaluations can never grant more together than the quota) —
-//! then the audit record, then COMMIT. Only then is the answer sent. If the charge finds the
+//! anything is sent, runs one transaction: the entity's row is locked (`SELECT … FOR UPDATE`,
+//! after inserting an empty one if it has none), its key-period and window totals are checked
+//! against its `hard_cap`, then the charge — one `INSERT … ON CONFLICT DO UPDATE … WHERE`
+//! statement that adds n to both counters only if both stay within their limits (checked
+//! against the row's newest version, so replicas racing for the last evaluations can never
+//! grant more together than the quota or the cap) — and n is added to the day's row of
+//! `nayose_quota_day` (rows older than the window are deleted); then the audit record, then
+//! COMMIT. Only then is the answer sent. If the charge finds the
 //! quota spent (another replica took it since the view was read), nothing is charged or
 //! recorded and the client gets `QuotaExhausted`; the evaluated elements are dropped. So in the
 //! database the counters and the audit log agree exactly: every evaluation charged is recorded,
@@ -48,7 +52,7 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
-use nayose_proto::server::{QuotaView, quota_day};
+use nayose_proto::server::{QuotaView, Totals, quota_day};
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_postgres::config::Host;
 use tokio_postgres::{Client, Config, NoTls};
@@ -59,8 +63,8 @@ use crate::clock::unix_secs;
 use crate::config::ClientLimits;
 use crate::error::ServerError;
 
-/// The schema version this server writes.
-pub(crate) const SCHEMA_VERSION: i32 = 1;
+/// The schema version this server writes (2: `nayose_quota_day`, the rolling window).
+pub(crate) const SCHEMA_VERSION: i32 = 2;
 /// Connections kept open per replica.
 const POOL_SIZE: usize = 8;
 /// The advisory lock under which the schema is created or migrated.
@@ -86,6 +90,21 @@ CREATE TABLE nayose_audit_head (
     link text NOT NULL
 );
 ";
+
+/// Version 2: evaluations per entity and quota day, for the rolling window of the enumeration
+/// controls (only the days of the window are kept).
+const SCHEMA_V2: &str = "
+CREATE TABLE nayose_quota_day (
+    client text NOT NULL,
+    day    bigint NOT NULL,
+    used   bigint NOT NULL CHECK (used >= 0),
+    PRIMARY KEY (client, day)
+);
+";
+
+/// The sum of an entity's evaluations over the window of `$3` days ending on day `$2`.
+const WINDOW_TOTAL: &str = "SELECT coalesce(sum(used), 0)::bigint FROM nayose_quota_day \
+                            WHERE client = $1 AND day > $2::bigint - $3::bigint";
 
 /// The charge: both counters, in one statement, only if both stay within their limits. A new
 /// row is inserted only if n fits both limits; an existing row is updated only if its key
@@ -246,6 +265,8 @@ pub(crate) struct PgState {
     key: Option<AuditKey>,
     head: Mutex<AuditHead>,
     offset_secs: i64,
+    /// Quota days in the rolling window (`enumeration_window_days`).
+    window_days: i64,
 }
 
 impl std::fmt::Debug for PgState {
@@ -292,6 +313,7 @@ impl PgState {
         conn: &str,
         key: Option<AuditKey>,
         utc_offset_minutes: i32,
+        window_days: u32,
     ) -> Result<Self, ServerError> {
         let (config, target) = parse(conn)?;
         let mut client = connect(&config, &target).await?;
@@ -307,6 +329,7 @@ impl PgState {
                 hash: GENESIS_HASH.to_string(),
             }),
             offset_secs: i64::from(utc_offset_minutes) * 60,
+            window_days: i64::from(window_days.max(1)),
         };
         let head = st.check_chain_end().await?;
         *st.head.lock().unwrap_or_else(|p| p.into_inner()) = head;
@@ -449,6 +472,53 @@ impl PgState {
         if let Some(ch) = charge {
             let (day, _) = quota_day(unix_secs(ch.now), self.offset_secs);
             let n = to_i64(ch.n);
+            let kpn = key_period_number(&ch.key_period);
+            // Lock the entity's row (made empty if it has none): every charge of the entity,
+            // from any replica, is serialised from here to COMMIT, so the cap holds exactly.
+            tx.execute(
+                "INSERT INTO nayose_quota AS q \
+                 (client, day, used, key_period, key_period_number, key_period_used) \
+                 VALUES ($1, $2, 0, $3, $4, 0) ON CONFLICT (client) DO NOTHING",
+                &[&ch.client, &day, &ch.key_period, &kpn],
+            )
+            .await
+            .map_err(self.err("cannot charge the quota"))?;
+            let locked = tx
+                .query_one(
+                    "SELECT key_period, key_period_used FROM nayose_quota \
+                     WHERE client = $1 FOR UPDATE",
+                    &[&ch.client],
+                )
+                .await
+                .map_err(self.err("cannot charge the quota"))?;
+            if let Some(cap) = ch.limits.hard_cap {
+                let e = || self.err("cannot charge the quota");
+                let row_kp: String = locked.try_get(0).map_err(e())?;
+                let row_kp_used: i64 = locked.try_get(1).map_err(e())?;
+                let kp_total = if row_kp == ch.key_period {
+                    to_u64(row_kp_used)
+                } else {
+                    0
+                };
+                let window: i64 = tx
+                    .query_one(WINDOW_TOTAL, &[&ch.client, &day, &self.window_days])
+                    .await
+                    .map_err(e())?
+                    .try_get(0)
+                    .map_err(e())?;
+                if kp_total.saturating_add(ch.n) > cap || to_u64(window).saturating_add(ch.n) > cap
+                {
+                    drop(tx);
+                    let (view, superseded) =
+                        view_on(client, self, &ch.client, ch.limits, &ch.key_period, ch.now)
+                            .await?;
+                    return Ok(Err(if superseded {
+                        ChargeRefused::Superseded
+                    } else {
+                        ChargeRefused::Exhausted(view)
+                    }));
+                }
+            }
             let row = tx
                 .query_opt(
                     CHARGE,
@@ -457,7 +527,7 @@ impl PgState {
                         &day,
                         &n,
                         &ch.key_period,
-                        &key_period_number(&ch.key_period),
+                        &kpn,
                         &to_i64(ch.limits.per_day),
                         &to_i64(ch.limits.per_key_period),
                     ],
@@ -474,6 +544,19 @@ impl PgState {
                     ChargeRefused::Exhausted(view)
                 }));
             };
+            tx.execute(
+                "INSERT INTO nayose_quota_day AS d (client, day, used) VALUES ($1, $2, $3) \
+                 ON CONFLICT (client, day) DO UPDATE SET used = d.used + EXCLUDED.used",
+                &[&ch.client, &day, &n],
+            )
+            .await
+            .map_err(self.err("cannot charge the quota"))?;
+            tx.execute(
+                "DELETE FROM nayose_quota_day WHERE client = $1 AND day <= $2::bigint - $3::bigint",
+                &[&ch.client, &day, &self.window_days],
+            )
+            .await
+            .map_err(self.err("cannot charge the quota"))?;
             let used: i64 = row
                 .try_get(0)
                 .map_err(self.err("cannot charge the quota"))?;
@@ -610,11 +693,23 @@ async fn view_on(
             superseded = row_kpn > key_period_number(key_period);
         }
     }
+    let window: i64 = client
+        .query_one(WINDOW_TOTAL, &[&who, &day, &st.window_days])
+        .await
+        .map_err(st.err("cannot read the quota"))?
+        .try_get(0)
+        .map_err(st.err("cannot read the quota"))?;
     Ok((
         QuotaView {
             left_today: limits.per_day.saturating_sub(used),
             left_key_period: limits.per_key_period.saturating_sub(kp_used),
             reset_secs,
+            totals: Totals {
+                key_period: kp_used,
+                window: to_u64(window),
+                window_days: u32::try_from(st.window_days).unwrap_or(u32::MAX),
+            },
+            hard_cap: limits.hard_cap,
         },
         superseded,
     ))
@@ -671,6 +766,17 @@ async fn migrate(client: &mut Client, target: &str) -> Result<(), ServerError> {
         .map_err(err("cannot create the audit head"))?;
         tx.execute(
             "INSERT INTO nayose_schema_version (version) VALUES (1)",
+            &[],
+        )
+        .await
+        .map_err(err("cannot record the schema version"))?;
+    }
+    if version < 2 {
+        tx.batch_execute(SCHEMA_V2)
+            .await
+            .map_err(err("cannot migrate the schema to version 2"))?;
+        tx.execute(
+            "INSERT INTO nayose_schema_version (version) VALUES (2)",
             &[],
         )
         .await
@@ -846,8 +952,8 @@ mod tests {
         let key = || AuditKey::from_bytes(&[7u8; 32]);
         // Two replicas: two pools of connections, started together (one migration).
         let (a, b) = tokio::join!(
-            PgState::open(&conn, key(), 540),
-            PgState::open(&conn, key(), 540)
+            PgState::open(&conn, key(), 540, 30),
+            PgState::open(&conn, key(), 540, 30)
         );
         let (a, b) = (Arc::new(a.unwrap()), Arc::new(b.unwrap()));
         // 2 × 40 charges of 3 against a daily quota of 50: exactly 16 can be granted.
@@ -928,18 +1034,18 @@ mod tests {
             .sum();
         assert_eq!(charged, 48 + 6 + 5, "the records carry exactly the charges");
         // A replica with another key, or none, refuses to append to this chain.
-        let other = PgState::open(&conn, AuditKey::from_bytes(&[8u8; 32]), 540)
+        let other = PgState::open(&conn, AuditKey::from_bytes(&[8u8; 32]), 540, 30)
             .await
             .unwrap_err()
             .to_string();
         assert!(other.contains("same key"), "{other}");
-        let none = PgState::open(&conn, None, 540)
+        let none = PgState::open(&conn, None, 540, 30)
             .await
             .unwrap_err()
             .to_string();
         assert!(none.contains("audit_key_file"), "{none}");
         // Start-up is idempotent: the schema stays at version 1.
-        let again = PgState::open(&conn, key(), 540).await.unwrap();
+        let again = PgState::open(&conn, key(), 540, 30).await.unwrap();
         assert_eq!(again.cached_head().count, 20);
         assert!(!again.target().contains("password"));
     }

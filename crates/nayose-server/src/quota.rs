@@ -1,5 +1,11 @@
-//! Per-client evaluation quotas, per quota day and per key period, persisted in
-//! `DATA_DIR/state/quota.json`.
+//! Per-entity evaluation quotas, per quota day and per key period, and the totals of the
+//! enumeration controls (the key period's, and the rolling window's of
+//! `enumeration_window_days` quota days), persisted in `DATA_DIR/state/quota.json`.
+//!
+//! The window total is kept as one counter per quota day of the window (older days are
+//! dropped); it spans key periods, so starting a new key period does not reset it. An entity's
+//! `hard_cap` binds both totals ([`nayose_proto::server::decide`] refuses with
+//! `HardCapReached`).
 //!
 //! A quota day runs from 00:00 to 24:00 at the configured UTC offset (default +09:00, JST); a
 //! key period's counter starts at zero with the key period (it is keyed by the key period id).
@@ -28,7 +34,7 @@ use crate::clock::unix_secs;
 use crate::config::ClientLimits;
 use crate::error::ServerError;
 use crate::fsutil::atomic_write;
-use nayose_proto::server::{QuotaView, quota_day};
+use nayose_proto::server::{QuotaView, Totals, quota_day};
 
 /// The number of a key period as displayed (`<number>-<key check>`); 0 for none or an
 /// unreadable one (a record from before key periods: older than any).
@@ -51,6 +57,35 @@ struct Usage {
     /// Evaluations used in that key period.
     #[serde(default)]
     key_period_used: u64,
+    /// Evaluations per quota day of the rolling window, `[day, used]`, ascending (a book of an
+    /// earlier version has none: its window starts empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    recent: Vec<(i64, u64)>,
+}
+
+impl Usage {
+    /// Drops the days before the window of `window_days` days ending on `day`.
+    fn prune(&mut self, day: i64, window_days: u32) {
+        let first = day - i64::from(window_days) + 1;
+        self.recent.retain(|&(d, _)| d >= first);
+    }
+
+    fn window_total(&self) -> u64 {
+        self.recent
+            .iter()
+            .fold(0u64, |a, &(_, n)| a.saturating_add(n))
+    }
+
+    /// Adds `n` to `day`'s window counter.
+    fn add_recent(&mut self, day: i64, n: u64) {
+        match self.recent.iter_mut().find(|(d, _)| *d == day) {
+            Some((_, used)) => *used = used.saturating_add(n),
+            None => {
+                self.recent.push((day, n));
+                self.recent.sort_unstable();
+            }
+        }
+    }
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -65,12 +100,18 @@ pub(crate) struct QuotaFile {
 pub(crate) struct QuotaBook {
     path: PathBuf,
     offset_secs: i64,
+    window_days: u32,
     state: Mutex<QuotaFile>,
 }
 
 impl QuotaBook {
-    /// Opens (or starts) the book at `path`. A nayose/1 book (format 1) keeps its daily usage.
-    pub(crate) fn open(path: PathBuf, utc_offset_minutes: i32) -> Result<Self, ServerError> {
+    /// Opens (or starts) the book at `path`, with a rolling window of `window_days` quota days.
+    /// A nayose/1 book (format 1) keeps its daily usage.
+    pub(crate) fn open(
+        path: PathBuf,
+        utc_offset_minutes: i32,
+        window_days: u32,
+    ) -> Result<Self, ServerError> {
         let mut state: QuotaFile = match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| ServerError::Config {
                 path: path.clone(),
@@ -94,6 +135,7 @@ impl QuotaBook {
         Ok(QuotaBook {
             path,
             offset_secs: i64::from(utc_offset_minutes) * 60,
+            window_days: window_days.max(1),
             state: Mutex::new(state),
         })
     }
@@ -111,8 +153,9 @@ impl QuotaBook {
     /// `client`'s usage normalised to the day of `now` and to `key_period`, and whether the
     /// record already belongs to a newer key period than `key_period` (then a charge for
     /// `key_period` must be refused: writing it would reset the newer key period's counter).
-    fn usage(st: &QuotaFile, client: &str, day: i64, key_period: &str) -> (Usage, bool) {
+    fn usage(&self, st: &QuotaFile, client: &str, day: i64, key_period: &str) -> (Usage, bool) {
         let mut u = st.clients.get(client).cloned().unwrap_or_default();
+        u.prune(day, self.window_days);
         if u.day != day {
             u.day = day;
             u.used = 0;
@@ -145,12 +188,8 @@ impl QuotaBook {
     ) -> Result<Option<(T, QuotaView)>, ServerError> {
         let (day, reset_secs) = quota_day(unix_secs(now), self.offset_secs);
         let mut st = self.lock();
-        let (mut u, superseded) = Self::usage(&st, client, day, key_period);
-        let view = QuotaView {
-            left_today: limits.per_day.saturating_sub(u.used),
-            left_key_period: limits.per_key_period.saturating_sub(u.key_period_used),
-            reset_secs,
-        };
+        let (mut u, superseded) = self.usage(&st, client, day, key_period);
+        let view = self.view_of(&u, limits, reset_secs);
         let (out, charge) = decide(view);
         if charge == 0 {
             return Ok(Some((out, view)));
@@ -160,6 +199,7 @@ impl QuotaBook {
         }
         u.used = u.used.saturating_add(charge);
         u.key_period_used = u.key_period_used.saturating_add(charge);
+        u.add_recent(day, charge);
         let prev = st.clients.insert(client.to_string(), u);
         if let Err(e) = self.persist(&st) {
             match prev {
@@ -171,7 +211,21 @@ impl QuotaBook {
         Ok(Some((out, view)))
     }
 
-    /// Both quotas of `client` now (nothing charged).
+    fn view_of(&self, u: &Usage, limits: ClientLimits, reset_secs: u32) -> QuotaView {
+        QuotaView {
+            left_today: limits.per_day.saturating_sub(u.used),
+            left_key_period: limits.per_key_period.saturating_sub(u.key_period_used),
+            reset_secs,
+            totals: Totals {
+                key_period: u.key_period_used,
+                window: u.window_total(),
+                window_days: self.window_days,
+            },
+            hard_cap: limits.hard_cap,
+        }
+    }
+
+    /// Both quotas and the totals of `client` now (nothing charged).
     #[cfg(test)]
     pub(crate) fn view(
         &self,
@@ -182,12 +236,8 @@ impl QuotaBook {
     ) -> QuotaView {
         let (day, reset_secs) = quota_day(unix_secs(now), self.offset_secs);
         let st = self.lock();
-        let (u, _) = Self::usage(&st, client, day, key_period);
-        QuotaView {
-            left_today: limits.per_day.saturating_sub(u.used),
-            left_key_period: limits.per_key_period.saturating_sub(u.key_period_used),
-            reset_secs,
-        }
+        let (u, _) = self.usage(&st, client, day, key_period);
+        self.view_of(&u, limits, reset_secs)
     }
 
     /// Gives back `n` evaluations charged at `now` in `key_period` that were not performed.
@@ -208,6 +258,9 @@ impl QuotaBook {
         }
         if u.key_period == key_period {
             u.key_period_used = u.key_period_used.saturating_sub(n);
+        }
+        if let Some((_, used)) = u.recent.iter_mut().find(|(d, _)| *d == day) {
+            *used = used.saturating_sub(n);
         }
         self.persist(&st)
     }
@@ -241,7 +294,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("quota.json");
         let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600);
-        let book = QuotaBook::open(p.clone(), 540).unwrap();
+        let book = QuotaBook::open(p.clone(), 540, 30).unwrap();
         take(&book, 2, "9-aa", t).unwrap();
         // The key period switches to 10; the client spends 6 of its 15 there.
         take(&book, 6, "10-bb", t).unwrap();
@@ -261,7 +314,7 @@ mod tests {
         let v = book.view("a", L, "10-bb", t);
         assert_eq!((v.left_today, v.left_key_period), (2, 9));
         drop(book);
-        let book = QuotaBook::open(p, 540).unwrap();
+        let book = QuotaBook::open(p, 540, 30).unwrap();
         let v = book.view("a", L, "10-bb", t);
         assert_eq!((v.left_today, v.left_key_period), (2, 9), "persisted");
         // A request charging nothing (Info) under the old snapshot is still answered.
@@ -281,13 +334,13 @@ mod tests {
         let p = dir.path().join("quota.json");
         // 2026-01-01T00:00:00Z = 09:00 JST.
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600);
-        let book = QuotaBook::open(p.clone(), 540).unwrap();
+        let book = QuotaBook::open(p.clone(), 540, 30).unwrap();
         assert_eq!(book.view("a", L, "1-aa", t0).reset_secs, 15 * 3600);
         take(&book, 7, "1-aa", t0).unwrap();
         let refused = take(&book, 4, "1-aa", t0).unwrap_err();
         assert_eq!((refused.left_today, refused.left_key_period), (3, 8));
         drop(book);
-        let book = QuotaBook::open(p.clone(), 540).unwrap();
+        let book = QuotaBook::open(p.clone(), 540, 30).unwrap();
         let v = book.view("a", L, "1-aa", t0);
         assert_eq!((v.left_today, v.left_key_period), (3, 8), "persisted");
         book.refund("a", 2, t0, "1-aa").unwrap();
@@ -309,5 +362,38 @@ mod tests {
         drop(book);
         let text = std::fs::read_to_string(&p).unwrap();
         assert!(text.contains("\"key_period_used\": 15"), "{text}");
+    }
+
+    #[test]
+    fn the_window_total_spans_key_periods_and_forgets_days_past_the_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("quota.json");
+        let day0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600);
+        let at = |d: u64| day0 + Duration::from_secs(d * 86_400);
+        // A window of 3 quota days.
+        let book = QuotaBook::open(p.clone(), 540, 3).unwrap();
+        take(&book, 4, "1-aa", at(0)).unwrap();
+        take(&book, 2, "1-aa", at(1)).unwrap();
+        // A new key period: its own total starts at 0, the window keeps the earlier days.
+        take(&book, 3, "2-bb", at(2)).unwrap();
+        let v = book.view("a", L, "2-bb", at(2));
+        assert_eq!(
+            (v.totals.key_period, v.totals.window, v.totals.window_days),
+            (3, 9, 3)
+        );
+        // Day 3: day 0 has left the window.
+        assert_eq!(book.view("a", L, "2-bb", at(3)).totals.window, 5);
+        // A refund gives back today's window counter too; and it all persists.
+        book.refund("a", 1, at(2), "2-bb").unwrap();
+        drop(book);
+        let book = QuotaBook::open(p, 540, 3).unwrap();
+        let v = book.view("a", L, "2-bb", at(2));
+        assert_eq!((v.totals.key_period, v.totals.window), (2, 8));
+        // The limits' hard cap is carried to the decision.
+        let capped = ClientLimits {
+            hard_cap: Some(8),
+            ..L
+        };
+        assert_eq!(book.view("a", capped, "2-bb", at(2)).hard_cap, Some(8));
     }
 }

@@ -39,7 +39,7 @@ pub use message::{
 };
 pub use transport::{CloseCode, StreamCode};
 pub use types::{
-    ChunkList, Element, ElementBatch, EncryptedLabel, Entry, ErrorMessage, GapBytes, KeyPeriodId,
-    Proof, PublicKeyBytes, SignedEpochStatement, SignedKeyPeriodStatement, TableDigest, Tag,
-    UpsertChain,
+    ChunkList, Element, ElementBatch, EncryptedLabel, EntityId, Entry, ErrorMessage, GapBytes,
+    KeyPeriodId, Proof, PublicKeyBytes, SignedEpochStatement, SignedKeyPeriodStatement,
+    TableDigest, Tag, UpsertChain,
 };

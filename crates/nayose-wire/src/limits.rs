@@ -62,6 +62,9 @@ pub const MAX_BATCH_ELEMENTS: usize = 4096;
 /// `DeltaChunk` (and so the most items of either list).
 pub const MAX_ENTRIES_PER_CHUNK: usize = 65_536;
 
+/// Longest entity id (Info `entity`), in bytes; the shortest is 1 (table.md §6).
+pub const MAX_ENTITY_ID_LEN: usize = 64;
+
 /// Longest `Error` message, in bytes of UTF-8.
 pub const MAX_ERROR_MESSAGE_LEN: usize = 1024;
 

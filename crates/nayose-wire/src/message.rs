@@ -18,8 +18,9 @@ use crate::limits::{
 };
 use crate::reject::{Field, Rejection};
 use crate::types::{
-    ChunkList, ElementBatch, EncryptedLabel, Entry, ErrorMessage, GapBytes, KeyPeriodId, Proof,
-    PublicKeyBytes, SignedEpochStatement, SignedKeyPeriodStatement, TableDigest, Tag, UpsertChain,
+    ChunkList, ElementBatch, EncryptedLabel, EntityId, Entry, ErrorMessage, GapBytes, KeyPeriodId,
+    Proof, PublicKeyBytes, SignedEpochStatement, SignedKeyPeriodStatement, TableDigest, Tag,
+    UpsertChain,
 };
 
 /// A request: the first 4 bytes of its payload are the variant index (u32 LE).
@@ -112,6 +113,9 @@ pub struct InfoResponse {
     /// The management body's signed statements of this key period and this epoch, if the
     /// server has them (protocol-spec/announcements.md). Boxed: most responses are small.
     pub announcement: Option<Box<Announcement>>,
+    /// The entity the server derived from this connection's certificate: the domain of the
+    /// labels it sends this client (wire.md §2.3).
+    pub entity: EntityId,
 }
 
 /// The two signed statements that cover an Info (protocol-spec/announcements.md §4): opaque,
@@ -140,6 +144,7 @@ struct RawInfo {
     tag_len: u8,
     label_len: u8,
     announcement: Option<Box<Announcement>>,
+    entity: EntityId,
 }
 
 impl From<InfoResponse> for RawInfo {
@@ -159,6 +164,7 @@ impl From<InfoResponse> for RawInfo {
             tag_len: TAG_LEN as u8,
             label_len: LABEL_LEN as u8,
             announcement: i.announcement,
+            entity: i.entity,
         }
     }
 }
@@ -186,6 +192,7 @@ impl TryFrom<RawInfo> for InfoResponse {
             quota_reset_secs: r.quota_reset_secs,
             quota_left_key_period: r.quota_left_key_period,
             announcement: r.announcement,
+            entity: r.entity,
         };
         info.rejection().map_or(Ok(info), Err)
     }
@@ -465,11 +472,15 @@ pub enum ErrorCode {
     OffsetOutOfRange = 12,
     /// 14: a blinded element is not a valid, non-identity ristretto255 encoding.
     InvalidElement = 14,
+    /// 15: the batch would take the entity past its hard cap on evaluations (in the key period
+    /// or in the rolling window); nothing was evaluated or charged; only the management body
+    /// can lift it.
+    HardCapReached = 15,
 }
 
 impl ErrorCode {
     /// Every defined code, ascending.
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 14] = [
         ErrorCode::BadRequest,
         ErrorCode::NotAccredited,
         ErrorCode::QuotaExhausted,
@@ -483,6 +494,7 @@ impl ErrorCode {
         ErrorCode::ShuttingDown,
         ErrorCode::OffsetOutOfRange,
         ErrorCode::InvalidElement,
+        ErrorCode::HardCapReached,
     ];
 
     /// The code's wire value.

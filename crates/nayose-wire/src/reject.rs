@@ -11,7 +11,8 @@
 use std::fmt;
 
 use crate::limits::{
-    MAX_BATCH_ELEMENTS, MAX_ENTRIES_PER_CHUNK, MAX_ERROR_MESSAGE_LEN, MAX_FRAME_LEN,
+    MAX_BATCH_ELEMENTS, MAX_ENTITY_ID_LEN, MAX_ENTRIES_PER_CHUNK, MAX_ERROR_MESSAGE_LEN,
+    MAX_FRAME_LEN,
 };
 
 const MARKER: &str = "\u{1}nayose-wire-reject:";
@@ -34,10 +35,11 @@ pub(crate) enum Field {
     Gaps,
     RiceParameter,
     BlockLabels,
+    Entity,
 }
 
 impl Field {
-    const ALL: [Field; 15] = [
+    const ALL: [Field; 16] = [
         Field::Elements,
         Field::Entries,
         Field::ErrorMessage,
@@ -53,6 +55,7 @@ impl Field {
         Field::Gaps,
         Field::RiceParameter,
         Field::BlockLabels,
+        Field::Entity,
     ];
 
     /// The field's name as the spec writes it.
@@ -73,6 +76,7 @@ impl Field {
             Field::Gaps => "gaps",
             Field::RiceParameter => "rice",
             Field::BlockLabels => "labels",
+            Field::Entity => "entity",
         }
     }
 
@@ -84,6 +88,7 @@ impl Field {
             Field::ErrorMessage => (0, MAX_ERROR_MESSAGE_LEN as u64),
             Field::Gaps => (0, MAX_FRAME_LEN as u64),
             Field::BlockLabels => (1, MAX_ENTRIES_PER_CHUNK as u64),
+            Field::Entity => (1, MAX_ENTITY_ID_LEN as u64),
             _ => (0, 0),
         }
     }
@@ -105,6 +110,9 @@ impl Field {
             }
             Field::OldestDelta => "oldest_delta_base must not be above epoch",
             Field::InfoEpoch => "epoch must be at least 1 (0 never names an epoch)",
+            Field::Entity => {
+                "an entity id holds only A-Z a-z 0-9 . _ - (value: the first other byte)"
+            }
             Field::Elements
             | Field::Entries
             | Field::ErrorMessage

@@ -17,9 +17,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::WireError;
 use crate::limits::{
-    ELEMENT_LEN, KEY_PERIOD_ID_LEN, LABEL_LEN, MAX_ERROR_MESSAGE_LEN, MAX_FRAME_LEN, PROOF_LEN,
-    PUBLIC_KEY_LEN, SIGNED_EPOCH_STATEMENT_LEN, SIGNED_KEY_PERIOD_STATEMENT_LEN, TABLE_DIGEST_LEN,
-    TAG_LEN, UPSERT_CHAIN_LEN,
+    ELEMENT_LEN, KEY_PERIOD_ID_LEN, LABEL_LEN, MAX_ENTITY_ID_LEN, MAX_ERROR_MESSAGE_LEN,
+    MAX_FRAME_LEN, PROOF_LEN, PUBLIC_KEY_LEN, SIGNED_EPOCH_STATEMENT_LEN,
+    SIGNED_KEY_PERIOD_STATEMENT_LEN, TABLE_DIGEST_LEN, TAG_LEN, UPSERT_CHAIN_LEN,
 };
 use crate::reject::{Field, Rejection};
 
@@ -315,6 +315,7 @@ fn check_count(field: Field, count: usize) -> Result<(), WireError> {
             reason: match field {
                 Field::Elements => "a batch holds 1 to 4096 elements",
                 Field::Entries => "a chunk holds at most 65536 entries",
+                Field::Entity => "an entity id is 1 to 64 bytes of A-Z a-z 0-9 . _ -",
                 _ => "an error message is at most 1024 bytes",
             },
         });
@@ -496,5 +497,77 @@ impl<'de> Deserialize<'de> for ErrorMessage {
         // Borrowing: bincode checks the length against the bytes present and UTF-8 in place,
         // so nothing is allocated before the length check above.
         d.deserialize_str(MessageVisitor)
+    }
+}
+
+/// An entity id (Info `entity`): 1 to [`MAX_ENTITY_ID_LEN`] bytes, each from
+/// `A-Z a-z 0-9 . _ -` (the id rule of protocol-spec/table.md §6). On the wire a u64 LE length
+/// and the bytes; a decoded one always satisfies the rule.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EntityId(String);
+
+/// The first byte of `id` that breaks the id rule, if any.
+fn bad_entity_byte(id: &str) -> Option<u8> {
+    id.bytes()
+        .find(|&b| !(b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')))
+}
+
+impl EntityId {
+    /// Wraps `id`, checking the id rule.
+    pub fn new(id: impl Into<String>) -> Result<Self, WireError> {
+        let id = id.into();
+        check_count(Field::Entity, id.len())?;
+        if let Some(b) = bad_entity_byte(&id) {
+            return Err(WireError::OutOfSpec {
+                field: Field::Entity.name(),
+                value: u64::from(b),
+                reason: "an entity id is 1 to 64 bytes of A-Z a-z 0-9 . _ -",
+            });
+        }
+        Ok(EntityId(id))
+    }
+
+    /// The id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for EntityId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for EntityId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+struct EntityVisitor;
+
+impl<'de> Visitor<'de> for EntityVisitor {
+    type Value = EntityId;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "1 to {MAX_ENTITY_ID_LEN} bytes of A-Z a-z 0-9 . _ -")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<EntityId, E> {
+        if v.is_empty() || v.len() > MAX_ENTITY_ID_LEN {
+            return Err(Rejection::Count(Field::Entity, v.len() as u64).into_de());
+        }
+        if let Some(b) = bad_entity_byte(v) {
+            return Err(Rejection::Invalid(Field::Entity, u64::from(b)).into_de());
+        }
+        Ok(EntityId(v.to_owned()))
+    }
+}
+
+impl<'de> Deserialize<'de> for EntityId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Borrowing, as for ErrorMessage: the length is checked before anything is allocated.
+        d.deserialize_str(EntityVisitor)
     }
 }

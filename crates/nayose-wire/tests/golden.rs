@@ -147,6 +147,7 @@ fn examples() -> Vec<(&'static str, Msg)> {
                 quota_reset_secs: 3600,
                 quota_left_key_period: 1_950_000,
                 announcement: None,
+                entity: EntityId::new("research-db-01").unwrap(),
             })),
         ),
         (
@@ -164,6 +165,7 @@ fn examples() -> Vec<(&'static str, Msg)> {
                 quota_reset_secs: 3600,
                 quota_left_key_period: 1_950_000,
                 announcement: Some(Box::new(announcement())),
+                entity: EntityId::new("research-db-01").unwrap(),
             })),
         ),
         (
@@ -241,6 +243,13 @@ fn examples() -> Vec<(&'static str, Msg)> {
                 ..ErrorResponse::new(ErrorCode::QuotaExhausted, "quota: 0 left")
             })),
         ),
+        (
+            "response-error-hard-cap-reached",
+            Msg::Resp(Response::Error(ErrorResponse::new(
+                ErrorCode::HardCapReached,
+                "hard cap reached",
+            ))),
+        ),
     ]
 }
 
@@ -295,6 +304,7 @@ fn describe_response(r: &Response) -> Value {
                 "key_period_statement": a.key_period_statement.to_string(),
                 "epoch_statement": a.epoch_statement.to_string(),
             })),
+            "entity": i.entity.as_str(),
         }),
         Response::Evaluated(e) => json!({
             "key_period": e.key_period.to_string(),
@@ -511,8 +521,8 @@ fn vector_sizes_follow_the_layout_tables() {
             ("request-evaluate", 28 + 32 * 2),
             ("request-fetch-base", 32),
             ("request-fetch-delta", 24),
-            ("response-info", 159),
-            ("response-info-announced", 159 + 160 + 204),
+            ("response-info", 159 + 8 + 14),
+            ("response-info-announced", 159 + 160 + 204 + 8 + 14),
             ("response-evaluated", 92 + 32 * 2),
             ("response-base-chunk", 66 + 1 + 4 * 3),
             ("response-base-end", 32),
@@ -521,6 +531,7 @@ fn vector_sizes_follow_the_layout_tables() {
             ("response-error-epoch-changed", 39 + 13),
             ("response-error-key-period-changed", 39 + 18),
             ("response-error-quota-exhausted", 19 + 13),
+            ("response-error-hard-cap-reached", 19 + 16),
         ]
     );
 }
@@ -720,6 +731,12 @@ fn annotate_response(a: &mut Annotator, r: &Response) {
                     annotate_statement(a, an.epoch_statement.as_bytes(), "epoch");
                 }
             }
+            let e = i.entity.as_str();
+            a.u64(
+                e.len() as u64,
+                &format!("entity: length = {}, u64 LE", e.len()),
+            );
+            a.bytes(e.as_bytes(), &format!("entity = \"{e}\" (ASCII)"));
         }
         Response::Evaluated(e) => {
             a.kp(&e.key_period, "key_period");

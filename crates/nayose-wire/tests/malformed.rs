@@ -137,6 +137,7 @@ fn info() -> InfoResponse {
         quota_reset_secs: 6,
         quota_left_key_period: 7,
         announcement: None,
+        entity: EntityId::new("hosp-a").unwrap(),
     }
 }
 
@@ -554,11 +555,13 @@ const INFO_OLDEST_AT: usize = 128;
 const INFO_MAX_BATCH_AT: usize = 132;
 const INFO_TAG_LEN_AT: usize = 156;
 const INFO_ANNOUNCEMENT_AT: usize = 158;
+/// Offset of `entity` in an Info without an announcement (523 with one).
+const INFO_ENTITY_AT: usize = 159;
 
 #[test]
 fn info_layout_is_the_specs() {
     let p = encode_response(&Response::Info(info())).unwrap();
-    assert_eq!(p.len(), 159);
+    assert_eq!(p.len(), 159 + 8 + 6);
     assert_eq!(&p[4..20], &kp().0);
     assert_eq!(&p[20..52], &[2; 32]);
     assert_eq!(&p[INFO_EPOCH_AT..56], &12u32.to_le_bytes());
@@ -573,18 +576,22 @@ fn info_layout_is_the_specs() {
     assert_eq!(p[INFO_TAG_LEN_AT], TAG_LEN as u8);
     assert_eq!(p[INFO_TAG_LEN_AT + 1], LABEL_LEN as u8);
     assert_eq!(p[INFO_ANNOUNCEMENT_AT], 0, "announcement: absent");
-    // With an announcement: option tag 01, then 160 + 204 opaque bytes, nothing else.
+    // entity: u64 LE length, then the id's bytes; nothing after it.
+    assert_eq!(&p[INFO_ENTITY_AT..INFO_ENTITY_AT + 8], &6u64.to_le_bytes());
+    assert_eq!(&p[INFO_ENTITY_AT + 8..], b"hosp-a");
+    // With an announcement: option tag 01, then 160 + 204 opaque bytes, then the entity.
     let mut i = info();
     i.announcement = Some(Box::new(Announcement {
         key_period_statement: SignedKeyPeriodStatement([0xa1; SIGNED_KEY_PERIOD_STATEMENT_LEN]),
         epoch_statement: SignedEpochStatement([0xe2; SIGNED_EPOCH_STATEMENT_LEN]),
     }));
     let q = encode_response(&Response::Info(i.clone())).unwrap();
-    assert_eq!(q.len(), 523);
+    assert_eq!(q.len(), 523 + 8 + 6);
     assert_eq!(&q[..INFO_ANNOUNCEMENT_AT], &p[..INFO_ANNOUNCEMENT_AT]);
     assert_eq!(q[INFO_ANNOUNCEMENT_AT], 1);
     assert_eq!(&q[159..319], &[0xa1; 160]);
     assert_eq!(&q[319..523], &[0xe2; 204]);
+    assert_eq!(&q[523..], &p[INFO_ENTITY_AT..]);
     assert_eq!(decode_response(&q), Ok(Response::Info(i)));
 }
 
@@ -602,7 +609,7 @@ fn info_announcement_is_checked() {
         })
     ));
     // Present but cut short: the statements are fixed-length.
-    let mut p = good.clone();
+    let mut p = good[..=INFO_ANNOUNCEMENT_AT].to_vec();
     p[INFO_ANNOUNCEMENT_AT] = 1;
     p.extend_from_slice(&[0; 363]);
     assert!(matches!(
@@ -612,14 +619,74 @@ fn info_announcement_is_checked() {
             ..
         })
     ));
-    // The 158-byte Info of the 2026-11-29 draft (no option byte) is truncated, not accepted.
+    // The 158-byte Info of the 2026-11-29 draft (no option byte) and the 159-byte one of the
+    // 2026-11-30 draft (no entity) are truncated, not accepted.
+    for len in [158, 159] {
+        assert!(matches!(
+            decode_response(&good[..len]),
+            Err(WireError::Truncated {
+                message: "Info",
+                ..
+            })
+        ));
+    }
+}
+
+#[test]
+fn info_entity_is_checked() {
+    let with_entity = |id: &[u8]| {
+        let mut p = encode_response(&Response::Info(info())).unwrap();
+        p.truncate(INFO_ENTITY_AT);
+        p.extend_from_slice(&(id.len() as u64).to_le_bytes());
+        p.extend_from_slice(id);
+        p
+    };
+    let longest = [b'a'; 64];
+    let Ok(Response::Info(i)) = decode_response(&with_entity(&longest)) else {
+        panic!("a 64-byte entity id decodes")
+    };
+    assert_eq!(i.entity.as_str().len(), 64);
+    // Empty or longer than 64 bytes: refused by count, before anything is allocated.
+    for id in [&b""[..], &[b'a'; 65][..]] {
+        assert!(
+            matches!(
+                decode_response(&with_entity(id)),
+                Err(WireError::CountOutOfRange {
+                    field: "entity",
+                    ..
+                })
+            ),
+            "{:?}",
+            decode_response(&with_entity(id))
+        );
+    }
+    // A byte outside A-Z a-z 0-9 . _ - (a space, a slash, a non-ASCII byte): refused.
+    for id in [&b"hosp a"[..], b"../etc", "病院".as_bytes()] {
+        assert_invalid(
+            decode_response(&with_entity(id)),
+            "Info",
+            "entity",
+            u64::from(
+                *id.iter()
+                    .find(|b| !(b.is_ascii_alphanumeric() || b"._-".contains(b)))
+                    .unwrap(),
+            ),
+            "A-Z a-z 0-9",
+        );
+    }
+    // A length beyond the bytes present: truncated.
+    let mut p = with_entity(b"hosp-a");
+    p.pop();
     assert!(matches!(
-        decode_response(&good[..158]),
+        decode_response(&p),
         Err(WireError::Truncated {
             message: "Info",
             ..
         })
     ));
+    // The constructor applies the same rule.
+    assert!(EntityId::new("").is_err() && EntityId::new("a b").is_err());
+    assert!(EntityId::new("research-db.01_x").is_ok());
 }
 
 #[test]
@@ -760,7 +827,7 @@ fn error_codes_are_checked() {
         assert_eq!(e.code, code);
     }
     // Undefined codes, 13 (nayose/1's ModeNotOffered) among them.
-    for code in [0u16, 13, 15, 0x100, 0xffff] {
+    for code in [0u16, 13, 16, 0x100, 0xffff] {
         assert_invalid(
             decode_response(&error_payload(code, &[0], b"", 0)),
             "Error",
@@ -1190,7 +1257,7 @@ fn key_periods_and_final_frames() {
 #[test]
 fn error_codes_and_close_codes_round_trip() {
     let values: Vec<u16> = ErrorCode::ALL.iter().map(|c| c.to_u16()).collect();
-    assert_eq!(values, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 14]);
+    assert_eq!(values, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 14, 15]);
     for c in ErrorCode::ALL {
         assert_eq!(ErrorCode::from_u16(c.to_u16()), Some(c));
         assert_eq!(

@@ -132,6 +132,7 @@ fn info() -> impl Strategy<Value = InfoResponse> {
                             ),
                         })
                     }),
+                    entity: EntityId::new(format!("entity-{}", today % 1000)).unwrap(),
                 }
             },
         )
@@ -248,7 +249,9 @@ proptest! {
     #[test]
     fn encoded_sizes_follow_the_layout_tables(r in response(), q in request()) {
         let expected = match &r {
-            Response::Info(i) => 159 + if i.announcement.is_some() { 364 } else { 0 },
+            Response::Info(i) => {
+                159 + if i.announcement.is_some() { 364 } else { 0 } + 8 + i.entity.as_str().len()
+            }
             Response::Evaluated(e) => 92 + 32 * e.elements.len(),
             Response::BaseChunk(c) => 66 + c.gaps.as_slice().len() + LABEL_LEN * c.labels.len(),
             Response::BaseEnd(_) | Response::DeltaEnd(_) => 32,

@@ -121,8 +121,8 @@ pub(crate) const CATALOGUE: &[Message] = &[
     ),
     m(
         "sum.epoch",
-        "epoch {0} of key period {1} ({2} entries) as client {3}; {4}",
-        "鍵期間 {1} のエポック {0}（{2} 件）、クライアント {3}。{4}",
+        "epoch {0} of key period {1} ({2} entries) as entity {3} (certificate {5}); {4}",
+        "鍵期間 {1} のエポック {0}（{2} 件）、エンティティ {3}（証明書 {5}）。{4}",
     ),
     m(
         "sum.sync.current",
@@ -243,6 +243,11 @@ pub(crate) const CATALOGUE: &[Message] = &[
         "err.quota",
         "the quota does not allow evaluating the numbers of this run",
         "評価の上限（クォータ）が足りず、この実行の番号を評価できません",
+    ),
+    m(
+        "err.hard_cap",
+        "the management body's hard cap on this entity's evaluations is reached: ask the management body (retrying does not help)",
+        "管理機関がこのエンティティに設けた評価数の上限（ハードキャップ）に達しました。管理機関に連絡してください（再試行しても解決しません）",
     ),
     m(
         "err.announcement",
@@ -575,8 +580,9 @@ pub(crate) fn summary_text(lang: Lang, s: &LinkSummary) -> String {
             &s.epoch,
             &s.key_period,
             &s.table_entries,
-            &s.client_id,
+            &s.entity,
             &sync,
+            &s.client_id,
         ],
     ));
     line(t(
@@ -689,6 +695,7 @@ pub(crate) fn error_lines(lang: Lang, e: &anyhow::Error) -> Vec<String> {
         ClientError::CouldNotConnect { server, .. } => t(lang, "err.could_not_connect", &[server]),
         ClientError::NotAccredited { client_id, .. } => t(lang, "err.not_accredited", &[client_id]),
         ClientError::Link(ProtoError::Quota { .. }) => t(lang, "err.quota", &[]),
+        ClientError::Link(ProtoError::HardCap { .. }) => t(lang, "err.hard_cap", &[]),
         ClientError::Link(ProtoError::Announcement { .. }) => t(lang, "err.announcement", &[]),
         other => t(lang, &format!("err.{}", other.kind()), &[]),
     };

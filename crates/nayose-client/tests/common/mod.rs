@@ -412,6 +412,7 @@ pub async fn fake_server(
                                 quota_reset_secs: 3600,
                                 quota_left_key_period: 1_000_000,
                                 announcement: None,
+                                entity: nayose_wire::EntityId::new("fake-entity").unwrap(),
                             }),
                             Request::Evaluate(r)
                                 if refuse_above.is_some_and(|m| r.elements.len() > m) =>

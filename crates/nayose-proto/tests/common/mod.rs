@@ -237,6 +237,8 @@ impl ModelServer {
                 left_today: u64::MAX / 2,
                 left_key_period: self.quota_key_period,
                 reset_secs: 3600,
+                totals: Default::default(),
+                hard_cap: None,
             },
             bases: BaseLoad {
                 client: 0,
@@ -245,7 +247,7 @@ impl ModelServer {
                 max_total: 1,
             },
         };
-        match decide("model-client", standing, request, &cur) {
+        match decide(c.as_str(), standing, request, &cur) {
             Decision::Reply(r) => vec![r],
             Decision::Evaluate { charge } => {
                 let Request::Evaluate(r) = request else {
@@ -451,7 +453,6 @@ pub fn run_trusting(
 ) -> Result<Option<(LinkResult, Traffic)>, ProtoError> {
     let inputs: Vec<Vec<u8>> = seeds.iter().map(|s| number(*s)).collect();
     let mut core = LinkCore::new(
-        c.clone(),
         inputs,
         LinkConfig {
             batch_size: 16,
@@ -467,7 +468,8 @@ pub fn run_trusting(
     for _ in 0..100_000 {
         match core.poll_action(&mut rng)? {
             Action::Send { id, request } => pending.push((id, request)),
-            Action::LoadCaches { key_period } => {
+            Action::LoadCaches { key_period, entity } => {
+                assert_eq!(&entity, c, "the caches of the entity the server named");
                 let caches = disk.caches(key_period);
                 core.on_caches(caches)?;
             }

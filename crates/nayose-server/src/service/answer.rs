@@ -8,8 +8,8 @@ use nayose_proto::server::{
 };
 use nayose_table::ClientId;
 use nayose_wire::{
-    ElementBatch, ErrorCode, ErrorResponse, EvaluateResponse, KeyPeriodId as WireKeyPeriodId,
-    Proof, Request, Response,
+    ElementBatch, ErrorCode, EvaluateResponse, KeyPeriodId as WireKeyPeriodId, Proof, Request,
+    Response,
 };
 use tracing::{error, warn};
 
@@ -165,6 +165,8 @@ pub(super) async fn answer(
                     limits,
                     named: cur.key_period,
                 }),
+                totals: quota.totals,
+                declared_holdings: limits.declared_holdings,
             };
             let Request::Evaluate(r) = req else {
                 unreachable!("only an Evaluate is evaluated")
@@ -262,30 +264,10 @@ fn decide_with(
 }
 
 /// The answer to an Evaluate of `n` whose charge another replica's charges made impossible
-/// since its decision: what [`decide`] answers for the quotas `view`.
+/// since its decision: what [`decide`] answers for the quotas and totals `view`.
 pub(super) fn quota_refusal(view: QuotaView, n: u64) -> Response {
-    let (retry, msg) = if n > view.left_key_period {
-        (
-            0,
-            format!(
-                "key-period quota: {} evaluations left in this key period, the batch needs \
-                 {n}; it renews only with a new key period",
-                view.left_key_period
-            ),
-        )
-    } else {
-        (
-            view.reset_secs,
-            format!(
-                "daily quota: {} evaluations left today, the batch needs {n}; it renews in {} s \
-                 (00:00 of the quota day)",
-                view.left_today, view.reset_secs
-            ),
-        )
-    };
-    let mut e = ErrorResponse::new(ErrorCode::QuotaExhausted, &msg);
-    e.retry_after_secs = retry;
-    Response::Error(e)
+    nayose_proto::server::evaluate_refusal(&view, n)
+        .unwrap_or_else(|| err_resp(ErrorCode::Internal, "internal error; retry later"))
 }
 
 /// The answer to an Evaluate whose client was charged in a newer key period meanwhile.

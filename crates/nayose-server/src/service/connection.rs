@@ -128,13 +128,16 @@ pub(super) fn presented_of(shared: &Shared, leaf: Option<&[u8]>) -> Result<Prese
     Presented::of(leaf, &shared.client_cas)
 }
 
-/// The entity a certificate acts for, for records made before accreditation is decided
-/// (empty if none).
+/// Who a certificate is, for records made before accreditation is decided: the entity it acts
+/// for, else the CommonName it claims (empty if neither).
 fn entity_for_record(shared: &Shared, leaf: Option<&[u8]>) -> String {
-    presented_of(shared, leaf)
-        .and_then(|p| shared.clients().resolve(&p))
-        .map(|(id, _)| id.to_string())
-        .unwrap_or_default()
+    let Ok(p) = presented_of(shared, leaf) else {
+        return String::new();
+    };
+    match shared.clients().resolve(&p) {
+        Ok((id, _)) => id.to_string(),
+        Err(_) => p.identity.common_name.unwrap_or_default(),
+    }
 }
 
 /// "serial <hex>, issuer <DN>" of a certificate, for the `connected` audit record.

@@ -36,7 +36,7 @@
 //! stream; [`answer`] the decision and evaluation; [`respond`] audit-then-send; [`streams`] base
 //! and delta downloads; [`frames`] frame reading and writing; [`reload`] epoch and
 //! `clients.toml` pickup (closing the connections of removed ids); [`status`] the status lines
-//! and audit anchors; [`limits`] request slots and the throttle of failing peers; [`refusals`]
+//! and audit anchors; [`enumeration`] the entities' totals and the declared-holdings warning; [`limits`] request slots and the throttle of failing peers; [`refusals`]
 //! the aggregated records of refusals.
 
 use std::collections::HashMap;
@@ -69,6 +69,7 @@ use status::status_loop;
 
 mod answer;
 mod connection;
+mod enumeration;
 mod frames;
 mod limits;
 mod refusals;
@@ -129,6 +130,8 @@ struct Shared {
     downloads: Semaphore,
     /// The throttle of peers whose connections fail or are refused.
     limiter: limits::Limiter,
+    /// Each entity's latest totals of evaluations (the enumeration controls' status).
+    entity_totals: enumeration::EntityTotals,
     /// Refusals counted for the next aggregated audit records.
     refusals: refusals::Refusals,
     /// Base downloads in progress, per client and in total.
@@ -338,6 +341,7 @@ impl Server {
                     QuotaStore::File(Arc::new(QuotaBook::open(
                         data.quota(),
                         config.quota_utc_offset_minutes,
+                        config.enumeration_window_days,
                     )?)),
                     AuditStore::File(Arc::new(AuditLog::open(
                         &data,
@@ -348,7 +352,13 @@ impl Server {
             }
             Some(pg) => {
                 let st = Arc::new(
-                    PgState::open(&pg.0, audit_key, config.quota_utc_offset_minutes).await?,
+                    PgState::open(
+                        &pg.0,
+                        audit_key,
+                        config.quota_utc_offset_minutes,
+                        config.enumeration_window_days,
+                    )
+                    .await?,
                 );
                 info!(
                     postgres = st.target(),
@@ -425,6 +435,7 @@ impl Server {
             per_client: Mutex::new(HashMap::new()),
             live: Mutex::new(HashMap::new()),
             client_cas,
+            entity_totals: enumeration::EntityTotals::default(),
             s: Settings { cfg: config, data },
             clients: RwLock::new(Arc::new(clients)),
             clients_path: clients_path.clone(),

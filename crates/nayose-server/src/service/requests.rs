@@ -28,6 +28,9 @@ pub(super) struct Charge {
     pub(super) key_period: String,
     /// With PostgreSQL: not charged yet; it is charged with the audit record.
     pub(super) pending: Option<PendingCharge>,
+    /// The entity's totals before the charge, and its declared holdings (for the warning).
+    pub(super) totals: nayose_proto::server::Totals,
+    pub(super) declared_holdings: Option<u64>,
 }
 
 /// What a charge made with the audit record needs (PostgreSQL, [`super::state`]).

@@ -111,6 +111,17 @@ pub(super) async fn send_answer(
             refund(shared, ctx, c).await;
         }
     }
+    // Charged (and recorded): the entity's totals move on, and passing its declared holdings
+    // is logged (security.md §6.1).
+    if let Some(c) = &ans.charge {
+        shared.entity_totals.charged(
+            &ctx.client,
+            &c.key_period,
+            c.totals,
+            c.n,
+            c.declared_holdings,
+        );
+    }
     let mut bytes_out = 0u64;
     let mut ok = true;
     if let Some(f) = &frame {

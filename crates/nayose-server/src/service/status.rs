@@ -41,6 +41,7 @@ pub(super) async fn status_loop(shared: Arc<Shared>, mut stop: watch::Receiver<b
             audit_head = %head.hash,
             "status"
         );
+        super::enumeration::status_lines(&shared, &shared.epoch().key_period().to_string());
         for (client, c) in interval {
             info!(
                 client = %client,
