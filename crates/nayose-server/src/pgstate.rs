@@ -945,6 +945,77 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_hard_cap_holds_across_replicas_and_its_window_across_key_periods() {
+        let Some(conn) = test_database("hardcap").await else {
+            return;
+        };
+        let key = || AuditKey::from_bytes(&[7u8; 32]);
+        // A window of 3 quota days.
+        let (a, b) = tokio::join!(
+            PgState::open(&conn, key(), 540, 3),
+            PgState::open(&conn, key(), 540, 3)
+        );
+        let (a, b) = (Arc::new(a.unwrap()), Arc::new(b.unwrap()));
+        let capped = |n: u64, kp: &str, day: u64| {
+            let mut c = charge(n, kp, 1000, 1000);
+            c.limits.hard_cap = Some(40);
+            c.now += Duration::from_secs(day * 86_400);
+            c
+        };
+        // 2 × 20 charges of 3 against a cap of 40: exactly 13 are granted (39).
+        let mut tasks = Vec::new();
+        for i in 0..40 {
+            let st = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let c = capped(3, "1-aa", 0);
+            tasks.push(tokio::spawn(async move {
+                st.append(entry("a"), Some(&c)).await.unwrap().is_ok()
+            }));
+        }
+        let mut granted = 0;
+        for t in tasks {
+            granted += u64::from(t.await.unwrap());
+        }
+        assert_eq!(granted, 13);
+        // A new key period the next day: its own total is 0, but the window still holds the
+        // 39 of the day before, so a charge of 3 passes the cap and is refused.
+        let c = capped(3, "2-bb", 1);
+        let Err(ChargeRefused::Exhausted(v)) = a.append(entry("a"), Some(&c)).await.unwrap() else {
+            panic!("past the cap over the window")
+        };
+        assert_eq!(
+            (v.totals.key_period, v.totals.window, v.hard_cap),
+            (0, 39, Some(40))
+        );
+        assert_eq!(
+            nayose_proto::server::evaluate_refusal(&v, 3).map(|r| match r {
+                nayose_wire::Response::Error(e) => e.code,
+                _ => nayose_wire::ErrorCode::Internal,
+            }),
+            Some(nayose_wire::ErrorCode::HardCapReached)
+        );
+        // Three days later day 0 has left the window: granted, and the view shows it.
+        assert!(
+            a.append(entry("a"), Some(&capped(3, "2-bb", 3)))
+                .await
+                .unwrap()
+                .is_ok()
+        );
+        let (v, _) = b
+            .view(
+                "a",
+                capped(0, "2-bb", 3).limits,
+                "2-bb",
+                capped(0, "2-bb", 3).now,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (v.totals.key_period, v.totals.window, v.totals.window_days),
+            (3, 3, 3)
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_charges_from_two_replicas_never_exceed_either_quota() {
         let Some(conn) = test_database("charges").await else {
             return;
