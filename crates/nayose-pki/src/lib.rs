@@ -1,10 +1,12 @@
-//! nayose's PKI: the rule that ties a client certificate to an accredited client id, the
-//! management body's tools (sign an entity's certificate signing request, revoke a certificate
-//! and publish a CRL), and a development PKI for trials.
+//! nayose's PKI: what identifies a client certificate to the accredited list, the management
+//! body's tools (sign an entity's certificate signing request, revoke a certificate and publish
+//! a CRL), and a development PKI for trials.
 //!
-//! - The client id is the certificate's subject CommonName; it must be a valid client id
-//!   (1 to 64 bytes of `A-Z a-z 0-9 . _ -`). The server reads it with [`client_id_of`] after
-//!   TLS has verified the chain to the configured client CA.
+//! - The accredited list names entities and, per entity, its certificates by SPKI fingerprint
+//!   or by issuer + subject ([`cert_identity`], [`issued_by`]; `nayose pki fingerprint`). The
+//!   subject CommonName ([`client_id_of`], 1 to 64 bytes of `A-Z a-z 0-9 . _ -`) is what `pki
+//!   request` and `pki sign` put in a certificate, and names the entity only for the earlier
+//!   `[[client]]` entries of `clients.toml`.
 //! - Roles are kept apart: a **server CA** issues only server certificates (extended key usage
 //!   `serverAuth`), a **client CA** only client certificates (`clientAuth`). Clients trust only
 //!   the server CA, the server only the client CA, and each side also requires the other's
