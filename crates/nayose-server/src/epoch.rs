@@ -55,8 +55,8 @@ use crate::error::ServerError;
 use crate::fsutil::check_owner_only;
 use crate::keys::{read_label_master_key, read_oprf_key};
 use crate::layout::{
-    DataDir, INDEX, KEY_PERIOD_LABEL_MASTER_KEY, KEY_PERIOD_META, MANIFEST, OPRF_KEY, PERSONS,
-    TABLE, parse_epoch_dir_name,
+    DataDir, KEY_PERIOD_LABEL_MASTER_KEY, KEY_PERIOD_META, MANIFEST, OPRF_KEY, PERSONS, TABLE,
+    parse_epoch_dir_name,
 };
 
 /// First 16 bytes of `table.bin`.
@@ -993,11 +993,6 @@ pub(crate) fn check_current_epoch(data_dir: &Path) -> Result<EpochSummary, Serve
         digest: e.digest().to_string(),
         oldest_delta_base: e.oldest_delta_base(),
     })
-}
-
-/// The index of an epoch, for the next build's diff: mapped and checked against the manifest.
-pub(crate) fn map_index(data: &DataDir, m: &Manifest) -> Result<VerifiedMap, ServerError> {
-    map_epoch_file(data, m.number, INDEX, &m.index_sha256)
 }
 
 /// Maps file `name` of epoch `number` read-only after checking it is owner-only, and verifies

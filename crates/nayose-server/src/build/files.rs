@@ -9,12 +9,12 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nayose_mmap::VerifiedMap;
-use nayose_table::{KeyPeriodId, LabelMasterKey, RecordTable, UpsertChain};
+use nayose_table::{KeyPeriodId, LabelMasterKey, UpsertChain};
 
-use super::{FailPoint, now_unix};
+use super::now_unix;
 use crate::epoch::{
-    KeyPeriod, KeyPeriodMeta, Manifest, PersonsView, TABLE_MAGIC, map_epoch_file, map_index,
-    numbered_entries, published_epochs, read_current, read_manifest, sha256_hex, to_toml,
+    KeyPeriod, KeyPeriodMeta, Manifest, PersonsView, map_epoch_file, numbered_entries,
+    published_epochs, read_current, read_manifest, to_toml,
 };
 use crate::error::ServerError;
 use crate::fsutil::{
@@ -22,8 +22,8 @@ use crate::fsutil::{
 };
 use crate::keys::{generate_oprf_key, write_label_master_key};
 use crate::layout::{
-    BUILD_DELTA, DataDir, INDEX, KEY_PERIOD_LABEL_MASTER_KEY, KEY_PERIOD_META, MANIFEST, OPRF_KEY,
-    PERSONS, TABLE, epoch_dir_name, parse_delta_file_name, parse_dir_name, parse_epoch_dir_name,
+    BUILD_DELTA, DataDir, KEY_PERIOD_LABEL_MASTER_KEY, KEY_PERIOD_META, OPRF_KEY, PERSONS,
+    epoch_dir_name, parse_delta_file_name, parse_dir_name, parse_epoch_dir_name,
 };
 
 /// Takes the data directory's build lock (`DATA_DIR/build.lock`, an exclusive lock on an open
@@ -109,7 +109,8 @@ pub(super) fn start_key_period(
     KeyPeriod::load(data, kp_number)
 }
 
-fn write_file_synced(path: &Path, bytes: &[u8]) -> Result<(), ServerError> {
+/// Writes `bytes` to the new owner-only file `path` and syncs it.
+pub(super) fn write_file_synced(path: &Path, bytes: &[u8]) -> Result<(), ServerError> {
     let f = create_new_private(path)?;
     let mut w = BufWriter::with_capacity(1 << 20, f);
     w.write_all(bytes)
@@ -120,30 +121,6 @@ fn write_file_synced(path: &Path, bytes: &[u8]) -> Result<(), ServerError> {
         source: e.into_error(),
     })?;
     f.sync_all().map_err(ServerError::io("cannot fsync", path))
-}
-
-pub(super) fn write_epoch_files(
-    dir: &Path,
-    table: &[u8],
-    persons: &[u8],
-    index: &[u8],
-    delta: Option<&[u8]>,
-    manifest: &Manifest,
-    fail_at: Option<FailPoint>,
-) -> Result<(), ServerError> {
-    create_dir_private(dir)?;
-    write_file_synced(&dir.join(TABLE), table)?;
-    debug_assert_eq!(sha256_hex(table), manifest.table_sha256);
-    if fail_at == Some(FailPoint::AfterTableWritten) {
-        return Err(ServerError::InjectedFailure(FailPoint::AfterTableWritten));
-    }
-    write_file_synced(&dir.join(PERSONS), persons)?;
-    write_file_synced(&dir.join(INDEX), index)?;
-    if let Some(d) = delta {
-        write_file_synced(&dir.join(BUILD_DELTA), d)?;
-    }
-    write_file_synced(&dir.join(MANIFEST), to_toml(manifest)?.as_bytes())?;
-    fsync_dir(dir)
 }
 
 /// Moves the delta of the just renamed epoch `number` from its directory to `deltas/`: a hard
@@ -340,19 +317,6 @@ pub(super) fn last_allocated_epoch(data: &DataDir) -> Result<u32, ServerError> {
     Ok(last)
 }
 
-/// The previous epoch a build diffs against, its files mapped and checked (not read into the
-/// heap: the build's memory stays with the registry, issue 10).
-pub(super) struct Previous {
-    pub manifest: Manifest,
-    pub kp: KeyPeriod,
-    /// `TABLE_MAGIC` then the records (checked by `RecordTable::new`).
-    pub table: VerifiedMap,
-    /// `persons.bin` (checked by `PersonsView::new`).
-    pub persons: VerifiedMap,
-    /// `index.bin` (its SHA-256 checked; its content is checked by the merge).
-    pub index: VerifiedMap,
-}
-
 /// Maps and checks only the person list of epoch `number` (the seed of a new key period's
 /// serials).
 pub(super) fn map_persons(data: &DataDir, number: u32) -> Result<VerifiedMap, ServerError> {
@@ -381,37 +345,14 @@ pub(super) fn previous_chain(m: &Manifest) -> Result<UpsertChain, ServerError> {
     Ok(UpsertChain(c))
 }
 
-/// Maps epoch `number` for a build: manifest, key period, table, persons and index, each
-/// checked against the manifest's SHA-256.
-pub(super) fn load_previous(data: &DataDir, number: u32) -> Result<Previous, ServerError> {
+/// The manifest and key period of epoch `number`, which a build continues. Its table and
+/// index are read later, in one streaming pass each, and checked against the manifest's
+/// SHA-256 before anything built from them is published (`previous.rs`).
+pub(super) fn open_previous(
+    data: &DataDir,
+    number: u32,
+) -> Result<(Manifest, KeyPeriod), ServerError> {
     let manifest = read_manifest(data, number)?;
     let kp = KeyPeriod::load(data, manifest.key_period)?;
-    let dir = data.epoch_dir(number);
-    let what = epoch_dir_name(u64::from(number));
-    let tpath = dir.join(TABLE);
-    let table = map_epoch_file(data, number, TABLE, &manifest.table_sha256)?;
-    if !table.bytes().starts_with(TABLE_MAGIC) {
-        return Err(ServerError::CorruptEpoch {
-            epoch: what,
-            path: tpath,
-            reason: "wrong file header (not a table)".into(),
-        });
-    }
-    RecordTable::new(kp.id, number, manifest.persons, &table.bytes()[16..]).map_err(|e| {
-        ServerError::CorruptEpoch {
-            epoch: what.clone(),
-            path: tpath.clone(),
-            reason: e.to_string(),
-        }
-    })?;
-    let persons = map_epoch_file(data, number, PERSONS, &manifest.persons_sha256)?;
-    PersonsView::new(&what, &dir.join(PERSONS), persons.bytes(), manifest.persons)?;
-    let index = map_index(data, &manifest)?;
-    Ok(Previous {
-        manifest,
-        kp,
-        table,
-        persons,
-        index,
-    })
+    Ok((manifest, kp))
 }

@@ -8,22 +8,32 @@
 //! started.
 //!
 //! **Next epoch of a key period.** Phases: (1) stream the registry (nayose-csv; rows are read
-//! in batches on one thread and parsed on all cores) into fixed-size rows (number key =
-//! SHA-256(canonical number)[0..16], person, line) and an arena of canonical numbers
-//! (`registry.rs`); (2) sort by key and resolve repeats: the same number under one person is a
-//! duplicate row (kept once), under two or more persons a conflict (left out); both are
-//! reported; (3) merge-join with the previous epoch's number index (`index.bin`: key → table
-//! position): a number in both is kept, a new number is ADDed — the only numbers evaluated
-//! (`ServerKey::evaluate_batch` in VOPRF mode, all cores) — and an index entry whose number is
-//! gone is REMOVEd (`diff.rs`); (4) one pass over the previous table in tag order, merged with
-//! the added entries sorted by tag, writes the new records: a kept entry keeps tag, label key
-//! and version, unless its person id changed (RELABEL: version = new epoch); equal tags, or an
-//! added tag equal to a removed one, are a collision (`ServerError::TagCollision`, the epoch is
-//! not published and a new key period must be started, table.md §8.3); the same pass yields
-//! the delta (removed tags ascending; upserts = entries whose version is the new epoch,
-//! ascending by tag, with label keys and person ids) and the new index; (5) write; (6)
-//! publish. The work is one sequential pass over the registry, the previous index and the
-//! previous table, plus the evaluation of the added numbers (`files.rs` holds the file work).
+//! in batches on one thread and parsed on all cores) into 24-byte rows (number key =
+//! SHA-256(canonical number)[0..16], arena sequence number, person serial) while the canonical
+//! numbers and their lines go to an unnamed spill file (`registry.rs`, `arena.rs`) and person
+//! ids are interned into serials continuing the previous person list (`persons.rs`); (2) sort
+//! by key and resolve repeats: the same number under one person is a duplicate row (kept once),
+//! under two or more persons a conflict (left out); both are reported; (3) merge-join with the
+//! previous epoch's number index (`index.bin`: key → table position, streamed): a number in
+//! both is kept, a new number is ADDed — the only numbers evaluated — and an index entry whose
+//! number is gone is REMOVEd (`merge.rs`); (4) the added numbers, read back from the spill file
+//! in order, are evaluated (`ServerKey::evaluate_batch` in VOPRF mode, all cores) into tag
+//! buckets (`evaluate.rs`); (5) one pass over the previous table in tag order (streamed), merged
+//! with each bucket sorted in memory, writes the new records straight into `table.bin`: a kept
+//! entry keeps tag, label key and version, unless its person serial changed (RELABEL: version
+//! = new epoch); equal tags, or an added tag equal to a removed one, are a collision
+//! (`ServerError::TagCollision`, the epoch is not published and a new key period must be
+//! started, table.md §8.3); the same pass yields the delta (removed tags ascending; upserts =
+//! entries whose version is the new epoch, ascending by tag) and every number's position
+//! (`emit.rs`); (6) the index, the person list, the delta and the manifest are written, the
+//! digest read back from the table (`write.rs`); (7) publish.
+//!
+//! **Memory** (issue 10): 24 bytes per row, 4 per number for its new position, 4 per arena
+//! entry, 4 per previous entry, about 25 per person, plus fixed buffers — the previous epoch's
+//! table and index are read once with `read()`, hashed as they pass and checked against the
+//! manifest's SHA-256 before anything is published (`previous.rs`), never mapped; only its
+//! person list is mapped (to look ids up). Spill files are unnamed (`spool.rs`): no build,
+//! however it ends, leaves one behind.
 //!
 //! **Epoch numbers** are u32, strictly increasing across key periods and never reused: a new
 //! epoch gets the greatest number ever allocated in the data directory (published epoch
@@ -40,7 +50,8 @@
 //!    through a temporary directory and a rename (an unreferenced key period is harmless: the
 //!    next one takes a higher number);
 //! 2. write every file of the epoch, and its delta (`delta.bin`), into
-//!    `epochs/.build-<pid>-<random>/`, fsync each file and the directory;
+//!    `epochs/.build-<pid>-<random>/` (the table during phase 5, the rest after it), fsync each
+//!    file and the directory;
 //! 3. rename the temporary directory to `epochs/<20-digit number>/` (which fails if that
 //!    directory exists) and fsync `epochs/`;
 //! 4. only then hard-link the delta to `deltas/<epoch>.bin` — failing, never replacing, if that
@@ -53,38 +64,55 @@
 //!    the last `delta_history` of the chain or of another key period, key period directories no
 //!    kept epoch uses.
 
-mod diff;
+mod arena;
+mod emit;
+mod evaluate;
 mod files;
+mod merge;
+mod persons;
+mod previous;
 mod registry;
+mod report;
+mod spool;
+#[cfg(test)]
+mod tests;
+mod write;
 
 use std::fmt;
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use nayose_csv::{ReportCounts, RowError};
-use nayose_table::{RECORD_LEN, RecordTable};
+use nayose_table::{RECORD_LEN, TAG_LEN, Tag, UpsertChain};
 
 pub use nayose_csv::{ColumnSpec, EncodingChoice};
 
-use nayose_mmap::VerifiedMap;
-
-use crate::epoch::{KeyPeriod, Manifest, PersonsView, decode_index, read_current, sha256_hex};
+use crate::epoch::{
+    KeyPeriod, Manifest, PersonsView, TABLE_MAGIC, encode_delta, read_current, sha256_hex, to_toml,
+};
 use crate::error::ServerError;
 use crate::fsutil::{atomic_write, create_dir_private, fsync_dir};
 use crate::keys::load_or_create_label_master_key;
-use crate::layout::{DataDir, INDEX, epoch_dir_name, parse_epoch_dir_name};
-use diff::{Assembled, PreviousTable, assemble};
-use files::{
-    last_allocated_epoch, load_previous, lock_build, map_persons, previous_chain, prune_deltas,
-    prune_epochs, prune_key_periods, publish_delta, remove_stale_builds, start_key_period,
-    write_epoch_files,
+use crate::layout::{
+    BUILD_DELTA, DataDir, INDEX, MANIFEST, PERSONS, TABLE, epoch_dir_name, parse_epoch_dir_name,
 };
-use registry::read_registry;
+use emit::{EmitError, EmitInputs, emit_table};
+use evaluate::evaluate_added;
+use files::{
+    last_allocated_epoch, lock_build, map_persons, open_previous, previous_chain, prune_deltas,
+    prune_epochs, prune_key_periods, publish_delta, remove_stale_builds, start_key_period,
+    write_file_synced,
+};
+use merge::classify;
+use previous::{PrevIndex, PrevRecords};
+use registry::{Registry, read_registry};
+pub use report::{BuildReport, Conflict, PhaseTimes};
+use write::{create_hashed, digest_of_written, write_index, write_persons};
 
-/// Numbers evaluated per OPRF batch.
-const CHUNK: usize = 1 << 16;
+/// Numbers evaluated per OPRF batch: enough to keep every core busy, few enough that the
+/// batch's points, outputs and entries (about 300 bytes per number) stay a small constant.
+const CHUNK: usize = 1 << 14;
 
 /// Rejected rows and conflicts listed in an error or the summary (the report lists all).
 const SHOWN: usize = 20;
@@ -201,228 +229,12 @@ impl fmt::Debug for BuildOptions {
     }
 }
 
-/// One number found under two or more persons: left out of the table.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Conflict {
-    /// Registry lines (1-based, header = 1) holding the number, ascending.
-    pub lines: Vec<u64>,
-    /// How many different persons those lines name.
-    pub persons: usize,
-}
-
-impl fmt::Display for Conflict {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let lines: Vec<String> = self.lines.iter().map(u64::to_string).collect();
-        write!(
-            f,
-            "lines {}: the same number under {} different persons (left out of the table)",
-            lines.join(", "),
-            self.persons
-        )
-    }
-}
-
-/// Durations of the build's phases.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PhaseTimes {
-    /// Reading and checking the previous epoch (table, persons, number index).
-    pub load: Duration,
-    /// Reading and parsing the registry.
-    pub read: Duration,
-    /// Sorting by number, resolving duplicates and conflicts, and the diff against the
-    /// previous epoch.
-    pub sort: Duration,
-    /// OPRF evaluation of the added numbers and tag / label-key derivation.
-    pub evaluate: Duration,
-    /// Sorting by tag, digest, delta, writing and syncing the files.
-    pub write: Duration,
-    /// Renaming into place and switching `current`.
-    pub publish: Duration,
-}
-
-/// What [`build_epoch`] did.
-#[derive(Debug, Clone)]
-pub struct BuildReport {
-    /// The data directory.
-    pub data_dir: PathBuf,
-    /// The registry file.
-    pub registry: PathBuf,
-    /// The registry's encoding as detected or chosen.
-    pub encoding: &'static str,
-    /// The new epoch's number.
-    pub epoch_number: u32,
-    /// The previous epoch of the same key period (`None` for the first epoch of a key period).
-    pub previous_epoch: Option<u32>,
-    /// The key period id as displayed, `<number>-<16 hex digits>`.
-    pub key_period: String,
-    /// The key period's number.
-    pub key_period_number: u64,
-    /// Whether this build started the key period.
-    pub new_key_period: bool,
-    /// The key period's VOPRF public key, hex.
-    pub public_key: String,
-    /// Public id of the key period's label master key.
-    pub label_master_key_id: String,
-    /// Whether this build created the label master key (first build of the data directory).
-    pub label_master_key_created: bool,
-    /// Data rows read (valid and rejected).
-    pub rows: u64,
-    /// Table entries: distinct numbers published.
-    pub numbers: u64,
-    /// Persons with at least one published number.
-    pub persons: u64,
-    /// Entries added against the previous epoch (every entry in a new key period).
-    pub added: u64,
-    /// Entries of the previous epoch whose number is gone.
-    pub removed: u64,
-    /// Entries whose number moved to another person.
-    pub relabelled: u64,
-    /// Numbers evaluated under the key period's key (the added ones).
-    pub evaluated: u64,
-    /// The table digest of the new epoch, hex.
-    pub digest: String,
-    /// Rows repeating a number already seen under the same person (kept once).
-    pub duplicate_rows: u64,
-    /// Rows rejected as invalid (only with `skip_invalid`; otherwise the build fails).
-    pub rejected: Vec<RowError>,
-    /// Repairs made (only with `repair`).
-    pub repairs: u64,
-    /// Numbers under two or more persons, left out.
-    pub conflicts: Vec<Conflict>,
-    /// How the registry's columns were found, one line per field.
-    pub mapping: String,
-    /// Report lines by reason (rejected, repaired, changed, duplicate and conflicting rows).
-    pub report_counts: ReportCounts,
-    /// The row report written, if one was asked for.
-    pub report: Option<PathBuf>,
-    /// Phase durations.
-    pub phases: PhaseTimes,
-    /// Whole build.
-    pub total: Duration,
-    /// Epoch directories deleted after publication.
-    pub pruned: Vec<u32>,
-    /// Delta files deleted after publication.
-    pub pruned_deltas: Vec<u32>,
-}
-
-fn secs(d: Duration) -> String {
-    format!("{:.2}s", d.as_secs_f64())
-}
-
-impl fmt::Display for BuildReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "published epoch {} (key period {}{}) in {}",
-            self.epoch_number,
-            self.key_period,
-            if self.new_key_period {
-                ", new key period"
-            } else {
-                ""
-            },
-            self.data_dir.display()
-        )?;
-        match self.previous_epoch {
-            Some(p) => writeln!(f, "  previous epoch   {p}")?,
-            None => writeln!(
-                f,
-                "  previous epoch   none (first epoch of the key period: clients download a base)"
-            )?,
-        }
-        writeln!(f, "  public key       {}", self.public_key)?;
-        writeln!(
-            f,
-            "  label master key {}{}",
-            self.label_master_key_id,
-            if self.label_master_key_created {
-                " (created)"
-            } else {
-                ""
-            }
-        )?;
-        writeln!(
-            f,
-            "  registry         {} ({})",
-            self.registry.display(),
-            self.encoding
-        )?;
-        writeln!(f, "  rows             {}", self.rows)?;
-        writeln!(f, "  numbers          {}", self.numbers)?;
-        writeln!(f, "  persons          {}", self.persons)?;
-        writeln!(f, "  added            {}", self.added)?;
-        writeln!(f, "  removed          {}", self.removed)?;
-        writeln!(f, "  relabelled       {}", self.relabelled)?;
-        writeln!(f, "  evaluated        {}", self.evaluated)?;
-        writeln!(f, "  digest           {}", self.digest)?;
-        writeln!(f, "  duplicate rows   {}", self.duplicate_rows)?;
-        writeln!(f, "  rejected rows    {}", self.rejected.len())?;
-        writeln!(f, "  repairs          {}", self.repairs)?;
-        writeln!(f, "  conflicts        {}", self.conflicts.len())?;
-        let p = &self.phases;
-        writeln!(
-            f,
-            "  time             load {}, read {}, sort {}, evaluate {}, write {}, publish {}, total {}",
-            secs(p.load),
-            secs(p.read),
-            secs(p.sort),
-            secs(p.evaluate),
-            secs(p.write),
-            secs(p.publish),
-            secs(self.total)
-        )?;
-        if !self.mapping.is_empty() {
-            writeln!(f, "  columns")?;
-            for l in self.mapping.lines() {
-                writeln!(f, "    {l}")?;
-            }
-        }
-        if !self.report_counts.is_empty() {
-            writeln!(f, "  rows reported, by reason")?;
-            for (reason, n) in self.report_counts.iter() {
-                writeln!(f, "    {:<18} {n:>9}  {}", reason.code(), reason.hint())?;
-            }
-            match &self.report {
-                Some(r) => writeln!(f, "  report           {} (every such row)", r.display())?,
-                None => writeln!(
-                    f,
-                    "  report           pass --report FILE to list every such row"
-                )?,
-            }
-        }
-        for r in self.rejected.iter().take(SHOWN) {
-            writeln!(f, "  rejected: {r}")?;
-        }
-        if self.rejected.len() > SHOWN {
-            writeln!(
-                f,
-                "  ... and {} more rejected rows",
-                self.rejected.len() - SHOWN
-            )?;
-        }
-        for c in self.conflicts.iter().take(SHOWN) {
-            writeln!(f, "  conflict: {c}")?;
-        }
-        if self.conflicts.len() > SHOWN {
-            writeln!(
-                f,
-                "  ... and {} more conflicts",
-                self.conflicts.len() - SHOWN
-            )?;
-        }
-        if !self.pruned.is_empty() {
-            let p: Vec<String> = self.pruned.iter().map(u32::to_string).collect();
-            writeln!(f, "  removed old epochs {}", p.join(", "))?;
-        }
-        if !self.pruned_deltas.is_empty() {
-            writeln!(
-                f,
-                "  removed {} old delta file(s)",
-                self.pruned_deltas.len()
-            )?;
-        }
-        Ok(())
-    }
+/// The peak resident memory of this process (`VmHWM`), where Linux's /proc tells it.
+fn peak_resident() -> Option<u64> {
+    let status = fs::read_to_string("/proc/self/status").ok()?;
+    let kb = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
+    let kb: u64 = kb.trim().trim_end_matches("kB").trim().parse().ok()?;
+    kb.checked_mul(1024)
 }
 
 fn now_unix() -> u64 {
@@ -449,24 +261,36 @@ pub fn build_epoch(opts: &BuildOptions) -> Result<BuildReport, ServerError> {
     let t = Instant::now();
     let previous = match current {
         Some(c) if !opts.new_key_period => {
-            let p = load_previous(&data, c)?;
-            if p.kp.meta.label_master_key_id != root_master.key_id().to_string() {
+            let (manifest, kp) = open_previous(&data, c)?;
+            if kp.meta.label_master_key_id != root_master.key_id().to_string() {
                 return Err(ServerError::LabelKeyRotated {
-                    key_period: p.kp.id.to_string(),
-                    in_use: p.kp.meta.label_master_key_id.clone(),
+                    key_period: kp.id.to_string(),
+                    in_use: kp.meta.label_master_key_id.clone(),
                     rotated: root_master.key_id().to_string(),
                 });
             }
-            Some(p)
+            Some((manifest, kp))
         }
         _ => None,
     };
-
+    // The person list to continue: the previous epoch's, or in a new key period the current
+    // epoch's (serials, and so labels, outlive key periods).
+    let seed_map = match (&previous, current) {
+        (Some((m, _)), _) => Some(map_persons(&data, m.number)?),
+        (None, Some(c)) => Some(map_persons(&data, c)?),
+        (None, None) => None,
+    };
+    let seed = match &seed_map {
+        Some(m) => Some(PersonsView::split(m.bytes()).ok_or_else(|| {
+            ServerError::Internal("the previous person list changed after its check".into())
+        })?),
+        None => None,
+    };
     let mut phases = PhaseTimes {
         load: t.elapsed(),
         ..PhaseTimes::default()
     };
-    let reg = read_registry(opts, &mut phases)?;
+    let reg = read_registry(opts, &data.epochs(), seed, &mut phases)?;
 
     // Allocate the epoch number before writing anything (never reused).
     let number = last_allocated_epoch(&data)?
@@ -475,119 +299,38 @@ pub fn build_epoch(opts: &BuildOptions) -> Result<BuildReport, ServerError> {
     atomic_write(&data.last_epoch(), format!("{number}\n").as_bytes())?;
 
     // The key period: the previous epoch's, or a new one.
-    let (kp, new_kp) = match &previous {
-        Some(p) => (KeyPeriod::load(&data, p.manifest.key_period)?, false),
-        None => (start_key_period(&data, number, &root_master)?, true),
+    let (previous, kp, new_kp) = match previous {
+        Some((m, kp)) => (Some(m), kp, false),
+        None => (None, start_key_period(&data, number, &root_master)?, true),
     };
     tracing::info!(epoch = number, key_period = %kp.id, new_key_period = new_kp, registry = %opts.registry.display(), "building epoch");
-
-    // Diff against the previous epoch, evaluate the added numbers, assemble the new files.
-    let prev_what = previous
-        .as_ref()
-        .map(|p| epoch_dir_name(u64::from(p.manifest.number)));
-    let prev_index_path = previous
-        .as_ref()
-        .map(|p| data.epoch_dir(p.manifest.number).join(INDEX));
-    let prev_table = match (&previous, &prev_what, &prev_index_path) {
-        (Some(p), Some(what), Some(ipath)) => Some(PreviousTable {
-            number: p.manifest.number,
-            records: &p.table.bytes()[16..],
-            index: decode_index(what, ipath, p.index.bytes())?,
-            index_path: ipath,
-        }),
-        _ => None,
-    };
-    // The person list to continue: the previous epoch's, or in a new key period the current
-    // epoch's (serials, and so labels, outlive key periods).
-    let seed_map = match (&previous, current) {
-        (Some(_), _) | (None, None) => None,
-        (None, Some(c)) => Some(map_persons(&data, c)?),
-    };
-    let seed_bytes = previous
-        .as_ref()
-        .map(|p| p.persons.bytes())
-        .or(seed_map.as_ref().map(VerifiedMap::bytes));
-    let seed_persons = match seed_bytes {
-        Some(b) => Some(PersonsView::split(b).ok_or_else(|| {
-            ServerError::Internal("the previous person list changed after its check".into())
-        })?),
-        None => None,
-    };
-    let prev_chain = match &previous {
-        Some(p) => Some(previous_chain(&p.manifest)?),
-        None => None,
-    };
-    let asm = assemble(
-        &reg,
-        prev_table.as_ref(),
-        seed_persons.as_ref(),
-        prev_chain,
-        &kp.key,
-        kp.id,
-        number,
-        opts.progress.as_ref(),
-    )?;
-    drop(seed_map);
-    let previous_epoch = previous.as_ref().map(|p| p.manifest.number);
-    drop(previous);
-    phases.sort += asm.times.merge + asm.times.assemble;
-    phases.evaluate = asm.times.evaluate;
-    let t = Instant::now();
-    let person_count = asm.person_count;
-    let digest =
-        RecordTable::new(kp.id, number, person_count, &asm.records[16..])?.digest(&asm.chain);
-    let manifest = Manifest {
-        format: 2,
-        number,
-        key_period: kp.id.number(),
-        key_period_id: hex::encode(kp.id.to_bytes()),
-        public_key: kp.meta.public_key.clone(),
-        label_master_key_id: kp.meta.label_master_key_id.clone(),
-        previous_epoch,
-        created_unix: now_unix(),
-        entries: ((asm.records.len() - 16) / RECORD_LEN) as u64,
-        persons: person_count,
-        added: asm.added,
-        removed: asm.removed,
-        relabelled: asm.relabelled,
-        digest: digest.to_string(),
-        upsert_chain: asm.chain.to_string(),
-        table_sha256: sha256_hex(&asm.records),
-        persons_sha256: sha256_hex(&asm.persons),
-        index_sha256: sha256_hex(&asm.index),
-        delta_sha256: asm.delta.as_ref().map(|d| sha256_hex(d)),
-    };
-    let (added, relabelled) = (asm.added, asm.relabelled);
-    let Assembled {
-        records,
-        index,
-        delta,
-        persons_used,
-        persons: pbytes,
-        ..
-    } = asm;
 
     let tmp = data.epochs().join(format!(
         ".build-{}-{:016x}",
         std::process::id(),
         rand::random::<u64>()
     ));
-    let written = write_epoch_files(
-        &tmp,
-        &records,
-        &pbytes,
-        &index,
-        delta.as_deref().map(Vec::as_slice),
-        &manifest,
-        opts.fail_at,
+    let written = write_epoch(
+        &Job {
+            data: &data,
+            opts,
+            reg: &reg,
+            previous: previous.as_ref(),
+            kp: &kp,
+            number,
+            tmp: &tmp,
+        },
+        &mut phases,
     );
-    if let Err(e) = written {
-        if !matches!(e, ServerError::InjectedFailure(_)) {
-            let _ = fs::remove_dir_all(&tmp);
+    let (manifest, persons_used) = match written {
+        Ok(w) => w,
+        Err(e) => {
+            if !matches!(e, ServerError::InjectedFailure(_)) {
+                let _ = fs::remove_dir_all(&tmp);
+            }
+            return Err(e);
         }
-        return Err(e);
-    }
-    phases.write = t.elapsed();
+    };
     if let Some(p) = &opts.progress {
         p(BuildProgress {
             phase: "write",
@@ -617,7 +360,7 @@ pub fn build_epoch(opts: &BuildOptions) -> Result<BuildReport, ServerError> {
     fsync_dir(&data.epochs())?;
     // The epoch number is ours now (the rename succeeded); only now does its delta enter
     // `deltas/`, and never over an existing file.
-    if delta.is_some() {
+    if manifest.delta_sha256.is_some() {
         publish_delta(&data, number)?;
     }
     if opts.fail_at == Some(FailPoint::BeforeCurrentSwitch) {
@@ -644,7 +387,7 @@ pub fn build_epoch(opts: &BuildOptions) -> Result<BuildReport, ServerError> {
     )?;
     let pruned_deltas = prune_deltas(&data, &manifest, &kp, opts.delta_history)?;
     prune_key_periods(&data, kp.id.number())?;
-    tracing::info!(epoch = number, key_period = %kp.id, numbers = manifest.entries, added, removed = manifest.removed, relabelled, "epoch published");
+    tracing::info!(epoch = number, key_period = %kp.id, numbers = manifest.entries, added = manifest.added, removed = manifest.removed, relabelled = manifest.relabelled, "epoch published");
 
     Ok(BuildReport {
         data_dir: opts.data_dir.clone(),
@@ -661,10 +404,10 @@ pub fn build_epoch(opts: &BuildOptions) -> Result<BuildReport, ServerError> {
         rows: reg.rows,
         numbers: manifest.entries,
         persons: persons_used,
-        added,
+        added: manifest.added,
         removed: manifest.removed,
-        relabelled,
-        evaluated: added,
+        relabelled: manifest.relabelled,
+        evaluated: manifest.added,
         digest: manifest.digest.clone(),
         duplicate_rows: reg.duplicate_rows,
         rejected: reg.rejected,
@@ -675,7 +418,134 @@ pub fn build_epoch(opts: &BuildOptions) -> Result<BuildReport, ServerError> {
         report: opts.report.clone(),
         phases,
         total: started.elapsed(),
+        peak_resident: peak_resident(),
         pruned,
         pruned_deltas,
     })
+}
+
+/// What [`write_epoch`] works from.
+struct Job<'a> {
+    data: &'a DataDir,
+    opts: &'a BuildOptions,
+    reg: &'a Registry<'a>,
+    /// The manifest of the previous epoch of the key period (none in a new key period).
+    previous: Option<&'a Manifest>,
+    kp: &'a KeyPeriod,
+    number: u32,
+    /// The temporary epoch directory (created here).
+    tmp: &'a Path,
+}
+
+/// The diff, the evaluation and every file of the new epoch, written into `job.tmp` (steps 1–2
+/// of the publication protocol). Returns the manifest and the persons with an entry.
+fn write_epoch(job: &Job<'_>, phases: &mut PhaseTimes) -> Result<(Manifest, u64), ServerError> {
+    let Job {
+        data,
+        opts,
+        reg,
+        previous,
+        kp,
+        number,
+        tmp,
+    } = *job;
+    let t = Instant::now();
+    let prev_index = match previous {
+        Some(m) => Some((
+            PrevIndex::open(data, m)?,
+            usize::try_from(m.entries)
+                .map_err(|_| ServerError::Internal("more entries than memory".into()))?,
+        )),
+        None => None,
+    };
+    let cls = classify(reg, prev_index)?;
+    phases.sort += t.elapsed();
+
+    let t = Instant::now();
+    let buckets = evaluate_added(reg, &cls, &kp.key, &data.epochs(), opts.progress.as_ref())?;
+    phases.evaluate = t.elapsed();
+
+    let t = Instant::now();
+    create_dir_private(tmp)?;
+    let table_path = tmp.join(TABLE);
+    let mut w = create_hashed(&table_path)?;
+    w.put(TABLE_MAGIC)?;
+    let prev_records = match previous {
+        Some(m) => Some(PrevRecords::open(data, m)?),
+        None => None,
+    };
+    let emitted = emit_table(
+        EmitInputs {
+            prev: prev_records,
+            row_at: &cls.row_at,
+            buckets,
+            numbers: &reg.numbers,
+            person_count: reg.persons.len(),
+            number,
+        },
+        w,
+    )
+    .map_err(|e| match e {
+        EmitError::Collision => ServerError::TagCollision {
+            key_period: kp.id.to_string(),
+        },
+        EmitError::Server(e) => e,
+    })?;
+    drop(cls);
+    if opts.fail_at == Some(FailPoint::AfterTableWritten) {
+        return Err(ServerError::InjectedFailure(FailPoint::AfterTableWritten));
+    }
+    let upserts: Vec<&[u8]> = emitted.upserts.chunks_exact(RECORD_LEN).collect();
+    let chain = match previous {
+        None => UpsertChain::first(kp.id, number),
+        Some(m) => {
+            let tags: Vec<Tag> = upserts
+                .iter()
+                .map(|r| {
+                    let mut t = [0u8; TAG_LEN];
+                    t.copy_from_slice(&r[..TAG_LEN]);
+                    Tag(t)
+                })
+                .collect();
+            previous_chain(m)?
+                .next(kp.id, number, tags.iter())
+                .map_err(|e| ServerError::Internal(format!("upsert chain: {e}")))?
+        }
+    };
+    let digest = digest_of_written(&table_path, kp.id, number, &chain, emitted.entries)?;
+    let index_sha = write_index(&tmp.join(INDEX), &reg.numbers, &emitted.pos_of_row)?;
+    let persons_sha = write_persons(&tmp.join(PERSONS), &reg.persons)?;
+    let delta_sha = match previous {
+        Some(m) => {
+            let delta = encode_delta(kp.id, number, m.number, &emitted.removed, &upserts);
+            write_file_synced(&tmp.join(BUILD_DELTA), &delta)?;
+            Some(sha256_hex(&delta))
+        }
+        None => None,
+    };
+    let manifest = Manifest {
+        format: 2,
+        number,
+        key_period: kp.id.number(),
+        key_period_id: hex::encode(kp.id.to_bytes()),
+        public_key: kp.meta.public_key.clone(),
+        label_master_key_id: kp.meta.label_master_key_id.clone(),
+        previous_epoch: previous.map(|m| m.number),
+        created_unix: now_unix(),
+        entries: emitted.entries,
+        persons: reg.persons.len(),
+        added: emitted.added,
+        removed: emitted.removed.len() as u64,
+        relabelled: emitted.relabelled,
+        digest: digest.to_string(),
+        upsert_chain: chain.to_string(),
+        table_sha256: hex::encode(emitted.table_sha256),
+        persons_sha256: hex::encode(persons_sha),
+        index_sha256: hex::encode(index_sha),
+        delta_sha256: delta_sha,
+    };
+    write_file_synced(&tmp.join(MANIFEST), to_toml(&manifest)?.as_bytes())?;
+    fsync_dir(tmp)?;
+    phases.write = t.elapsed();
+    Ok((manifest, emitted.persons_used))
 }

@@ -1,23 +1,22 @@
 //! Reading the registry for a build: one streaming pass that turns every valid row into a
-//! fixed-size [`NumberRow`] and the canonical number into an arena, then one sort that resolves
-//! repeated numbers.
+//! fixed-size [`NumberRow`] and spills the canonical number to an unnamed file ([`Arena`]),
+//! then one sort that resolves repeated numbers.
 //!
 //! Invariants of a [`Registry`]:
 //! * `numbers` is strictly ascending by [`NumberRow::key`], one row per distinct number;
 //! * a row's key is the first 16 bytes of SHA-256 over the number's canonical encoding
-//!   (numbers.md §6), its `at` the arena offset of that encoding without the constant
-//!   23-byte prefix (version and domain), stored as `u8 length || bytes`;
+//!   (numbers.md §6), its `s` the sequence number of that encoding (and of its line) in the
+//!   arena, without the constant 23-byte prefix (version and domain);
 //! * two registry rows with one key hold one number (checked byte for byte against the arena:
 //!   rows of distinct numbers with equal keys stop the build, never merge); the same number
-//!   under one person is a duplicate (kept once), under two or more persons a conflict (left
-//!   out); both are counted and, with a report, listed line by line;
-//! * person ids are interned: `persons.get(row.person)` is the id as written (ASCII spaces
-//!   trimmed).
+//!   under one person is a duplicate (kept once: the first line), under two or more persons a
+//!   conflict (left out); both are counted and, with a report, listed line by line;
+//! * a row's `person` is the person's serial in the data directory's person list
+//!   ([`PersonTable`]: the previous list's ids keep their serials).
 //!
-//! Fixed-size rows keep the memory of a build at about 32 bytes per row plus the arena
-//! (about 20 bytes per number) and the person ids, and make the sort a sort of integers.
+//! Memory (issue 10): 24 bytes per row and about 25 per person; the numbers themselves are on
+//! disk, in the arena, read back in order when needed.
 
-use rustc_hash::FxHashMap;
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::Path;
@@ -34,60 +33,48 @@ use nayose_number::{ENCODING_DOMAIN, ENCODING_VERSION, InsuredNumber};
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
+use super::arena::{Arena, ArenaWriter};
+use super::persons::PersonTable;
 use super::{BuildOptions, BuildProgress, Conflict, PhaseTimes};
-use crate::epoch::MAX_PERSON_ID_LEN;
+use crate::epoch::{MAX_PERSON_ID_LEN, PersonsView};
 use crate::error::ServerError;
 
 /// Bytes every canonical encoding starts with: the version byte, the domain's length byte and
 /// the domain. Left out of the arena and put back before evaluation.
 const PREFIX_LEN: usize = 2 + ENCODING_DOMAIN.len();
 
-/// One distinct number of the registry (or, before resolution, one valid row).
+/// One distinct number of the registry (or, before resolution, one valid row): 24 bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct NumberRow {
-    /// The first 16 bytes of SHA-256(canonical encoding), big-endian: the sort and join key.
-    pub key: u128,
-    /// Offset of the encoding (without its constant prefix) in the arena.
-    pub at: u64,
-    /// The person's index in [`Persons`].
+    /// The first 8 bytes of the key (see [`NumberRow::key`]).
+    key_hi: u64,
+    /// Bytes 8..16 of the key.
+    key_lo: u64,
+    /// The sequence number of the row's entry (number and line) in the arena.
+    pub s: u32,
+    /// The person's serial.
     pub person: u32,
-    /// The 1-based file line (the first line, after resolution).
-    pub line: u32,
 }
 
-/// The person ids of the registry, interned, in first-seen order.
-#[derive(Debug, Default)]
-pub(super) struct Persons {
-    bytes: String,
-    ends: Vec<u64>,
-}
-
-impl Persons {
-    /// Number of distinct person ids.
-    pub(super) fn len(&self) -> usize {
-        self.ends.len()
+impl NumberRow {
+    /// A row of `key`.
+    pub(super) fn new(key: u128, s: u32, person: u32) -> Self {
+        NumberRow {
+            key_hi: (key >> 64) as u64,
+            key_lo: key as u64,
+            s,
+            person,
+        }
     }
 
-    /// Person id `i` (panics if out of range, like slice indexing).
-    pub(super) fn get(&self, i: u32) -> &str {
-        let i = i as usize;
-        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
-        &self.bytes[start..self.ends[i] as usize]
-    }
-
-    fn push(&mut self, id: &str) {
-        self.bytes.push_str(id);
-        self.ends.push(self.bytes.len() as u64);
-    }
-
-    /// Every id, in index order.
-    pub(super) fn iter(&self) -> impl Iterator<Item = &str> + '_ {
-        (0..self.ends.len() as u32).map(|i| self.get(i))
+    /// The first 16 bytes of SHA-256(canonical encoding), big-endian: the sort and join key.
+    pub(super) fn key(&self) -> u128 {
+        (u128::from(self.key_hi) << 64) | u128::from(self.key_lo)
     }
 }
 
 /// The registry after reading and resolving repeats.
-pub(super) struct Registry {
+pub(super) struct Registry<'a> {
     /// The detected or chosen encoding's name.
     pub encoding: &'static str,
     /// How the columns were found, one line per field.
@@ -98,12 +85,12 @@ pub(super) struct Registry {
     pub repairs: u64,
     /// Rejected rows (with `skip_invalid`; otherwise reading fails).
     pub rejected: Vec<RowError>,
-    /// Interned person ids.
-    pub persons: Persons,
+    /// Person ids by serial (sealed: no more interning).
+    pub persons: PersonTable<'a>,
     /// Distinct numbers, ascending by key.
     pub numbers: Vec<NumberRow>,
-    /// Canonical encodings without their prefix, `u8 length || bytes` each.
-    pub arena: Vec<u8>,
+    /// Canonical encodings without their prefix, and their lines, by sequence number.
+    pub arena: Arena,
     /// Rows repeating a number under the same person.
     pub duplicate_rows: u64,
     /// Numbers under two or more persons (left out).
@@ -112,29 +99,20 @@ pub(super) struct Registry {
     pub counts: ReportCounts,
 }
 
-impl Registry {
-    /// The canonical encoding of `row`'s number (the OPRF input).
-    pub(super) fn canonical(&self, row: &NumberRow) -> Vec<u8> {
-        let body = arena_entry(&self.arena, row.at);
-        let mut out = Vec::with_capacity(PREFIX_LEN + body.len());
-        out.push(ENCODING_VERSION);
-        out.push(ENCODING_DOMAIN.len() as u8);
-        out.extend_from_slice(ENCODING_DOMAIN);
-        out.extend_from_slice(body);
-        out
-    }
-
-    /// The number of `row` as printed (`保険者番号-記号-番号-枝番`), for reports.
-    fn printed(&self, row: &NumberRow) -> String {
-        InsuredNumber::from_canonical_bytes(&self.canonical(row))
-            .map_or_else(|_| String::new(), |n| n.dashed())
-    }
+/// The canonical encoding of a number whose encoding without the prefix is `body`.
+pub(super) fn canonical_into(body: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    out.push(ENCODING_VERSION);
+    out.push(ENCODING_DOMAIN.len() as u8);
+    out.extend_from_slice(ENCODING_DOMAIN);
+    out.extend_from_slice(body);
 }
 
-fn arena_entry(arena: &[u8], at: u64) -> &[u8] {
-    let at = at as usize;
-    let len = arena[at] as usize;
-    &arena[at + 1..at + 1 + len]
+/// The number of `body` as printed (`保険者番号-記号-番号-枝番`), for reports.
+fn printed(body: &[u8]) -> String {
+    let mut c = Vec::new();
+    canonical_into(body, &mut c);
+    InsuredNumber::from_canonical_bytes(&c).map_or_else(|_| String::new(), |n| n.dashed())
 }
 
 /// The sort and join key of a canonical encoding.
@@ -190,11 +168,14 @@ fn too_large(path: &Path, reason: &str) -> ServerError {
 }
 
 /// Reads and resolves the registry of `opts`, writing the row report to `opts.report` if set
-/// (also when invalid rows make the build fail: that is when it is needed most).
-pub(super) fn read_registry(
+/// (also when invalid rows make the build fail: that is when it is needed most). Person ids
+/// continue `seed`'s serials; the numbers are spilled into `spill_dir`.
+pub(super) fn read_registry<'a>(
     opts: &BuildOptions,
+    spill_dir: &Path,
+    seed: Option<PersonsView<'a>>,
     phases: &mut PhaseTimes,
-) -> Result<Registry, ServerError> {
+) -> Result<Registry<'a>, ServerError> {
     let read_opts = ReadOptions {
         encoding: opts.encoding,
         repair: opts.repair,
@@ -218,8 +199,12 @@ pub(super) fn read_registry(
     )
     .map_err(|e| registry_err(path, e))?;
     let progress = FileProgress { read, size };
+    let persons =
+        PersonTable::new(seed).map_err(|_| too_large(path, "more than 4294967294 persons"))?;
+    let arena = ArenaWriter::create(spill_dir)?;
+    let sinks = Sinks { persons, arena };
     match &opts.report {
-        None => read_with(opts, reader, &progress, &mut DiscardReport, phases),
+        None => read_with(opts, reader, sinks, &progress, &mut DiscardReport, phases),
         Some(path) => {
             let encoding = OutputEncoding::like_input(reader.encoding());
             let mut report =
@@ -227,7 +212,7 @@ pub(super) fn read_registry(
                     path: path.clone(),
                     reason: e.to_string(),
                 })?;
-            let result = read_with(opts, reader, &progress, &mut report, phases);
+            let result = read_with(opts, reader, sinks, &progress, &mut report, phases);
             if matches!(&result, Ok(_) | Err(ServerError::InvalidRows { .. })) {
                 report.finish().map_err(|e| ServerError::Report {
                     path: path.clone(),
@@ -239,23 +224,33 @@ pub(super) fn read_registry(
     }
 }
 
-fn read_with<R: Read + Send>(
+/// Where the read puts what it keeps.
+struct Sinks<'a> {
+    persons: PersonTable<'a>,
+    arena: ArenaWriter,
+}
+
+fn read_with<'a, R: Read + Send>(
     opts: &BuildOptions,
     mut reader: RegistryReader<R>,
+    sinks: Sinks<'a>,
     file: &FileProgress,
     report: &mut (impl ReportSink + ?Sized),
     phases: &mut PhaseTimes,
-) -> Result<Registry, ServerError> {
+) -> Result<Registry<'a>, ServerError> {
     let path = &opts.registry;
     let t = Instant::now();
     let encoding = reader.encoding().name();
     let mapping = reader.mapping().to_string();
-    // FxHash: the registry comes from the operator, so hash flooding is not a threat here,
-    // and SipHash was a tenth of the read.
-    let mut index: FxHashMap<Box<str>, u32> = FxHashMap::default();
-    let mut persons = Persons::default();
-    let mut arena: Vec<u8> = Vec::new();
-    let mut rows_of: Vec<NumberRow> = Vec::new();
+    let Sinks {
+        mut persons,
+        mut arena,
+    } = sinks;
+    // Room for every row a registry of this size can hold (a row is at least about 20 bytes):
+    // pages of a large allocation are only resident once written, while growing the vector
+    // as rows arrive would copy it and leave the old block in the heap.
+    let mut rows_of: Vec<NumberRow> =
+        Vec::with_capacity(usize::try_from(file.size / 20).unwrap_or(0).min(1 << 32));
     let (mut rows, mut repairs) = (0u64, 0u64);
     let mut rejected: Vec<RowError> = Vec::new();
     // Pipeline: while the rows of one batch are parsed (all cores), the next batch is read.
@@ -308,29 +303,12 @@ fn read_with<R: Read + Send>(
             }
             let line =
                 u32::try_from(p.line).map_err(|_| too_large(path, "more than 4294967295 lines"))?;
-            let person = match index.get(p.person_id.as_str()) {
-                Some(&i) => i,
-                None => {
-                    let i = u32::try_from(persons.len())
-                        .map_err(|_| too_large(path, "more than 4294967295 persons"))?;
-                    persons.push(&p.person_id);
-                    index.insert(p.person_id.into_boxed_str(), i);
-                    i
-                }
-            };
-            let at = arena.len() as u64;
+            let person = persons
+                .intern(p.person_id.as_bytes())
+                .map_err(|_| too_large(path, "more than 4294967294 persons"))?;
             let body = p.canonical.get(PREFIX_LEN..).unwrap_or_default();
-            // Validation bounds every encoding far below 256 bytes (numbers.md §6).
-            arena.push(u8::try_from(body.len()).map_err(|_| {
-                ServerError::Internal("a canonical encoding longer than 255 bytes".into())
-            })?);
-            arena.extend_from_slice(body);
-            rows_of.push(NumberRow {
-                key: p.key,
-                at,
-                person,
-                line,
-            });
+            let s = arena.push(line, body)?;
+            rows_of.push(NumberRow::new(p.key, s, person));
         }
         std::mem::swap(&mut batch, &mut next);
         if let Some(p) = &opts.progress {
@@ -342,7 +320,8 @@ fn read_with<R: Read + Send>(
             });
         }
     }
-    drop(index);
+    persons.seal();
+    let arena = arena.finish()?;
     let counts = reader.report_counts().clone();
     phases.read = t.elapsed();
     if !rejected.is_empty() && !opts.skip_invalid {
@@ -355,7 +334,9 @@ fn read_with<R: Read + Send>(
     }
 
     let t = Instant::now();
-    rows_of.par_sort_unstable_by_key(|r| (r.key, r.line));
+    // By key, then by sequence number, which is line order: a group's first row is its first
+    // line.
+    rows_of.par_sort_unstable_by_key(|r| (r.key(), r.s));
     let mut reg = Registry {
         encoding,
         mapping,
@@ -363,14 +344,13 @@ fn read_with<R: Read + Send>(
         repairs,
         rejected,
         persons,
-        numbers: Vec::with_capacity(rows_of.len()),
+        numbers: Vec::new(),
         arena,
         duplicate_rows: 0,
         conflicts: Vec::new(),
         counts,
     };
-    resolve_repeats(&mut reg, &rows_of, path, report)?;
-    drop(rows_of);
+    resolve_repeats(&mut reg, rows_of, path, report)?;
     if reg.numbers.is_empty() {
         return Err(ServerError::EmptyRegistry { path: path.clone() });
     }
@@ -378,68 +358,118 @@ fn read_with<R: Read + Send>(
     Ok(reg)
 }
 
-/// Moves one row per distinct number of `sorted` (ascending by key, then line) into
-/// `reg.numbers`, counting and reporting duplicates and conflicts.
-fn resolve_repeats(
-    reg: &mut Registry,
+/// The arena entries (line and body) of the rows that share their key with another row,
+/// fetched in one pass over the arena; sorted by sequence number.
+fn fetch_repeated(
+    reg: &Registry<'_>,
     sorted: &[NumberRow],
+) -> Result<Vec<(u32, u32, Vec<u8>)>, ServerError> {
+    let mut wanted: Vec<u32> = Vec::new();
+    let mut i = 0;
+    while i < sorted.len() {
+        let mut j = i + 1;
+        while j < sorted.len() && sorted[j].key() == sorted[i].key() {
+            j += 1;
+        }
+        if j > i + 1 {
+            wanted.extend(sorted[i..j].iter().map(|r| r.s));
+        }
+        i = j;
+    }
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    wanted.sort_unstable();
+    let mut out = Vec::with_capacity(wanted.len());
+    let mut r = reg.arena.reader();
+    let mut buf = Vec::new();
+    let mut w = 0;
+    while w < wanted.len() {
+        let Some(e) = r.next_into(&mut buf)? else {
+            return Err(ServerError::Internal(
+                "the build's spill file holds fewer numbers than were read".into(),
+            ));
+        };
+        if e.s == wanted[w] {
+            out.push((e.s, e.line, e.body.to_vec()));
+            w += 1;
+        }
+    }
+    Ok(out)
+}
+
+/// Keeps one row per distinct number of `sorted` (ascending by key, then sequence number) in
+/// `reg.numbers`, counting and reporting duplicates and conflicts. Works in place: `sorted`
+/// becomes `reg.numbers`.
+fn resolve_repeats(
+    reg: &mut Registry<'_>,
+    mut sorted: Vec<NumberRow>,
     path: &Path,
     report: &mut (impl ReportSink + ?Sized),
 ) -> Result<(), ServerError> {
-    let mut i = 0;
+    let repeated = fetch_repeated(reg, &sorted)?;
+    let entry = |s: u32| -> Result<(u32, &[u8]), ServerError> {
+        repeated
+            .binary_search_by_key(&s, |e| e.0)
+            .map(|i| (repeated[i].1, repeated[i].2.as_slice()))
+            .map_err(|_| ServerError::Internal("a repeated number was not fetched".into()))
+    };
+    let (mut i, mut w) = (0usize, 0usize);
     while i < sorted.len() {
         let first = sorted[i];
         let mut j = i + 1;
-        while j < sorted.len() && sorted[j].key == first.key {
+        while j < sorted.len() && sorted[j].key() == first.key() {
             j += 1;
         }
         if j == i + 1 {
-            reg.numbers.push(first);
+            sorted[w] = first;
+            w += 1;
             i = j;
             continue;
         }
         let group = &sorted[i..j];
-        let body = arena_entry(&reg.arena, first.at);
-        if group[1..]
-            .iter()
-            .any(|r| arena_entry(&reg.arena, r.at) != body)
-        {
-            // Two distinct numbers with one 128-bit key: never seen, never merged.
-            return Err(ServerError::Internal(format!(
-                "{}: lines {} and {} hold different numbers with the same 128-bit index key \
-                 (a SHA-256 prefix collision); please report this",
-                path.display(),
-                first.line,
-                group[1].line
-            )));
+        let (first_line, body) = entry(first.s)?;
+        let mut lines = Vec::with_capacity(group.len());
+        for r in group {
+            let (line, b) = entry(r.s)?;
+            if b != body {
+                // Two distinct numbers with one 128-bit key: never seen, never merged.
+                return Err(ServerError::Internal(format!(
+                    "{}: lines {first_line} and {line} hold different numbers with the same \
+                     128-bit index key (a SHA-256 prefix collision); please report this",
+                    path.display(),
+                )));
+            }
+            lines.push(line);
         }
         let mut group_persons: Vec<u32> = group.iter().map(|r| r.person).collect();
         group_persons.sort_unstable();
         group_persons.dedup();
-        let printed = reg.printed(&first);
+        let printed = printed(body);
         if group_persons.len() == 1 {
             reg.duplicate_rows += (group.len() - 1) as u64;
-            reg.numbers.push(first);
-            for r in &group[1..] {
+            for &line in &lines[1..] {
                 let line = ReportLine {
-                    line: u64::from(r.line),
+                    line: u64::from(line),
                     column: String::new(),
                     written: printed.clone(),
                     used: None,
                     reason: ReportReason::DuplicateRow,
                     message: format!(
-                        "repeats the number of line {} under the same person: published once",
-                        first.line
+                        "repeats the number of line {first_line} under the same person: \
+                         published once"
                     ),
                 };
                 emit(&mut reg.counts, report, line).map_err(|e| registry_err(path, e))?;
             }
+            sorted[w] = first;
+            w += 1;
         } else {
-            let lines: Vec<u64> = group.iter().map(|r| u64::from(r.line)).collect();
+            let lines: Vec<u64> = lines.iter().map(|&l| u64::from(l)).collect();
             let list: Vec<String> = lines.iter().map(u64::to_string).collect();
-            for r in group {
+            for &line in &lines {
                 let line = ReportLine {
-                    line: u64::from(r.line),
+                    line,
                     column: String::new(),
                     written: printed.clone(),
                     used: None,
@@ -460,6 +490,8 @@ fn resolve_repeats(
         }
         i = j;
     }
+    sorted.truncate(w);
+    reg.numbers = sorted;
     Ok(())
 }
 

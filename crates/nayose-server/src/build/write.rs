@@ -1,0 +1,132 @@
+//! Writing a new epoch's files in a stream, each hashed as it is written (the manifest's
+//! SHA-256 values), and the table digest read back from the written table.
+//!
+//! The byte layouts are the server's own (`crate::epoch`): a number index is `INDEX_MAGIC`,
+//! the count (u64 LE) and `key (16, big-endian) || position (u32 LE)` per number ascending by
+//! key; a person list is `PERSONS_MAGIC`, the count (u64 LE), count + 1 offsets (u64 LE) and
+//! the ids back to back. The same bytes `encode_index` and `encode_persons` produce in memory.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::Path;
+
+use nayose_table::{
+    DigestBuilder, KeyPeriodId, RECORD_LEN, TAG_LEN, TableDigest, Tag, UpsertChain,
+};
+
+use super::persons::PersonTable;
+use super::registry::NumberRow;
+use super::spool::{BUFFER, SecretWriter, read_record};
+use crate::epoch::{INDEX_MAGIC, PERSONS_MAGIC, TABLE_MAGIC};
+use crate::error::ServerError;
+use crate::fsutil::create_new_private;
+
+/// A new owner-only file, written through a hashing [`SecretWriter`].
+pub(super) fn create_hashed(path: &Path) -> Result<SecretWriter, ServerError> {
+    Ok(SecretWriter::hashed(create_new_private(path)?, path))
+}
+
+fn checksum(hash: Option<[u8; 32]>) -> Result<[u8; 32], ServerError> {
+    hash.ok_or_else(|| ServerError::Internal("a file was written without its checksum".into()))
+}
+
+/// Writes `index.bin`: every number (ascending by key) and the position of its record.
+pub(super) fn write_index(
+    path: &Path,
+    numbers: &[NumberRow],
+    pos_of_row: &[u32],
+) -> Result<[u8; 32], ServerError> {
+    let mut w = create_hashed(path)?;
+    w.put(INDEX_MAGIC)?;
+    w.put(&(numbers.len() as u64).to_le_bytes())?;
+    for (row, pos) in numbers.iter().zip(pos_of_row) {
+        w.put(&row.key().to_be_bytes())?;
+        w.put(&pos.to_le_bytes())?;
+    }
+    checksum(w.finish_synced()?)
+}
+
+/// Writes `persons.bin`: every person id ever seen in the data directory, by serial.
+pub(super) fn write_persons(
+    path: &Path,
+    persons: &PersonTable<'_>,
+) -> Result<[u8; 32], ServerError> {
+    let mut w = create_hashed(path)?;
+    w.put(PERSONS_MAGIC)?;
+    w.put(&u64::from(persons.len()).to_le_bytes())?;
+    let mut end = 0u64;
+    w.put(&end.to_le_bytes())?;
+    for id in persons.iter() {
+        end += id.len() as u64;
+        w.put(&end.to_le_bytes())?;
+    }
+    for id in persons.iter() {
+        w.put(id)?;
+    }
+    checksum(w.finish_synced()?)
+}
+
+/// The table digest of the table just written to `path` (`entries` records), read back in one
+/// pass: the digest covers the upsert chain, which is known only once every record is written.
+pub(super) fn digest_of_written(
+    path: &Path,
+    key_period: KeyPeriodId,
+    epoch: u32,
+    chain: &UpsertChain,
+    entries: u64,
+) -> Result<TableDigest, ServerError> {
+    let file = File::open(path).map_err(ServerError::io("cannot open", path))?;
+    let mut r = BufReader::with_capacity(BUFFER, file);
+    let bad = |reason: String| {
+        ServerError::Internal(format!("{}: {reason} (just written)", path.display()))
+    };
+    let mut head = [0u8; 16];
+    if !read_record(&mut r, &mut head).map_err(ServerError::io("cannot read", path))?
+        || head != *TABLE_MAGIC
+    {
+        return Err(bad("wrong header".into()));
+    }
+    let mut d = DigestBuilder::new(key_period, epoch, chain, entries);
+    let mut rec = zeroize::Zeroizing::new([0u8; RECORD_LEN]);
+    while read_record(&mut r, rec.as_mut_slice()).map_err(ServerError::io("cannot read", path))? {
+        let mut t = [0u8; TAG_LEN];
+        t.copy_from_slice(&rec[..TAG_LEN]);
+        d.push(&Tag(t)).map_err(|e| bad(e.to_string()))?;
+    }
+    d.finish().map_err(|e| bad(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::epoch::{encode_index, encode_persons};
+
+    #[test]
+    fn streamed_files_are_the_bytes_of_the_in_memory_encoders() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let numbers = [
+            NumberRow::new(3, 0, 0),
+            NumberRow::new(1 << 100, 1, 1),
+            NumberRow::new(u128::MAX, 2, 0),
+        ];
+        let pos = [2u32, 0, 1];
+        let p = dir.path().join("index.bin");
+        let sum = write_index(&p, &numbers, &pos).expect("index");
+        let want = encode_index(3, numbers.iter().zip(pos).map(|(r, p)| (r.key(), p)));
+        let got = std::fs::read(&p).expect("read");
+        assert_eq!(got, want.as_slice());
+        assert_eq!(hex::encode(sum), crate::epoch::sha256_hex(&got));
+
+        let mut t = PersonTable::new(None).expect("table");
+        for id in ["a", "bb", "", "ccc"] {
+            t.intern(id.as_bytes()).expect("intern");
+        }
+        let p = dir.path().join("persons.bin");
+        write_persons(&p, &t).expect("persons");
+        let ids: [&[u8]; 4] = [b"a", b"bb", b"", b"ccc"];
+        assert_eq!(
+            std::fs::read(&p).expect("read"),
+            encode_persons(4, ids.iter().copied())
+        );
+    }
+}
