@@ -1,7 +1,8 @@
 //! The real certificate workflow through the `nayose` binary: the entity makes its key and a
-//! CSR (`pki request`), the management body signs it with the client CA (`pki sign`), the
-//! certificate links end to end over real QUIC on 127.0.0.1; then the body revokes it
-//! (`pki revoke`) and the server given the CRL (`--client-crl`) refuses it.
+//! CSR (`pki request`), the management body signs it with the client CA (`pki sign`) and lists
+//! it under its entity with the lines `pki fingerprint` prints, the certificate links end to end
+//! over real QUIC on 127.0.0.1; then the body revokes it (`pki revoke`) and the server given the
+//! CRL (`--client-crl`) refuses it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -70,9 +71,27 @@ fn request_sign_link_then_revoke_and_refuse() {
     let said = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(said.contains("serial") && said.contains("JST"), "{said}");
 
+    // The management body lists the certificate under its entity: `pki fingerprint` prints
+    // the lines to paste (its key's fingerprint, and its issuer and subject).
+    let out = ok(&[
+        "pki",
+        "fingerprint",
+        "--cert",
+        &w.s("pki/clients/clinic-7.pem"),
+    ]);
+    let lines = String::from_utf8(out.stdout).unwrap();
+    let fp = lines
+        .lines()
+        .find_map(|l| l.strip_prefix("spki_sha256 = [\"")?.strip_suffix("\"]"))
+        .unwrap_or_else(|| panic!("{lines}"));
+    assert!(
+        fp.len() == 64 && fp.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{fp}"
+    );
+    assert!(lines.contains("\nsubject = \"CN=clinic-7\"\n"), "{lines}");
     fs::write(
         w.path("clients.toml"),
-        "[[client]]\nid = \"clinic-7\"\nevaluations_per_day = 1000000\n",
+        format!("[[entity]]\nid = \"clinic-7\"\nevaluations_per_day = 1000000\n{lines}"),
     )
     .unwrap();
     ok(&[
