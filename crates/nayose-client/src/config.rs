@@ -219,6 +219,10 @@ pub struct ClientConfig {
     /// client refuses a server whose key period and epoch are not covered by statements signed
     /// with one of them. Unset: nothing is checked (development and the demo without keys).
     pub announcement_keys: Option<Vec<String>>,
+    /// Offer classical TLS key exchange (X25519, P-256, P-384) after the post-quantum hybrid
+    /// X25519MLKEM768, so that a server offering only classical groups is accepted. Default
+    /// false: such a server is refused (protocol-spec/wire.md §2.1).
+    pub allow_classical_key_exchange: Option<bool>,
 }
 
 macro_rules! take_some {
@@ -292,7 +296,8 @@ impl ClientConfig {
             unlinked_group,
             batch_size,
             pipeline_depth,
-            announcement_keys
+            announcement_keys,
+            allow_classical_key_exchange
         );
         if let Some(c) = columns {
             // Naming the combined column clears separate ones and vice versa.
@@ -430,6 +435,7 @@ impl ClientConfig {
             pipeline_depth,
             retry,
             announcement_keys,
+            allow_classical_key_exchange: self.allow_classical_key_exchange.unwrap_or(false),
         })
     }
 }
@@ -568,6 +574,8 @@ pub struct Resolved {
     pub retry: RetryPolicy,
     /// Trusted announcement keys (empty: announcements are not checked).
     pub announcement_keys: Vec<AnnouncementKey>,
+    /// Whether classical TLS key exchange is offered after X25519MLKEM768.
+    pub allow_classical_key_exchange: bool,
 }
 
 #[cfg(test)]
@@ -668,6 +676,19 @@ max_attempts = 3
         assert_eq!(r.retry.initial_backoff, Duration::from_millis(1000));
         assert!(matches!(r.columns, Some(HeldColumns::Fields { .. })));
         assert_eq!(base().resolve().unwrap().columns, None);
+    }
+
+    #[test]
+    fn classical_key_exchange_is_off_unless_allowed() {
+        assert!(!base().resolve().unwrap().allow_classical_key_exchange);
+        let mut cfg = base();
+        cfg.merge(ClientConfig {
+            allow_classical_key_exchange: Some(true),
+            ..Default::default()
+        });
+        assert!(cfg.resolve().unwrap().allow_classical_key_exchange);
+        let t: ClientConfig = toml::from_str("allow_classical_key_exchange = true").unwrap();
+        assert_eq!(t.allow_classical_key_exchange, Some(true));
     }
 
     #[test]

@@ -102,6 +102,19 @@ pub enum ClientError {
         /// Why, as the server's TLS alert says.
         why: String,
     },
+    /// The server ended the TLS handshake because it accepts none of the key exchanges this
+    /// client offers (TLS alert `handshake_failure`): by default this client offers only the
+    /// post-quantum hybrid X25519MLKEM768, so a server offering only classical key exchange is
+    /// refused. Retrying does not help.
+    #[error("the server {server} refused the TLS handshake ({alert}): {why}")]
+    KeyExchangeRefused {
+        /// The server address.
+        server: String,
+        /// The TLS alert and the server's reason, if it gave one.
+        alert: String,
+        /// What this client offered and what to do.
+        why: String,
+    },
     /// The server could not be reached, or the connection kept failing, after every retry.
     #[error(
         "lost contact with {server} after {attempts} attempt(s): {last}; is the server running \
@@ -203,6 +216,7 @@ impl ClientError {
             ClientError::Credentials { .. } => "credentials",
             ClientError::Handshake { .. } => "handshake",
             ClientError::CertificateRefused { .. } => "certificate_refused",
+            ClientError::KeyExchangeRefused { .. } => "key_exchange_refused",
             ClientError::Unreachable { .. } => "unreachable",
             ClientError::CouldNotConnect { .. } => "could_not_connect",
             ClientError::NotAccredited { .. } => "not_accredited",

@@ -47,3 +47,4 @@ pub use nayose_csv::{
 pub use nayose_proto::ProtoError;
 pub use progress::{NoProgress, Phase, Progress};
 pub use summary::{LinkSummary, SyncSummary};
+pub use tls::{POST_QUANTUM_KEY_EXCHANGE, tls_crypto_provider};

@@ -81,6 +81,10 @@ pub(crate) fn classify_connection(e: &quinn::ConnectionError, peer: &PeerInfo) -
                 reason: peer.server_refusal().unwrap_or_else(|| t.to_string()),
             })
         }
+        // The server ended the handshake with a TLS alert because of the key exchange.
+        C::ConnectionClosed(c) if is_key_exchange_refusal(c, peer) => {
+            Failure::Fatal(key_exchange_refused(c, peer))
+        }
         // The server ended the handshake with a TLS alert: it refused this client's certificate.
         C::ConnectionClosed(c) if is_tls_code(u64::from(c.error_code)) => {
             let alert = u64::from(c.error_code) - 0x100;
@@ -92,6 +96,49 @@ pub(crate) fn classify_connection(e: &quinn::ConnectionError, peer: &PeerInfo) -
         }
         C::VersionMismatch => protocol("the server speaks no QUIC version this client knows"),
         other => Failure::Transport(other.to_string()),
+    }
+}
+
+/// TLS alert `handshake_failure` (RFC 8446 §6.2) as a QUIC transport error code (RFC 9001 §4.8).
+const HANDSHAKE_FAILURE: u64 = 0x100 + 40;
+
+/// Whether the server's close is a refusal of the key exchange: `handshake_failure` with rustls'
+/// reason `NoKxGroupsInCommon`, or, when this client offers X25519MLKEM768 alone, any
+/// `handshake_failure` (a peer that is not rustls gives its own reason or none; a nayose server
+/// accepts X25519MLKEM768, so a classical-only server is by far the likeliest cause).
+fn is_key_exchange_refusal(c: &quinn::ConnectionClose, peer: &PeerInfo) -> bool {
+    u64::from(c.error_code) == HANDSHAKE_FAILURE
+        && (!peer.allow_classical_key_exchange
+            || String::from_utf8_lossy(&c.reason).contains("NoKxGroupsInCommon"))
+}
+
+fn key_exchange_refused(c: &quinn::ConnectionClose, peer: &PeerInfo) -> ClientError {
+    let reason = String::from_utf8_lossy(&c.reason);
+    let alert = if reason.is_empty() {
+        "TLS alert HandshakeFailure".to_owned()
+    } else {
+        format!("TLS alert HandshakeFailure: {reason}")
+    };
+    let pq = crate::tls::POST_QUANTUM_KEY_EXCHANGE;
+    let why = if peer.allow_classical_key_exchange {
+        format!(
+            "it accepts none of the key exchanges this client offers ({pq}, X25519, P-256, \
+             P-384); ask the server's operator which TLS key exchange it accepts"
+        )
+    } else {
+        format!(
+            "no key exchange in common: this client offers only the post-quantum key exchange \
+             {pq} (allow_classical_key_exchange = false), and the server does not accept it (a \
+             server offering only classical key exchange, e.g. an old version); ask the server's \
+             operator to upgrade, or, if you accept that this traffic could be decrypted once \
+             quantum computers can break X25519, set allow_classical_key_exchange = true \
+             (--allow-classical-key-exchange)"
+        )
+    };
+    ClientError::KeyExchangeRefused {
+        server: peer.server.clone(),
+        alert,
+        why,
     }
 }
 

@@ -1,5 +1,5 @@
 //! TLS 1.3 client configuration for QUIC: the server is verified against the configured CA and
-//! server name, the client presents its certificate (mutual TLS), ALPN is `nayose/1`.
+//! server name, the client presents its certificate (mutual TLS), ALPN is `nayose/2`.
 //!
 //! The server's certificate is checked by rustls' standard WebPKI verifier against the server
 //! CA (`ca`), and must carry the `serverAuth` extended key usage (WebPKI alone accepts a
@@ -8,10 +8,18 @@
 //! it refused a certificate (whose certificate, why, dates in JST) for the error message. A client certificate that is expired or not yet valid is refused here, before any
 //! network work.
 //!
-//! Invariants: only the `ring` provider and TLS 1.3 are used; the private key is read once and
-//! handed to rustls (never logged). The client does not decide its entity: the server derives it
-//! from the certificate and names it in Info (wire.md §2.3); the certificate's name here (its
-//! CommonName, or its subject when that is not an id) is only for messages.
+//! Key exchange (wire.md §2.1, security.md §6.8): the client offers the post-quantum hybrid
+//! X25519MLKEM768 (named group 0x11EC) first and, unless `allow_classical_key_exchange` is set,
+//! nothing else, so a server that offers only classical groups cannot complete the handshake
+//! (it answers with the TLS alert `handshake_failure`, which [`crate::net`] reports as
+//! [`ClientError::KeyExchangeRefused`]). With the allowance, X25519, P-256 and P-384 follow it.
+//!
+//! Invariants: only the aws-lc-rs provider and TLS 1.3 are used, with the key exchange groups of
+//! [`key_exchange_groups`]; no process-wide default provider is installed; the private key is
+//! read once and handed to rustls (never logged). The client does not decide its entity: the
+//! server derives it from the certificate and names it in Info (wire.md §2.3); the
+//! certificate's name here (its CommonName, or its subject when that is not an id) is only for
+//! messages.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -19,6 +27,8 @@ use std::sync::{Arc, Mutex};
 use nayose_pki::CertSummary;
 use nayose_proto::jst;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::aws_lc_rs::{self, kx_group};
+use rustls::crypto::{CryptoProvider, SupportedKxGroup};
 use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
@@ -46,6 +56,9 @@ pub(crate) struct PeerInfo {
     pub(crate) cert: CertSummary,
     /// Why the server's certificate was refused, in words, set by the verifier.
     pub(crate) server_refusal: Arc<Mutex<Option<String>>>,
+    /// `allow_classical_key_exchange`: whether classical groups are offered after
+    /// X25519MLKEM768.
+    pub(crate) allow_classical_key_exchange: bool,
 }
 
 impl PeerInfo {
@@ -62,6 +75,29 @@ impl PeerInfo {
     /// Why this client refused the server's certificate, if it did.
     pub(crate) fn server_refusal(&self) -> Option<String> {
         self.server_refusal.lock().ok().and_then(|r| r.clone())
+    }
+}
+
+/// The post-quantum hybrid key exchange nayose offers first and, by default, alone: X25519
+/// combined with ML-KEM-768 (TLS named group 0x11EC, draft-ietf-tls-ecdhe-mlkem).
+pub const POST_QUANTUM_KEY_EXCHANGE: &str = "X25519MLKEM768";
+
+/// The key exchange groups this client offers, in order of preference: X25519MLKEM768 alone,
+/// or, with `allow_classical_key_exchange`, followed by X25519, P-256 and P-384.
+pub(crate) fn key_exchange_groups(allow_classical: bool) -> Vec<&'static dyn SupportedKxGroup> {
+    let mut groups = vec![kx_group::X25519MLKEM768];
+    if allow_classical {
+        groups.extend([kx_group::X25519, kx_group::SECP256R1, kx_group::SECP384R1]);
+    }
+    groups
+}
+
+/// The rustls crypto provider of the client: aws-lc-rs with [`key_exchange_groups`], for
+/// `builder_with_provider` (no process-wide default provider is installed).
+pub fn tls_crypto_provider(allow_classical_key_exchange: bool) -> CryptoProvider {
+    CryptoProvider {
+        kx_groups: key_exchange_groups(allow_classical_key_exchange),
+        ..aws_lc_rs::default_provider()
     }
 }
 
@@ -244,7 +280,7 @@ fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, ClientError> {
 
 /// Loads the CA, the client certificate chain and key, and builds the QUIC client config.
 pub(crate) fn load(cfg: &Resolved) -> Result<Credentials, ClientError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(tls_crypto_provider(cfg.allow_classical_key_exchange));
     let mut roots = rustls::RootCertStore::empty();
     for ca in certs(&cfg.ca)? {
         roots
@@ -311,6 +347,7 @@ pub(crate) fn load(cfg: &Resolved) -> Result<Credentials, ClientError> {
         cert_file: cfg.cert.clone(),
         cert: summary,
         server_refusal: refusal,
+        allow_classical_key_exchange: cfg.allow_classical_key_exchange,
     });
     Ok(Credentials { quic, peer })
 }

@@ -221,7 +221,7 @@ fn endpoint(
     identity: (&Path, &Path),
     windows: Option<(u32, u32)>,
 ) -> quinn::Endpoint {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(nayose_client::tls_crypto_provider(false));
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_file_iter(ca_pem).unwrap() {
         roots.add(c.unwrap()).unwrap();

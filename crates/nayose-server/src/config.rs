@@ -68,6 +68,11 @@ pub struct ServerConfig {
     pub client_crl: Vec<PathBuf>,
     /// The accredited clients file (`clients.toml`). Required.
     pub clients: Option<PathBuf>,
+    /// Accept clients that offer only classical TLS key exchange (X25519, P-256, P-384).
+    /// Default false: the post-quantum hybrid X25519MLKEM768 is required and a classical-only
+    /// client fails the handshake (protocol-spec/wire.md §2.1). Even when true, X25519MLKEM768
+    /// is listed first, and every classical handshake is logged as a warning.
+    pub allow_classical_key_exchange: bool,
     /// The operator's audit key (at least 32 random bytes, owner-only, outside the data
     /// directory): every audit record is then authenticated with HMAC-SHA256 under it. Absent:
     /// records are chained with plain SHA-256 (anyone able to write the log can rewrite it).
@@ -183,6 +188,7 @@ impl Default for ServerConfig {
             client_ca: None,
             client_crl: Vec::new(),
             clients: None,
+            allow_classical_key_exchange: false,
             max_connections_per_client: DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
             max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
             max_concurrent_requests: 64,
@@ -413,6 +419,14 @@ mod tests {
         );
         let c = ServerConfig::from_toml_str("max_batch = 5000").unwrap();
         assert!(c.validate().unwrap_err().to_string().contains("max_batch"));
+    }
+
+    #[test]
+    fn classical_key_exchange_is_refused_unless_allowed() {
+        assert!(!ServerConfig::default().allow_classical_key_exchange);
+        let c = ServerConfig::from_toml_str("allow_classical_key_exchange = true").unwrap();
+        assert!(c.allow_classical_key_exchange);
+        assert!(ServerConfig::from_toml_str("allow_classical_key_exchange = \"yes\"").is_err());
     }
 
     #[test]

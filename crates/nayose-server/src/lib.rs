@@ -97,3 +97,4 @@ pub use pgstate::{export_audit_postgres, postgres_quota_used};
 pub use safety::check_current_epoch;
 pub use service::{RunningServer, Server};
 pub use stats::ClientCounters;
+pub use tls::{POST_QUANTUM_KEY_EXCHANGE, tls_crypto_provider};

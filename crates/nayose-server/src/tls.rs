@@ -1,7 +1,15 @@
-//! TLS for the QUIC endpoint: rustls with the ring provider, TLS 1.3 only, ALPN `nayose/2`,
-//! mutual TLS against the configured client CA, 0-RTT disabled, and no session resumption
-//! (wire.md §2.1: no tickets are issued and no session is cached, so every connection is a full
-//! handshake that verifies the client certificate again).
+//! TLS for the QUIC endpoint: rustls with the aws-lc-rs provider, TLS 1.3 only, ALPN
+//! `nayose/2`, mutual TLS against the configured client CA, 0-RTT disabled, and no session
+//! resumption (wire.md §2.1: no tickets are issued and no session is cached, so every connection
+//! is a full handshake that verifies the client certificate again).
+//!
+//! Key exchange (wire.md §2.1, security.md §6.8): the post-quantum hybrid X25519MLKEM768 (named
+//! group 0x11EC) is listed first and, unless `allow_classical_key_exchange` is set, is the only
+//! group the server accepts, so a client that offers only classical groups fails the handshake
+//! (rustls: no key exchange groups in common, TLS alert `handshake_failure`) and the log says so.
+//! With the allowance, X25519, P-256 and P-384 are accepted after it, and every handshake that
+//! uses one of them is logged as a warning. The negotiated group is not observable
+//! through quinn, hence this design: what is not offered cannot be negotiated.
 //!
 //! Invariant: a connection reaches the service only after rustls verified the client's
 //! certificate chain to the client CA (`WebPkiClientVerifier`, client authentication
@@ -19,11 +27,17 @@ use std::sync::Arc;
 
 use nayose_proto::jst;
 use rustls::client::danger::HandshakeSignatureValid;
+use rustls::crypto::aws_lc_rs::{self, kx_group};
+use rustls::crypto::{CompletedKeyExchange, CryptoProvider, SupportedKxGroup};
+use rustls::ffdhe_groups::FfdheGroup;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use rustls::{
+    CertificateError, DigitallySignedStruct, DistinguishedName, NamedGroup, ProtocolVersion,
+    SignatureScheme,
+};
 use tracing::{info, warn};
 
 use crate::error::ServerError;
@@ -303,15 +317,138 @@ fn load_crls(
     Ok((ders, loaded))
 }
 
+/// The post-quantum hybrid key exchange nayose offers first and, by default, requires: X25519
+/// combined with ML-KEM-768 (TLS named group 0x11EC, draft-ietf-tls-ecdhe-mlkem).
+pub const POST_QUANTUM_KEY_EXCHANGE: &str = "X25519MLKEM768";
+
+/// The classical groups accepted after X25519MLKEM768 when the operator allows classical key
+/// exchange, each logging the handshakes it completes.
+static CLASSICAL: [Classical; 3] = [
+    Classical {
+        inner: kx_group::X25519,
+        name: "X25519",
+    },
+    Classical {
+        inner: kx_group::SECP256R1,
+        name: "secp256r1 (P-256)",
+    },
+    Classical {
+        inner: kx_group::SECP384R1,
+        name: "secp384r1 (P-384)",
+    },
+];
+
+/// The key exchange groups of the server, in order of preference: X25519MLKEM768 alone, or,
+/// with `allow_classical_key_exchange`, followed by X25519, P-256 and P-384 (each logged when
+/// used).
+pub(crate) fn key_exchange_groups(allow_classical: bool) -> Vec<&'static dyn SupportedKxGroup> {
+    let mut groups: Vec<&'static dyn SupportedKxGroup> = vec![kx_group::X25519MLKEM768];
+    if allow_classical {
+        groups.extend(CLASSICAL.iter().map(|g| g as &'static dyn SupportedKxGroup));
+    }
+    groups
+}
+
+/// The rustls crypto provider of the server: aws-lc-rs with [`key_exchange_groups`]. Used with
+/// `builder_with_provider`; no process-wide default provider is installed.
+pub fn tls_crypto_provider(allow_classical_key_exchange: bool) -> CryptoProvider {
+    CryptoProvider {
+        kx_groups: key_exchange_groups(allow_classical_key_exchange),
+        ..aws_lc_rs::default_provider()
+    }
+}
+
+/// A classical group of aws-lc-rs, accepted only with `allow_classical_key_exchange`; logs
+/// every key exchange it does (before the client's certificate is verified, so also for a peer
+/// that then fails authentication; the throttle of failing peers bounds those), since such a
+/// connection is not protected against a future quantum computer.
+#[derive(Debug)]
+struct Classical {
+    inner: &'static dyn SupportedKxGroup,
+    /// For the log.
+    name: &'static str,
+}
+
+impl SupportedKxGroup for Classical {
+    fn start(&self) -> Result<Box<dyn rustls::crypto::ActiveKeyExchange>, rustls::Error> {
+        self.inner.start()
+    }
+
+    fn start_and_complete(
+        &self,
+        peer_pub_key: &[u8],
+    ) -> Result<CompletedKeyExchange, rustls::Error> {
+        let done = self.inner.start_and_complete(peer_pub_key)?;
+        warn!(
+            "a TLS handshake uses the classical key exchange {}, not \
+             {POST_QUANTUM_KEY_EXCHANGE}: allowed by allow_classical_key_exchange = true, but \
+             this connection is not protected against a future quantum computer; upgrade that \
+             client",
+            self.name
+        );
+        Ok(done)
+    }
+
+    fn ffdhe_group(&self) -> Option<FfdheGroup<'static>> {
+        self.inner.ffdhe_group()
+    }
+
+    fn name(&self) -> NamedGroup {
+        self.inner.name()
+    }
+
+    fn fips(&self) -> bool {
+        self.inner.fips()
+    }
+
+    fn usable_for_version(&self, version: ProtocolVersion) -> bool {
+        self.inner.usable_for_version(version)
+    }
+}
+
+/// The log line for a handshake that failed because the client offered no key exchange this
+/// server accepts (rustls' `NoKxGroupsInCommon`, sent as TLS alert `handshake_failure`); `None`
+/// for any other failure.
+pub(crate) fn key_exchange_refusal(
+    e: &quinn::ConnectionError,
+    allow_classical: bool,
+) -> Option<String> {
+    let quinn::ConnectionError::TransportError(t) = e else {
+        return None;
+    };
+    if t.code != quinn::TransportErrorCode::crypto(HANDSHAKE_FAILURE)
+        || !t.reason.contains("NoKxGroupsInCommon")
+    {
+        return None;
+    }
+    Some(if allow_classical {
+        format!(
+            "refused a TLS handshake: the client offers no key exchange this server accepts \
+             ({POST_QUANTUM_KEY_EXCHANGE}, X25519, P-256 or P-384)"
+        )
+    } else {
+        format!(
+            "refused a TLS handshake: the client does not offer the post-quantum key exchange \
+             {POST_QUANTUM_KEY_EXCHANGE}, which this server requires (a classical-only client, \
+             e.g. an old version); upgrade the client, or set allow_classical_key_exchange = \
+             true to accept classical key exchange (X25519, P-256, P-384)"
+        )
+    })
+}
+
+/// TLS alert `handshake_failure` (RFC 8446 §6.2).
+const HANDSHAKE_FAILURE: u8 = 40;
+
 /// The rustls server configuration of the endpoint. `client_crl` may be empty (no revocation
-/// check).
+/// check). `allow_classical` is `allow_classical_key_exchange` of server.toml.
 pub(crate) fn server_config(
     cert: &Path,
     key: &Path,
     client_ca: &Path,
     client_crl: &[PathBuf],
+    allow_classical: bool,
 ) -> Result<rustls::ServerConfig, ServerError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(tls_crypto_provider(allow_classical));
     let mut roots = rustls::RootCertStore::empty();
     let cas = load_certs(client_ca)?;
     for c in &cas {
@@ -373,12 +510,34 @@ mod tests {
         std::fs::write(&ca_pem, &ca.cert_pem).unwrap();
         std::fs::write(&cert, &server.cert_pem).unwrap();
         crate::fsutil::atomic_write(&key, server.key_pem.as_bytes()).unwrap();
-        let cfg = server_config(&cert, &key, &ca_pem, &[]).unwrap();
+        let cfg = server_config(&cert, &key, &ca_pem, &[], false).unwrap();
         assert_eq!(cfg.send_tls13_tickets, 0);
         assert_eq!(cfg.max_early_data_size, 0);
         assert!(!cfg.ticketer.enabled());
         assert!(!cfg.session_storage.can_cache());
         assert_eq!(cfg.alpn_protocols, vec![b"nayose/2".to_vec()]);
+    }
+
+    #[test]
+    fn the_hybrid_comes_first_and_alone_unless_classical_is_allowed() {
+        let names = |allow| {
+            tls_crypto_provider(allow)
+                .kx_groups
+                .iter()
+                .map(|g| g.name())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(false), vec![NamedGroup::X25519MLKEM768]);
+        assert_eq!(
+            names(true),
+            vec![
+                NamedGroup::X25519MLKEM768,
+                NamedGroup::X25519,
+                NamedGroup::secp256r1,
+                NamedGroup::secp384r1
+            ]
+        );
+        assert_eq!(u16::from(NamedGroup::X25519MLKEM768), 0x11EC);
     }
 
     #[test]

@@ -32,7 +32,7 @@ fn endpoint_at(
     bind: &str,
     window: Option<u32>,
 ) -> quinn::Endpoint {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(nayose_server::tls_crypto_provider(false));
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_file_iter(ca_pem).unwrap() {
         roots.add(c.unwrap()).unwrap();

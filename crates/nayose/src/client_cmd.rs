@@ -99,6 +99,11 @@ pub(crate) struct LinkArgs {
     /// pivot table does not put them all in one bucket.
     #[arg(long, value_name = "empty|line")]
     unlinked_group: Option<String>,
+    /// Also offer classical TLS key exchange (X25519, P-256, P-384) after the post-quantum
+    /// X25519MLKEM768, so that a server offering only classical key exchange is accepted
+    /// (allow_classical_key_exchange of client.toml; default: refused).
+    #[arg(long)]
+    allow_classical_key_exchange: bool,
     /// Print the summary as JSON on stdout (the human summary still goes to stderr).
     #[arg(long)]
     json: bool,
@@ -157,6 +162,7 @@ fn flags(a: &LinkArgs) -> Result<ClientConfig> {
         canonical_column: a.canonical_column.then_some(true),
         unlinked_group: a.unlinked_group.clone(),
         announcement_keys: (!a.announcement_keys.is_empty()).then(|| a.announcement_keys.clone()),
+        allow_classical_key_exchange: a.allow_classical_key_exchange.then_some(true),
         ..ClientConfig::default()
     })
 }

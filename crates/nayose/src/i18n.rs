@@ -220,6 +220,11 @@ pub(crate) const CATALOGUE: &[Message] = &[
         "サーバー {0} がこのクライアントの証明書を拒否しました。管理機関に、発行された証明書であり有効期限内であるかを確認してください",
     ),
     m(
+        "err.key_exchange_refused",
+        "the server {0} and this client have no TLS key exchange in common: this client offers only the post-quantum X25519MLKEM768 unless allow_classical_key_exchange = true",
+        "サーバー {0} とこのクライアントに共通の TLS 鍵交換方式がありません。このクライアントは allow_classical_key_exchange = true でない限り耐量子の X25519MLKEM768 のみを提示します",
+    ),
+    m(
         "err.unreachable",
         "lost contact with {0}: is the server running and reachable?",
         "{0} との通信が途絶えました。サーバーが動作していて接続できるかを確認してください",
@@ -690,6 +695,9 @@ pub(crate) fn error_lines(lang: Lang, e: &anyhow::Error) -> Vec<String> {
         ClientError::Handshake { server, .. } => t(lang, "err.handshake", &[server]),
         ClientError::CertificateRefused { server, .. } => {
             t(lang, "err.certificate_refused", &[server])
+        }
+        ClientError::KeyExchangeRefused { server, .. } => {
+            t(lang, "err.key_exchange_refused", &[server])
         }
         ClientError::Unreachable { server, .. } => t(lang, "err.unreachable", &[server]),
         ClientError::CouldNotConnect { server, .. } => t(lang, "err.could_not_connect", &[server]),

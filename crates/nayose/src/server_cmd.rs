@@ -144,6 +144,11 @@ pub(crate) struct ServeArgs {
     /// The accredited clients list (clients.toml).
     #[arg(long)]
     clients: Option<PathBuf>,
+    /// Accept clients that offer only classical TLS key exchange (X25519, P-256, P-384);
+    /// sets allow_classical_key_exchange of the file (default: refused, X25519MLKEM768 is
+    /// required).
+    #[arg(long)]
+    allow_classical_key_exchange: bool,
     /// PostgreSQL connection string (`host=... user=... dbname=...`) of the quota and audit
     /// state shared by replicas; replaces `postgres` of the file. Prefer the environment
     /// variable, which keeps a password out of the process list.
@@ -286,6 +291,9 @@ pub(crate) fn run(cmd: ServerCommand, quiet: bool, log_format: LogFormat) -> Res
             }
             if a.clients.is_some() {
                 cfg.clients = a.clients;
+            }
+            if a.allow_classical_key_exchange {
+                cfg.allow_classical_key_exchange = true;
             }
             if let Some(pg) = a.postgres {
                 cfg.postgres = Some(PostgresSetting(pg));

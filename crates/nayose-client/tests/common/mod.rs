@@ -375,7 +375,7 @@ pub async fn fake_server(
             .map(|c| c.unwrap())
             .collect();
     let key = PrivateKeyDer::from_pem_file(pki.dir.join("server.key")).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(nayose_server::tls_crypto_provider(false));
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .unwrap()

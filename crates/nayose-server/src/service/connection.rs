@@ -163,7 +163,12 @@ pub(super) async fn handle_connection(
     let conn = match incoming.await {
         Ok(c) => c,
         Err(e) => {
-            info!(%peer, "connection refused during the handshake: {}", close_outcome(&e));
+            match crate::tls::key_exchange_refusal(&e, shared.s.cfg.allow_classical_key_exchange) {
+                Some(why) => warn!(%peer, "{why}"),
+                None => {
+                    info!(%peer, "connection refused during the handshake: {}", close_outcome(&e))
+                }
+            }
             shared.limiter.failed(peer.ip(), "");
             shared.metrics.error("HandshakeFailed");
             refused(

@@ -279,7 +279,20 @@ impl Server {
         if clients.is_empty() {
             warn!(path = %clients_path.display(), "no accredited client: every connection will be refused");
         }
-        let tls = crate::tls::server_config(&cert, &key, &client_ca, &config.client_crl)?;
+        let tls = crate::tls::server_config(
+            &cert,
+            &key,
+            &client_ca,
+            &config.client_crl,
+            config.allow_classical_key_exchange,
+        )?;
+        if config.allow_classical_key_exchange {
+            warn!(
+                "allow_classical_key_exchange = true: clients that offer only classical TLS key \
+                 exchange are accepted (each such handshake is logged); {} stays preferred",
+                crate::tls::POST_QUANTUM_KEY_EXCHANGE
+            );
+        }
         let client_cas: Vec<Vec<u8>> = crate::tls::load_certs(&client_ca)?
             .iter()
             .map(|c| c.as_ref().to_vec())

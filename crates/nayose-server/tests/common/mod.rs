@@ -166,7 +166,7 @@ pub fn config(pki: &Pki, data: &Path, clients_toml: &str) -> ServerConfig {
 
 /// A QUIC client endpoint trusting `ca_pem`, presenting `identity` (cert, key) if given.
 pub fn client_endpoint(ca_pem: &Path, identity: Option<(&Path, &Path)>) -> quinn::Endpoint {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(nayose_server::tls_crypto_provider(false));
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_file_iter(ca_pem).unwrap() {
         roots.add(c.unwrap()).unwrap();
