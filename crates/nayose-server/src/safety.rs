@@ -111,7 +111,7 @@ pub(crate) fn check_secret_files(data: &DataDir) -> Result<usize, ServerError> {
 
 /// Opens (creating it owner-only) the lock file `path` and tries to lock it, shared or
 /// exclusive, for up to `patience`; `None`: another process holds it.
-fn try_lock_file(
+pub(crate) fn try_lock_file(
     path: &Path,
     shared: bool,
     patience: Duration,
@@ -151,9 +151,9 @@ pub(crate) fn lock_serve(data: &DataDir, shared: bool) -> Result<fs::File, Serve
     try_lock_file(&path, shared, Duration::ZERO)?.ok_or(ServerError::ServeLocked { path })
 }
 
-/// How long `rotate-label-key` waits for a busy build lock: a child process forked by another
+/// How long a build and `rotate-label-key` wait for a busy build lock: a child process forked by another
 /// thread holds a copy of an open lock until it execs (a moment), a build holds it far longer.
-const BUILD_LOCK_PATIENCE: Duration = Duration::from_secs(2);
+pub(crate) const BUILD_LOCK_PATIENCE: Duration = Duration::from_secs(2);
 
 /// Takes the build lock (`DATA_DIR/build.lock`) for `rotate-label-key`, which must not run
 /// beside a build: a build reads the label master key when it starts (and copies it into a new

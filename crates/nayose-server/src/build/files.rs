@@ -4,9 +4,7 @@
 
 use std::fs;
 use std::io::{BufWriter, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use nayose_mmap::VerifiedMap;
 use nayose_table::{KeyPeriodId, LabelMasterKey, UpsertChain};
@@ -25,44 +23,17 @@ use crate::layout::{
     BUILD_DELTA, DataDir, KEY_PERIOD_LABEL_MASTER_KEY, KEY_PERIOD_META, OPRF_KEY, PERSONS,
     epoch_dir_name, parse_delta_file_name, parse_dir_name, parse_epoch_dir_name,
 };
+use crate::safety::{BUILD_LOCK_PATIENCE, try_lock_file};
 
 /// Takes the data directory's build lock (`DATA_DIR/build.lock`, an exclusive lock on an open
 /// file, released when the returned file is dropped or the process exits, even on SIGKILL).
 /// Two builds at once could both allocate epoch n and publish two different deltas for it — two
-/// labels under one versioned pad — so a second build fails (after at most [`LOCK_PATIENCE`]).
-/// How long a build waits for a busy build lock before it gives up.
-const LOCK_PATIENCE: Duration = Duration::from_secs(2);
-
+/// labels under one versioned pad — so a second build fails. A busy lock is tried again for
+/// [`BUILD_LOCK_PATIENCE`]: a process being spawned elsewhere in this program holds a copy of
+/// every open file for a moment (until it execs); another build holds it far longer.
 pub(super) fn lock_build(data: &DataDir) -> Result<fs::File, ServerError> {
     let path = data.build_lock();
-    let file = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(crate::fsutil::FILE_MODE)
-        .open(&path)
-        .map_err(ServerError::io("cannot open", &path))?;
-    // A lock can be held for a moment by a process being spawned elsewhere in this program
-    // (a forked child holds a copy of every open file until it execs), so a busy lock is tried
-    // again for a short while; another build holds it far longer and still fails here.
-    let deadline = Instant::now() + LOCK_PATIENCE;
-    loop {
-        match file.try_lock() {
-            Ok(()) => return Ok(file),
-            Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(25));
-            }
-            Err(fs::TryLockError::WouldBlock) => return Err(ServerError::BuildLocked { path }),
-            Err(fs::TryLockError::Error(e)) => {
-                return Err(ServerError::Io {
-                    action: "cannot lock",
-                    path,
-                    source: e,
-                });
-            }
-        }
-    }
+    try_lock_file(&path, false, BUILD_LOCK_PATIENCE)?.ok_or(ServerError::BuildLocked { path })
 }
 
 /// Starts key period (greatest existing number + 1): fresh skS, a copy of the data directory's
