@@ -192,7 +192,14 @@ fn a_server_killed_and_restarted_mid_run_still_yields_the_correct_output() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    thread::sleep(Duration::from_millis(300));
+    // Kill once the server has answered the client's first evaluation (seen in its audit log),
+    // so the kill lands mid-run however slowly the client started on a busy machine.
+    let audit = w.path("server/audit/audit.log");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(&audit).is_ok_and(|l| l.contains("\"op\":\"Evaluate\"")) {
+        assert!(Instant::now() < deadline, "the client never evaluated");
+        thread::sleep(Duration::from_millis(10));
+    }
     drop(server); // SIGKILL
     thread::sleep(Duration::from_millis(500));
     let _server = serve(&w, port);
