@@ -302,21 +302,40 @@ impl KeyPeriod {
     }
 }
 
-/// Encodes person ids as `persons.bin`: magic, count (u64 LE), count + 1 offsets (u64 LE, into
-/// the id bytes that follow), the ids back to back.
-pub(crate) fn encode_persons<'a>(count: usize, persons: impl Iterator<Item = &'a [u8]>) -> Vec<u8> {
-    let mut offsets: Vec<u8> = Vec::with_capacity((count + 1) * 8);
-    let mut ids: Vec<u8> = Vec::new();
-    offsets.extend_from_slice(&0u64.to_le_bytes());
-    for p in persons {
-        ids.extend_from_slice(p);
-        offsets.extend_from_slice(&(ids.len() as u64).to_le_bytes());
+/// Writes person ids as `persons.bin` through `put`: magic, count (u64 LE), count + 1 offsets
+/// (u64 LE, into the id bytes that follow), the ids back to back. Two passes over `persons`
+/// (offsets, then ids), so the ids need not be held twice. The one definition of the layout:
+/// the build streams it to its file, [`encode_persons`] into memory.
+pub(crate) fn put_persons<'a, E>(
+    count: usize,
+    persons: impl Iterator<Item = &'a [u8]> + Clone,
+    put: &mut impl FnMut(&[u8]) -> Result<(), E>,
+) -> Result<(), E> {
+    put(PERSONS_MAGIC)?;
+    put(&(count as u64).to_le_bytes())?;
+    let mut end = 0u64;
+    put(&end.to_le_bytes())?;
+    for p in persons.clone() {
+        end += p.len() as u64;
+        put(&end.to_le_bytes())?;
     }
-    let mut out = Vec::with_capacity(24 + offsets.len() + ids.len());
-    out.extend_from_slice(PERSONS_MAGIC);
-    out.extend_from_slice(&(count as u64).to_le_bytes());
-    out.extend_from_slice(&offsets);
-    out.extend_from_slice(&ids);
+    for p in persons {
+        put(p)?;
+    }
+    Ok(())
+}
+
+/// `persons.bin` in memory ([`put_persons`]).
+pub(crate) fn encode_persons<'a>(
+    count: usize,
+    persons: impl Iterator<Item = &'a [u8]> + Clone,
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    put_persons::<std::convert::Infallible>(count, persons, &mut |b| {
+        out.extend_from_slice(b);
+        Ok(())
+    })
+    .unwrap_or_else(|never| match never {});
     out
 }
 
@@ -411,7 +430,7 @@ impl<'a> PersonsView<'a> {
     }
 
     /// Every id, in index order.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &'a [u8]> + '_ {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &'a [u8]> + Clone + '_ {
         (0..self.len()).map(|i| self.get(i))
     }
 }
@@ -419,18 +438,35 @@ impl<'a> PersonsView<'a> {
 /// Bytes of one number-index entry: key (16, big-endian) and table position (u32 LE).
 pub(crate) const INDEX_ENTRY_LEN: usize = 20;
 
-/// Encodes the number index: `(key, table position)` pairs, already strictly ascending by key.
+/// Writes the number index through `put`: `INDEX_MAGIC`, the count (u64 LE), then `(key,
+/// table position)` pairs, already strictly ascending by key, as key (16, big-endian) and
+/// position (u32 LE). The one definition of the layout: the build streams it to its file,
+/// [`encode_index`] into memory.
+pub(crate) fn put_index<E>(
+    count: usize,
+    items: impl Iterator<Item = (u128, u32)>,
+    put: &mut impl FnMut(&[u8]) -> Result<(), E>,
+) -> Result<(), E> {
+    put(INDEX_MAGIC)?;
+    put(&(count as u64).to_le_bytes())?;
+    for (key, pos) in items {
+        put(&key.to_be_bytes())?;
+        put(&pos.to_le_bytes())?;
+    }
+    Ok(())
+}
+
+/// The number index in memory ([`put_index`]).
 pub(crate) fn encode_index(
     count: usize,
     items: impl Iterator<Item = (u128, u32)>,
 ) -> Zeroizing<Vec<u8>> {
     let mut out = Zeroizing::new(Vec::with_capacity(24 + count * INDEX_ENTRY_LEN));
-    out.extend_from_slice(INDEX_MAGIC);
-    out.extend_from_slice(&(count as u64).to_le_bytes());
-    for (key, pos) in items {
-        out.extend_from_slice(&key.to_be_bytes());
-        out.extend_from_slice(&pos.to_le_bytes());
-    }
+    put_index::<std::convert::Infallible>(count, items, &mut |b| {
+        out.extend_from_slice(b);
+        Ok(())
+    })
+    .unwrap_or_else(|never| match never {});
     out
 }
 

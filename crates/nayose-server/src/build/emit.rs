@@ -234,7 +234,7 @@ pub(super) fn emit_table(inp: EmitInputs<'_>, w: SecretWriter) -> Result<Emitted
         p.finish()?;
     }
     let persons_used = out.used.iter().map(|w| u64::from(w.count_ones())).sum();
-    let (_, table_sha256) = (0, out.w.finish_synced()?);
+    let table_sha256 = out.w.finish_synced()?;
     Ok(Emitted {
         entries: out.entries,
         pos_of_row: out.pos_of_row,

@@ -72,28 +72,32 @@ pub(super) fn classify(
     };
     let mut i = 0usize;
     let mut next = idx.next()?;
-    while i < n || next.is_some() {
-        let ord = match (reg.numbers.get(i), next) {
-            (Some(a), Some((key, _))) => a.key().cmp(&key),
-            (Some(_), None) => std::cmp::Ordering::Less,
-            (None, _) => std::cmp::Ordering::Greater,
+    loop {
+        // The previous position this step settles and the number keeping it (or REMOVED);
+        // `None`: the registry's number is added.
+        let settled = match (reg.numbers.get(i), next) {
+            (None, None) => break,
+            (Some(_), None) => None,
+            (None, Some((_, pos))) => Some((pos, REMOVED)),
+            (Some(a), Some((key, pos))) => match a.key().cmp(&key) {
+                std::cmp::Ordering::Less => None,
+                std::cmp::Ordering::Greater => Some((pos, REMOVED)),
+                std::cmp::Ordering::Equal => Some((pos, i as u32)),
+            },
         };
-        match (ord, next) {
-            (std::cmp::Ordering::Less, _) => {
+        match settled {
+            None => {
                 add(i, &mut row_of_s);
                 added += 1;
                 i += 1;
             }
-            (std::cmp::Ordering::Greater, Some((_, pos))) => {
-                take(&idx, pos, REMOVED, &mut row_at)?;
+            Some((pos, row)) => {
+                take(&idx, pos, row, &mut row_at)?;
+                if row != REMOVED {
+                    i += 1;
+                }
                 next = idx.next()?;
             }
-            (std::cmp::Ordering::Equal, Some((_, pos))) => {
-                take(&idx, pos, i as u32, &mut row_at)?;
-                i += 1;
-                next = idx.next()?;
-            }
-            (_, None) => unreachable_merge()?,
         }
     }
     idx.finish()?;
@@ -102,12 +106,4 @@ pub(super) fn classify(
         row_of_s,
         added,
     })
-}
-
-/// The merge's `match` needs an arm for `(Greater | Equal, None)`, which the ordering above
-/// never yields; an error instead of a panic keeps the build's promise of never panicking.
-fn unreachable_merge() -> Result<(), ServerError> {
-    Err(ServerError::Internal(
-        "the merge with the previous index lost its place".into(),
-    ))
 }

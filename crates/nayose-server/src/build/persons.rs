@@ -119,7 +119,7 @@ impl<'a> PersonTable<'a> {
     }
 
     /// Every id in serial order.
-    pub(super) fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
+    pub(super) fn iter(&self) -> impl Iterator<Item = &[u8]> + Clone + '_ {
         (0..self.len()).map(|i| self.get(i))
     }
 }

@@ -1,10 +1,9 @@
 //! Writing a new epoch's files in a stream, each hashed as it is written (the manifest's
 //! SHA-256 values), and the table digest read back from the written table.
 //!
-//! The byte layouts are the server's own (`crate::epoch`): a number index is `INDEX_MAGIC`,
-//! the count (u64 LE) and `key (16, big-endian) || position (u32 LE)` per number ascending by
-//! key; a person list is `PERSONS_MAGIC`, the count (u64 LE), count + 1 offsets (u64 LE) and
-//! the ids back to back. The same bytes `encode_index` and `encode_persons` produce in memory.
+//! The byte layouts are the server's own, defined once in `crate::epoch` (`put_index`,
+//! `put_persons`), which write here into a file and in `encode_index` / `encode_persons` into
+//! memory.
 
 use std::fs::File;
 use std::io::BufReader;
@@ -17,7 +16,7 @@ use nayose_table::{
 use super::persons::PersonTable;
 use super::registry::NumberRow;
 use super::spool::{BUFFER, SecretWriter, read_record};
-use crate::epoch::{INDEX_MAGIC, PERSONS_MAGIC, TABLE_MAGIC};
+use crate::epoch::{TABLE_MAGIC, put_index, put_persons};
 use crate::error::ServerError;
 use crate::fsutil::create_new_private;
 
@@ -37,12 +36,11 @@ pub(super) fn write_index(
     pos_of_row: &[u32],
 ) -> Result<[u8; 32], ServerError> {
     let mut w = create_hashed(path)?;
-    w.put(INDEX_MAGIC)?;
-    w.put(&(numbers.len() as u64).to_le_bytes())?;
-    for (row, pos) in numbers.iter().zip(pos_of_row) {
-        w.put(&row.key().to_be_bytes())?;
-        w.put(&pos.to_le_bytes())?;
-    }
+    let items = numbers
+        .iter()
+        .zip(pos_of_row)
+        .map(|(row, &pos)| (row.key(), pos));
+    put_index(numbers.len(), items, &mut |b| w.put(b))?;
     checksum(w.finish_synced()?)
 }
 
@@ -52,17 +50,7 @@ pub(super) fn write_persons(
     persons: &PersonTable<'_>,
 ) -> Result<[u8; 32], ServerError> {
     let mut w = create_hashed(path)?;
-    w.put(PERSONS_MAGIC)?;
-    w.put(&u64::from(persons.len()).to_le_bytes())?;
-    let mut end = 0u64;
-    w.put(&end.to_le_bytes())?;
-    for id in persons.iter() {
-        end += id.len() as u64;
-        w.put(&end.to_le_bytes())?;
-    }
-    for id in persons.iter() {
-        w.put(id)?;
-    }
+    put_persons(persons.len() as usize, persons.iter(), &mut |b| w.put(b))?;
     checksum(w.finish_synced()?)
 }
 
