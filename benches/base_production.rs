@@ -46,7 +46,7 @@ fn main() {
     let master = LabelMasterKey::from_bytes(&[0x42; 32]).unwrap();
     let client = ClientId::new("research-db-01").unwrap();
     let kp = KeyPeriodId::new(1, &[9; 32]);
-    let table = RecordTable::new(kp, 5, (n / 3 + 1) as u32, &records).unwrap();
+    let table = RecordTable::new(kp, 5, &records).unwrap();
 
     // Baseline: SHA-512 of a 128-byte message (two compressions with padding), one thread.
     let block = [0x5au8; 111];

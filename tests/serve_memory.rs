@@ -1,5 +1,5 @@
 //! Serving an epoch does not read the table into the heap (issue 10): the server maps the
-//! epoch's table and person list, so its anonymous memory (heap and stacks, `RssAnon` in
+//! epoch's table, so its anonymous memory (heap and stacks, `RssAnon` in
 //! /proc) does not grow with the number of entries. Two servers, one over a small and one
 //! over a large epoch, are started through the binary; the difference of their anonymous
 //! memory is at most 8 bytes per additional number (reading the table into the heap, as before,

@@ -1,7 +1,6 @@
 //! Read-only memory maps of verified files: the one place nayose uses `unsafe`.
 //!
-//! The server serves an epoch's table (56 bytes per number) and person list from its data
-//! directory. Reading them into the heap costs as much memory as the files, twice during an
+//! The server serves an epoch's table (56 bytes per number) from its data directory. Reading them into the heap costs as much memory as the files, twice during an
 //! epoch switch; mapping them lets the kernel's page cache hold them instead, shared between
 //! the old and the new epoch's files, and the heap stays small (issue 10).
 //!

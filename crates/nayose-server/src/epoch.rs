@@ -2,11 +2,10 @@
 //!
 //! File formats (server-local, never on the wire; table.md §14 leaves them to the server):
 //! - `table.bin`: the 16 bytes [`TABLE_MAGIC`], then `entries` records of 56 bytes
-//!   (`tag (16) || label_key (32) || person index (u32 LE) || version (u32 LE)`, nayose-table's
-//!   record format), strictly ascending by tag.
-//! - `persons.bin`: the 16 bytes `PERSONS_MAGIC`, the count n (u64 LE), n + 1 offsets (u64 LE)
-//!   into the id bytes that follow, then the ids back to back: person index i is
-//!   `ids[offset[i]..offset[i + 1]]`, readable in place from a map.
+//!   (`tag (9) || 0^7 || label_key (32) || person serial (u32 LE) || version (u32 LE)`,
+//!   nayose-table's record format), strictly ascending by tag.
+//! - `persons.bin`: the person map (`crate::person_map`): person keys and random serials, no
+//!   person id. Only builds read it; serving needs only the serials in the records.
 //! - `index.bin`: the 16 bytes `INDEX_MAGIC`, `u64 LE count`, then per number
 //!   `key (16) || table position (u32 LE)`, strictly ascending by key, where the key is the
 //!   first 16 bytes of SHA-256 over the number's canonical encoding: the number → entry map the
@@ -14,22 +13,22 @@
 //!   table). Keys of numbers are enumerable, so the file is as sensitive as the numbers.
 //! - `deltas/<epoch>.bin`: the 16 bytes `DELTA_MAGIC`, key period id (16), epoch (u32 LE),
 //!   previous epoch (u32 LE), removed count r (u64 LE), upsert count u (u64 LE), r removed tags
-//!   ascending, u upserts ascending by tag each `tag (16) || label_key (32) || u16 LE length ||
-//!   person id`, then the SHA-256 of everything before it (32). Self-contained, so it outlives
+//!   ascending, u upserts ascending by tag each `tag (9) || label_key (32) || person serial
+//!   (u32 LE)`, then the SHA-256 of everything before it (32). Self-contained, so it outlives
 //!   its epoch's directory. Every upsert's version is the delta's epoch.
 //! - `manifest.toml` ([`Manifest`], format 2) with the SHA-256 of the three epoch files and the
 //!   table digest; `keyperiods/<n>/keyperiod.toml` ([`KeyPeriodMeta`]).
 //!
 //! Invariants of a loaded [`Epoch`] (a snapshot): every checksum matched; the records passed
-//! nayose-table's `RecordTable::new` check (whole records, strictly ascending tags, person
-//! indices in range, no version after the epoch) and their digest equals the manifest's; skS
+//! nayose-table's `RecordTable::new` check (whole records, strictly ascending tags, reserved
+//! bytes zero, no version after the epoch) and their digest equals the manifest's; skS
 //! matches the key period's pkS and the key period id is `KeyPeriodId::new(number, pkS)`; the
 //! key period's K_L has the key id both the key period and the manifest name. Its delta chain
 //! holds, ascending, the kept deltas of the epochs after `oldest_delta_base` up to the epoch,
 //! each verified (its own checksum, and the `delta_sha256` of its epoch's manifest for the
 //! epoch itself and for every earlier epoch whose directory is still kept) and held open (a
 //! later build may unlink the file; the open handle still reads it). The table (which holds
-//! label keys) and the person list are mapped read-only through nayose-mmap after their
+//! label keys) is mapped read-only through nayose-mmap after their
 //! SHA-256 matched the manifest, never copied into the heap: the heap does not grow with the
 //! table, and an epoch switch does not double it. Mapped pages live in the page cache, which is
 //! not zeroized; the same bytes are in the owner-only files beside it (nayose-mmap's module
@@ -55,20 +54,16 @@ use crate::error::ServerError;
 use crate::fsutil::check_owner_only;
 use crate::keys::{read_label_master_key, read_oprf_key};
 use crate::layout::{
-    DataDir, KEY_PERIOD_LABEL_MASTER_KEY, KEY_PERIOD_META, MANIFEST, OPRF_KEY, PERSONS, TABLE,
+    DataDir, KEY_PERIOD_LABEL_MASTER_KEY, KEY_PERIOD_META, MANIFEST, OPRF_KEY, TABLE,
     parse_epoch_dir_name,
 };
 
 /// First 16 bytes of `table.bin`.
 pub(crate) const TABLE_MAGIC: &[u8; 16] = b"nayose-table-v3\n";
-/// First 16 bytes of `persons.bin`.
-pub(crate) const PERSONS_MAGIC: &[u8; 16] = b"nayose-persons1\n";
 /// First 16 bytes of `index.bin`.
 pub(crate) const INDEX_MAGIC: &[u8; 16] = b"nayose-index-v3\n";
 /// First 16 bytes of a delta file.
 pub(crate) const DELTA_MAGIC: &[u8; 16] = b"nayose-delta-v3\n";
-/// Longest person id accepted, in bytes.
-pub(crate) const MAX_PERSON_ID_LEN: usize = 1024;
 /// Bytes of a delta file before the lists.
 const DELTA_HEADER_LEN: usize = 16 + 16 + 4 + 4 + 8 + 8;
 
@@ -299,139 +294,6 @@ impl KeyPeriod {
             public_key,
             master,
         })
-    }
-}
-
-/// Writes person ids as `persons.bin` through `put`: magic, count (u64 LE), count + 1 offsets
-/// (u64 LE, into the id bytes that follow), the ids back to back. Two passes over `persons`
-/// (offsets, then ids), so the ids need not be held twice. The one definition of the layout:
-/// the build streams it to its file, [`encode_persons`] into memory.
-pub(crate) fn put_persons<'a, E>(
-    count: usize,
-    persons: impl Iterator<Item = &'a [u8]> + Clone,
-    put: &mut impl FnMut(&[u8]) -> Result<(), E>,
-) -> Result<(), E> {
-    put(PERSONS_MAGIC)?;
-    put(&(count as u64).to_le_bytes())?;
-    let mut end = 0u64;
-    put(&end.to_le_bytes())?;
-    for p in persons.clone() {
-        end += p.len() as u64;
-        put(&end.to_le_bytes())?;
-    }
-    for p in persons {
-        put(p)?;
-    }
-    Ok(())
-}
-
-/// `persons.bin` in memory ([`put_persons`]).
-pub(crate) fn encode_persons<'a>(
-    count: usize,
-    persons: impl Iterator<Item = &'a [u8]> + Clone,
-) -> Vec<u8> {
-    let mut out = Vec::new();
-    put_persons::<std::convert::Infallible>(count, persons, &mut |b| {
-        out.extend_from_slice(b);
-        Ok(())
-    })
-    .unwrap_or_else(|never| match never {});
-    out
-}
-
-/// A checked view of `persons.bin` (over a map or a buffer): person `i` without copying.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct PersonsView<'a> {
-    offsets: &'a [u8],
-    ids: &'a [u8],
-}
-
-impl<'a> PersonsView<'a> {
-    /// Checks the header, the count against the manifest's `expected`, and every offset
-    /// (starting at 0, non-decreasing, each id at most `MAX_PERSON_ID_LEN`, ending at the end).
-    pub(crate) fn new(
-        what: &str,
-        path: &Path,
-        bytes: &'a [u8],
-        expected: u32,
-    ) -> Result<Self, ServerError> {
-        let rest = bytes
-            .strip_prefix(PERSONS_MAGIC.as_slice())
-            .ok_or_else(|| {
-                corrupt(
-                    what,
-                    path,
-                    "wrong file header (not a persons file of this version)",
-                )
-            })?;
-        let Some((count, rest)) = rest.split_first_chunk::<8>() else {
-            return Err(corrupt(what, path, "truncated count"));
-        };
-        let count = u64::from_le_bytes(*count);
-        if count != u64::from(expected) {
-            return Err(corrupt(
-                what,
-                path,
-                format!("{count} person ids, the manifest says {expected}"),
-            ));
-        }
-        let Some((offsets, ids)) = (count as usize)
-            .checked_add(1)
-            .and_then(|n| n.checked_mul(8))
-            .and_then(|n| rest.split_at_checked(n))
-        else {
-            return Err(corrupt(what, path, "truncated offsets"));
-        };
-        let view = PersonsView { offsets, ids };
-        if view.len() as u64 != count {
-            return Err(corrupt(what, path, "truncated offsets"));
-        }
-        let mut last = 0u64;
-        for i in 0..=count as usize {
-            let o = view.offset(i);
-            if (i == 0 && o != 0) || o < last || o - last > MAX_PERSON_ID_LEN as u64 {
-                return Err(corrupt(what, path, format!("bad offset of person {i}")));
-            }
-            last = o;
-        }
-        if last != ids.len() as u64 {
-            return Err(corrupt(
-                what,
-                path,
-                "the offsets do not end at the end of the file",
-            ));
-        }
-        Ok(view)
-    }
-
-    /// Splits a file [`PersonsView::new`] already checked: header and offsets only.
-    pub(crate) fn split(bytes: &'a [u8]) -> Option<Self> {
-        let rest = bytes.strip_prefix(PERSONS_MAGIC.as_slice())?;
-        let (count, rest) = rest.split_first_chunk::<8>()?;
-        let n = usize::try_from(u64::from_le_bytes(*count)).ok()?;
-        let (offsets, ids) = rest.split_at_checked(n.checked_add(1)?.checked_mul(8)?)?;
-        Some(PersonsView { offsets, ids })
-    }
-
-    fn offset(&self, i: usize) -> u64 {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&self.offsets[i * 8..i * 8 + 8]);
-        u64::from_le_bytes(b)
-    }
-
-    /// Number of persons.
-    pub(crate) fn len(&self) -> usize {
-        self.offsets.len() / 8 - 1
-    }
-
-    /// Person id `i` (checked at construction; panics if `i >= len()`, like slice indexing).
-    pub(crate) fn get(&self, i: usize) -> &'a [u8] {
-        &self.ids[self.offset(i) as usize..self.offset(i + 1) as usize]
-    }
-
-    /// Every id, in index order.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &'a [u8]> + Clone + '_ {
-        (0..self.len()).map(|i| self.get(i))
     }
 }
 
@@ -775,13 +637,9 @@ impl Epoch {
                 ),
             ));
         }
-        let ppath = dir.join(PERSONS);
-        // The person list is checked, then unmapped: serving needs only the serials in the
-        // records, so person ids never sit in the serving process.
-        let persons = map_epoch_file(data, number, PERSONS, &m.persons_sha256)?;
-        PersonsView::new(dir_name, &ppath, persons.bytes(), m.persons)?;
-        drop(persons);
-        let rt = RecordTable::new(kp.id, number, m.persons, &table.bytes()[16..])
+        // The person map is not opened: serving needs only the serials in the records (the
+        // next build checks the map against `persons_sha256` before it continues it).
+        let rt = RecordTable::new(kp.id, number, &table.bytes()[16..])
             .map_err(|e| corrupt(dir_name, &tpath, e.to_string()))?;
         let chain = UpsertChain(hex_array::<32>(
             dir_name,

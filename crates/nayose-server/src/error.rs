@@ -190,6 +190,18 @@ pub enum ServerError {
         /// Key id of the rotated K_L in the data directory.
         rotated: String,
     },
+    /// The person-id key is gone while an epoch's person map was made with it.
+    #[error(
+        "{path} is missing, but the person map of epoch {epoch} was made with it: restore it from \
+         the backup of the data directory (without it no person keeps its serial, and every label \
+         every client holds would change)"
+    )]
+    PersonIdKeyMissing {
+        /// The key file.
+        path: PathBuf,
+        /// The epoch whose person map needs it.
+        epoch: String,
+    },
     /// Two distinct numbers got the same tag under the key period's key (table.md §8.3).
     #[error(
         "two distinct numbers have the same tag in key period {key_period} (a 2^-70 event); the \

@@ -6,6 +6,7 @@
 //! (input, re-encoding) for the binary formats, which are canonical, and (re-encoding,
 //! re-encoding of its decoding) for the TOML and JSON files, which are not.
 
+use std::collections::HashSet;
 use std::path::Path;
 
 use nayose_oprf::ServerKey;
@@ -13,10 +14,13 @@ use nayose_table::{KeyPeriodId, LabelMasterKey, RecordTable};
 
 use crate::audit::{AuditAnchor, AuditHead, AuditKey, parse_anchors, scan};
 use crate::epoch::{
-    KeyPeriodMeta, Manifest, PersonsView, TABLE_MAGIC, decode_delta, decode_index, encode_delta,
-    encode_index, encode_persons, to_toml,
+    KeyPeriodMeta, Manifest, TABLE_MAGIC, decode_delta, decode_index, encode_delta, encode_index,
+    to_toml,
 };
 use crate::layout::{epoch_dir_name, parse_epoch_dir_name};
+use crate::person_map::{
+    PersonIdKey, PersonKey, PersonMapError, encode_person_map, person_map_format, read_person_map,
+};
 use crate::quota::QuotaFile;
 
 /// Two encodings the target asserts equal.
@@ -50,14 +54,13 @@ pub fn key_period_meta(bytes: &[u8]) -> Result<Pair, String> {
     Ok((first.into_bytes(), second.into_bytes()))
 }
 
-/// `table.bin` of an epoch with `epoch` and `persons` from its manifest (the entry count is the
-/// file's): the header and length check of `Epoch::load`, then nayose-table's record check and
-/// the digest.
-pub fn table_file(bytes: &[u8], epoch: u32, persons: u32) -> Result<Pair, String> {
+/// `table.bin` of an epoch with `epoch` from its manifest (the entry count is the file's): the
+/// header and length check of `Epoch::load`, then nayose-table's record check and the digest.
+pub fn table_file(bytes: &[u8], epoch: u32) -> Result<Pair, String> {
     let records = bytes
         .strip_prefix(TABLE_MAGIC.as_slice())
         .ok_or("wrong file header")?;
-    let rt = RecordTable::new(KeyPeriodId::from_bytes([7; 16]), epoch, persons, records)
+    let rt = RecordTable::new(KeyPeriodId::from_bytes([7; 16]), epoch, records)
         .map_err(|e| e.to_string())?;
     let _ = rt.digest(&nayose_table::UpsertChain([0; 32]));
     let mut out = TABLE_MAGIC.to_vec();
@@ -67,20 +70,46 @@ pub fn table_file(bytes: &[u8], epoch: u32, persons: u32) -> Result<Pair, String
     Ok((bytes.to_vec(), out))
 }
 
-/// `persons.bin`, checked against the count its own header holds (the manifest's, at load).
+/// `persons.bin` (format 2, or format 1 keyed under a fixed test key), checked against the count
+/// its own header holds (the manifest's, in a build) and re-encoded in format 2; the pair is
+/// (input, re-encoding) for format 2 and (re-encoding, re-encoding of that) for format 1.
 pub fn persons_file(bytes: &[u8]) -> Result<Pair, String> {
-    let expected = bytes
-        .get(16..24)
-        .and_then(|c| <[u8; 8]>::try_from(c).ok())
-        .and_then(|c| u32::try_from(u64::from_le_bytes(c)).ok())
-        .unwrap_or(0);
-    let view = PersonsView::new("fuzz", path(), bytes, expected).map_err(|e| e.to_string())?;
-    let split = PersonsView::split(bytes).ok_or("split refused a checked file")?;
-    let out = encode_persons(view.len(), view.iter());
-    if split.len() != view.len() || split.iter().ne(view.iter()) {
-        return Err("split disagrees with new".into());
+    fn read(mut r: &[u8]) -> Result<Vec<u8>, String> {
+        let err = |e: PersonMapError| match e {
+            PersonMapError::Io(e) => e.to_string(),
+            PersonMapError::Corrupt(r) => r,
+        };
+        let head = r.split_off(..16).ok_or("truncated header")?;
+        let format = person_map_format(head.try_into().map_err(|_| "header")?).map_err(err)?;
+        let expected = r
+            .get(..8)
+            .and_then(|c| <[u8; 8]>::try_from(c).ok())
+            .and_then(|c| u32::try_from(u64::from_le_bytes(c)).ok())
+            .ok_or("count")?;
+        let key = PersonIdKey::from_bytes(&zeroize::Zeroizing::new([7; 32]));
+        let mut entries: Vec<(PersonKey, u32)> = Vec::new();
+        let (mut keys, mut serials) = (HashSet::new(), HashSet::new());
+        read_person_map(&mut r, format, expected, &key, &mut |k, s| {
+            entries.push((k, s));
+            keys.insert(k) && serials.insert(s)
+        })
+        .map_err(err)?;
+        if !r.is_empty() {
+            return Err("bytes after the last entry".into());
+        }
+        entries.sort_unstable();
+        Ok(encode_person_map(
+            entries.len(),
+            entries.iter().map(|(k, s)| (k, *s)),
+        ))
     }
-    Ok((bytes.to_vec(), out))
+    let out = read(bytes)?;
+    if bytes.starts_with(crate::person_map::PERSONS_MAGIC) {
+        Ok((bytes.to_vec(), out))
+    } else {
+        let again = read(&out)?;
+        Ok((out, again))
+    }
 }
 
 /// `index.bin`, as the next build's diff reads it.

@@ -1,4 +1,5 @@
-//! Key files: the label master key K_L and each key period's VOPRF key skS.
+//! Key files: the label master key K_L, each key period's VOPRF key skS and the person-id key
+//! K_P (`crate::person_map`).
 //!
 //! Both are 32 raw bytes in an owner-only (0600) file, generated from the OS RNG. They are read
 //! only after [`crate::fsutil::check_owner_only`] passes, held in zeroizing types, and never
@@ -24,6 +25,7 @@ use zeroize::Zeroizing;
 use crate::error::ServerError;
 use crate::fsutil::{atomic_write, read_secret};
 use crate::layout::DataDir;
+use crate::person_map::PersonIdKey;
 
 const KEY_LEN: usize = 32;
 
@@ -80,6 +82,23 @@ pub(crate) fn read_label_master_key(path: &Path) -> Result<LabelMasterKey, Serve
 pub(crate) fn write_label_master_key(path: &Path, key: &LabelMasterKey) -> Result<(), ServerError> {
     let bytes: Zeroizing<[u8; LABEL_MASTER_KEY_LEN]> = key.to_bytes();
     atomic_write(path, bytes.as_ref())
+}
+
+/// The data directory's person-id key K_P, if its file exists.
+pub(crate) fn read_person_id_key(data: &DataDir) -> Result<Option<PersonIdKey>, ServerError> {
+    let path = data.person_id_key();
+    match std::fs::symlink_metadata(&path) {
+        Ok(_) => Ok(Some(PersonIdKey::from_bytes(&read_key_bytes(&path)?))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ServerError::io("cannot stat", &path)(e)),
+    }
+}
+
+/// Creates the data directory's person-id key from the OS RNG (the file must not exist).
+pub(crate) fn create_person_id_key(data: &DataDir) -> Result<PersonIdKey, ServerError> {
+    let bytes = os_random_32()?;
+    atomic_write(&data.person_id_key(), bytes.as_ref())?;
+    Ok(PersonIdKey::from_bytes(&bytes))
 }
 
 /// Reads a key period's VOPRF key file (must be owner-only).

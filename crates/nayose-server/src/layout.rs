@@ -4,6 +4,8 @@
 //! DATA_DIR/                          0700
 //!   label-master.key                 0600  K_L for the NEXT key period to start (a rotation
 //!                                          replaces it; the running key period keeps its copy)
+//!   person-id.key                    0600  K_P: keys person ids into the person map (never
+//!                                          rotated; back it up with the data directory)
 //!   current                          0600  name of the current epoch directory + "\n"
 //!   last-epoch                       0600  the greatest epoch number ever allocated (decimal)
 //!   build.lock                       0600  empty; a running build holds an exclusive lock on it
@@ -17,14 +19,15 @@
 //!     00000000000000000001/          0700  one published epoch (never modified once renamed)
 //!       manifest.toml                0600  format 2: numbers, ids, counts, digest, checksums
 //!       table.bin                    0600  header + 56-byte records sorted by tag
-//!       persons.bin                  0600  header + person ids
+//!       persons.bin                  0600  header + (person key, random serial) sorted by key
+//!                                          (no person id: crate::person_map)
 //!       index.bin                    0600  header + (canonical number, tag) sorted by number
 //!     .build-<pid>-<random>/         an unfinished build (ignored; removed by the next build;
 //!                                          holds the epoch's delta as `delta.bin` until the
 //!                                          epoch directory is renamed into place)
 //!   deltas/                          0700
 //!     00000000000000000007.bin       0600  the delta of epoch 7 (self-contained: removed tags,
-//!                                          upserted tags, label keys and person ids)
+//!                                          upserted tags, label keys and serials)
 //!   state/quota.json                 0600  evaluations used per client, per day and key period
 //!   state/served-epoch               0600  the greatest epoch ever served (epochs only move forward)
 //!   audit/audit.log                  0600  hash-chained JSON lines, one per request (the live
@@ -71,6 +74,10 @@ impl DataDir {
 
     pub(crate) fn label_master_key(&self) -> PathBuf {
         self.root.join("label-master.key")
+    }
+
+    pub(crate) fn person_id_key(&self) -> PathBuf {
+        self.root.join("person-id.key")
     }
 
     pub(crate) fn current(&self) -> PathBuf {

@@ -56,6 +56,7 @@ pub mod fuzzing;
 mod keys;
 pub mod layout;
 mod metrics;
+mod person_map;
 mod pgstate;
 mod quota;
 mod safety;

@@ -79,6 +79,7 @@ pub(crate) fn check_secret_files(data: &DataDir) -> Result<usize, ServerError> {
         Ok(())
     };
     check(&data.label_master_key())?;
+    check(&data.person_id_key())?;
     for kp in numbered_dirs(&data.key_periods())? {
         check(&kp.join(OPRF_KEY))?;
         check(&kp.join(KEY_PERIOD_LABEL_MASTER_KEY))?;

@@ -34,22 +34,6 @@ pub enum TableError {
         /// The rejected text (at most 80 characters).
         text: String,
     },
-    /// A person index is not below the table's person count.
-    #[error("person index {index} is out of range: the table has {person_count} persons")]
-    PersonIndexOutOfRange {
-        /// The offending index.
-        index: u32,
-        /// The declared number of persons.
-        person_count: u32,
-    },
-    /// The person-id list handed to the table does not have the table's person count.
-    #[error("{got} person ids supplied but the table was built for {expected} persons")]
-    PersonIdsMismatch {
-        /// The table's person count.
-        expected: u32,
-        /// The number of person ids supplied.
-        got: usize,
-    },
     /// Two or more table entries share a tag: the same number was given twice, or (with
     /// probability about 2^-67 per key period, table.md §12) two numbers' tags collided.
     #[error(

@@ -4,8 +4,9 @@
 //! A record is `tag (9) || 0^7 || label_key (32) || person serial (u32 LE) || version (u32 LE)`
 //! = 56 bytes; a record buffer is records back to back, nothing else (any file header is the server's
 //! business). Invariants of a [`RecordTable`] (checked once by [`RecordTable::new`]): the buffer
-//! is a whole number of records, the tags are strictly ascending and their reserved bytes zero, every person index is below
-//! the person count, and no version is above the table's epoch. This format is server-local:
+//! is a whole number of records, the tags are strictly ascending and their reserved bytes zero,
+//! and no version is above the table's epoch (a person serial may be any 32-bit value: servers
+//! draw them at random, table.md §3.2). This format is server-local:
 //! it never crosses the wire.
 
 use std::ops::Range;
@@ -35,12 +36,7 @@ pub struct RecordTable<'a> {
 
 impl<'a> RecordTable<'a> {
     /// Checks `bytes` (see the module invariants) and wraps them.
-    pub fn new(
-        key_period: KeyPeriodId,
-        epoch: u32,
-        person_count: u32,
-        bytes: &'a [u8],
-    ) -> Result<Self, TableError> {
+    pub fn new(key_period: KeyPeriodId, epoch: u32, bytes: &'a [u8]) -> Result<Self, TableError> {
         if !bytes.len().is_multiple_of(RECORD_LEN) {
             return Err(TableError::RecordsLength { len: bytes.len() });
         }
@@ -50,15 +46,6 @@ impl<'a> RecordTable<'a> {
             bytes,
         };
         let n = t.len();
-        if let Some(i) = (0..n)
-            .into_par_iter()
-            .find_first(|&i| t.person_at(i) >= person_count)
-        {
-            return Err(TableError::PersonIndexOutOfRange {
-                index: t.person_at(i),
-                person_count,
-            });
-        }
         if let Some(i) = (0..n).into_par_iter().find_first(|&i| t.version(i) > epoch) {
             return Err(TableError::VersionAfterEpoch {
                 index: i,

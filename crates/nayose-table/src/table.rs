@@ -23,8 +23,8 @@ pub struct TableEntry {
     pub tag: Tag,
     /// The entry's secret label key.
     pub label_key: LabelKey,
-    /// The serial of the entry's person (its index in the data directory's person list, stable
-    /// for as long as the data directory lives).
+    /// The serial of the entry's person (any 32-bit value, table.md §3.2; stable for as long as
+    /// the data directory lives).
     pub person: u32,
     /// The epoch in which the entry was added or its label last changed.
     pub version: u32,

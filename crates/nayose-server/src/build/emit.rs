@@ -48,10 +48,10 @@ pub(super) struct EmitInputs<'a> {
     pub row_at: &'a [u32],
     /// The evaluated (added) entries.
     pub buckets: Buckets,
-    /// The registry's numbers (for their person serials).
+    /// The registry's numbers (for their persons).
     pub numbers: &'a [NumberRow],
-    /// Persons in the new person list.
-    pub person_count: u32,
+    /// Serial by person index (the new person map).
+    pub serials: &'a [u32],
     /// The new epoch.
     pub number: u32,
 }
@@ -85,6 +85,15 @@ struct Out<'a> {
     used: Vec<u64>,
     upserts: Option<Zeroizing<Vec<u8>>>,
     numbers: &'a [NumberRow],
+    serials: &'a [u32],
+}
+
+/// The serial of person index `person`.
+fn serial_of(serials: &[u32], person: u32) -> Result<u32, ServerError> {
+    serials
+        .get(person as usize)
+        .copied()
+        .ok_or_else(|| ServerError::Internal("a number names no person".into()))
 }
 
 impl Out<'_> {
@@ -126,12 +135,13 @@ impl Out<'_> {
             .get(row as usize)
             .ok_or_else(|| ServerError::Internal("a spilled entry names no number".into()))?
             .person;
+        let serial = serial_of(self.serials, person)?;
         let mut r = Zeroizing::new([0u8; RECORD_LEN]);
         // tag (9) || 0^7 || label key (32) || person serial || version: table.md §14.
         r[..TAG_LEN].copy_from_slice(&e[..TAG_LEN]);
         r[RECORD_TAG_LEN..RECORD_TAG_LEN + LABEL_KEY_LEN]
             .copy_from_slice(&e[TAG_LEN..TAG_LEN + LABEL_KEY_LEN]);
-        r[48..52].copy_from_slice(&person.to_le_bytes());
+        r[48..52].copy_from_slice(&serial.to_le_bytes());
         r[52..].copy_from_slice(&number.to_le_bytes());
         self.push(&r, row, person, true)
     }
@@ -160,7 +170,7 @@ pub(super) fn emit_table(inp: EmitInputs<'_>, w: SecretWriter) -> Result<Emitted
         row_at,
         buckets,
         numbers,
-        person_count,
+        serials,
         number,
     } = inp;
     let mut out = Out {
@@ -168,9 +178,10 @@ pub(super) fn emit_table(inp: EmitInputs<'_>, w: SecretWriter) -> Result<Emitted
         entries: 0,
         last: None,
         pos_of_row: vec![0u32; numbers.len()],
-        used: vec![0u64; (person_count as usize).div_ceil(64)],
+        used: vec![0u64; serials.len().div_ceil(64)],
         upserts: prev.as_ref().map(|_| Zeroizing::new(Vec::new())),
         numbers,
+        serials,
     };
     let mut removed = Vec::new();
     let (mut added, mut relabelled) = (0u64, 0u64);
@@ -212,9 +223,10 @@ pub(super) fn emit_table(inp: EmitInputs<'_>, w: SecretWriter) -> Result<Emitted
                 .ok_or_else(|| ServerError::Internal("a kept entry names no number".into()))?
                 .person;
             // Serials are stable across epochs: a different serial is a different person.
-            let relabel = pending[48..52] != person.to_le_bytes();
+            let serial = serial_of(serials, person)?;
+            let relabel = pending[48..52] != serial.to_le_bytes();
             if relabel {
-                pending[48..52].copy_from_slice(&person.to_le_bytes());
+                pending[48..52].copy_from_slice(&serial.to_le_bytes());
                 pending[52..].copy_from_slice(&number.to_le_bytes());
                 relabelled += 1;
             }

@@ -127,7 +127,7 @@ fn spill(
 /// A pipeline: while one batch is evaluated (on every core), the previous batch's entries are
 /// spilled and the next batch is read, so the sequential work hides behind the evaluation.
 pub(super) fn evaluate_added(
-    reg: &Registry<'_>,
+    reg: &Registry,
     cls: &Classified,
     key: &ServerKey,
     dir: &Path,

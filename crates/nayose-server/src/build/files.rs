@@ -6,13 +6,12 @@ use std::fs;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
-use nayose_mmap::VerifiedMap;
 use nayose_table::{KeyPeriodId, LabelMasterKey, UpsertChain};
 
 use super::now_unix;
 use crate::epoch::{
-    KeyPeriod, KeyPeriodMeta, Manifest, PersonsView, map_epoch_file, numbered_entries,
-    published_epochs, read_current, read_manifest, to_toml,
+    KeyPeriod, KeyPeriodMeta, Manifest, numbered_entries, published_epochs, read_current,
+    read_manifest, to_toml,
 };
 use crate::error::ServerError;
 use crate::fsutil::{
@@ -20,8 +19,8 @@ use crate::fsutil::{
 };
 use crate::keys::{generate_oprf_key, write_label_master_key};
 use crate::layout::{
-    BUILD_DELTA, DataDir, KEY_PERIOD_LABEL_MASTER_KEY, KEY_PERIOD_META, OPRF_KEY, PERSONS,
-    epoch_dir_name, parse_delta_file_name, parse_dir_name, parse_epoch_dir_name,
+    BUILD_DELTA, DataDir, KEY_PERIOD_LABEL_MASTER_KEY, KEY_PERIOD_META, OPRF_KEY, epoch_dir_name,
+    parse_delta_file_name, parse_dir_name, parse_epoch_dir_name,
 };
 use crate::safety::{BUILD_LOCK_PATIENCE, try_lock_file};
 
@@ -286,21 +285,6 @@ pub(super) fn last_allocated_epoch(data: &DataDir) -> Result<u32, ServerError> {
         }
     }
     Ok(last)
-}
-
-/// Maps and checks only the person list of epoch `number` (the seed of a new key period's
-/// serials).
-pub(super) fn map_persons(data: &DataDir, number: u32) -> Result<VerifiedMap, ServerError> {
-    let manifest = read_manifest(data, number)?;
-    let what = epoch_dir_name(u64::from(number));
-    let persons = map_epoch_file(data, number, PERSONS, &manifest.persons_sha256)?;
-    PersonsView::new(
-        &what,
-        &data.epoch_dir(number).join(PERSONS),
-        persons.bytes(),
-        manifest.persons,
-    )?;
-    Ok(persons)
 }
 
 /// The upsert chain the manifest of the previous epoch states.

@@ -32,7 +32,7 @@ pub(super) struct Classified {
 /// Classifies every registry number against `prev` (the previous epoch's index, `m` entries),
 /// or marks them all as added when there is no previous epoch.
 pub(super) fn classify(
-    reg: &Registry<'_>,
+    reg: &Registry,
     prev: Option<(PrevIndex, usize)>,
 ) -> Result<Classified, ServerError> {
     let n = reg.numbers.len();

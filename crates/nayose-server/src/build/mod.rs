@@ -9,9 +9,10 @@
 //!
 //! **Next epoch of a key period.** Phases: (1) stream the registry (nayose-csv; rows are read
 //! in batches on one thread and parsed on all cores) into 24-byte rows (number key =
-//! SHA-256(canonical number)[0..16], arena sequence number, person serial) while the canonical
+//! SHA-256(canonical number)[0..16], arena sequence number, person index) while the canonical
 //! numbers and their lines go to an unnamed spill file (`registry.rs`, `arena.rs`) and person
-//! ids are interned into serials continuing the previous person list (`persons.rs`); (2) sort
+//! ids, keyed with the person-id key on the parsing threads (`crate::person_map`), are interned
+//! into random serials continuing the previous person map (`persons.rs`); (2) sort
 //! by key and resolve repeats: the same number under one person is a duplicate row (kept once),
 //! under two or more persons a conflict (left out); both are reported; (3) merge-join with the
 //! previous epoch's number index (`index.bin`: key → table position, streamed): a number in
@@ -25,14 +26,14 @@
 //! (`ServerError::TagCollision`, the epoch is not published and a new key period must be
 //! started, table.md §8.3); the same pass yields the delta (removed tags ascending; upserts =
 //! entries whose version is the new epoch, ascending by tag) and every number's position
-//! (`emit.rs`); (6) the index, the person list, the delta and the manifest are written, the
+//! (`emit.rs`); (6) the index, the person map, the delta and the manifest are written, the
 //! digest read back from the table (`write.rs`); (7) publish.
 //!
 //! **Memory** (issue 10): 24 bytes per row, 4 per number for its new position, 4 per arena
-//! entry, 4 per previous entry, about 25 per person, plus fixed buffers — the previous epoch's
-//! table and index are read once with `read()`, hashed as they pass and checked against the
-//! manifest's SHA-256 before anything is published (`previous.rs`), never mapped; only its
-//! person list is mapped (to look ids up). Spill files are unnamed (`spool.rs`): no build,
+//! entry, 4 per previous entry, about 32 per person, plus fixed buffers — the previous epoch's
+//! person map, index and table are read once each with `read()`, hashed as they pass and
+//! checked against the manifest's SHA-256 before anything is published (`previous.rs`), never
+//! mapped. Spill files are unnamed (`spool.rs`): no build,
 //! however it ends, leaves one behind.
 //!
 //! **Epoch numbers** are u32, strictly increasing across key periods and never reused: a new
@@ -89,23 +90,25 @@ use nayose_table::{RECORD_LEN, TAG_LEN, Tag, UpsertChain};
 pub use nayose_csv::{ColumnSpec, EncodingChoice};
 
 use crate::epoch::{
-    KeyPeriod, Manifest, PersonsView, TABLE_MAGIC, encode_delta, read_current, sha256_hex, to_toml,
+    KeyPeriod, Manifest, TABLE_MAGIC, encode_delta, read_current, read_manifest, sha256_hex,
+    to_toml,
 };
 use crate::error::ServerError;
 use crate::fsutil::{atomic_write, create_dir_private, fsync_dir};
-use crate::keys::load_or_create_label_master_key;
+use crate::keys::{create_person_id_key, load_or_create_label_master_key, read_person_id_key};
 use crate::layout::{
     BUILD_DELTA, DataDir, INDEX, MANIFEST, PERSONS, TABLE, epoch_dir_name, parse_epoch_dir_name,
 };
+use crate::person_map::{PersonIdKey, PersonMapFormat};
 use emit::{EmitError, EmitInputs, emit_table};
 use evaluate::evaluate_added;
 use files::{
-    last_allocated_epoch, lock_build, map_persons, open_previous, previous_chain, prune_deltas,
-    prune_epochs, prune_key_periods, publish_delta, remove_stale_builds, start_key_period,
-    write_file_synced,
+    last_allocated_epoch, lock_build, open_previous, previous_chain, prune_deltas, prune_epochs,
+    prune_key_periods, publish_delta, remove_stale_builds, start_key_period, write_file_synced,
 };
 use merge::classify;
-use previous::{PrevIndex, PrevRecords};
+use persons::PersonTable;
+use previous::{PrevIndex, PrevRecords, person_map_format_of, read_person_seed};
 use registry::{Registry, read_registry};
 pub use report::{BuildReport, Conflict, PhaseTimes};
 use write::{create_hashed, digest_of_written, write_index, write_persons};
@@ -273,24 +276,23 @@ pub fn build_epoch(opts: &BuildOptions) -> Result<BuildReport, ServerError> {
         }
         _ => None,
     };
-    // The person list to continue: the previous epoch's, or in a new key period the current
+    // The person map to continue: the previous epoch's, or in a new key period the current
     // epoch's (serials, and so labels, outlive key periods).
-    let seed_map = match (&previous, current) {
-        (Some((m, _)), _) => Some(map_persons(&data, m.number)?),
-        (None, Some(c)) => Some(map_persons(&data, c)?),
+    let seed_manifest = match (&previous, current) {
+        (Some((m, _)), _) => Some(m.clone()),
+        (None, Some(c)) => Some(read_manifest(&data, c)?),
         (None, None) => None,
     };
-    let seed = match &seed_map {
-        Some(m) => Some(PersonsView::split(m.bytes()).ok_or_else(|| {
-            ServerError::Internal("the previous person list changed after its check".into())
-        })?),
-        None => None,
+    let person_key = person_id_key(&data, seed_manifest.as_ref())?;
+    let seed = match &seed_manifest {
+        Some(m) => read_person_seed(&data, m, &person_key)?,
+        None => PersonTable::with_capacity(0),
     };
     let mut phases = PhaseTimes {
         load: t.elapsed(),
         ..PhaseTimes::default()
     };
-    let reg = read_registry(opts, &data.epochs(), seed, &mut phases)?;
+    let reg = read_registry(opts, &data.epochs(), seed, &person_key, &mut phases)?;
 
     // Allocate the epoch number before writing anything (never reused).
     let number = last_allocated_epoch(&data)?
@@ -424,11 +426,30 @@ pub fn build_epoch(opts: &BuildOptions) -> Result<BuildReport, ServerError> {
     })
 }
 
+/// The data directory's person-id key K_P, created if it does not exist yet — unless the person
+/// map to continue (of the epoch of `seed`) was keyed with it: a new key would give every
+/// person a new serial, so that is an error naming the file to restore.
+fn person_id_key(data: &DataDir, seed: Option<&Manifest>) -> Result<PersonIdKey, ServerError> {
+    if let Some(k) = read_person_id_key(data)? {
+        return Ok(k);
+    }
+    if let Some(m) = seed
+        && m.persons > 0
+        && person_map_format_of(data, m)? == PersonMapFormat::Keyed
+    {
+        return Err(ServerError::PersonIdKeyMissing {
+            path: data.person_id_key(),
+            epoch: epoch_dir_name(u64::from(m.number)),
+        });
+    }
+    create_person_id_key(data)
+}
+
 /// What [`write_epoch`] works from.
 struct Job<'a> {
     data: &'a DataDir,
     opts: &'a BuildOptions,
-    reg: &'a Registry<'a>,
+    reg: &'a Registry,
     /// The manifest of the previous epoch of the key period (none in a new key period).
     previous: Option<&'a Manifest>,
     kp: &'a KeyPeriod,
@@ -480,7 +501,7 @@ fn write_epoch(job: &Job<'_>, phases: &mut PhaseTimes) -> Result<(Manifest, u64)
             row_at: &cls.row_at,
             buckets,
             numbers: &reg.numbers,
-            person_count: reg.persons.len(),
+            serials: reg.persons.serials(),
             number,
         },
         w,

@@ -6,8 +6,9 @@
 //! published, so a damaged or swapped file fails the build as a [`ServerError::CorruptEpoch`]
 //! and leaves the current epoch as it was. Every record is also checked as it passes:
 //! index keys strictly ascending (the positions are checked by the merge that uses them); table
-//! tags strictly ascending, reserved bytes zero, person serial below the epoch's person count,
-//! version not above its epoch — the invariants `RecordTable::new` checks on a whole table.
+//! tags strictly ascending, reserved bytes zero, version not above its epoch — the invariants
+//! `RecordTable::new` checks on a whole table. The person map the build continues is read the
+//! same way ([`read_person_seed`]), before the registry.
 
 use std::fs::File;
 use std::io::BufReader;
@@ -15,11 +16,15 @@ use std::path::{Path, PathBuf};
 
 use nayose_table::{RECORD_LEN, RECORD_TAG_LEN, TAG_LEN};
 
+use super::persons::PersonTable;
 use super::spool::{BUFFER, HashingReader, read_record};
 use crate::epoch::{INDEX_ENTRY_LEN, INDEX_MAGIC, Manifest, TABLE_MAGIC};
 use crate::error::ServerError;
 use crate::fsutil::check_owner_only;
-use crate::layout::{DataDir, INDEX, TABLE, epoch_dir_name};
+use crate::layout::{DataDir, INDEX, PERSONS, TABLE, epoch_dir_name};
+use crate::person_map::{
+    PersonIdKey, PersonMapError, PersonMapFormat, person_map_format, read_person_map,
+};
 
 /// One file of the previous epoch, read once from its start.
 struct PrevFile {
@@ -53,6 +58,13 @@ impl PrevFile {
 
     fn corrupt(&self, reason: impl Into<String>) -> ServerError {
         corrupt(&self.what, &self.path, reason)
+    }
+
+    fn map_error(&self, e: PersonMapError) -> ServerError {
+        match e {
+            PersonMapError::Io(e) => ServerError::io("cannot read", &self.path)(e),
+            PersonMapError::Corrupt(reason) => self.corrupt(reason),
+        }
     }
 
     /// Reads `buf.len()` bytes; `Ok(false)` at the end of the file.
@@ -98,6 +110,38 @@ fn corrupt(what: &str, path: &Path, reason: impl Into<String>) -> ServerError {
         path: path.to_path_buf(),
         reason: reason.into(),
     }
+}
+
+/// The format of the person map of the epoch of `m` (its first 16 bytes; not yet verified).
+pub(super) fn person_map_format_of(
+    data: &DataDir,
+    m: &Manifest,
+) -> Result<PersonMapFormat, ServerError> {
+    let mut file = PrevFile::open(data, m, PERSONS, &m.persons_sha256)?;
+    let mut head = [0u8; 16];
+    file.read_header(&mut head)?;
+    person_map_format(&head).map_err(|e| file.map_error(e))
+}
+
+/// The person map of the epoch of `m`, read in one pass into a new table (the seed of the
+/// build), its SHA-256 checked against the manifest's at the end. A format-1 map (raw ids) is
+/// keyed with `key` on the way, each id keeping its serial.
+pub(super) fn read_person_seed(
+    data: &DataDir,
+    m: &Manifest,
+    key: &PersonIdKey,
+) -> Result<PersonTable, ServerError> {
+    let mut file = PrevFile::open(data, m, PERSONS, &m.persons_sha256)?;
+    let mut head = [0u8; 16];
+    file.read_header(&mut head)?;
+    let format = person_map_format(&head).map_err(|e| file.map_error(e))?;
+    let mut t = PersonTable::with_capacity(m.persons as usize);
+    read_person_map(&mut file.reader, format, m.persons, key, &mut |k, s| {
+        t.insert_seed(k, s)
+    })
+    .map_err(|e| file.map_error(e))?;
+    file.finish()?;
+    Ok(t)
 }
 
 /// The previous number index, entry by entry.
@@ -172,7 +216,6 @@ pub(super) struct PrevRecords {
     file: PrevFile,
     left: u64,
     epoch: u32,
-    person_count: u32,
     last: Option<[u8; TAG_LEN]>,
 }
 
@@ -189,7 +232,6 @@ impl PrevRecords {
             file,
             left: m.entries,
             epoch: m.number,
-            person_count: m.persons,
             last: None,
         })
     }
@@ -215,13 +257,6 @@ impl PrevRecords {
             return Err(self
                 .file
                 .corrupt("a record's reserved tag bytes are not zero"));
-        }
-        let person = u32::from_le_bytes([rec[48], rec[49], rec[50], rec[51]]);
-        if person >= self.person_count {
-            return Err(self.file.corrupt(format!(
-                "person serial {person} is not below the person count {}",
-                self.person_count
-            )));
         }
         let version = u32::from_le_bytes([rec[52], rec[53], rec[54], rec[55]]);
         if version > self.epoch {

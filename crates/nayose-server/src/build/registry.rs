@@ -11,10 +11,11 @@
 //!   rows of distinct numbers with equal keys stop the build, never merge); the same number
 //!   under one person is a duplicate (kept once: the first line), under two or more persons a
 //!   conflict (left out); both are counted and, with a report, listed line by line;
-//! * a row's `person` is the person's serial in the data directory's person list
-//!   ([`PersonTable`]: the previous list's ids keep their serials).
+//! * a row's `person` is the person's index in the build's [`PersonTable`] (its serial is
+//!   `persons.serials()[person]`); the person id itself is keyed on the parsing threads
+//!   (`crate::person_map`) and never kept.
 //!
-//! Memory (issue 10): 24 bytes per row and about 25 per person; the numbers themselves are on
+//! Memory (issue 10): 24 bytes per row and about 32 per person; the numbers themselves are on
 //! disk, in the arena, read back in order when needed.
 
 use std::fs::File;
@@ -36,8 +37,8 @@ use sha2::{Digest, Sha256};
 use super::arena::{Arena, ArenaWriter};
 use super::persons::PersonTable;
 use super::{BuildOptions, BuildProgress, Conflict, PhaseTimes};
-use crate::epoch::{MAX_PERSON_ID_LEN, PersonsView};
 use crate::error::ServerError;
+use crate::person_map::{MAX_PERSON_ID_LEN, PersonIdKey, PersonKey};
 
 /// Bytes every canonical encoding starts with: the version byte, the domain's length byte and
 /// the domain. Left out of the arena and put back before evaluation.
@@ -52,7 +53,7 @@ pub(super) struct NumberRow {
     key_lo: u64,
     /// The sequence number of the row's entry (number and line) in the arena.
     pub s: u32,
-    /// The person's serial.
+    /// The person's index in the build's person table.
     pub person: u32,
 }
 
@@ -74,7 +75,7 @@ impl NumberRow {
 }
 
 /// The registry after reading and resolving repeats.
-pub(super) struct Registry<'a> {
+pub(super) struct Registry {
     /// The detected or chosen encoding's name.
     pub encoding: &'static str,
     /// How the columns were found, one line per field.
@@ -85,8 +86,8 @@ pub(super) struct Registry<'a> {
     pub repairs: u64,
     /// Rejected rows (with `skip_invalid`; otherwise reading fails).
     pub rejected: Vec<RowError>,
-    /// Person ids by serial (sealed: no more interning).
-    pub persons: PersonTable<'a>,
+    /// Persons by index, with their serials (sealed: no more interning).
+    pub persons: PersonTable,
     /// Distinct numbers, ascending by key.
     pub numbers: Vec<NumberRow>,
     /// Canonical encodings without their prefix, and their lines, by sequence number.
@@ -135,20 +136,22 @@ const READ_BATCH: usize = 1 << 14;
 /// A parsed row's parts the build keeps, computed on the parsing threads.
 struct Prepared {
     line: u64,
-    person_id: String,
+    /// The person key of the row's person id (`None`: the id is too long).
+    person: Option<PersonKey>,
     /// The canonical encoding (its constant prefix is left out of the arena).
     canonical: Vec<u8>,
     key: u128,
     repairs: u64,
 }
 
-fn prepare(entry: RegistryEntry) -> Prepared {
+fn prepare(entry: RegistryEntry, person_key: &PersonIdKey) -> Prepared {
     let canonical = entry.number.canonical_bytes();
+    let id = entry.person_id.as_bytes();
     Prepared {
         line: entry.line,
         key: number_key(&canonical),
         canonical,
-        person_id: entry.person_id,
+        person: (id.len() <= MAX_PERSON_ID_LEN).then(|| person_key.person_key(id)),
         repairs: entry.repairs.len() as u64,
     }
 }
@@ -169,13 +172,15 @@ fn too_large(path: &Path, reason: &str) -> ServerError {
 
 /// Reads and resolves the registry of `opts`, writing the row report to `opts.report` if set
 /// (also when invalid rows make the build fail: that is when it is needed most). Person ids
-/// continue `seed`'s serials; the numbers are spilled into `spill_dir`.
-pub(super) fn read_registry<'a>(
+/// are keyed with `person_key` and continue `seed`'s serials; the numbers are spilled into
+/// `spill_dir`.
+pub(super) fn read_registry(
     opts: &BuildOptions,
     spill_dir: &Path,
-    seed: Option<PersonsView<'a>>,
+    seed: PersonTable,
+    person_key: &PersonIdKey,
     phases: &mut PhaseTimes,
-) -> Result<Registry<'a>, ServerError> {
+) -> Result<Registry, ServerError> {
     let read_opts = ReadOptions {
         encoding: opts.encoding,
         repair: opts.repair,
@@ -199,10 +204,12 @@ pub(super) fn read_registry<'a>(
     )
     .map_err(|e| registry_err(path, e))?;
     let progress = FileProgress { read, size };
-    let persons =
-        PersonTable::new(seed).map_err(|_| too_large(path, "more than 4294967294 persons"))?;
     let arena = ArenaWriter::create(spill_dir)?;
-    let sinks = Sinks { persons, arena };
+    let sinks = Sinks {
+        persons: seed,
+        person_key,
+        arena,
+    };
     match &opts.report {
         None => read_with(opts, reader, sinks, &progress, &mut DiscardReport, phases),
         Some(path) => {
@@ -226,26 +233,30 @@ pub(super) fn read_registry<'a>(
 
 /// Where the read puts what it keeps.
 struct Sinks<'a> {
-    persons: PersonTable<'a>,
+    persons: PersonTable,
+    person_key: &'a PersonIdKey,
     arena: ArenaWriter,
 }
 
-fn read_with<'a, R: Read + Send>(
+fn read_with<R: Read + Send>(
     opts: &BuildOptions,
     mut reader: RegistryReader<R>,
-    sinks: Sinks<'a>,
+    sinks: Sinks<'_>,
     file: &FileProgress,
     report: &mut (impl ReportSink + ?Sized),
     phases: &mut PhaseTimes,
-) -> Result<Registry<'a>, ServerError> {
+) -> Result<Registry, ServerError> {
     let path = &opts.registry;
     let t = Instant::now();
     let encoding = reader.encoding().name();
     let mapping = reader.mapping().to_string();
     let Sinks {
         mut persons,
+        person_key,
         mut arena,
     } = sinks;
+    // New persons' serials: a CSPRNG seeded from the OS (table.md §3.2).
+    let mut rng = rand::rng();
     // Room for every row a registry of this size can hold (a row is at least about 20 bytes):
     // pages of a large allocation are only resident once written, while growing the vector
     // as rows arrive would copy it and leave the old block in the heap.
@@ -266,7 +277,7 @@ fn read_with<'a, R: Read + Send>(
                     .par_iter()
                     .map(|raw| {
                         let (row, lines) = parser.parse(raw);
-                        (row.map(|r| r.map(prepare)), lines)
+                        (row.map(|r| r.map(|e| prepare(e, person_key))), lines)
                     })
                     .collect::<Vec<_>>()
             },
@@ -294,18 +305,18 @@ fn read_with<'a, R: Read + Send>(
                 }
             };
             repairs += p.repairs;
-            if p.person_id.len() > MAX_PERSON_ID_LEN {
+            let Some(person_key) = p.person else {
                 return Err(ServerError::InvalidRow {
                     path: path.clone(),
                     line: p.line,
                     reason: format!("person_id is longer than {MAX_PERSON_ID_LEN} bytes"),
                 });
-            }
+            };
             let line =
                 u32::try_from(p.line).map_err(|_| too_large(path, "more than 4294967295 lines"))?;
             let person = persons
-                .intern(p.person_id.as_bytes())
-                .map_err(|_| too_large(path, "more than 4294967294 persons"))?;
+                .intern(&person_key, &mut rng)
+                .map_err(|_| too_large(path, "more than 2147483648 persons"))?;
             let body = p.canonical.get(PREFIX_LEN..).unwrap_or_default();
             let s = arena.push(line, body)?;
             rows_of.push(NumberRow::new(p.key, s, person));
@@ -361,7 +372,7 @@ fn read_with<'a, R: Read + Send>(
 /// The arena entries (line and body) of the rows that share their key with another row,
 /// fetched in one pass over the arena; sorted by sequence number.
 fn fetch_repeated(
-    reg: &Registry<'_>,
+    reg: &Registry,
     sorted: &[NumberRow],
 ) -> Result<Vec<(u32, u32, Vec<u8>)>, ServerError> {
     let mut wanted: Vec<u32> = Vec::new();
@@ -402,7 +413,7 @@ fn fetch_repeated(
 /// `reg.numbers`, counting and reporting duplicates and conflicts. Works in place: `sorted`
 /// becomes `reg.numbers`.
 fn resolve_repeats(
-    reg: &mut Registry<'_>,
+    reg: &mut Registry,
     mut sorted: Vec<NumberRow>,
     path: &Path,
     report: &mut (impl ReportSink + ?Sized),

@@ -1,9 +1,9 @@
 //! Writing a new epoch's files in a stream, each hashed as it is written (the manifest's
 //! SHA-256 values), and the table digest read back from the written table.
 //!
-//! The byte layouts are the server's own, defined once in `crate::epoch` (`put_index`,
-//! `put_persons`), which write here into a file and in `encode_index` / `encode_persons` into
-//! memory.
+//! The byte layouts are the server's own, defined once (`crate::epoch::put_index`,
+//! `crate::person_map::put_person_map`), which write here into a file and in `encode_index` /
+//! `encode_person_map` into memory.
 
 use std::fs::File;
 use std::io::BufReader;
@@ -16,9 +16,10 @@ use nayose_table::{
 use super::persons::PersonTable;
 use super::registry::NumberRow;
 use super::spool::{BUFFER, SecretWriter, read_record};
-use crate::epoch::{TABLE_MAGIC, put_index, put_persons};
+use crate::epoch::{TABLE_MAGIC, put_index};
 use crate::error::ServerError;
 use crate::fsutil::create_new_private;
+use crate::person_map::put_person_map;
 
 /// A new owner-only file, written through a hashing [`SecretWriter`].
 pub(super) fn create_hashed(path: &Path) -> Result<SecretWriter, ServerError> {
@@ -44,13 +45,11 @@ pub(super) fn write_index(
     checksum(w.finish_synced()?)
 }
 
-/// Writes `persons.bin`: every person id ever seen in the data directory, by serial.
-pub(super) fn write_persons(
-    path: &Path,
-    persons: &PersonTable<'_>,
-) -> Result<[u8; 32], ServerError> {
+/// Writes `persons.bin`: the person key and serial of every person ever seen in the data
+/// directory, ascending by key.
+pub(super) fn write_persons(path: &Path, persons: &PersonTable) -> Result<[u8; 32], ServerError> {
     let mut w = create_hashed(path)?;
-    put_persons(persons.len() as usize, persons.iter(), &mut |b| w.put(b))?;
+    put_person_map(persons.len() as usize, persons.sorted(), &mut |b| w.put(b))?;
     checksum(w.finish_synced()?)
 }
 
@@ -87,7 +86,9 @@ pub(super) fn digest_of_written(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::epoch::{encode_index, encode_persons};
+    use crate::epoch::encode_index;
+    use crate::person_map::{PERSON_ENTRY_LEN, encode_person_map};
+    use rand::SeedableRng;
 
     #[test]
     fn streamed_files_are_the_bytes_of_the_in_memory_encoders() {
@@ -105,16 +106,23 @@ mod tests {
         assert_eq!(got, want.as_slice());
         assert_eq!(hex::encode(sum), crate::epoch::sha256_hex(&got));
 
-        let mut t = PersonTable::new(None).expect("table");
-        for id in ["a", "bb", "", "ccc"] {
-            t.intern(id.as_bytes()).expect("intern");
+        let mut t = PersonTable::with_capacity(0);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let keys = [[9u8; 16], [1; 16], [5; 16], [7; 16]];
+        for k in &keys {
+            t.intern(k, &mut rng).expect("intern");
         }
         let p = dir.path().join("persons.bin");
         write_persons(&p, &t).expect("persons");
-        let ids: [&[u8]; 4] = [b"a", b"bb", b"", b"ccc"];
-        assert_eq!(
-            std::fs::read(&p).expect("read"),
-            encode_persons(4, ids.iter().copied())
-        );
+        let s = t.serials();
+        let sorted = [
+            (&keys[1], s[1]),
+            (&keys[2], s[2]),
+            (&keys[3], s[3]),
+            (&keys[0], s[0]),
+        ];
+        let got = std::fs::read(&p).expect("read");
+        assert_eq!(got, encode_person_map(4, sorted.into_iter()));
+        assert_eq!(got.len(), 24 + 4 * PERSON_ENTRY_LEN);
     }
 }

@@ -396,17 +396,21 @@ pub fn client_table(info: &InfoResponse, entries: &[ClientEntry]) -> ClientTable
     ClientTable::from_base(kp, info.epoch, UpsertChain(info.upsert_chain.0), blocks).unwrap()
 }
 
-/// The serial of person `person` in the current epoch's person list (`persons.bin`: magic 16,
-/// count u64 LE, count + 1 offsets u64 LE into the id bytes that follow).
+/// The serial of person `person` in the current epoch's person map (`persons.bin` format 2:
+/// magic 16, count u64 LE, then (HMAC-SHA256(person-id.key, id)[0..16], serial u32 LE) entries).
 pub fn serial_of(data: &Path, person: &str) -> u32 {
+    use hmac::{KeyInit, Mac};
+    let key = fs::read(data.join("person-id.key")).unwrap();
+    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(&key).unwrap();
+    mac.update(person.as_bytes());
+    let k = mac.finalize().into_bytes();
     let current = fs::read_to_string(data.join("current")).unwrap();
     let b = fs::read(data.join("epochs").join(current.trim()).join("persons.bin")).unwrap();
-    let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap()) as usize;
-    let n = u64_at(16);
-    let ids = 24 + 8 * (n + 1);
-    (0..n)
-        .find(|&i| &b[ids + u64_at(24 + 8 * i)..ids + u64_at(32 + 8 * i)] == person.as_bytes())
-        .unwrap_or_else(|| panic!("person {person} not in persons.bin")) as u32
+    b[24..]
+        .chunks_exact(20)
+        .find(|e| e[..16] == k[..16])
+        .map(|e| u32::from_le_bytes(e[16..].try_into().unwrap()))
+        .unwrap_or_else(|| panic!("person {person} not in persons.bin"))
 }
 
 /// One epoch's delta as received: (epoch, removed, upserts, number of chunks).
