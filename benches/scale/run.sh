@@ -74,7 +74,7 @@ Registry generated in ${gen} s. Wall times from GNU time; peak = maximum residen
 | step | wall time | peak resident | notes |
 |---|---|---|---|
 | full build (epoch 1) | $(wall "$W/build1.err") | $(peak_mb "$W/build1.err") MB | $(awk "BEGIN {printf \"%.0f\", $(peak_mb "$W/build1.err")*1048576/$N}") bytes per number |
-| server, idle after loading epoch 1 | | RssAnon $serve_idle MB | table and persons mapped, not in the heap |
+| server, idle after loading epoch 1 | | RssAnon $serve_idle MB | table mapped, not in the heap |
 | first link | $(wall "$W/link-first.err") | $(peak_mb "$W/link-first.err") MB | evaluated $(json "$W/link-first.json" "d['evaluated_numbers']"), received $(json "$W/link-first.json" "d['bytes_received']") B, sent $(json "$W/link-first.json" "d['bytes_sent']") B, sync $(json "$W/link-first.json" "d['sync']['kind']"), phases ms $(json "$W/link-first.json" "d['phase_ms']") |
 | server after the first link | | RssAnon $serve_after MB | |
 | delta build (epoch 2: +1%) | $(wall "$W/build2.err") | $(peak_mb "$W/build2.err") MB | $(grep -E "^  (added|removed|relabelled) " "$W/build2.err" | tr -s ' ' | tr '\n' ';') |
