@@ -4,7 +4,7 @@
 //! of its canonical encoding plus one variable-base scalar multiplication, run on all cores over
 //! the same numbers. The build: `build_epoch` of a generated registry (new key period: every
 //! number read, parsed, keyed, sorted, evaluated in VOPRF mode, its tag and label key derived,
-//! spilled, merged into the table, and the index, person list and manifest written and
+//! spilled, merged into the table, and the index, person map and manifest written and
 //! fsynced). Both run in the same process, the limit before and after the build (their mean is
 //! the baseline), so the ratio holds on a shared, noisy machine.
 //!

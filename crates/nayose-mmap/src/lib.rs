@@ -1,8 +1,9 @@
 //! Read-only memory maps of verified files: the one place nayose uses `unsafe`.
 //!
-//! The server serves an epoch's table (56 bytes per number) from its data directory. Reading them into the heap costs as much memory as the files, twice during an
-//! epoch switch; mapping them lets the kernel's page cache hold them instead, shared between
-//! the old and the new epoch's files, and the heap stays small (issue 10).
+//! The server serves an epoch's table (56 bytes per number) from its data directory. Reading it
+//! into the heap costs as much memory as the file, twice during an epoch switch; mapping it lets
+//! the kernel's page cache hold it instead, shared between the old and the new epoch's files,
+//! and the heap stays small (issue 10).
 //!
 //! [`VerifiedMap::open`] maps a file read-only and verifies its SHA-256 against the value the
 //! caller expects (the epoch's manifest) before handing out any byte, so the type can only hold
@@ -61,7 +62,7 @@ pub struct VerifiedMap {
 
 impl std::fmt::Debug for VerifiedMap {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never the bytes: the files hold label keys and person ids.
+        // Never the bytes: the files hold label keys.
         f.debug_struct("VerifiedMap")
             .field("path", &self.path)
             .field("len", &self.bytes().len())

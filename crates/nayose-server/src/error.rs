@@ -194,12 +194,26 @@ pub enum ServerError {
     #[error(
         "{path} is missing, but the person map of epoch {epoch} was made with it: restore it from \
          the backup of the data directory (without it no person keeps its serial, and every label \
-         every client holds would change)"
+         every client holds would change; with no backup, the only way on is a new data directory, \
+         and every client's labels change)"
     )]
     PersonIdKeyMissing {
         /// The key file.
         path: PathBuf,
         /// The epoch whose person map needs it.
+        epoch: String,
+    },
+    /// The person-id key is not the one the person map to continue was made with.
+    #[error(
+        "{path} was made with another person-id key than DATA_DIR/person-id.key (its key check \
+         differs; epoch {epoch}): restore the matching person-id.key from the backup of the data \
+         directory. Nothing was built: with another key no person would keep its serial, and every \
+         label every client holds would change"
+    )]
+    PersonIdKeyMismatch {
+        /// The person map.
+        path: PathBuf,
+        /// Its epoch.
         epoch: String,
     },
     /// Two distinct numbers got the same tag under the key period's key (table.md §8.3).

@@ -106,7 +106,7 @@ fn process_gone(pid: u32) -> bool {
 }
 
 /// Removes the temporary files [`atomic_write`] left in `dir` when its process died before the
-/// rename (they may hold secrets: label keys, person ids): a `.<name>.tmp-<pid>-<random>` file
+/// rename (they may hold secrets: keys, label keys): a `.<name>.tmp-<pid>-<random>` file
 /// whose writer process is gone or that is older than [`STALE_TEMP_AGE`]. A temporary file of
 /// a live process (a server writing its quota state right now) is left alone. Returns the
 /// removed paths; a missing `dir` is nothing to do.

@@ -19,7 +19,8 @@ use crate::epoch::{
 };
 use crate::layout::{epoch_dir_name, parse_epoch_dir_name};
 use crate::person_map::{
-    PersonIdKey, PersonKey, PersonMapError, encode_person_map, person_map_format, read_person_map,
+    PersonIdKey, PersonKey, PersonMapError, PersonMapFormat, encode_person_map, person_map_format,
+    read_person_map,
 };
 use crate::quota::QuotaFile;
 
@@ -70,6 +71,17 @@ pub fn table_file(bytes: &[u8], epoch: u32) -> Result<Pair, String> {
     Ok((bytes.to_vec(), out))
 }
 
+/// The person-id key of the fuzzed maps (a format-2 input must carry its key check to get past
+/// the header; [`person_map_key_check`] gives it to the target's seeds).
+fn fuzz_person_key() -> PersonIdKey {
+    PersonIdKey::from_bytes(&zeroize::Zeroizing::new([7; 32]))
+}
+
+/// The key check a fuzzed format-2 map must carry.
+pub fn person_map_key_check() -> [u8; 16] {
+    fuzz_person_key().key_check()
+}
+
 /// `persons.bin` (format 2, or format 1 keyed under a fixed test key), checked against the count
 /// its own header holds (the manifest's, in a build) and re-encoded in format 2; the pair is
 /// (input, re-encoding) for format 2 and (re-encoding, re-encoding of that) for format 1.
@@ -78,15 +90,22 @@ pub fn persons_file(bytes: &[u8]) -> Result<Pair, String> {
         let err = |e: PersonMapError| match e {
             PersonMapError::Io(e) => e.to_string(),
             PersonMapError::Corrupt(r) => r,
+            PersonMapError::WrongKey => "made with another person-id key".into(),
         };
         let head = r.split_off(..16).ok_or("truncated header")?;
         let format = person_map_format(head.try_into().map_err(|_| "header")?).map_err(err)?;
+        // The count follows the key check in format 2.
+        let at = if format == PersonMapFormat::Keyed {
+            16
+        } else {
+            0
+        };
         let expected = r
-            .get(..8)
+            .get(at..at + 8)
             .and_then(|c| <[u8; 8]>::try_from(c).ok())
             .and_then(|c| u32::try_from(u64::from_le_bytes(c)).ok())
             .ok_or("count")?;
-        let key = PersonIdKey::from_bytes(&zeroize::Zeroizing::new([7; 32]));
+        let key = fuzz_person_key();
         let mut entries: Vec<(PersonKey, u32)> = Vec::new();
         let (mut keys, mut serials) = (HashSet::new(), HashSet::new());
         read_person_map(&mut r, format, expected, &key, &mut |k, s| {
@@ -99,6 +118,7 @@ pub fn persons_file(bytes: &[u8]) -> Result<Pair, String> {
         }
         entries.sort_unstable();
         Ok(encode_person_map(
+            &fuzz_person_key(),
             entries.len(),
             entries.iter().map(|(k, s)| (k, *s)),
         ))

@@ -13,17 +13,23 @@
 //! `persons.bin` (format 2; server-local, never on the wire):
 //!
 //! ```text
-//! magic "nayose-persons2\n" (16) || count n (u64 LE) || n × (person key (16) || serial (u32 LE))
+//! magic "nayose-persons2\n" (16) || key check (16) || count n (u64 LE)
+//!   || n × (person key (16) || serial (u32 LE))
 //! ```
 //!
-//! entries strictly ascending by person key, serials pairwise distinct, n equal to the manifest's
-//! `persons`. The order is by key, not by first appearance, so the file does not tell in which
-//! order persons appeared either.
+//! the key check is HMAC-SHA256(K_P, "nayose person-id key check")[0..16], so a build given
+//! another K_P (a wrong backup, a key made up to get past a missing one) refuses the map instead
+//! of silently giving every person a new serial; entries strictly ascending by person key,
+//! serials pairwise distinct, n equal to the manifest's `persons` and at most [`MAX_PERSONS`].
+//! The order is by key, not by first appearance, so the file does not tell in which order
+//! persons appeared either.
 //!
 //! Format 1 (`nayose-persons1\n`: count, n + 1 u64 LE offsets, the raw ids back to back; the
 //! serial of an id is its position) is still read, once, by the first build after an upgrade:
 //! each id is keyed and keeps its serial, so no label changes, and the new epoch is written in
-//! format 2.
+//! format 2. Those persons keep their sequential serials (in first-seen order); only persons
+//! first seen after the upgrade get random ones. The format-1 file stays in the previous epoch's
+//! directory until that epoch is pruned (and in any backup made before the upgrade).
 
 use std::io::{self, Read};
 
@@ -43,6 +49,13 @@ pub(crate) const PERSON_KEY_LEN: usize = 16;
 pub(crate) const PERSON_ENTRY_LEN: usize = PERSON_KEY_LEN + 4;
 /// Length of K_P.
 pub(crate) const PERSON_ID_KEY_LEN: usize = 32;
+/// Bytes of the format-2 header: magic, key check, count.
+pub(crate) const PERSON_MAP_HEADER_LEN: usize = 16 + PERSON_KEY_LEN + 8;
+/// At most this many persons: a random draw among the free serials then succeeds with
+/// probability at least 1/2 (the national registry has about 2^27).
+pub(crate) const MAX_PERSONS: u32 = 1 << 31;
+/// What K_P keys to make the key check of a map.
+const KEY_CHECK_INPUT: &[u8] = b"nayose person-id key check";
 
 /// A person key: HMAC-SHA256(K_P, person id)[0..16].
 pub(crate) type PersonKey = [u8; PERSON_KEY_LEN];
@@ -71,6 +84,11 @@ impl PersonIdKey {
         PersonIdKey { mac }
     }
 
+    /// The key check value a format-2 map made with this key carries.
+    pub(crate) fn key_check(&self) -> PersonKey {
+        self.person_key(KEY_CHECK_INPUT)
+    }
+
     /// The person key of `id`.
     pub(crate) fn person_key(&self, id: &[u8]) -> PersonKey {
         let mut mac = self.mac.clone();
@@ -82,15 +100,17 @@ impl PersonIdKey {
     }
 }
 
-/// Writes `persons.bin` (format 2) through `put`: `entries` must be ascending by key. The one
-/// definition of the layout: the build streams it to its file, [`encode_person_map`] into
-/// memory.
+/// Writes `persons.bin` (format 2) of a map made with `key` through `put`: `entries` must be
+/// ascending by key. The one definition of the layout: the build streams it to its file,
+/// [`encode_person_map`] into memory.
 pub(crate) fn put_person_map<'a, E>(
+    key: &PersonIdKey,
     count: usize,
     entries: impl Iterator<Item = (&'a PersonKey, u32)>,
     put: &mut impl FnMut(&[u8]) -> Result<(), E>,
 ) -> Result<(), E> {
     put(PERSONS_MAGIC)?;
+    put(&key.key_check())?;
     put(&(count as u64).to_le_bytes())?;
     let mut e = [0u8; PERSON_ENTRY_LEN];
     for (key, serial) in entries {
@@ -103,11 +123,12 @@ pub(crate) fn put_person_map<'a, E>(
 
 /// `persons.bin` in memory ([`put_person_map`]).
 pub(crate) fn encode_person_map<'a>(
+    key: &PersonIdKey,
     count: usize,
     entries: impl Iterator<Item = (&'a PersonKey, u32)>,
 ) -> Vec<u8> {
-    let mut out = Vec::with_capacity(24 + count * PERSON_ENTRY_LEN);
-    put_person_map::<std::convert::Infallible>(count, entries, &mut |b| {
+    let mut out = Vec::with_capacity(PERSON_MAP_HEADER_LEN + count * PERSON_ENTRY_LEN);
+    put_person_map::<std::convert::Infallible>(key, count, entries, &mut |b| {
         out.extend_from_slice(b);
         Ok(())
     })
@@ -122,6 +143,8 @@ pub(crate) enum PersonMapError {
     Io(io::Error),
     /// The bytes break the format (the reason names what).
     Corrupt(String),
+    /// The map was made with another person-id key.
+    WrongKey,
 }
 
 impl From<io::Error> for PersonMapError {
@@ -156,8 +179,9 @@ pub(crate) fn person_map_format(magic: &[u8; 16]) -> Result<PersonMapFormat, Per
 
 /// Reads a person map after its 16-byte header (`format` from [`person_map_format`]) from `r`,
 /// handing each (person key, serial) to `add` in file order; `add` returns `false` for a key or
-/// serial already present. `expected` is the manifest's person count; `key` keys format-1 ids.
-/// The caller checks that nothing follows and the file's checksum.
+/// serial already present. `expected` is the manifest's person count; `key` must be the key a
+/// format-2 map was made with (its key check) and keys format-1 ids. The caller checks that
+/// nothing follows and the file's checksum.
 pub(crate) fn read_person_map(
     r: &mut impl Read,
     format: PersonMapFormat,
@@ -165,12 +189,24 @@ pub(crate) fn read_person_map(
     key: &PersonIdKey,
     add: &mut impl FnMut(PersonKey, u32) -> bool,
 ) -> Result<(), PersonMapError> {
+    if format == PersonMapFormat::Keyed {
+        let mut check = [0u8; PERSON_KEY_LEN];
+        r.read_exact(&mut check)?;
+        if check != key.key_check() {
+            return Err(PersonMapError::WrongKey);
+        }
+    }
     let mut count = [0u8; 8];
     r.read_exact(&mut count)?;
     let count = u64::from_le_bytes(count);
     if count != u64::from(expected) {
         return Err(PersonMapError::Corrupt(format!(
             "{count} persons, the manifest says {expected}"
+        )));
+    }
+    if count > u64::from(MAX_PERSONS) {
+        return Err(PersonMapError::Corrupt(format!(
+            "{count} persons, more than the {MAX_PERSONS} a map may hold"
         )));
     }
     match format {
@@ -267,23 +303,30 @@ mod tests {
     fn keyed_map_round_trips_and_rejects_disorder_and_repeats() {
         let a = ([1u8; 16], 7u32);
         let b = ([2u8; 16], 3u32);
-        let bytes = encode_person_map(2, [(&a.0, a.1), (&b.0, b.1)].into_iter());
-        assert_eq!(bytes.len(), 24 + 2 * PERSON_ENTRY_LEN);
+        let bytes = encode_person_map(&key(), 2, [(&a.0, a.1), (&b.0, b.1)].into_iter());
+        assert_eq!(bytes.len(), PERSON_MAP_HEADER_LEN + 2 * PERSON_ENTRY_LEN);
         assert_eq!(read_all(&bytes, 2).expect("read"), vec![a, b]);
         assert!(
             matches!(read_all(&bytes, 3), Err(PersonMapError::Corrupt(m)) if m.contains("manifest says 3"))
         );
-        let disorder = encode_person_map(2, [(&b.0, b.1), (&a.0, a.1)].into_iter());
+        let disorder = encode_person_map(&key(), 2, [(&b.0, b.1), (&a.0, a.1)].into_iter());
         assert!(
             matches!(read_all(&disorder, 2), Err(PersonMapError::Corrupt(m)) if m.contains("ascending"))
         );
-        let twice = encode_person_map(2, [(&a.0, 5), (&b.0, 5)].into_iter());
+        let twice = encode_person_map(&key(), 2, [(&a.0, 5), (&b.0, 5)].into_iter());
         assert!(
             matches!(read_all(&twice, 2), Err(PersonMapError::Corrupt(m)) if m.contains("twice"))
         );
         assert!(matches!(
             read_all(&bytes[..bytes.len() - 1], 2),
             Err(PersonMapError::Corrupt(m)) if m.contains("ends early")
+        ));
+        // Made with another key: refused before any entry is used.
+        let other = PersonIdKey::from_bytes(&Zeroizing::new([8u8; 32]));
+        let foreign = encode_person_map(&other, 2, [(&a.0, a.1), (&b.0, b.1)].into_iter());
+        assert!(matches!(
+            read_all(&foreign, 2),
+            Err(PersonMapError::WrongKey)
         ));
     }
 

@@ -4,7 +4,8 @@
 //! - **Permissions.** [`check_secret_files`] refuses every secret file of the data directory
 //!   that the group or others can read or write, with the same check and message as
 //!   `server build` uses for the label master key ([`crate::fsutil::check_owner_only`]): the
-//!   label master keys (`label-master.key`, `keyperiods/*/label-master.key`), the VOPRF keys
+//!   label master keys (`label-master.key`, `keyperiods/*/label-master.key`), the person-id
+//!   key (`person-id.key`, where the build runs), the VOPRF keys
 //!   (`keyperiods/*/oprf.key`), every kept epoch's `table.bin`, `persons.bin` and `index.bin`,
 //!   the deltas, and everything in `state/` and `audit/` (quota counters, audit log, head and
 //!   anchors). `server serve` runs it before it loads anything, `server check` as part of the

@@ -45,9 +45,11 @@ fn number_key(r: &Row) -> [u8; 16] {
 fn person_map(data: &Path, n: u32) -> Vec<([u8; 16], u32)> {
     let b = fs::read(epoch_dir(data, n).join("persons.bin")).unwrap();
     assert_eq!(&b[..16], b"nayose-persons2\n");
-    let count = u64::from_le_bytes(b[16..24].try_into().unwrap()) as usize;
-    assert_eq!(b.len(), 24 + 20 * count);
-    b[24..]
+    // The key check: HMAC-SHA256(K_P, "nayose person-id key check")[0..16].
+    assert_eq!(&b[16..32], &person_key(data, "nayose person-id key check"));
+    let count = u64::from_le_bytes(b[32..40].try_into().unwrap()) as usize;
+    assert_eq!(b.len(), 40 + 20 * count);
+    b[40..]
         .chunks_exact(20)
         .map(|e| {
             (
@@ -178,6 +180,43 @@ fn a_lost_person_id_key_stops_the_build_and_changes_nothing() {
         Err(ServerError::PersonIdKeyMissing { .. })
     ));
     assert_eq!(current(&data), format!("{:020}", 1));
+
+    // Another key (a wrong backup, or one made up to get past the error) is refused too, by the
+    // map's key check, instead of giving every person a new serial.
+    let key = data.join("person-id.key");
+    fs::write(&key, [0x42u8; 32]).unwrap();
+    fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let err = build_epoch(&BuildOptions::new(&data, &reg)).unwrap_err();
+    assert!(
+        matches!(&err, ServerError::PersonIdKeyMismatch { .. }),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .contains("restore the matching person-id.key"),
+        "{err}"
+    );
+    assert_eq!(current(&data), format!("{:020}", 1));
+}
+
+#[test]
+fn server_check_verifies_the_person_map_that_serving_never_opens() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let reg = tmp.path().join("registry.csv");
+    write_registry(&reg, &registry_rows(10, 0));
+    build(&data, &reg);
+    check_current_epoch(&data).unwrap();
+    let p = epoch_dir(&data, 1).join("persons.bin");
+    let mut b = fs::read(&p).unwrap();
+    let last = b.len() - 1;
+    b[last] ^= 1;
+    fs::write(&p, &b).unwrap();
+    let err = check_current_epoch(&data).unwrap_err().to_string();
+    assert!(
+        err.contains("persons.bin") && err.contains("SHA-256"),
+        "{err}"
+    );
 }
 
 /// Rewrites epoch 1 of `data` as a data directory from before the person map: serials 0..n in

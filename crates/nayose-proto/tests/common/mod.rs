@@ -44,7 +44,7 @@ pub struct ModelServer {
     pub master: LabelMasterKey,
     pub epoch: u32,
     pub registry: BTreeMap<u64, String>,
-    /// Person id → serial, given on first sight and kept (as the real server's person list).
+    /// Person id → serial, given on first sight and kept (as the real server's person map).
     serials: HashMap<String, u32>,
     chain: UpsertChain,
     table: BTreeMap<Tag, (TableEntry, String)>,

@@ -319,6 +319,7 @@ pub fn build_epoch(opts: &BuildOptions) -> Result<BuildReport, ServerError> {
             reg: &reg,
             previous: previous.as_ref(),
             kp: &kp,
+            person_key: &person_key,
             number,
             tmp: &tmp,
         },
@@ -453,6 +454,8 @@ struct Job<'a> {
     /// The manifest of the previous epoch of the key period (none in a new key period).
     previous: Option<&'a Manifest>,
     kp: &'a KeyPeriod,
+    /// Keys the person map's key check.
+    person_key: &'a PersonIdKey,
     number: u32,
     /// The temporary epoch directory (created here).
     tmp: &'a Path,
@@ -467,6 +470,7 @@ fn write_epoch(job: &Job<'_>, phases: &mut PhaseTimes) -> Result<(Manifest, u64)
         reg,
         previous,
         kp,
+        person_key,
         number,
         tmp,
     } = *job;
@@ -535,7 +539,7 @@ fn write_epoch(job: &Job<'_>, phases: &mut PhaseTimes) -> Result<(Manifest, u64)
     };
     let digest = digest_of_written(&table_path, kp.id, number, &chain, emitted.entries)?;
     let index_sha = write_index(&tmp.join(INDEX), &reg.numbers, &emitted.pos_of_row)?;
-    let persons_sha = write_persons(&tmp.join(PERSONS), &reg.persons)?;
+    let persons_sha = write_persons(&tmp.join(PERSONS), &reg.persons, person_key)?;
     let delta_sha = match previous {
         Some(m) => {
             let delta = encode_delta(kp.id, number, m.number, &emitted.removed, &upserts);

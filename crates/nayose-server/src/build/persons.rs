@@ -5,7 +5,8 @@
 //! key the registry names for the first time gets a serial drawn uniformly at random among the
 //! 32-bit values no person holds; a known key keeps its serial. So a person's serial — and the
 //! labels every client derives from it — never changes while the data directory lives
-//! (table.md §3.2), and a serial tells nothing about the person or the order of arrival.
+//! (table.md §3.2), and a serial tells nothing about the person or the order of arrival (except
+//! for persons migrated from a format-1 list, who keep their sequential serials).
 //!
 //! Within a build, a person is named by its **index** (seed persons first, then new ones in
 //! order of first appearance): rows carry the index, records the serial (`serials()[index]`).
@@ -17,11 +18,7 @@
 use hashbrown::HashTable;
 use rand::RngCore;
 
-use crate::person_map::PersonKey;
-
-/// At most this many persons: a random draw among the free serials then succeeds with
-/// probability at least 1/2 (the national registry has about 2^27).
-pub(crate) const MAX_PERSONS: u32 = 1 << 31;
+use crate::person_map::{MAX_PERSONS, PersonKey};
 
 /// The person list of a build and its lookup tables.
 pub(super) struct PersonTable {

@@ -64,6 +64,10 @@ impl PrevFile {
         match e {
             PersonMapError::Io(e) => ServerError::io("cannot read", &self.path)(e),
             PersonMapError::Corrupt(reason) => self.corrupt(reason),
+            PersonMapError::WrongKey => ServerError::PersonIdKeyMismatch {
+                path: self.path.clone(),
+                epoch: self.what.clone(),
+            },
         }
     }
 
@@ -135,7 +139,8 @@ pub(super) fn read_person_seed(
     let mut head = [0u8; 16];
     file.read_header(&mut head)?;
     let format = person_map_format(&head).map_err(|e| file.map_error(e))?;
-    let mut t = PersonTable::with_capacity(m.persons as usize);
+    // The count is checked as the map is read; until then it only sizes the table.
+    let mut t = PersonTable::with_capacity((m.persons as usize).min(1 << 24));
     read_person_map(&mut file.reader, format, m.persons, key, &mut |k, s| {
         t.insert_seed(k, s)
     })

@@ -19,7 +19,7 @@ use super::spool::{BUFFER, SecretWriter, read_record};
 use crate::epoch::{TABLE_MAGIC, put_index};
 use crate::error::ServerError;
 use crate::fsutil::create_new_private;
-use crate::person_map::put_person_map;
+use crate::person_map::{PersonIdKey, put_person_map};
 
 /// A new owner-only file, written through a hashing [`SecretWriter`].
 pub(super) fn create_hashed(path: &Path) -> Result<SecretWriter, ServerError> {
@@ -47,9 +47,15 @@ pub(super) fn write_index(
 
 /// Writes `persons.bin`: the person key and serial of every person ever seen in the data
 /// directory, ascending by key.
-pub(super) fn write_persons(path: &Path, persons: &PersonTable) -> Result<[u8; 32], ServerError> {
+pub(super) fn write_persons(
+    path: &Path,
+    persons: &PersonTable,
+    key: &PersonIdKey,
+) -> Result<[u8; 32], ServerError> {
     let mut w = create_hashed(path)?;
-    put_person_map(persons.len() as usize, persons.sorted(), &mut |b| w.put(b))?;
+    put_person_map(key, persons.len() as usize, persons.sorted(), &mut |b| {
+        w.put(b)
+    })?;
     checksum(w.finish_synced()?)
 }
 
@@ -87,7 +93,7 @@ pub(super) fn digest_of_written(
 mod tests {
     use super::*;
     use crate::epoch::encode_index;
-    use crate::person_map::{PERSON_ENTRY_LEN, encode_person_map};
+    use crate::person_map::{PERSON_ENTRY_LEN, PERSON_MAP_HEADER_LEN, encode_person_map};
     use rand::SeedableRng;
 
     #[test]
@@ -113,7 +119,8 @@ mod tests {
             t.intern(k, &mut rng).expect("intern");
         }
         let p = dir.path().join("persons.bin");
-        write_persons(&p, &t).expect("persons");
+        let key = PersonIdKey::from_bytes(&zeroize::Zeroizing::new([4; 32]));
+        write_persons(&p, &t, &key).expect("persons");
         let s = t.serials();
         let sorted = [
             (&keys[1], s[1]),
@@ -122,7 +129,7 @@ mod tests {
             (&keys[0], s[0]),
         ];
         let got = std::fs::read(&p).expect("read");
-        assert_eq!(got, encode_person_map(4, sorted.into_iter()));
-        assert_eq!(got.len(), 24 + 4 * PERSON_ENTRY_LEN);
+        assert_eq!(got, encode_person_map(&key, 4, sorted.into_iter()));
+        assert_eq!(got.len(), PERSON_MAP_HEADER_LEN + 4 * PERSON_ENTRY_LEN);
     }
 }

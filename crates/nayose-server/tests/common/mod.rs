@@ -397,7 +397,8 @@ pub fn client_table(info: &InfoResponse, entries: &[ClientEntry]) -> ClientTable
 }
 
 /// The serial of person `person` in the current epoch's person map (`persons.bin` format 2:
-/// magic 16, count u64 LE, then (HMAC-SHA256(person-id.key, id)[0..16], serial u32 LE) entries).
+/// magic 16, key check 16, count u64 LE, then (HMAC-SHA256(person-id.key, id)[0..16], serial
+/// u32 LE) entries).
 pub fn serial_of(data: &Path, person: &str) -> u32 {
     use hmac::{KeyInit, Mac};
     let key = fs::read(data.join("person-id.key")).unwrap();
@@ -406,7 +407,7 @@ pub fn serial_of(data: &Path, person: &str) -> u32 {
     let k = mac.finalize().into_bytes();
     let current = fs::read_to_string(data.join("current")).unwrap();
     let b = fs::read(data.join("epochs").join(current.trim()).join("persons.bin")).unwrap();
-    b[24..]
+    b[40..]
         .chunks_exact(20)
         .find(|e| e[..16] == k[..16])
         .map(|e| u32::from_le_bytes(e[16..].try_into().unwrap()))
