@@ -880,7 +880,12 @@ pub(crate) fn check_current_epoch(data_dir: &Path) -> Result<EpochSummary, Serve
     // Serving never opens the person map, but it is the one file that cannot be rebuilt
     // without changing labels: `check` verifies it too.
     let m = read_manifest(&data, e.number())?;
-    verify_epoch_file(&data, e.number(), PERSONS, &m.persons_sha256)?;
+    drop(map_epoch_file(
+        &data,
+        e.number(),
+        PERSONS,
+        &m.persons_sha256,
+    )?);
     Ok(EpochSummary {
         number: e.number(),
         key_period: e.key_period().to_string(),
@@ -891,36 +896,6 @@ pub(crate) fn check_current_epoch(data_dir: &Path) -> Result<EpochSummary, Serve
         digest: e.digest().to_string(),
         oldest_delta_base: e.oldest_delta_base(),
     })
-}
-
-/// Reads file `name` of epoch `number` once (owner-only checked) and compares its SHA-256 with
-/// `sha_hex` (from the manifest), without keeping it.
-fn verify_epoch_file(
-    data: &DataDir,
-    number: u32,
-    name: &str,
-    sha_hex: &str,
-) -> Result<(), ServerError> {
-    use std::io::Read;
-    let what = crate::layout::epoch_dir_name(u64::from(number));
-    let path = data.epoch_dir(number).join(name);
-    check_owner_only(&path)?;
-    let mut f = std::fs::File::open(&path).map_err(ServerError::io("cannot open", &path))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f
-            .read(&mut buf)
-            .map_err(ServerError::io("cannot read", &path))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    if hex::encode(h.finalize()) != sha_hex {
-        return Err(corrupt(&what, &path, "SHA-256 does not match the manifest"));
-    }
-    Ok(())
 }
 
 /// Maps file `name` of epoch `number` read-only after checking it is owner-only, and verifies
