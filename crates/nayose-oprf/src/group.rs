@@ -81,8 +81,14 @@ pub(crate) fn random_scalar<R: RngCore + CryptoRng + ?Sized>(rng: &mut R) -> Sca
     }
 }
 
+/// Inputs per chunk of a fused evaluation ([`crate::ServerKey::evaluate_batch_with`]): 64, so
+/// that the one field inversion of a chunk's encoding stays below 1/64 of a scalar
+/// multiplication per element while the cores finish a batch within one small chunk of each
+/// other (callers give each thread dozens of chunks).
+pub(crate) const FUSED_CHUNK: usize = 64;
+
 /// `Encode(h_i + h_i)` for a slice of points, with one field inversion.
-fn double_compress(points: &[RistrettoPoint]) -> Vec<[u8; ELEMENT_LEN]> {
+pub(crate) fn double_compress(points: &[RistrettoPoint]) -> Vec<[u8; ELEMENT_LEN]> {
     RistrettoPoint::double_and_compress_batch(points)
         .into_iter()
         .map(|c| c.to_bytes())

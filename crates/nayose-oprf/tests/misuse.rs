@@ -174,3 +174,38 @@ fn large_batches_take_the_parallel_path_and_agree_with_direct_evaluation() {
         assert_eq!(a.as_bytes(), b.as_bytes());
     }
 }
+
+#[test]
+fn fused_evaluation_maps_every_output_in_order_and_names_a_bad_input_by_its_position() {
+    let k = key();
+    // 1,000 inputs: sixteen chunks of 64 and a short one, over rayon's pool.
+    let inputs: Vec<Vec<u8>> = (0..1_000u32).map(|i| i.to_be_bytes().to_vec()).collect();
+    let refs: Vec<&[u8]> = inputs.iter().map(Vec::as_slice).collect();
+    let mapped = k
+        .evaluate_batch_with(Mode::Voprf, &refs, |i, o| (i, *o.as_bytes()))
+        .unwrap();
+    assert_eq!(mapped.len(), refs.len());
+    for (j, (i, bytes)) in mapped.iter().enumerate() {
+        assert_eq!(*i, j);
+        let one = k.evaluate(Mode::Voprf, refs[j]).unwrap();
+        assert_eq!(bytes, one.as_bytes(), "input {j}");
+    }
+    // A small batch stays on the calling thread and agrees too.
+    let few = k
+        .evaluate_batch_with(Mode::Voprf, &refs[..5], |_, o| *o.as_bytes())
+        .unwrap();
+    for (j, bytes) in few.iter().enumerate() {
+        assert_eq!(bytes, mapped[j].1.as_slice());
+    }
+    // An input too long for RFC 9497 in the ninth chunk fails the batch at its own position.
+    let big = vec![7u8; 70_000];
+    let mut bad = refs.clone();
+    bad[543] = &big;
+    assert!(matches!(
+        k.evaluate_batch_with(Mode::Voprf, &bad, |_, o| o.as_bytes()[0]),
+        Err(OprfError::InputTooLong {
+            index: 543,
+            len: 70_000
+        })
+    ));
+}

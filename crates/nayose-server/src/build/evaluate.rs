@@ -1,7 +1,8 @@
 //! Step 2 of the diff: the OPRF evaluation of the added numbers, spilled into tag buckets.
 //!
 //! The numbers are read back from the arena in order (a sequential read), evaluated in
-//! batches of [`CHUNK`] on all cores (`ServerKey::evaluate_batch`, VOPRF mode), and each
+//! batches of `super::batch_len()` on all cores (`ServerKey::evaluate_batch_with`, VOPRF mode, one fused
+//! pass that derives each entry where its output was computed), and each
 //! result — `tag (9) || label key (32) || registry number (u32 LE)`, [`SPILL_LEN`] bytes — is
 //! appended to the bucket of its tag's leading bits. Tags are PRF outputs, so the buckets are
 //! even; [`bucket_bits`] sizes them so that one bucket (sorted in memory by the next step) stays
@@ -13,14 +14,13 @@ use std::path::{Path, PathBuf};
 
 use nayose_oprf::{Mode, ServerKey};
 use nayose_table::{LABEL_KEY_LEN, TAG_LEN, derive_entry_secrets};
-use rayon::prelude::*;
 use zeroize::Zeroizing;
 
 use super::arena::ArenaReader;
 use super::merge::{Classified, SKIP};
 use super::registry::{Registry, canonical_into};
 use super::spool::{SecretWriter, spill_file};
-use super::{BuildProgress, CHUNK, ProgressFn};
+use super::{BuildProgress, ProgressFn, batch_len};
 use crate::error::ServerError;
 
 /// Bytes of one spilled evaluation: tag, label key, registry number.
@@ -64,14 +64,15 @@ struct Batch {
     rows: Vec<u32>,
 }
 
-/// Fills `batch` with up to [`CHUNK`] of the numbers to evaluate, read from `r` in order.
+/// Fills `batch` with up to `len` of the numbers to evaluate, read from `r` in order.
 fn fill(
     r: &mut ArenaReader<'_>,
     cls: &Classified,
     batch: &mut Batch,
     buf: &mut Vec<u8>,
+    len: usize,
 ) -> Result<(), ServerError> {
-    while batch.inputs.len() < CHUNK {
+    while batch.inputs.len() < len {
         let Some(e) = r.next_into(buf)? else {
             break;
         };
@@ -93,19 +94,14 @@ fn evaluate(
     batch: &Batch,
 ) -> Result<Vec<Zeroizing<[u8; SPILL_LEN]>>, ServerError> {
     let refs: Vec<&[u8]> = batch.inputs.iter().map(Vec::as_slice).collect();
-    let outputs = key.evaluate_batch(Mode::Voprf, &refs)?;
-    Ok(outputs
-        .par_iter()
-        .zip(batch.rows.par_iter())
-        .map(|(o, &row)| {
-            let (tag, label_key) = derive_entry_secrets(o.as_bytes());
-            let mut e = Zeroizing::new([0u8; SPILL_LEN]);
-            e[..TAG_LEN].copy_from_slice(tag.as_bytes());
-            e[TAG_LEN..TAG_LEN + LABEL_KEY_LEN].copy_from_slice(label_key.as_bytes());
-            e[TAG_LEN + LABEL_KEY_LEN..].copy_from_slice(&row.to_le_bytes());
-            e
-        })
-        .collect())
+    Ok(key.evaluate_batch_with(Mode::Voprf, &refs, |i, o| {
+        let (tag, label_key) = derive_entry_secrets(o.as_bytes());
+        let mut e = Zeroizing::new([0u8; SPILL_LEN]);
+        e[..TAG_LEN].copy_from_slice(tag.as_bytes());
+        e[TAG_LEN..TAG_LEN + LABEL_KEY_LEN].copy_from_slice(label_key.as_bytes());
+        e[TAG_LEN + LABEL_KEY_LEN..].copy_from_slice(&batch.rows[i].to_le_bytes());
+        e
+    })?)
 }
 
 /// Appends evaluated entries to their buckets.
@@ -142,10 +138,11 @@ pub(super) fn evaluate_added(
         ));
     }
     if cls.added > 0 {
+        let len = batch_len();
         let mut r = reg.arena.reader();
         let mut buf = Vec::new();
         let mut cur = Batch::default();
-        fill(&mut r, cls, &mut cur, &mut buf)?;
+        fill(&mut r, cls, &mut cur, &mut buf, len)?;
         let mut evaluated: Vec<Zeroizing<[u8; SPILL_LEN]>> = Vec::new();
         let mut done = 0u64;
         while !cur.inputs.is_empty() {
@@ -154,7 +151,7 @@ pub(super) fn evaluate_added(
                 || evaluate(key, &cur),
                 || -> Result<(), ServerError> {
                     spill(&mut writers, bits, &evaluated)?;
-                    fill(&mut r, cls, &mut next, &mut buf)
+                    fill(&mut r, cls, &mut next, &mut buf, len)
                 },
             );
             side?;
