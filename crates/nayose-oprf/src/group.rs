@@ -88,7 +88,7 @@ pub(crate) fn random_scalar<R: RngCore + CryptoRng + ?Sized>(rng: &mut R) -> Sca
 pub(crate) const FUSED_CHUNK: usize = 64;
 
 /// `Encode(h_i + h_i)` for a slice of points, with one field inversion.
-pub(crate) fn double_compress(points: &[RistrettoPoint]) -> Vec<[u8; ELEMENT_LEN]> {
+fn double_compress(points: &[RistrettoPoint]) -> Vec<[u8; ELEMENT_LEN]> {
     RistrettoPoint::double_and_compress_batch(points)
         .into_iter()
         .map(|c| c.to_bytes())

@@ -1,10 +1,10 @@
 //! Step 2 of the diff: the OPRF evaluation of the added numbers, spilled into tag buckets.
 //!
 //! The numbers are read back from the arena in order (a sequential read), evaluated in
-//! batches of `super::batch_len()` on all cores (`ServerKey::evaluate_batch_with`, VOPRF mode, one fused
-//! pass that derives each entry where its output was computed), and each
-//! result — `tag (9) || label key (32) || registry number (u32 LE)`, [`SPILL_LEN`] bytes — is
-//! appended to the bucket of its tag's leading bits. Tags are PRF outputs, so the buckets are
+//! batches of `super::batch_len()` on all cores (`ServerKey::evaluate_batch_with`, VOPRF mode:
+//! one fused pass that derives each entry where its output was computed), and each result —
+//! `tag (9) || label key (32) || registry number (u32 LE)`, [`SPILL_LEN`] bytes — is appended to
+//! the bucket of its tag's leading bits. Tags are PRF outputs, so the buckets are
 //! even; [`bucket_bits`] sizes them so that one bucket (sorted in memory by the next step) stays
 //! near 2^17 entries up to 2^8 buckets: 0.2 bytes per number of a national registry. Buckets
 //! are unnamed spill files ([`super::spool::spill_file`]) written through zeroizing buffers.

@@ -18,7 +18,7 @@
 //! previous epoch's number index (`index.bin`: key → table position, streamed): a number in
 //! both is kept, a new number is ADDed — the only numbers evaluated — and an index entry whose
 //! number is gone is REMOVEd (`merge.rs`); (4) the added numbers, read back from the spill file
-//! in order, are evaluated (`ServerKey::evaluate_batch` in VOPRF mode, all cores) into tag
+//! in order, are evaluated (`ServerKey::evaluate_batch_with` in VOPRF mode, all cores) into tag
 //! buckets (`evaluate.rs`); (5) one pass over the previous table in tag order (streamed), merged
 //! with each bucket sorted in memory, writes the new records straight into `table.bin`: a kept
 //! entry keeps tag, label key and version, unless its person serial changed (RELABEL: version
