@@ -87,12 +87,13 @@ pub(crate) fn random_scalar<R: RngCore + CryptoRng + ?Sized>(rng: &mut R) -> Sca
 /// other (callers give each thread dozens of chunks).
 pub(crate) const FUSED_CHUNK: usize = 64;
 
-/// `Encode(h_i + h_i)` for a slice of points, with one field inversion.
-fn double_compress(points: &[RistrettoPoint]) -> Vec<[u8; ELEMENT_LEN]> {
-    RistrettoPoint::double_and_compress_batch(points)
-        .into_iter()
-        .map(|c| c.to_bytes())
-        .collect()
+/// `Encode(h_i + h_i)` for a slice of points, with one field inversion. dalek's list of
+/// compressed points is zeroized before it is freed (its other intermediate buffers are not).
+pub(crate) fn double_compress(points: &[RistrettoPoint]) -> Vec<[u8; ELEMENT_LEN]> {
+    let mut compressed = RistrettoPoint::double_and_compress_batch(points);
+    let out = compressed.iter().map(|c| c.to_bytes()).collect();
+    zeroize::Zeroize::zeroize(&mut compressed);
+    out
 }
 
 /// `Encode(k · P_i)` for every point, for one scalar `k` given as `half = k / 2`.

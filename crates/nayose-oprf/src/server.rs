@@ -14,7 +14,9 @@ use zeroize::{Zeroize, Zeroizing};
 use crate::{
     ELEMENT_LEN, MAX_BATCH, Mode, OprfError, Output, ServerKey,
     dleq::{Proof, Statement, generate_proof},
-    group::{FUSED_CHUNK, PARALLEL_THRESHOLD, decode_elements, mul_compress_batch},
+    group::{
+        FUSED_CHUNK, PARALLEL_THRESHOLD, decode_elements, double_compress, mul_compress_batch,
+    },
     hash_to_curve::{XmdPrefix, hash_to_ristretto255_with},
     output::finalize_hash,
 };
@@ -111,9 +113,11 @@ impl ServerKey {
 
     /// The encodings of `skS · HashToGroup(x)` for one chunk of inputs (the first at position
     /// `start` of the batch), zeroized on drop, as are the products (dalek's batch encoding
-    /// keeps intermediate values in buffers of its own that it frees without zeroizing). Not generic, and kept out of line, so that it is
-    /// compiled once, here, whatever crate instantiates [`ServerKey::evaluate_batch_with`]:
-    /// instantiated in a caller's crate, the same code measured about 8 % slower.
+    /// keeps intermediate values in buffers of its own that it frees without zeroizing).
+    ///
+    /// Not generic, and kept out of line, so that it is compiled once, here, whatever crate
+    /// instantiates [`ServerKey::evaluate_batch_with`]: instantiated in a caller's crate, the
+    /// same code measured about 8 % slower.
     #[inline(never)]
     fn evaluate_chunk(
         &self,
@@ -132,10 +136,7 @@ impl ServerKey {
             }
             halves.push(half * p);
         }
-        let mut compressed = RistrettoPoint::double_and_compress_batch(halves.iter());
-        let encodings = Zeroizing::new(compressed.iter().map(|c| c.to_bytes()).collect());
-        compressed.zeroize();
-        Ok(encodings)
+        Ok(Zeroizing::new(double_compress(&halves)))
     }
 
     /// `Evaluate` for many inputs, each output handed to `f` (with its position) on the thread
@@ -174,11 +175,10 @@ impl ServerKey {
                 .collect())
         };
         if inputs.len() >= PARALLEL_THRESHOLD {
-            let len = FUSED_CHUNK;
             let parts: Vec<Vec<T>> = inputs
-                .par_chunks(len)
+                .par_chunks(FUSED_CHUNK)
                 .enumerate()
-                .map(|(c, ins)| chunk(c * len, ins))
+                .map(|(c, ins)| chunk(c * FUSED_CHUNK, ins))
                 .collect::<Result<_, _>>()?;
             // Moved, not copied, into `out` (sized once, never reallocated); each emptied chunk
             // buffer is zeroized before it is freed.
