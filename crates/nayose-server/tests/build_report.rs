@@ -172,3 +172,59 @@ fn registry_columns_can_be_named() {
         r.mapping
     );
 }
+
+/// The read parses one batch of rows while it takes the one before (persons, numbers, report
+/// lines, in line order) and reads the next: a registry of several batches keeps every row
+/// and reports them in file order, whichever batch they are in.
+#[test]
+fn rows_of_a_registry_larger_than_one_read_batch_are_taken_in_line_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = tmp.path().join("registry.csv");
+    // 40,000 data rows: three read batches of 2^14. Every 8,191st row has a wrong check
+    // digit; row 20,000 repeats row 10,000 (a duplicate found across batches).
+    let rows = 40_000u32;
+    let mut s = String::from("person_id,insurer_number,symbol,number,branch\n");
+    let mut bad = Vec::new();
+    for i in 0..rows {
+        let line = u64::from(i) + 2;
+        if i % 8_191 == 4_000 {
+            s.push_str(&format!("P{i},12345678,1,{i},01\n"));
+            bad.push(line);
+        } else if i == 20_000 {
+            s.push_str(&format!(
+                "P{},{},1,{},01\n",
+                10_000 / 3,
+                insurer(10_000),
+                10_000
+            ));
+        } else {
+            s.push_str(&format!("P{},{},1,{i},01\n", i / 3, insurer(i)));
+        }
+    }
+    fs::write(&reg, s).unwrap();
+    let report = tmp.path().join("build-report.csv");
+    let mut opts = BuildOptions::new(tmp.path().join("data"), &reg);
+    opts.skip_invalid = true;
+    opts.report = Some(report.clone());
+    let r = build_epoch(&opts).unwrap();
+
+    assert_eq!(r.rows, u64::from(rows));
+    assert_eq!(bad.len(), 5);
+    assert_eq!(r.rejected.len(), bad.len());
+    assert_eq!(r.duplicate_rows, 1);
+    assert_eq!(r.numbers, u64::from(rows) - bad.len() as u64 - 1);
+    let listed = report_rows(&report);
+    // The lines found while reading, in file order (repeats are found after the read).
+    let rejected: Vec<u64> = listed
+        .iter()
+        .filter(|(_, r, _)| r == "check_digit")
+        .map(|(l, _, _)| *l)
+        .collect();
+    assert_eq!(rejected, bad, "{listed:?}");
+    assert!(
+        listed
+            .iter()
+            .any(|(l, r, _)| *l == 20_002 && r == "duplicate_row"),
+        "{listed:?}"
+    );
+}

@@ -74,6 +74,9 @@ pub(super) struct Emitted {
     pub persons_used: u64,
     /// SHA-256 of the whole `table.bin` as written.
     pub table_sha256: [u8; 32],
+    /// `table.bin`, written but not yet synced to disk: the caller syncs it while it writes the
+    /// other files.
+    pub table: std::fs::File,
 }
 
 /// The writing side of the pass.
@@ -246,8 +249,9 @@ pub(super) fn emit_table(inp: EmitInputs<'_>, w: SecretWriter) -> Result<Emitted
         p.finish()?;
     }
     let persons_used = out.used.iter().map(|w| u64::from(w.count_ones())).sum();
-    let table_sha256 = out.w.finish_synced()?;
+    let (table, table_sha256) = out.w.finish()?;
     Ok(Emitted {
+        table,
         entries: out.entries,
         pos_of_row: out.pos_of_row,
         removed,

@@ -7,8 +7,9 @@
 //! period (table.md §8.2), refusing if the label master key was rotated since the key period
 //! started.
 //!
-//! **Next epoch of a key period.** Phases: (1) stream the registry (nayose-csv; rows are read
-//! in batches on one thread and parsed on all cores) into 24-byte rows (number key =
+//! **Next epoch of a key period.** Phases: (1) stream the registry (nayose-csv; while one
+//! batch of rows is parsed on all cores, the batch before it is taken in line order and the
+//! next one read, on one thread) into 24-byte rows (number key =
 //! SHA-256(canonical number)[0..16], arena sequence number, person index) while the canonical
 //! numbers and their lines go to an unnamed spill file (`registry.rs`, `arena.rs`) and person
 //! ids, keyed with the person-id key on the parsing threads (`crate::person_map`), are interned
@@ -26,8 +27,8 @@
 //! (`ServerError::TagCollision`, the epoch is not published and a new key period must be
 //! started, table.md §8.3); the same pass yields the delta (removed tags ascending; upserts =
 //! entries whose version is the new epoch, ascending by tag) and every number's position
-//! (`emit.rs`); (6) the index, the person map, the delta and the manifest are written, the
-//! digest read back from the table (`write.rs`); (7) publish.
+//! (`emit.rs`); (6) the table is synced and its digest read back while the index and the
+//! person map are written, then the delta and the manifest (`write.rs`); (7) publish.
 //!
 //! **Memory** (issue 10): 24 bytes per row, 4 per number for its new position, 4 per arena
 //! entry, 4 per previous entry, about 32 per person, plus fixed buffers — the previous epoch's
@@ -541,9 +542,25 @@ fn write_epoch(job: &Job<'_>, phases: &mut PhaseTimes) -> Result<(Manifest, u64)
                 .map_err(|e| ServerError::Internal(format!("upsert chain: {e}")))?
         }
     };
-    let digest = digest_of_written(&table_path, kp.id, number, &chain, emitted.entries)?;
-    let index_sha = write_index(&tmp.join(INDEX), &reg.numbers, &emitted.pos_of_row)?;
-    let persons_sha = write_persons(&tmp.join(PERSONS), &reg.persons, person_key)?;
+    // The table's fsync and read-back beside the index and the person map: each side waits on
+    // the disk while the other computes. Both are done before anything below (and before the
+    // epoch directory is renamed, step 3).
+    let (digest, written) = rayon::join(
+        || -> Result<_, ServerError> {
+            emitted
+                .table
+                .sync_all()
+                .map_err(ServerError::io("cannot fsync", &table_path))?;
+            digest_of_written(&table_path, kp.id, number, &chain, emitted.entries)
+        },
+        || -> Result<_, ServerError> {
+            let index = write_index(&tmp.join(INDEX), &reg.numbers, &emitted.pos_of_row)?;
+            let persons = write_persons(&tmp.join(PERSONS), &reg.persons, person_key)?;
+            Ok((index, persons))
+        },
+    );
+    let digest = digest?;
+    let (index_sha, persons_sha) = written?;
     let delta_sha = match previous {
         Some(m) => {
             let delta = encode_delta(kp.id, number, m.number, &emitted.removed, &upserts);

@@ -31,6 +31,8 @@ use nayose_csv::{
     TextEncoding,
 };
 use nayose_number::{ENCODING_DOMAIN, ENCODING_VERSION, InsuredNumber};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
@@ -238,12 +240,73 @@ struct Sinks<'a> {
     arena: ArenaWriter,
 }
 
+/// A batch of parsed rows: each row (`None`: blank) and its report lines.
+type Parsed = Vec<(Option<Result<Prepared, RowError>>, Vec<ReportLine>)>;
+
+/// What the read keeps, taken batch after batch in line order by one thread at a time.
+struct Kept<'a> {
+    persons: PersonTable,
+    arena: ArenaWriter,
+    /// New persons' serials: a CSPRNG seeded from the OS (table.md §3.2).
+    rng: StdRng,
+    rows_of: Vec<NumberRow>,
+    rows: u64,
+    repairs: u64,
+    rejected: Vec<RowError>,
+    path: &'a Path,
+}
+
+impl Kept<'_> {
+    /// Takes one parsed batch: report lines counted and reported, rejected rows kept for the
+    /// error or the report, each valid row's person interned and its number spilled.
+    fn take<R: Read>(
+        &mut self,
+        parsed: Parsed,
+        reader: &mut RegistryReader<R>,
+        report: &mut (impl ReportSink + ?Sized),
+    ) -> Result<(), ServerError> {
+        let path = self.path;
+        for (row, lines) in parsed {
+            reader
+                .emit_lines(lines, report)
+                .map_err(|e| registry_err(path, e))?;
+            let Some(row) = row else { continue };
+            self.rows += 1;
+            let p = match row {
+                Ok(p) => p,
+                Err(e) => {
+                    self.rejected.push(e);
+                    continue;
+                }
+            };
+            self.repairs += p.repairs;
+            let Some(person_key) = p.person else {
+                return Err(ServerError::InvalidRow {
+                    path: path.to_path_buf(),
+                    line: p.line,
+                    reason: format!("person_id is longer than {MAX_PERSON_ID_LEN} bytes"),
+                });
+            };
+            let line =
+                u32::try_from(p.line).map_err(|_| too_large(path, "more than 4294967295 lines"))?;
+            let person = self
+                .persons
+                .intern(&person_key, &mut self.rng)
+                .map_err(|_| too_large(path, "more than 2147483648 persons"))?;
+            let body = p.canonical.get(PREFIX_LEN..).unwrap_or_default();
+            let s = self.arena.push(line, body)?;
+            self.rows_of.push(NumberRow::new(p.key, s, person));
+        }
+        Ok(())
+    }
+}
+
 fn read_with<R: Read + Send>(
     opts: &BuildOptions,
     mut reader: RegistryReader<R>,
     sinks: Sinks<'_>,
     file: &FileProgress,
-    report: &mut (impl ReportSink + ?Sized),
+    report: &mut (impl ReportSink + Send + ?Sized),
     phases: &mut PhaseTimes,
 ) -> Result<Registry, ServerError> {
     let path = &opts.registry;
@@ -251,27 +314,33 @@ fn read_with<R: Read + Send>(
     let encoding = reader.encoding().name();
     let mapping = reader.mapping().to_string();
     let Sinks {
-        mut persons,
+        persons,
         person_key,
-        mut arena,
+        arena,
     } = sinks;
-    // New persons' serials: a CSPRNG seeded from the OS (table.md §3.2).
-    let mut rng = rand::rng();
-    // Room for every row a registry of this size can hold (a row is at least about 20 bytes):
-    // pages of a large allocation are only resident once written, while growing the vector
-    // as rows arrive would copy it and leave the old block in the heap.
-    let mut rows_of: Vec<NumberRow> =
-        Vec::with_capacity(usize::try_from(file.size / 20).unwrap_or(0).min(1 << 32));
-    let (mut rows, mut repairs) = (0u64, 0u64);
-    let mut rejected: Vec<RowError> = Vec::new();
-    // Pipeline: while the rows of one batch are parsed (all cores), the next batch is read.
+    let mut kept = Kept {
+        persons,
+        arena,
+        rng: StdRng::from_os_rng(),
+        // Room for every row a registry of this size can hold (a row is at least about 20
+        // bytes): pages of a large allocation are only resident once written, while growing
+        // the vector as rows arrive would copy it and leave the old block in the heap.
+        rows_of: Vec::with_capacity(usize::try_from(file.size / 20).unwrap_or(0).min(1 << 32)),
+        rows: 0,
+        repairs: 0,
+        rejected: Vec::new(),
+        path,
+    };
+    // Pipeline: while one batch is parsed (all cores), the batch parsed before it is taken (in
+    // line order) and then the next one is read, on one thread.
     let parser = reader.parser().clone();
     let (mut batch, mut next) = (Vec::new(), Vec::new());
+    let mut pending: Parsed = Vec::new();
     let mut more = reader
         .read_raw(READ_BATCH, &mut batch)
         .map_err(|e| registry_err(path, e))?;
-    while !batch.is_empty() {
-        let (parsed, read) = rayon::join(
+    while !batch.is_empty() || !pending.is_empty() {
+        let (parsed, side) = rayon::join(
             || {
                 batch
                     .par_iter()
@@ -279,48 +348,22 @@ fn read_with<R: Read + Send>(
                         let (row, lines) = parser.parse(raw);
                         (row.map(|r| r.map(|e| prepare(e, person_key))), lines)
                     })
-                    .collect::<Vec<_>>()
+                    .collect::<Parsed>()
             },
-            || {
+            || -> Result<bool, ServerError> {
+                kept.take(std::mem::take(&mut pending), &mut reader, report)?;
                 if more {
-                    reader.read_raw(READ_BATCH, &mut next)
+                    reader
+                        .read_raw(READ_BATCH, &mut next)
+                        .map_err(|e| registry_err(path, e))
                 } else {
                     next.clear();
                     Ok(false)
                 }
             },
         );
-        more = read.map_err(|e| registry_err(path, e))?;
-        for (row, lines) in parsed {
-            reader
-                .emit_lines(lines, report)
-                .map_err(|e| registry_err(path, e))?;
-            let Some(row) = row else { continue };
-            rows += 1;
-            let p = match row {
-                Ok(p) => p,
-                Err(e) => {
-                    rejected.push(e);
-                    continue;
-                }
-            };
-            repairs += p.repairs;
-            let Some(person_key) = p.person else {
-                return Err(ServerError::InvalidRow {
-                    path: path.clone(),
-                    line: p.line,
-                    reason: format!("person_id is longer than {MAX_PERSON_ID_LEN} bytes"),
-                });
-            };
-            let line =
-                u32::try_from(p.line).map_err(|_| too_large(path, "more than 4294967295 lines"))?;
-            let person = persons
-                .intern(&person_key, &mut rng)
-                .map_err(|_| too_large(path, "more than 2147483648 persons"))?;
-            let body = p.canonical.get(PREFIX_LEN..).unwrap_or_default();
-            let s = arena.push(line, body)?;
-            rows_of.push(NumberRow::new(p.key, s, person));
-        }
+        more = side?;
+        pending = parsed;
         std::mem::swap(&mut batch, &mut next);
         if let Some(p) = &opts.progress {
             p(BuildProgress {
@@ -331,6 +374,15 @@ fn read_with<R: Read + Send>(
             });
         }
     }
+    let Kept {
+        mut persons,
+        arena,
+        mut rows_of,
+        rows,
+        repairs,
+        rejected,
+        ..
+    } = kept;
     persons.seal();
     let arena = arena.finish()?;
     let counts = reader.report_counts().clone();
