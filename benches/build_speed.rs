@@ -136,10 +136,6 @@ fn main() {
          build, so a drift of the machine's speed hits both alike. The build's times exclude \
          those samples.\n"
     );
-    println!(
-        "| round | limit before / after (numbers/s) | limit sampled during the build | full build (numbers/s) | ratio to before/after | ratio to sampled | evaluation phase alone (to sampled) | phases (s): read, sort, evaluate, write, publish |"
-    );
-    println!("|---|---|---|---|---|---|---|---|");
     let shared = Arc::new(inputs);
     let inputs = &*shared;
     // Calibration, outside any build: the limit run in slices as during a build against the limit
@@ -165,6 +161,10 @@ fn main() {
         "Calibration (no build running): the limit in slices of {SLICE} ran at {:.3} × the limit over all {n} numbers at once.\n",
         whole / sliced
     );
+    println!(
+        "| round | limit before / after (numbers/s) | limit sampled during the build | full build (numbers/s) | ratio to before/after | ratio to sampled | evaluation phase alone (to sampled) | phases (s): read, sort, evaluate, write, publish |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
     let mut before = limit(inputs, &dst);
     let mut full = Vec::with_capacity(rounds);
     let mut full_sampled = Vec::with_capacity(rounds);
